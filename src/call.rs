@@ -1,0 +1,294 @@
+//! One task per call: glues the SIP side, media and `login::flow` to the store. Plumbing only;
+//! every decision is in `login/`.
+
+use crate::login::{Action, CheckOutcome, Flow, FlowConfig, Input, Outcome};
+use crate::media::dtmf::rfc4733::EventReceiver;
+use crate::media::player::{MediaClock, Player};
+use crate::media::prompts::{Catalog, Codec, Frame, FRAME_SAMPLES};
+use crate::media::rtp::{self, PortAllocator, RemoteTarget, RtpWriter, MAX_RTP_PACKET};
+use crate::sdp::{self, Negotiated, Origin, RemoteMedia};
+use crate::sip::{CallSlot, IncomingCall, SipEvent};
+use crate::store::{LoginAttempt, LoginResult, Store, StoreError};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn, Instrument};
+
+/// What every call shares.
+#[derive(Debug)]
+pub struct CallContext {
+    pub catalog: Catalog,
+    pub store: Store,
+    pub clock: MediaClock,
+    pub ports: PortAllocator,
+    pub flow: FlowConfig,
+    /// Longest a call may last before it is ended with goodbye.
+    pub max_call: Duration,
+}
+
+/// How many 20 ms frames one wake-up may catch up after the task was late.
+const MAX_CATCH_UP_FRAMES: u64 = 5;
+
+/// Media state of one call.
+struct Media {
+    socket: UdpSocket,
+    local: SocketAddr,
+    origin: Origin,
+    /// Known once the SDP exchange is complete (at once for an offer, at ACK for a late offer).
+    negotiated: Option<Negotiated>,
+    target: Option<RemoteTarget>,
+    /// Whether the peer wants our audio (not on hold).
+    peer_receives: bool,
+    writer: RtpWriter,
+    player: Player,
+    events: EventReceiver,
+}
+
+impl Media {
+    fn apply_remote(&mut self, remote: &RemoteMedia) {
+        let keep = self
+            .negotiated
+            .filter(|n| remote.codecs.contains(&n.codec))
+            .map(|n| n.codec);
+        let codec = keep.unwrap_or(remote.codecs[0]);
+        self.negotiated = Some(Negotiated {
+            codec,
+            telephone_event: remote.telephone_event,
+        });
+        self.player.set_codec(codec);
+        match self.target.as_mut() {
+            Some(t) => t.on_sdp(remote.addr),
+            None => self.target = Some(RemoteTarget::new(remote.addr)),
+        }
+        self.peer_receives = remote.direction.peer_receives();
+    }
+
+    fn answer_sdp(&mut self, remote: &RemoteMedia) -> String {
+        self.origin.version += 1;
+        let n = self.negotiated.unwrap_or(remote.negotiate());
+        sdp::answer(self.origin, self.local, n, remote.direction.answer())
+    }
+
+    /// Sends one 20 ms frame (or just advances time when there is nowhere to send it) and
+    /// returns the prompt that finished with it.
+    fn tick(&mut self) -> Option<crate::media::prompts::PromptId> {
+        let mut frame: Frame = [0; FRAME_SAMPLES];
+        let finished = self.player.next_frame(&mut frame);
+        match (self.negotiated, self.target.and_then(|t| t.addr)) {
+            (Some(n), Some(to)) if self.peer_receives => {
+                let pkt = self.writer.packet(n.codec.payload_type(), &frame, FRAME_SAMPLES as u32);
+                // A full socket buffer drops this frame rather than stalling the call.
+                let _ = self.socket.try_send_to(pkt, to);
+            }
+            _ => self.writer.skip(FRAME_SAMPLES as u32),
+        }
+        finished
+    }
+}
+
+/// Runs one call from answer to hang-up.
+pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, slot: CallSlot) {
+    let span = tracing::info_span!("call", call_id = %call.call_id, station = %call.station, source = %call.source);
+    run_call(ctx, call, slot).instrument(span).await
+}
+
+async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot) {
+    let started_at = Instant::now();
+    let any = match call.local_ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let socket = match ctx.ports.bind(any).await {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "call refused: no RTP port");
+            call.handle.reject(503);
+            return;
+        }
+    };
+    let port = socket.local_addr().map_or(0, |a| a.port());
+    let mut media = Media {
+        socket,
+        local: SocketAddr::new(call.local_ip, port),
+        origin: Origin {
+            session_id: rand::random::<u32>() as u64,
+            version: 1,
+        },
+        negotiated: None,
+        target: None,
+        peer_receives: true,
+        writer: RtpWriter::default(),
+        player: Player::new(Codec::Pcmu),
+        events: EventReceiver::default(),
+    };
+    let sdp = match &call.offer {
+        Some(offer) => {
+            media.apply_remote(offer);
+            let n = media.negotiated.unwrap_or(offer.negotiate());
+            sdp::answer(media.origin, media.local, n, offer.direction.answer())
+        }
+        None => sdp::offer(media.origin, media.local),
+    };
+    if !call.handle.answer(sdp) {
+        return;
+    }
+
+    let mut flow = Flow::new(ctx.flow.clone());
+    let mut ticks = ctx.clock.subscribe();
+    let mut last_tick = *ticks.borrow_and_update();
+    let mut check: Option<JoinHandle<Result<LoginResult, StoreError>>> = None;
+    let mut started = false;
+    let mut hung_up = false;
+    let mut agent: Option<String> = None;
+    let mut keys = 0u32;
+    let call_deadline = started_at + ctx.max_call;
+    let mut buf = [0u8; MAX_RTP_PACKET];
+
+    let outcome = 'call: loop {
+        let flow_deadline = flow.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            ev = call.events.recv() => match ev {
+                None | Some(SipEvent::Hangup) => {
+                    hung_up = true;
+                    flow.handle(Input::Hangup, std::time::Instant::now());
+                }
+                Some(SipEvent::Acked { body }) => {
+                    if !started {
+                        if media.negotiated.is_none() {
+                            match sdp::parse(&body) {
+                                Ok(answer) => media.apply_remote(&answer),
+                                Err(e) => {
+                                    warn!(reason = %e, "late-offer ACK carried no usable SDP answer");
+                                    call.handle.bye("bad-sdp").await;
+                                    break 'call Outcome::CallerHungUp;
+                                }
+                            }
+                        }
+                        started = true;
+                        flow.handle(Input::Started, std::time::Instant::now());
+                    }
+                }
+                Some(SipEvent::Reoffer { offer, answer }) => {
+                    let reply = sdp::parse(&offer).map(|remote| {
+                        media.apply_remote(&remote);
+                        media.answer_sdp(&remote)
+                    });
+                    answer.send(reply).ok();
+                }
+            },
+            changed = ticks.changed() => {
+                if changed.is_err() {
+                    break 'call Outcome::CallerHungUp;
+                }
+                let now_tick = *ticks.borrow_and_update();
+                let due = now_tick.saturating_sub(last_tick).min(MAX_CATCH_UP_FRAMES);
+                last_tick = now_tick;
+                if started && !hung_up {
+                    for _ in 0..due {
+                        if let Some(done) = media.tick() {
+                            flow.handle(Input::PromptDone(done), std::time::Instant::now());
+                        }
+                    }
+                }
+            },
+            r = media.socket.recv_from(&mut buf) => {
+                if let Ok((len, from)) = r {
+                    if let Some((hdr, payload)) = rtp::parse(&buf[..len]) {
+                        if let Some(t) = media.target.as_mut() {
+                            t.on_packet_from(from);
+                        }
+                        let te = media.negotiated.and_then(|n| n.telephone_event);
+                        if started && te == Some(hdr.payload_type) {
+                            if let Some(d) = media.events.on_packet(hdr.timestamp, payload) {
+                                keys += 1;
+                                flow.handle(Input::Digit(d), std::time::Instant::now());
+                            }
+                        }
+                    }
+                }
+            },
+            _ = sleep_until_opt(flow_deadline) => {
+                flow.handle_timeout(std::time::Instant::now());
+            },
+            r = join_opt(&mut check) => {
+                check = None;
+                let result = match r {
+                    Ok(Ok(LoginResult::LoggedIn)) => CheckOutcome::LoggedIn,
+                    Ok(Ok(LoginResult::Incorrect)) => CheckOutcome::Incorrect,
+                    Ok(Ok(LoginResult::AlreadyLoggedOn)) => CheckOutcome::AlreadyLoggedOn,
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "store unavailable during login");
+                        CheckOutcome::Unavailable
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "login check failed");
+                        CheckOutcome::Unavailable
+                    }
+                };
+                flow.handle(Input::CheckResult(result), std::time::Instant::now());
+            },
+            _ = tokio::time::sleep_until(call_deadline) => {
+                flow.handle(Input::TimeLimit, std::time::Instant::now());
+            },
+        }
+
+        while let Some(action) = flow.poll_action() {
+            match action {
+                Action::Play(p) => media.player.play(p, ctx.catalog.get(p)),
+                Action::StopPrompt => {
+                    media.player.stop();
+                }
+                Action::Check { agent: a, passcode } => {
+                    agent = Some(a.0.clone());
+                    let attempt = LoginAttempt {
+                        agent: a,
+                        passcode,
+                        station: call.station.clone(),
+                        source: call.source.to_string(),
+                        call_id: call.call_id.clone(),
+                    };
+                    let store = ctx.store.clone();
+                    check = Some(tokio::spawn(async move { store.login(&attempt).await }));
+                }
+                Action::Release { agent: a } => {
+                    if let Err(e) = ctx.store.logout(&a.0, "caller hung up before the result").await {
+                        warn!(agent = %a, error = %e, "could not release the session of a caller who hung up");
+                    }
+                }
+                Action::Hangup(outcome) => {
+                    if !hung_up {
+                        call.handle.bye(outcome.as_str()).await;
+                    }
+                    break 'call outcome;
+                }
+            }
+        }
+        if hung_up && check.is_none() && flow.poll_timeout().is_none() {
+            break 'call Outcome::CallerHungUp;
+        }
+    };
+    info!(
+        outcome = outcome.as_str(),
+        agent = agent.as_deref().unwrap_or(""),
+        keys,
+        secs = started_at.elapsed().as_secs_f32(),
+        "call ended"
+    );
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn join_opt<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match h {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}

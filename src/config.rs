@@ -1,0 +1,340 @@
+//! The one TOML file. Every key is optional and has a default; an unknown key or a bad value is
+//! an error that names the file, the key and what is allowed.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A configuration problem, phrased for the administrator who has to fix the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {key}: {reason}")]
+    Invalid {
+        file: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The whole configuration, as read from the file with defaults filled in.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub media: MediaConfig,
+    pub store: StoreConfig,
+    pub admin: AdminConfig,
+    pub prompts: PromptsConfig,
+    pub login: LoginConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Where SIP is accepted: `udp:ADDR:PORT` or `tcp:ADDR:PORT`, IPv6 as `udp:[::]:5060`.
+    pub listen: Vec<ListenAddr>,
+    /// Calls in progress at once; past it an INVITE gets 503 with Retry-After.
+    pub max_calls: usize,
+    /// A call longer than this is ended with goodbye, whatever state it is in.
+    pub max_call_secs: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: vec![
+                ListenAddr::from_str("udp:0.0.0.0:5060").expect("default listen address"),
+                ListenAddr::from_str("tcp:0.0.0.0:5060").expect("default listen address"),
+            ],
+            max_calls: 5000,
+            max_call_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// RTP ports handed out to calls, `LOW-HIGH`, even ports only are used.
+    pub rtp_ports: PortRange,
+    /// The address put in SDP; by default the local address the INVITE came in on.
+    pub public_address: Option<IpAddr>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            rtp_ports: PortRange {
+                low: 20000,
+                high: 29999,
+            },
+            public_address: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (created when missing).
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://agentgw.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where the admin HTTP API will listen (accepted now, served by a later release).
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptsConfig {
+    /// A directory of WAVs named after prompt ids (`agent-user.wav` …) that replace built-ins.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Wrong agent number / passcode pairs allowed per call before goodbye.
+    pub max_attempts: u32,
+    /// Seconds of silence after a digit that end an entry.
+    pub digit_timeout_secs: u64,
+    /// Seconds to wait for the first digit after a prompt before replaying it.
+    pub first_digit_timeout_secs: u64,
+    /// Digits after which an entry ends without `#`.
+    pub max_digits: usize,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig {
+            max_attempts: 3,
+            digit_timeout_secs: 5,
+            first_digit_timeout_secs: 10,
+            max_digits: 16,
+        }
+    }
+}
+
+impl LoginConfig {
+    pub fn digit_timeout(&self) -> Duration {
+        Duration::from_secs(self.digit_timeout_secs)
+    }
+    pub fn first_digit_timeout(&self) -> Duration {
+        Duration::from_secs(self.first_digit_timeout_secs)
+    }
+}
+
+/// SIP transport of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        })
+    }
+}
+
+/// One SIP listener: `udp:0.0.0.0:5060`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport, self.addr)
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (t, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not TRANSPORT:ADDRESS:PORT, e.g. \"udp:0.0.0.0:5060\""))?;
+        let transport = match t.to_ascii_lowercase().as_str() {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            other => return Err(format!("transport {other:?} is not one of udp, tcp")),
+        };
+        let addr = rest.parse::<SocketAddr>().map_err(|_| {
+            format!("{rest:?} is not ADDRESS:PORT (IPv6 in brackets: \"[::]:5060\")")
+        })?;
+        Ok(ListenAddr { transport, addr })
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An inclusive port range, `20000-29999`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not LOW-HIGH with 1024 <= LOW < HIGH <= 65535");
+        let (l, h) = s.split_once('-').ok_or_else(bad)?;
+        let low: u16 = l.trim().parse().map_err(|_| bad())?;
+        let high: u16 = h.trim().parse().map_err(|_| bad())?;
+        if low < 1024 || high <= low {
+            return Err(bad());
+        }
+        Ok(PortRange { low, high })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Invalid {
+                file: file.to_string(),
+                key: if key == "." { "(top level)".into() } else { key },
+                reason: inner.message().trim().to_string(),
+            }
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                file: file.to_string(),
+                key: key.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if self.sip.listen.is_empty() {
+            return invalid("sip.listen", "at least one listener is needed");
+        }
+        if self.sip.max_calls == 0 {
+            return invalid("sip.max_calls", "must be at least 1");
+        }
+        if self.sip.max_call_secs < 30 {
+            return invalid("sip.max_call_secs", "must be at least 30");
+        }
+        if !self.store.url.starts_with("sqlite:") {
+            return invalid("store.url", "must start with sqlite:// (e.g. \"sqlite://agentgw.db\")");
+        }
+        let l = &self.login;
+        if !(1..=10).contains(&l.max_attempts) {
+            return invalid("login.max_attempts", "must be between 1 and 10");
+        }
+        if !(1..=60).contains(&l.digit_timeout_secs) {
+            return invalid("login.digit_timeout_secs", "must be between 1 and 60");
+        }
+        if !(1..=120).contains(&l.first_digit_timeout_secs) {
+            return invalid("login.first_digit_timeout_secs", "must be between 1 and 120");
+        }
+        if !(4..=64).contains(&l.max_digits) {
+            return invalid("login.max_digits", "must be between 4 and 64");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_every_default() {
+        let c = Config::parse("", "x.toml").unwrap();
+        assert_eq!(c.sip.listen.len(), 2);
+        assert_eq!(c.login.max_attempts, 3);
+        assert_eq!(c.media.rtp_ports, PortRange { low: 20000, high: 29999 });
+        assert_eq!(c.store.url, "sqlite://agentgw.db");
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let e = Config::parse("[login]\nmax_atempts = 3\n", "/etc/agentgw.toml").unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("/etc/agentgw.toml: login"), "{s}");
+        assert!(s.contains("max_atempts"), "{s}");
+        assert!(s.contains("max_attempts"), "the allowed keys are listed: {s}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key_and_what_is_allowed() {
+        let e = Config::parse("[sip]\nlisten = [\"sctp:0.0.0.0:5060\"]\n", "a.toml").unwrap_err();
+        assert!(e.to_string().starts_with("a.toml: sip.listen[0]: "), "{e}");
+        assert!(e.to_string().contains("udp, tcp"), "{e}");
+        let e = Config::parse("[media]\nrtp_ports = \"30000-20000\"\n", "a.toml").unwrap_err();
+        assert!(e.to_string().starts_with("a.toml: media.rtp_ports: "), "{e}");
+        let e = Config::parse("[login]\nmax_attempts = 0\n", "a.toml").unwrap_err();
+        assert_eq!(e.to_string(), "a.toml: login.max_attempts: must be between 1 and 10");
+        let e = Config::parse("[login]\nmax_digits = \"x\"\n", "a.toml").unwrap_err();
+        assert!(e.to_string().starts_with("a.toml: login.max_digits: "), "{e}");
+    }
+
+    #[test]
+    fn ipv6_listener_parses() {
+        let c = Config::parse("[sip]\nlisten = [\"udp:[::1]:5070\"]\n", "a").unwrap();
+        assert_eq!(c.sip.listen[0].addr, "[::1]:5070".parse().unwrap());
+    }
+}

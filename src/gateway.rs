@@ -1,0 +1,83 @@
+//! Wiring and lifecycle: load prompts, open the store, start the media clock and the SIP
+//! listeners, run one task per call, shut down.
+
+use crate::call::{self, CallContext};
+use crate::config::{Config, ListenAddr};
+use crate::login::FlowConfig;
+use crate::media::player::MediaClock;
+use crate::media::prompts::{Catalog, PromptError};
+use crate::media::rtp::PortAllocator;
+use crate::sip::{SipError, SipServer, SipSettings};
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Prompts(#[from] PromptError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sip(#[from] SipError),
+}
+
+/// A running gateway. Dropping it stops the listeners.
+pub struct Gateway {
+    sip: SipServer,
+    ctx: Arc<CallContext>,
+}
+
+impl Gateway {
+    /// Starts everything the config describes; `node_id` names this gateway in sessions.
+    pub async fn start(config: &Config, node_id: &str) -> Result<Gateway, GatewayError> {
+        let catalog = Catalog::load(config.prompts.dir.as_deref())?;
+        let store = Store::open(&config.store.url, node_id).await?;
+        Gateway::start_with_store(config, store, catalog).await
+    }
+
+    /// Starts with an already opened store (the CLI seeds demo agents first).
+    pub async fn start_with_store(config: &Config, store: Store, catalog: Catalog) -> Result<Gateway, GatewayError> {
+        let ctx = Arc::new(CallContext {
+            catalog,
+            store,
+            clock: MediaClock::start(),
+            ports: PortAllocator::new(config.media.rtp_ports),
+            flow: FlowConfig::from(&config.login),
+            max_call: Duration::from_secs(config.sip.max_call_secs),
+        });
+        let (sip, mut calls) = SipServer::start(SipSettings {
+            listen: config.sip.listen.clone(),
+            max_calls: config.sip.max_calls,
+            public_address: config.media.public_address,
+        })
+        .await?;
+        let call_ctx = ctx.clone();
+        tokio::spawn(async move {
+            while let Some((incoming, slot)) = calls.recv().await {
+                tokio::spawn(call::run(call_ctx.clone(), incoming, slot));
+            }
+        });
+        Ok(Gateway { sip, ctx })
+    }
+
+    /// The SIP listeners, with the ports actually bound.
+    pub fn listening(&self) -> &[ListenAddr] {
+        &self.sip.listening
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.ctx.store
+    }
+
+    /// Calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.sip.calls.get()
+    }
+
+    /// Stops taking calls.
+    pub fn shutdown(&self) {
+        self.sip.shutdown();
+    }
+}

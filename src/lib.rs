@@ -1,0 +1,14 @@
+//! agentgw: a SIP agent-login gateway. Agents dial in, key their agent number and passcode,
+//! and are logged on; see README.md for running it and ../DESIGN.md for the layout.
+
+pub mod call;
+pub mod config;
+pub mod gateway;
+pub mod login;
+pub mod media;
+pub mod sdp;
+pub mod sip;
+pub mod store;
+
+pub use config::Config;
+pub use gateway::{Gateway, GatewayError};

@@ -1,0 +1,449 @@
+//! The login IVR as a sans-IO state machine. It owns no socket, timer or database handle:
+//! `call.rs` feeds it `Input`s with the current time, drains `Action`s, and wakes it at
+//! `poll_timeout()`. Every rule is therefore testable in microseconds with simulated time.
+
+use crate::config::LoginConfig;
+use crate::media::dtmf::Digit;
+use crate::media::prompts::PromptId;
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// An agent number as keyed by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AgentNumber(pub String);
+
+impl fmt::Display for AgentNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A passcode as keyed by the caller. Its `Debug` never shows the digits.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Passcode(pub String);
+
+impl fmt::Debug for Passcode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passcode(***)")
+    }
+}
+
+/// What the store said about an agent number + passcode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Right, and the session is now recorded.
+    LoggedIn,
+    /// Unknown agent or wrong passcode (indistinguishable to the caller).
+    Incorrect,
+    /// Right, but the agent already has a session; nothing changed.
+    AlreadyLoggedOn,
+    /// The store could not be reached.
+    Unavailable,
+}
+
+/// How a call ended, for the log, the BYE and the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    LoggedIn,
+    Incorrect,
+    AlreadyLoggedOn,
+    NoInput,
+    Unavailable,
+    TimeLimit,
+    CallerHungUp,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::LoggedIn => "logged-in",
+            Outcome::Incorrect => "incorrect",
+            Outcome::AlreadyLoggedOn => "already-logged-on",
+            Outcome::NoInput => "no-input",
+            Outcome::Unavailable => "service-unavailable",
+            Outcome::TimeLimit => "time-limit",
+            Outcome::CallerHungUp => "caller-hung-up",
+        }
+    }
+}
+
+/// What happened on the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The call is answered and media flows.
+    Started,
+    /// The caller pressed a key.
+    Digit(Digit),
+    /// A prompt played to its end.
+    PromptDone(PromptId),
+    /// The answer to an `Action::Check`.
+    CheckResult(CheckOutcome),
+    /// The call reached its longest allowed duration.
+    TimeLimit,
+    /// The caller hung up (BYE or CANCEL).
+    Hangup,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start playing a prompt from the beginning.
+    Play(PromptId),
+    /// Stop the prompt playing now (the caller started typing).
+    StopPrompt,
+    /// Check the credentials and, when right, record the session.
+    Check {
+        agent: AgentNumber,
+        passcode: Passcode,
+    },
+    /// A session was recorded for a caller who had already hung up: remove it.
+    Release { agent: AgentNumber },
+    /// End the call (BYE) with this outcome.
+    Hangup(Outcome),
+}
+
+/// Which entry the caller is keying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Agent,
+    Passcode,
+}
+
+#[derive(Debug)]
+enum State {
+    Idle,
+    Collecting {
+        field: Field,
+        /// The prompt that asks for this entry (replayed once on silence).
+        prompt: PromptId,
+        /// Whether that prompt is still playing.
+        playing: bool,
+        digits: String,
+        deadline: Option<Instant>,
+        replayed: bool,
+    },
+    Checking {
+        agent: AgentNumber,
+    },
+    /// Playing the last prompts, then hanging up.
+    Closing {
+        rest: VecDeque<PromptId>,
+        outcome: Outcome,
+    },
+    /// Over; only a late `LoggedIn` matters (to release the session).
+    Done {
+        checking: Option<AgentNumber>,
+    },
+}
+
+/// Timeouts and limits of the flow.
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    pub max_attempts: u32,
+    pub digit_timeout: Duration,
+    pub first_digit_timeout: Duration,
+    pub max_digits: usize,
+}
+
+impl From<&LoginConfig> for FlowConfig {
+    fn from(c: &LoginConfig) -> Self {
+        FlowConfig {
+            max_attempts: c.max_attempts,
+            digit_timeout: c.digit_timeout(),
+            first_digit_timeout: c.first_digit_timeout(),
+            max_digits: c.max_digits,
+        }
+    }
+}
+
+/// One call's login dialogue.
+#[derive(Debug)]
+pub struct Flow {
+    cfg: FlowConfig,
+    state: State,
+    /// The agent number keyed in this attempt, kept while the passcode is collected.
+    agent: Option<AgentNumber>,
+    /// Wrong attempts so far on this call.
+    failures: u32,
+    /// Keys pressed while nothing was collecting (during a check): used by the next entry.
+    typeahead: VecDeque<Digit>,
+    actions: VecDeque<Action>,
+}
+
+impl Flow {
+    pub fn new(cfg: FlowConfig) -> Flow {
+        Flow {
+            cfg,
+            state: State::Idle,
+            agent: None,
+            failures: 0,
+            typeahead: VecDeque::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Collecting { deadline, .. } => *deadline,
+            _ => None,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done { .. })
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Started => {
+                if matches!(self.state, State::Idle) {
+                    self.collect(Field::Agent, PromptId::AgentUser, now);
+                }
+            }
+            Input::Digit(d) => self.on_digit(d, now),
+            Input::PromptDone(id) => self.on_prompt_done(id, now),
+            Input::CheckResult(r) => self.on_check_result(r, now),
+            Input::TimeLimit => match &self.state {
+                State::Checking { agent } => {
+                    // The check still running will report back; its session must not stay.
+                    self.state = State::Done {
+                        checking: Some(agent.clone()),
+                    };
+                    self.actions.push_back(Action::Hangup(Outcome::TimeLimit));
+                }
+                State::Done { .. } | State::Closing { .. } => {}
+                State::Idle | State::Collecting { .. } => {
+                    self.close(&[PromptId::Goodbye], Outcome::TimeLimit)
+                }
+            },
+            Input::Hangup => {
+                let checking = self.checking_agent();
+                self.state = State::Done { checking };
+            }
+        }
+    }
+
+    /// Wakes the flow at or after `poll_timeout()`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let State::Collecting {
+            field,
+            prompt,
+            playing,
+            digits,
+            deadline,
+            replayed,
+        } = &mut self.state
+        else {
+            return;
+        };
+        if deadline.is_none_or(|d| now < d) {
+            return;
+        }
+        if !digits.is_empty() {
+            let (field, entry) = (*field, std::mem::take(digits));
+            self.finish_entry(field, entry, now);
+        } else if !*replayed {
+            *replayed = true;
+            *playing = true;
+            *deadline = None;
+            let p = *prompt;
+            self.actions.push_back(Action::Play(p));
+        } else {
+            self.close(&[PromptId::Goodbye], Outcome::NoInput);
+        }
+    }
+
+    fn checking_agent(&self) -> Option<AgentNumber> {
+        match &self.state {
+            State::Checking { agent } => Some(agent.clone()),
+            State::Done { checking } => checking.clone(),
+            _ => None,
+        }
+    }
+
+    fn collect(&mut self, field: Field, prompt: PromptId, now: Instant) {
+        self.state = State::Collecting {
+            field,
+            prompt,
+            playing: false,
+            digits: String::new(),
+            deadline: None,
+            replayed: false,
+        };
+        if self.typeahead.is_empty() {
+            if let State::Collecting { playing, .. } = &mut self.state {
+                *playing = true;
+            }
+            self.actions.push_back(Action::Play(prompt));
+            return;
+        }
+        // Keys typed ahead answer this prompt before it is played.
+        while let Some(d) = self.typeahead.pop_front() {
+            self.on_digit(d, now);
+            if !matches!(self.state, State::Collecting { field: f, .. } if f == field) {
+                return;
+            }
+        }
+        if let State::Collecting { deadline, digits, .. } = &mut self.state {
+            let wait = if digits.is_empty() {
+                self.cfg.first_digit_timeout
+            } else {
+                self.cfg.digit_timeout
+            };
+            *deadline = Some(now + wait);
+        }
+    }
+
+    fn on_digit(&mut self, d: Digit, now: Instant) {
+        match &mut self.state {
+            State::Collecting {
+                field,
+                playing,
+                digits,
+                deadline,
+                ..
+            } => {
+                if *playing {
+                    *playing = false;
+                    self.actions.push_back(Action::StopPrompt);
+                }
+                let field = *field;
+                if d.as_char() == '#' {
+                    let entry = std::mem::take(digits);
+                    self.finish_entry(field, entry, now);
+                    return;
+                }
+                digits.push(d.as_char());
+                if digits.len() >= self.cfg.max_digits {
+                    let entry = std::mem::take(digits);
+                    self.finish_entry(field, entry, now);
+                } else {
+                    *deadline = Some(now + self.cfg.digit_timeout);
+                }
+            }
+            State::Checking { .. } => {
+                if self.typeahead.len() < 2 * self.cfg.max_digits + 2 {
+                    self.typeahead.push_back(d);
+                }
+            }
+            State::Idle | State::Closing { .. } | State::Done { .. } => {}
+        }
+    }
+
+    fn finish_entry(&mut self, field: Field, entry: String, now: Instant) {
+        match field {
+            Field::Agent if entry.is_empty() => self.failure(now),
+            Field::Agent => {
+                self.agent = Some(AgentNumber(entry));
+                self.collect(Field::Passcode, PromptId::AgentPass, now);
+            }
+            Field::Passcode => match self.agent.take() {
+                Some(agent) => {
+                    self.state = State::Checking {
+                        agent: agent.clone(),
+                    };
+                    self.actions.push_back(Action::Check {
+                        agent,
+                        passcode: Passcode(entry),
+                    });
+                }
+                None => self.failure(now),
+            },
+        }
+    }
+
+    fn failure(&mut self, now: Instant) {
+        self.failures += 1;
+        if self.failures >= self.cfg.max_attempts {
+            self.close(&[PromptId::LoginIncorrect, PromptId::Goodbye], Outcome::Incorrect);
+        } else {
+            self.collect(Field::Agent, PromptId::AgentIncorrect, now);
+        }
+    }
+
+    fn on_prompt_done(&mut self, id: PromptId, now: Instant) {
+        match &mut self.state {
+            State::Collecting {
+                prompt,
+                playing,
+                digits,
+                deadline,
+                ..
+            } if *playing && *prompt == id => {
+                *playing = false;
+                let wait = if digits.is_empty() {
+                    self.cfg.first_digit_timeout
+                } else {
+                    self.cfg.digit_timeout
+                };
+                *deadline = Some(now + wait);
+            }
+            State::Closing { rest, outcome } => match rest.pop_front() {
+                Some(next) => self.actions.push_back(Action::Play(next)),
+                None => {
+                    let outcome = *outcome;
+                    self.state = State::Done { checking: None };
+                    self.actions.push_back(Action::Hangup(outcome));
+                }
+            },
+            _ => {}
+        }
+    }
+
+    fn on_check_result(&mut self, r: CheckOutcome, now: Instant) {
+        match &self.state {
+            State::Checking { .. } => {}
+            State::Done { checking: Some(agent) } => {
+                if r == CheckOutcome::LoggedIn {
+                    self.actions.push_back(Action::Release {
+                        agent: agent.clone(),
+                    });
+                }
+                self.state = State::Done { checking: None };
+                return;
+            }
+            _ => return,
+        }
+        match r {
+            CheckOutcome::LoggedIn => self.close(&[PromptId::AgentLoginOk], Outcome::LoggedIn),
+            CheckOutcome::Incorrect => self.failure(now),
+            CheckOutcome::AlreadyLoggedOn => self.close(
+                &[PromptId::AgentAlreadyOn, PromptId::Goodbye],
+                Outcome::AlreadyLoggedOn,
+            ),
+            CheckOutcome::Unavailable => {
+                self.close(&[PromptId::ServiceUnavailable], Outcome::Unavailable)
+            }
+        }
+    }
+
+    fn close(&mut self, prompts: &[PromptId], outcome: Outcome) {
+        self.typeahead.clear();
+        if matches!(self.state, State::Collecting { playing: true, .. }) {
+            self.actions.push_back(Action::StopPrompt);
+        }
+        let mut rest: VecDeque<PromptId> = prompts.iter().copied().collect();
+        match rest.pop_front() {
+            Some(first) => {
+                self.actions.push_back(Action::Play(first));
+                self.state = State::Closing { rest, outcome };
+            }
+            None => {
+                self.state = State::Done { checking: None };
+                self.actions.push_back(Action::Hangup(outcome));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "flow_tests.rs"]
+mod tests;

@@ -1,0 +1,251 @@
+//! The flow driven with simulated time, branch by branch, as a caller would meet it.
+
+use super::*;
+
+fn cfg() -> FlowConfig {
+    FlowConfig {
+        max_attempts: 3,
+        digit_timeout: Duration::from_secs(5),
+        first_digit_timeout: Duration::from_secs(10),
+        max_digits: 16,
+    }
+}
+
+struct Call {
+    flow: Flow,
+    now: Instant,
+    log: Vec<Action>,
+}
+
+impl Call {
+    fn new() -> Call {
+        let mut c = Call {
+            flow: Flow::new(cfg()),
+            now: Instant::now(),
+            log: vec![],
+        };
+        c.input(Input::Started);
+        c
+    }
+    fn input(&mut self, i: Input) -> Vec<Action> {
+        self.flow.handle(i, self.now);
+        self.drain()
+    }
+    fn drain(&mut self) -> Vec<Action> {
+        let mut out = vec![];
+        while let Some(a) = self.flow.poll_action() {
+            out.push(a);
+        }
+        self.log.extend(out.clone());
+        out
+    }
+    fn keys(&mut self, s: &str) -> Vec<Action> {
+        let mut out = vec![];
+        for c in s.chars() {
+            out.extend(self.input(Input::Digit(Digit::from_char(c).unwrap())));
+        }
+        out
+    }
+    fn done(&mut self, p: PromptId) -> Vec<Action> {
+        self.input(Input::PromptDone(p))
+    }
+    fn wait(&mut self, d: Duration) -> Vec<Action> {
+        self.now += d;
+        if self.flow.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.flow.handle_timeout(self.now);
+        }
+        self.drain()
+    }
+    fn played(&self) -> Vec<PromptId> {
+        self.log
+            .iter()
+            .filter_map(|a| match a {
+                Action::Play(p) => Some(*p),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn check(agent: &str, pass: &str) -> Action {
+    Action::Check {
+        agent: AgentNumber(agent.into()),
+        passcode: Passcode(pass.into()),
+    }
+}
+
+#[test]
+fn agent_logs_in_after_hearing_each_prompt() {
+    let mut c = Call::new();
+    assert_eq!(c.played(), vec![PromptId::AgentUser]);
+    c.done(PromptId::AgentUser);
+    assert_eq!(c.keys("1001#"), vec![Action::Play(PromptId::AgentPass)]);
+    c.done(PromptId::AgentPass);
+    assert_eq!(c.keys("1234#"), vec![check("1001", "1234")]);
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::LoggedIn)),
+        vec![Action::Play(PromptId::AgentLoginOk)]
+    );
+    assert_eq!(
+        c.done(PromptId::AgentLoginOk),
+        vec![Action::Hangup(Outcome::LoggedIn)]
+    );
+    assert!(c.flow.is_done());
+}
+
+#[test]
+fn wrong_passcode_hears_login_incorrect_then_succeeds() {
+    let mut c = Call::new();
+    c.done(PromptId::AgentUser);
+    c.keys("1001#");
+    c.done(PromptId::AgentPass);
+    c.keys("9999#");
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::Incorrect)),
+        vec![Action::Play(PromptId::AgentIncorrect)]
+    );
+    c.done(PromptId::AgentIncorrect);
+    c.keys("1001#");
+    c.done(PromptId::AgentPass);
+    assert_eq!(c.keys("1234#"), vec![check("1001", "1234")]);
+}
+
+#[test]
+fn too_many_attempts_hears_login_incorrect_goodbye_and_is_hung_up() {
+    let mut c = Call::new();
+    for attempt in 1..=3 {
+        c.keys("1001#");
+        c.keys("0000#");
+        let a = c.input(Input::CheckResult(CheckOutcome::Incorrect));
+        if attempt < 3 {
+            assert_eq!(a, vec![Action::Play(PromptId::AgentIncorrect)]);
+        } else {
+            assert_eq!(a, vec![Action::Play(PromptId::LoginIncorrect)]);
+        }
+    }
+    assert_eq!(c.done(PromptId::LoginIncorrect), vec![Action::Play(PromptId::Goodbye)]);
+    assert_eq!(c.done(PromptId::Goodbye), vec![Action::Hangup(Outcome::Incorrect)]);
+}
+
+#[test]
+fn already_logged_on_hears_that_prompt_then_goodbye() {
+    let mut c = Call::new();
+    c.keys("1001#1234#");
+    let a = c.input(Input::CheckResult(CheckOutcome::AlreadyLoggedOn));
+    assert_eq!(a, vec![Action::Play(PromptId::AgentAlreadyOn)]);
+    assert_eq!(c.done(PromptId::AgentAlreadyOn), vec![Action::Play(PromptId::Goodbye)]);
+    assert_eq!(c.done(PromptId::Goodbye), vec![Action::Hangup(Outcome::AlreadyLoggedOn)]);
+}
+
+#[test]
+fn store_down_hears_service_unavailable_and_is_hung_up() {
+    let mut c = Call::new();
+    c.keys("1001#1234#");
+    let a = c.input(Input::CheckResult(CheckOutcome::Unavailable));
+    assert_eq!(a, vec![Action::Play(PromptId::ServiceUnavailable)]);
+    assert_eq!(
+        c.done(PromptId::ServiceUnavailable),
+        vec![Action::Hangup(Outcome::Unavailable)]
+    );
+}
+
+#[test]
+fn typing_during_a_prompt_stops_it_and_keeps_every_key() {
+    let mut c = Call::new();
+    // First key barges in on agent-user; the whole login is typed ahead.
+    let a = c.keys("1");
+    assert_eq!(a, vec![Action::StopPrompt]);
+    let a = c.keys("001#1234#");
+    assert_eq!(a, vec![Action::Play(PromptId::AgentPass), Action::StopPrompt, check("1001", "1234")]);
+}
+
+#[test]
+fn keys_typed_during_the_check_answer_the_next_prompt() {
+    let mut c = Call::new();
+    c.keys("1001#0000#");
+    c.keys("1001#1234#");
+    let a = c.input(Input::CheckResult(CheckOutcome::Incorrect));
+    // agent-incorrect is not played: the caller already answered it.
+    assert_eq!(a, vec![check("1001", "1234")]);
+}
+
+#[test]
+fn silence_replays_the_prompt_once_then_goodbye() {
+    let mut c = Call::new();
+    c.done(PromptId::AgentUser);
+    assert_eq!(c.wait(Duration::from_secs(9)), vec![]);
+    assert_eq!(c.wait(Duration::from_secs(1)), vec![Action::Play(PromptId::AgentUser)]);
+    c.done(PromptId::AgentUser);
+    assert_eq!(c.wait(Duration::from_secs(10)), vec![Action::Play(PromptId::Goodbye)]);
+    assert_eq!(c.done(PromptId::Goodbye), vec![Action::Hangup(Outcome::NoInput)]);
+}
+
+#[test]
+fn no_timeout_runs_while_a_prompt_plays() {
+    let c = Call::new();
+    assert_eq!(c.flow.poll_timeout(), None);
+}
+
+#[test]
+fn inter_digit_timeout_ends_an_entry_without_pound() {
+    let mut c = Call::new();
+    c.keys("1001");
+    assert_eq!(c.wait(Duration::from_secs(4)), vec![]);
+    assert_eq!(c.wait(Duration::from_secs(1)), vec![Action::Play(PromptId::AgentPass)]);
+}
+
+#[test]
+fn max_digits_ends_an_entry() {
+    let mut c = Call::new();
+    let a = c.keys("1234567890123456");
+    assert_eq!(a.last(), Some(&Action::Play(PromptId::AgentPass)));
+}
+
+#[test]
+fn empty_agent_number_counts_as_a_wrong_attempt() {
+    let mut c = Call::new();
+    assert_eq!(c.keys("#"), vec![Action::StopPrompt, Action::Play(PromptId::AgentIncorrect)]);
+}
+
+#[test]
+fn caller_hanging_up_during_the_check_releases_the_session_it_made() {
+    let mut c = Call::new();
+    c.keys("1001#1234#");
+    assert_eq!(c.input(Input::Hangup), vec![]);
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::LoggedIn)),
+        vec![Action::Release {
+            agent: AgentNumber("1001".into())
+        }]
+    );
+    // A caller who hangs up anywhere else leaves nothing to do.
+    let mut c = Call::new();
+    c.keys("1001#");
+    assert_eq!(c.input(Input::Hangup), vec![]);
+    assert!(c.flow.is_done());
+    assert_eq!(c.input(Input::CheckResult(CheckOutcome::LoggedIn)), vec![]);
+}
+
+#[test]
+fn time_limit_says_goodbye_or_drops_a_pending_check() {
+    let mut c = Call::new();
+    c.keys("10");
+    assert_eq!(c.input(Input::TimeLimit), vec![Action::Play(PromptId::Goodbye)]);
+    assert_eq!(c.done(PromptId::Goodbye), vec![Action::Hangup(Outcome::TimeLimit)]);
+
+    let mut c = Call::new();
+    c.keys("1001#1234#");
+    assert_eq!(c.input(Input::TimeLimit), vec![Action::Hangup(Outcome::TimeLimit)]);
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::LoggedIn)),
+        vec![Action::Release {
+            agent: AgentNumber("1001".into())
+        }]
+    );
+}
+
+#[test]
+fn passcode_is_never_shown_by_debug() {
+    let a = check("1001", "8642");
+    assert!(!format!("{a:?}").contains("8642"));
+}

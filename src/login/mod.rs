@@ -1,0 +1,5 @@
+//! The login dialogue and its decisions, as pure code.
+
+pub mod flow;
+
+pub use flow::{Action, AgentNumber, CheckOutcome, Flow, FlowConfig, Input, Outcome, Passcode};

@@ -1,0 +1,252 @@
+//! The `agentgw` command line: serve, manage agents, list and end sessions.
+
+use agentgw::config::{Config, Transport};
+use agentgw::login::Passcode;
+use agentgw::media::prompts::Catalog;
+use agentgw::store::Store;
+use agentgw::Gateway;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+
+/// SIP agent-login gateway: agents dial in, key their agent number and passcode, and are
+/// logged on.
+#[derive(Debug, Parser)]
+#[command(name = "agentgw", version, about)]
+struct Cli {
+    /// The TOML config file (every key optional; see systemd/agentgw.toml).
+    #[arg(long, global = true, env = "AGENTGW_CONFIG")]
+    config: Option<PathBuf>,
+    /// The store, overriding [store] url: sqlite://PATH.
+    #[arg(long, global = true, env = "AGENTGW_DB")]
+    db: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Add the demo agents 1001/1234, 1002/2345 and 1003/3456 to the store if missing.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Manage agents.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// See and end sessions (logged-on agents).
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Add an agent.
+    Add {
+        /// The agent number keyed on the phone (1-16 digits).
+        number: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        passcode: PasscodeArg,
+    },
+    /// List agents (never their passcodes).
+    List,
+    /// Remove an agent (and its session, if logged on).
+    Remove { number: String },
+    /// Set an agent's passcode.
+    Passcode {
+        number: String,
+        #[command(flatten)]
+        passcode: PasscodeArg,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct PasscodeArg {
+    /// Read the passcode from standard input (keeps it out of shell history and `ps`).
+    #[arg(long)]
+    passcode_stdin: bool,
+    /// The passcode (4-16 digits). Prefer --passcode-stdin.
+    #[arg(long)]
+    passcode: Option<String>,
+}
+
+impl PasscodeArg {
+    fn read(&self) -> Result<Passcode> {
+        if let Some(p) = &self.passcode {
+            return Ok(Passcode(p.clone()));
+        }
+        let mut s = String::new();
+        std::io::stdin()
+            .take(1024)
+            .read_to_string(&mut s)
+            .context("reading the passcode from standard input")?;
+        Ok(Passcode(s.trim().to_string()))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// List logged-on agents and their stations.
+    List,
+    /// Log an agent out.
+    Logout { number: String },
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(db) = &cli.db {
+        if !db.starts_with("sqlite:") {
+            bail!("--db {db}: must start with sqlite:// (e.g. sqlite://agentgw.db)");
+        }
+        config.store.url = db.clone();
+    }
+    Ok(config)
+}
+
+fn node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "agentgw".into())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn,sqlx=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let config = load_config(&cli)?;
+    match &cli.command {
+        Command::Serve { demo } => serve(&config, *demo).await,
+        Command::Agent(cmd) => agent(&config, cmd).await,
+        Command::Session(cmd) => session(&config, cmd).await,
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Store> {
+    Ok(Store::open(&config.store.url, &node_id()).await?)
+}
+
+async fn serve(config: &Config, demo: bool) -> Result<()> {
+    init_logging();
+    let store = open_store(config).await?;
+    if demo {
+        for (number, name, pass) in [("1001", "Demo Agent One", "1234"), ("1002", "Demo Agent Two", "2345"), ("1003", "Demo Agent Three", "3456")] {
+            if !store.agent_exists(number).await? {
+                store.add_agent(number, name, &Passcode(pass.into())).await?;
+            }
+        }
+        println!("demo agents in {}: 1001 / 1234, 1002 / 2345, 1003 / 3456", config.store.url);
+    }
+    let catalog = Catalog::load(config.prompts.dir.as_deref())?;
+    let gateway = Gateway::start_with_store(config, store, catalog).await?;
+    for l in gateway.listening() {
+        println!("listening for SIP on {l}");
+    }
+    if let Some(l) = gateway.listening().first() {
+        let host = if l.addr.ip().is_unspecified() {
+            "THIS-HOST".to_string()
+        } else {
+            match l.addr.ip() {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                ip => ip.to_string(),
+            }
+        };
+        let transport = if l.transport == Transport::Tcp { ";transport=tcp" } else { "" };
+        println!(
+            "call sip:login@{host}:{}{transport} and key your agent number, #, passcode, #",
+            l.addr.port()
+        );
+    }
+    println!("agents logged on: agentgw session list{}", config_hint(config));
+    shutdown_signal().await;
+    tracing::info!(calls = gateway.active_calls(), "shutting down");
+    gateway.shutdown();
+    Ok(())
+}
+
+fn config_hint(config: &Config) -> String {
+    if config.store.url == Config::default().store.url {
+        String::new()
+    } else {
+        format!(" --db {}", config.store.url)
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+async fn agent(config: &Config, cmd: &AgentCommand) -> Result<()> {
+    let store = open_store(config).await?;
+    match cmd {
+        AgentCommand::Add { number, name, passcode } => {
+            store.add_agent(number, name, &passcode.read()?).await?;
+            println!("agent {number} added");
+        }
+        AgentCommand::List => {
+            let agents = store.list_agents().await?;
+            println!("{:<16} {:<24} {:<8} {}", "AGENT", "NAME", "ENABLED", "LOGGED ON");
+            for a in agents {
+                println!(
+                    "{:<16} {:<24} {:<8} {}",
+                    a.number,
+                    a.name,
+                    if a.enabled { "yes" } else { "no" },
+                    if a.logged_on { "yes" } else { "no" }
+                );
+            }
+        }
+        AgentCommand::Remove { number } => {
+            store.remove_agent(number).await?;
+            println!("agent {number} removed");
+        }
+        AgentCommand::Passcode { number, passcode } => {
+            store.set_passcode(number, &passcode.read()?).await?;
+            println!("passcode of agent {number} changed");
+        }
+    }
+    Ok(())
+}
+
+async fn session(config: &Config, cmd: &SessionCommand) -> Result<()> {
+    let store = open_store(config).await?;
+    match cmd {
+        SessionCommand::List => {
+            let sessions = store.list_sessions().await?;
+            println!("{:<16} {:<32} {:<10} {:<21} {}", "AGENT", "STATION", "STATUS", "SINCE", "SOURCE");
+            for s in sessions {
+                println!(
+                    "{:<16} {:<32} {:<10} {:<21} {}",
+                    s.agent, s.station, s.status, s.logged_in_at, s.source
+                );
+            }
+        }
+        SessionCommand::Logout { number } => {
+            if store.logout(number, "administrator (CLI)").await? {
+                println!("agent {number} logged out");
+            } else {
+                bail!("agent {number} is not logged on");
+            }
+        }
+    }
+    Ok(())
+}

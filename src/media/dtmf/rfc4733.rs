@@ -1,0 +1,68 @@
+//! RFC 4733 telephone-events in the RTP stream. One key is one event, and one event is every
+//! packet sharing an RTP timestamp (start, repeats, three end packets): it is counted once, on
+//! the first packet seen, whatever the sequence numbers say (some phones repeat them).
+
+use super::Digit;
+
+/// Turns telephone-event RTP payloads into keys, each once.
+#[derive(Debug, Default)]
+pub struct EventReceiver {
+    /// Timestamp of the last event counted; its repeats and end packets are ignored.
+    last_timestamp: Option<u32>,
+}
+
+impl EventReceiver {
+    /// Feeds one telephone-event packet; returns the key when this packet starts a new event.
+    pub fn on_packet(&mut self, rtp_timestamp: u32, payload: &[u8]) -> Option<Digit> {
+        if payload.len() < 4 {
+            return None;
+        }
+        let digit = Digit::from_event(payload[0])?;
+        if self.last_timestamp == Some(rtp_timestamp) {
+            return None;
+        }
+        self.last_timestamp = Some(rtp_timestamp);
+        Some(digit)
+    }
+}
+
+/// Writes the 4-byte event payload (used by the test phone and the load tool).
+pub fn encode(digit: Digit, end: bool, duration: u16) -> [u8; 4] {
+    let d = duration.to_be_bytes();
+    [digit.event_code(), if end { 0x80 | 10 } else { 10 }, d[0], d[1]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digit {
+        Digit::from_char(c).unwrap()
+    }
+
+    #[test]
+    fn start_repeats_and_three_ends_give_one_key() {
+        let mut r = EventReceiver::default();
+        let mut keys = vec![];
+        for (i, end) in [false, false, false, true, true, true].into_iter().enumerate() {
+            keys.extend(r.on_packet(1000, &encode(d('5'), end, 160 * (i as u16 + 1))));
+        }
+        assert_eq!(keys, vec![d('5')]);
+    }
+
+    #[test]
+    fn same_key_twice_is_two_events_by_timestamp() {
+        let mut r = EventReceiver::default();
+        assert_eq!(r.on_packet(1000, &encode(d('1'), true, 800)), Some(d('1')));
+        assert_eq!(r.on_packet(2000, &encode(d('1'), false, 160)), Some(d('1')));
+        assert_eq!(r.on_packet(2000, &encode(d('1'), true, 800)), None);
+    }
+
+    #[test]
+    fn lost_start_still_counts_and_garbage_is_ignored() {
+        let mut r = EventReceiver::default();
+        assert_eq!(r.on_packet(5, &encode(d('#'), true, 800)), Some(d('#')));
+        assert_eq!(r.on_packet(6, &[200, 0, 0, 0]), None);
+        assert_eq!(r.on_packet(7, &[1, 0]), None);
+    }
+}

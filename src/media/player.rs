@@ -1,0 +1,137 @@
+//! Paced playback. One `MediaClock` ticks every 20 ms for the whole process and wakes every
+//! call's player: thousands of calls cost one timer. A `Player` is sans-IO: each tick it fills
+//! one frame (prompt audio, or silence between prompts) and says when a prompt has finished.
+
+use super::prompts::{Codec, EncodedPrompt, Frame, PromptId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The packetisation interval of every stream.
+pub const PTIME: Duration = Duration::from_millis(20);
+
+/// The shared 20 ms clock: a tick counter every call watches.
+#[derive(Debug, Clone)]
+pub struct MediaClock {
+    ticks: watch::Receiver<u64>,
+}
+
+impl MediaClock {
+    /// Starts the clock task; it stops by itself once every subscriber is gone.
+    pub fn start() -> MediaClock {
+        let (tx, rx) = watch::channel(0u64);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(PTIME);
+            // Burst keeps the long-run rate at exactly 50 ticks/s after a stall.
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut n = 0u64;
+            loop {
+                interval.tick().await;
+                n += 1;
+                if tx.send(n).is_err() {
+                    break;
+                }
+            }
+        });
+        MediaClock { ticks: rx }
+    }
+
+    /// A receiver that wakes on every tick; `borrow_and_update` gives the tick count.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.ticks.clone()
+    }
+}
+
+/// Plays prompts frame by frame for one call.
+#[derive(Debug)]
+pub struct Player {
+    codec: Codec,
+    current: Option<Playing>,
+}
+
+#[derive(Debug)]
+struct Playing {
+    id: PromptId,
+    prompt: Arc<EncodedPrompt>,
+    next: usize,
+}
+
+impl Player {
+    pub fn new(codec: Codec) -> Player {
+        Player {
+            codec,
+            current: None,
+        }
+    }
+
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
+    }
+
+    /// Starts `prompt` from its beginning, replacing whatever was playing.
+    pub fn play(&mut self, id: PromptId, prompt: Arc<EncodedPrompt>) {
+        self.current = Some(Playing { id, prompt, next: 0 });
+    }
+
+    /// Stops the prompt playing now (barge-in); returns which one it was.
+    pub fn stop(&mut self) -> Option<PromptId> {
+        self.current.take().map(|p| p.id)
+    }
+
+    pub fn playing(&self) -> Option<PromptId> {
+        self.current.as_ref().map(|p| p.id)
+    }
+
+    /// Copies the frame for this tick into `out` (prompt audio, or silence when nothing plays)
+    /// and returns the prompt that ended with this frame, if one did.
+    pub fn next_frame(&mut self, out: &mut Frame) -> Option<PromptId> {
+        let Some(p) = self.current.as_mut() else {
+            *out = *self.codec.silence();
+            return None;
+        };
+        let frames = p.prompt.frames(self.codec);
+        match frames.get(p.next) {
+            Some(frame) => *out = *frame,
+            None => *out = *self.codec.silence(),
+        }
+        p.next += 1;
+        if p.next >= frames.len() {
+            return self.current.take().map(|p| p.id);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::prompts::Catalog;
+
+    #[test]
+    fn plays_every_frame_then_reports_done_then_silence() {
+        let c = Catalog::load(None).unwrap();
+        let prompt = c.get(PromptId::Goodbye);
+        let n = prompt.pcmu.len();
+        let mut p = Player::new(Codec::Pcmu);
+        p.play(PromptId::Goodbye, prompt.clone());
+        let mut out = [0u8; 160];
+        for i in 0..n {
+            let done = p.next_frame(&mut out);
+            assert_eq!(out, prompt.pcmu[i]);
+            assert_eq!(done.is_some(), i == n - 1);
+        }
+        assert_eq!(p.next_frame(&mut out), None);
+        assert_eq!(&out, Codec::Pcmu.silence());
+    }
+
+    #[test]
+    fn stop_cuts_the_prompt() {
+        let c = Catalog::load(None).unwrap();
+        let mut p = Player::new(Codec::Pcma);
+        p.play(PromptId::AgentUser, c.get(PromptId::AgentUser));
+        assert_eq!(p.stop(), Some(PromptId::AgentUser));
+        let mut out = [0u8; 160];
+        assert_eq!(p.next_frame(&mut out), None);
+        assert_eq!(&out, Codec::Pcma.silence());
+    }
+}

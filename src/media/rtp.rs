@@ -1,0 +1,203 @@
+//! RTP: a socket per call from the configured port range, symmetric RTP (send to where the
+//! caller's RTP comes from once it arrives), and a packet writer with the sequence numbers,
+//! timestamps, SSRC and marker bit a phone checks. No allocation per packet.
+
+use crate::config::PortRange;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use tokio::net::UdpSocket;
+
+/// Largest RTP packet read; anything longer is truncated and ignored by the parsers.
+pub const MAX_RTP_PACKET: usize = 1500;
+
+/// Hands out even RTP ports from the configured range, round robin.
+#[derive(Debug)]
+pub struct PortAllocator {
+    range: PortRange,
+    /// Where the next search starts, so a port just freed is not reused at once.
+    next: AtomicU32,
+}
+
+impl PortAllocator {
+    pub fn new(range: PortRange) -> PortAllocator {
+        let start = rand::random::<u32>() % u32::from(range.high - range.low + 1);
+        PortAllocator {
+            range,
+            next: AtomicU32::new(start),
+        }
+    }
+
+    /// Binds a UDP socket on `ip` at the next free even port of the range.
+    pub async fn bind(&self, ip: IpAddr) -> io::Result<UdpSocket> {
+        let low = u32::from(self.range.low.div_ceil(2) * 2);
+        let count = (u32::from(self.range.high) + 1 - low) / 2;
+        if count == 0 {
+            return Err(io::Error::new(io::ErrorKind::AddrNotAvailable, "RTP port range holds no even port"));
+        }
+        for _ in 0..count.min(256) {
+            let n = self.next.fetch_add(1, Ordering::Relaxed) % count;
+            let port = (low + n * 2) as u16;
+            match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+                Ok(s) => return Ok(s),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::AddrInUse, "no free RTP port in the configured range"))
+    }
+}
+
+/// Writes outgoing RTP packets of one stream into a reused buffer.
+#[derive(Debug)]
+pub struct RtpWriter {
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    /// The first packet of the stream carries the marker bit (start of a talkspurt).
+    marker: bool,
+    buf: [u8; 12 + 160],
+}
+
+impl Default for RtpWriter {
+    fn default() -> Self {
+        RtpWriter {
+            ssrc: rand::random(),
+            seq: rand::random(),
+            timestamp: rand::random(),
+            marker: true,
+            buf: [0; 172],
+        }
+    }
+}
+
+impl RtpWriter {
+    /// Builds the next packet carrying `payload` (at most 160 bytes) and advances the stream by
+    /// `samples` timestamp units.
+    pub fn packet(&mut self, payload_type: u8, payload: &[u8], samples: u32) -> &[u8] {
+        let len = payload.len().min(160);
+        self.buf[0] = 0x80;
+        self.buf[1] = (payload_type & 0x7F) | if self.marker { 0x80 } else { 0 };
+        self.buf[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        self.buf[4..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        self.buf[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.buf[12..12 + len].copy_from_slice(&payload[..len]);
+        self.marker = false;
+        self.seq = self.seq.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(samples);
+        &self.buf[..12 + len]
+    }
+
+    /// Advances the timestamp without sending (time passed with nothing to send).
+    pub fn skip(&mut self, samples: u32) {
+        self.timestamp = self.timestamp.wrapping_add(samples);
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+}
+
+/// One received RTP packet's fields that matter here.
+#[derive(Debug, Clone, Copy)]
+pub struct RtpHeader {
+    pub payload_type: u8,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub marker: bool,
+}
+
+/// Parses an RTP packet; `None` for anything that is not RTP version 2.
+pub fn parse(packet: &[u8]) -> Option<(RtpHeader, &[u8])> {
+    let r = rtp_rs::RtpReader::new(packet).ok()?;
+    Some((
+        RtpHeader {
+            payload_type: r.payload_type(),
+            sequence: u16::from(r.sequence_number()),
+            timestamp: r.timestamp(),
+            ssrc: r.ssrc(),
+            marker: r.mark(),
+        },
+        r.payload(),
+    ))
+}
+
+/// Where to send a call's RTP: the SDP address until the caller's own RTP arrives, then the
+/// address it came from (symmetric RTP, for phones behind NAT).
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteTarget {
+    pub addr: Option<SocketAddr>,
+    latched: bool,
+}
+
+impl RemoteTarget {
+    pub fn new(sdp_addr: SocketAddr) -> RemoteTarget {
+        RemoteTarget {
+            addr: usable(sdp_addr),
+            latched: false,
+        }
+    }
+
+    /// Follows a new SDP (re-INVITE) unless already latched to the real source.
+    pub fn on_sdp(&mut self, sdp_addr: SocketAddr) {
+        if !self.latched || usable(sdp_addr).is_none() {
+            self.addr = usable(sdp_addr);
+            self.latched = false;
+        }
+    }
+
+    /// Latches to the source of the first packet received; returns true when it changed.
+    pub fn on_packet_from(&mut self, source: SocketAddr) -> bool {
+        if self.latched {
+            return false;
+        }
+        self.latched = true;
+        let changed = self.addr != Some(source);
+        self.addr = Some(source);
+        changed
+    }
+}
+
+fn usable(addr: SocketAddr) -> Option<SocketAddr> {
+    (!addr.ip().is_unspecified() && addr.port() != 0).then_some(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_count_up_and_only_the_first_is_marked() {
+        let mut w = RtpWriter::default();
+        let a = w.packet(0, &[0xFF; 160], 160).to_vec();
+        let b = w.packet(0, &[0xFF; 160], 160).to_vec();
+        let (ha, pa) = parse(&a).unwrap();
+        let (hb, _) = parse(&b).unwrap();
+        assert!(ha.marker && !hb.marker);
+        assert_eq!(hb.sequence, ha.sequence.wrapping_add(1));
+        assert_eq!(hb.timestamp, ha.timestamp.wrapping_add(160));
+        assert_eq!(ha.ssrc, w.ssrc());
+        assert_eq!(pa.len(), 160);
+    }
+
+    #[test]
+    fn latches_once_to_the_real_source() {
+        let mut t = RemoteTarget::new("10.0.0.1:4000".parse().unwrap());
+        assert!(t.on_packet_from("203.0.113.9:1234".parse().unwrap()));
+        assert!(!t.on_packet_from("198.51.100.1:1".parse().unwrap()));
+        assert_eq!(t.addr, Some("203.0.113.9:1234".parse().unwrap()));
+        let mut hold = RemoteTarget::new("0.0.0.0:4000".parse().unwrap());
+        assert_eq!(hold.addr, None);
+        hold.on_sdp("10.0.0.1:4000".parse().unwrap());
+        assert!(hold.addr.is_some());
+    }
+
+    #[tokio::test]
+    async fn allocator_uses_even_ports_in_range() {
+        let a = PortAllocator::new(PortRange { low: 40001, high: 40011 });
+        let s = a.bind("127.0.0.1".parse().unwrap()).await.unwrap();
+        let p = s.local_addr().unwrap().port();
+        assert!(p % 2 == 0 && (40002..=40010).contains(&p), "{p}");
+    }
+}

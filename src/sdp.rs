@@ -1,0 +1,378 @@
+//! SDP offer/answer for one audio stream: PCMU/PCMA, telephone-event at whatever payload type
+//! the peer uses, ptime, direction. Only what a login IVR needs; everything else in a peer's SDP
+//! is ignored, never an error.
+
+use crate::media::prompts::Codec;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+/// Bytes of SDP we are willing to look at.
+pub const MAX_SDP_BYTES: usize = 16 * 1024;
+
+/// Why a peer's SDP cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    /// The body is not SDP we can read (answered 400 with a Warning).
+    #[error("{0}")]
+    Malformed(String),
+    /// Readable, but no codec in common (answered 488).
+    #[error("no common codec: agentgw offers PCMU and PCMA")]
+    NoCommonCodec,
+}
+
+/// Media direction (RFC 3264).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn attr(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+    /// Our side of the answer to a peer's direction.
+    pub fn answer(self) -> Direction {
+        match self {
+            Direction::SendRecv => Direction::SendRecv,
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            Direction::Inactive => Direction::Inactive,
+        }
+    }
+    /// Whether the peer wants to hear us.
+    pub fn peer_receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+}
+
+/// What a peer's SDP says about its audio stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteMedia {
+    /// Where the peer wants RTP (address 0.0.0.0 / port 0 means on hold or disabled).
+    pub addr: SocketAddr,
+    /// Audio payload types in the peer's order of preference that we support.
+    pub codecs: Vec<Codec>,
+    /// The payload type the peer uses for telephone-event, if it offered it.
+    pub telephone_event: Option<u8>,
+    pub direction: Direction,
+}
+
+/// The media we negotiated for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    pub codec: Codec,
+    pub telephone_event: Option<u8>,
+}
+
+/// The payload type we offer for telephone-event when we make the offer (late offer).
+pub const OUR_TELEPHONE_EVENT_PT: u8 = 101;
+
+/// Parses the audio stream of a peer's SDP.
+pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
+    if body.len() > MAX_SDP_BYTES {
+        return Err(SdpError::Malformed(format!(
+            "SDP of {} bytes is over the {} byte limit",
+            body.len(),
+            MAX_SDP_BYTES
+        )));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| SdpError::Malformed("SDP is not UTF-8 text".into()))?;
+    if !text.trim_start().starts_with("v=") {
+        return Err(SdpError::Malformed("SDP does not start with v=".into()));
+    }
+    let mut session_conn: Option<IpAddr> = None;
+    let mut session_dir = Direction::SendRecv;
+    let mut audio: Option<AudioSection> = None;
+    let mut in_audio = false;
+    let mut seen_media = false;
+    for raw in text.lines() {
+        let line = raw.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        let (kind, value) = line
+            .split_once('=')
+            .filter(|(k, _)| k.len() == 1)
+            .ok_or_else(|| SdpError::Malformed(format!("line {line:?} is not TYPE=VALUE")))?;
+        match kind {
+            "m" => {
+                seen_media = true;
+                in_audio = false;
+                if audio.is_none() && value.starts_with("audio ") {
+                    audio = Some(AudioSection::parse_m(value)?);
+                    in_audio = true;
+                }
+            }
+            "c" => {
+                let ip = parse_connection(value)?;
+                if in_audio {
+                    if let Some(a) = audio.as_mut() {
+                        a.conn = Some(ip);
+                    }
+                } else if !seen_media {
+                    session_conn = Some(ip);
+                }
+            }
+            "a" => {
+                let dir = match value {
+                    "sendrecv" => Some(Direction::SendRecv),
+                    "sendonly" => Some(Direction::SendOnly),
+                    "recvonly" => Some(Direction::RecvOnly),
+                    "inactive" => Some(Direction::Inactive),
+                    _ => None,
+                };
+                match (dir, in_audio, seen_media) {
+                    (Some(d), true, _) => {
+                        if let Some(a) = audio.as_mut() {
+                            a.direction = Some(d);
+                        }
+                    }
+                    (Some(d), false, false) => session_dir = d,
+                    (None, true, _) => {
+                        if let (Some(a), Some(rtpmap)) = (audio.as_mut(), value.strip_prefix("rtpmap:")) {
+                            a.rtpmap(rtpmap);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    let audio = audio.ok_or_else(|| SdpError::Malformed("SDP has no m=audio line".into()))?;
+    let ip = audio
+        .conn
+        .or(session_conn)
+        .ok_or_else(|| SdpError::Malformed("SDP has no c= line for the audio stream".into()))?;
+    let codecs: Vec<Codec> = audio
+        .payloads
+        .iter()
+        .filter_map(|&pt| audio.codec_of(pt))
+        .collect();
+    if codecs.is_empty() {
+        return Err(SdpError::NoCommonCodec);
+    }
+    Ok(RemoteMedia {
+        addr: SocketAddr::new(ip, audio.port),
+        codecs,
+        telephone_event: audio.telephone_event,
+        direction: audio.direction.unwrap_or(session_dir),
+    })
+}
+
+struct AudioSection {
+    port: u16,
+    payloads: Vec<u8>,
+    names: Vec<(u8, String)>,
+    telephone_event: Option<u8>,
+    conn: Option<IpAddr>,
+    direction: Option<Direction>,
+}
+
+impl AudioSection {
+    fn parse_m(value: &str) -> Result<AudioSection, SdpError> {
+        let mut parts = value.split_whitespace();
+        parts.next(); // "audio"
+        let port_field = parts
+            .next()
+            .ok_or_else(|| SdpError::Malformed("m=audio has no port".into()))?;
+        let port = port_field
+            .split('/')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| SdpError::Malformed(format!("m=audio port {port_field:?} is not a number")))?;
+        let proto = parts
+            .next()
+            .ok_or_else(|| SdpError::Malformed("m=audio has no transport".into()))?;
+        if !proto.starts_with("RTP/") {
+            return Err(SdpError::NoCommonCodec);
+        }
+        let payloads = parts
+            .take(64)
+            .map(|p| {
+                p.parse::<u8>()
+                    .ok()
+                    .filter(|pt| *pt < 128)
+                    .ok_or_else(|| SdpError::Malformed(format!("m=audio payload type {p:?} is not 0-127")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AudioSection {
+            port,
+            payloads,
+            names: Vec::new(),
+            telephone_event: None,
+            conn: None,
+            direction: None,
+        })
+    }
+
+    fn rtpmap(&mut self, value: &str) {
+        let mut it = value.splitn(2, ' ');
+        let (Some(pt), Some(name)) = (it.next().and_then(|p| p.parse::<u8>().ok()), it.next()) else {
+            return;
+        };
+        let enc = name.split('/').next().unwrap_or("").to_ascii_lowercase();
+        let rate = name.split('/').nth(1).unwrap_or("8000");
+        if enc == "telephone-event" && rate == "8000" && self.payloads.contains(&pt) && self.telephone_event.is_none() {
+            self.telephone_event = Some(pt);
+        }
+        if self.names.len() < 64 {
+            self.names.push((pt, format!("{enc}/{rate}")));
+        }
+    }
+
+    fn codec_of(&self, pt: u8) -> Option<Codec> {
+        match self.names.iter().find(|(p, _)| *p == pt).map(|(_, n)| n.as_str()) {
+            Some("pcmu/8000") => Some(Codec::Pcmu),
+            Some("pcma/8000") => Some(Codec::Pcma),
+            Some(_) => None,
+            None => match pt {
+                0 => Some(Codec::Pcmu),
+                8 => Some(Codec::Pcma),
+                _ => None,
+            },
+        }
+    }
+}
+
+fn parse_connection(value: &str) -> Result<IpAddr, SdpError> {
+    let mut parts = value.split_whitespace();
+    let (net, family, addr) = (parts.next(), parts.next(), parts.next());
+    if net != Some("IN") {
+        return Err(SdpError::Malformed(format!("c={value} is not an IN address")));
+    }
+    let addr = addr.ok_or_else(|| SdpError::Malformed(format!("c={value} has no address")))?;
+    let addr = addr.split('/').next().unwrap_or(addr);
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| SdpError::Malformed(format!("c= address {addr:?} is not an IP address")))?;
+    match (family, ip) {
+        (Some("IP4"), IpAddr::V4(_)) | (Some("IP6"), IpAddr::V6(_)) => Ok(ip),
+        _ => Err(SdpError::Malformed(format!("c={value}: address family does not match"))),
+    }
+}
+
+impl RemoteMedia {
+    /// What we answer with: the peer's first codec we support, its telephone-event type.
+    pub fn negotiate(&self) -> Negotiated {
+        Negotiated {
+            codec: self.codecs[0],
+            telephone_event: self.telephone_event,
+        }
+    }
+}
+
+/// Session version for `o=`; each SDP we send for a call increments it.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub session_id: u64,
+    pub version: u64,
+}
+
+/// Our SDP answer for a call.
+pub fn answer(origin: Origin, local: SocketAddr, media: Negotiated, direction: Direction) -> String {
+    let mut pts = vec![media.codec.payload_type()];
+    pts.extend(media.telephone_event);
+    body(origin, local, &pts, Some(media), direction)
+}
+
+/// Our SDP offer (INVITE without SDP: offer in the 200, answer in the ACK).
+pub fn offer(origin: Origin, local: SocketAddr) -> String {
+    body(
+        origin,
+        local,
+        &[0, 8, OUR_TELEPHONE_EVENT_PT],
+        None,
+        Direction::SendRecv,
+    )
+}
+
+fn body(origin: Origin, local: SocketAddr, pts: &[u8], media: Option<Negotiated>, dir: Direction) -> String {
+    let fam = if local.is_ipv4() { "IP4" } else { "IP6" };
+    let ip = local.ip();
+    let mut s = String::with_capacity(300);
+    let _ = write!(
+        s,
+        "v=0\r\no=agentgw {} {} IN {fam} {ip}\r\ns=agentgw\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP",
+        origin.session_id,
+        origin.version,
+        local.port()
+    );
+    for pt in pts {
+        let _ = write!(s, " {pt}");
+    }
+    s.push_str("\r\n");
+    for &pt in pts {
+        match pt {
+            0 => s.push_str("a=rtpmap:0 PCMU/8000\r\n"),
+            8 => s.push_str("a=rtpmap:8 PCMA/8000\r\n"),
+            te if Some(te) == media.and_then(|m| m.telephone_event) || (media.is_none() && te == OUR_TELEPHONE_EVENT_PT) => {
+                let _ = write!(s, "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n");
+            }
+            _ => {}
+        }
+    }
+    s.push_str("a=ptime:20\r\n");
+    let _ = write!(s, "a={}\r\n", dir.attr());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINPHONE: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+        m=audio 7078 RTP/AVP 96 8 0 120\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:8 PCMA/8000\r\n\
+        a=rtpmap:120 telephone-event/8000\r\na=fmtp:120 0-16\r\na=sendrecv\r\n";
+
+    #[test]
+    fn picks_first_supported_codec_and_the_peers_telephone_event_type() {
+        let m = parse(LINPHONE.as_bytes()).unwrap();
+        assert_eq!(m.addr, "10.0.0.5:7078".parse().unwrap());
+        assert_eq!(m.codecs, vec![Codec::Pcma, Codec::Pcmu]);
+        assert_eq!(m.telephone_event, Some(120));
+        let n = m.negotiate();
+        let a = answer(Origin { session_id: 5, version: 1 }, "192.0.2.1:20000".parse().unwrap(), n, Direction::SendRecv);
+        assert!(a.contains("m=audio 20000 RTP/AVP 8 120\r\n"), "{a}");
+        assert!(a.contains("a=rtpmap:120 telephone-event/8000\r\n"), "{a}");
+        assert!(a.contains("c=IN IP4 192.0.2.1\r\n"), "{a}");
+    }
+
+    #[test]
+    fn ipv6_and_media_level_connection_and_hold() {
+        let sdp = "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP6 ::1\r\na=sendonly\r\n";
+        let m = parse(sdp.as_bytes()).unwrap();
+        assert_eq!(m.addr, "[::1]:4000".parse().unwrap());
+        assert_eq!(m.direction, Direction::SendOnly);
+        let a = answer(Origin { session_id: 1, version: 2 }, "[::1]:20002".parse().unwrap(), m.negotiate(), m.direction.answer());
+        assert!(a.contains("c=IN IP6 ::1\r\n") && a.contains("a=recvonly\r\n"), "{a}");
+    }
+
+    #[test]
+    fn no_common_codec_and_garbage_are_told_apart() {
+        let sdp = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+        assert_eq!(parse(sdp.as_bytes()), Err(SdpError::NoCommonCodec));
+        assert!(matches!(parse(b"hello"), Err(SdpError::Malformed(_))));
+        assert!(matches!(parse(b"v=0\r\nm=audio x RTP/AVP 0\r\n"), Err(SdpError::Malformed(_))));
+        assert!(matches!(parse(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"), Err(SdpError::Malformed(_))));
+        assert!(matches!(parse(&[0xff, 0xfe]), Err(SdpError::Malformed(_))));
+    }
+
+    #[test]
+    fn our_offer_lists_both_codecs_and_events() {
+        let o = offer(Origin { session_id: 1, version: 1 }, "127.0.0.1:20000".parse().unwrap());
+        assert!(o.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"), "{o}");
+        let back = parse(o.as_bytes()).unwrap();
+        assert_eq!(back.codecs, vec![Codec::Pcmu, Codec::Pcma]);
+        assert_eq!(back.telephone_event, Some(101));
+    }
+}

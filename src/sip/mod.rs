@@ -1,0 +1,617 @@
+//! The only place that touches the SIP stack (rsipstack). Everything else sees `IncomingCall`,
+//! `CallHandle` and `SipEvent`.
+//!
+//! Lessons built in: every server transaction is driven to its end after the final response
+//! (or a 487 would never be retransmitted); every dialog is removed from the dialog layer when
+//! it ends (or it leaks); every in-dialog request gets an answer; `timer` is never advertised.
+
+use crate::config::{ListenAddr, Transport};
+use crate::sdp::{self, RemoteMedia, SdpError};
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TransactionHandle};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipConnection, TcpListenerConnection, TransportLayer};
+use rsipstack::EndpointBuilder;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Methods we answer; sent in Allow.
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+/// Events queued per call before the call task reads them; a peer flooding in-dialog requests
+/// past it gets 503 on the excess.
+const CALL_EVENT_QUEUE: usize = 32;
+/// How long the call has to produce an SDP answer for a re-INVITE.
+const REINVITE_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the SIP side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    #[error("cannot listen on {listen}: {reason}")]
+    Listen { listen: ListenAddr, reason: String },
+}
+
+/// Something the peer did on an established (or establishing) call.
+#[derive(Debug)]
+pub enum SipEvent {
+    /// The ACK for our 200 arrived; its body is the SDP answer when we made the offer.
+    Acked { body: Vec<u8> },
+    /// A re-INVITE or UPDATE with an SDP offer (hold, unhold, new address): answer with our SDP.
+    Reoffer {
+        offer: Vec<u8>,
+        answer: oneshot::Sender<Result<String, SdpError>>,
+    },
+    /// The call is over (BYE, CANCEL, or no ACK).
+    Hangup,
+}
+
+/// A new call for the gateway to run.
+#[derive(Debug)]
+pub struct IncomingCall {
+    pub call_id: String,
+    /// The caller's station: From user@host.
+    pub station: String,
+    /// Where the INVITE came from.
+    pub source: SocketAddr,
+    /// Our address as the caller reaches it: put in SDP.
+    pub local_ip: IpAddr,
+    /// The caller's SDP offer; `None` for a late offer (we offer in the 200).
+    pub offer: Option<RemoteMedia>,
+    pub handle: CallHandle,
+    pub events: mpsc::Receiver<SipEvent>,
+}
+
+/// Lets the call task answer or end its call.
+#[derive(Clone)]
+pub struct CallHandle {
+    dialog: Arc<InviteDialog>,
+}
+
+impl std::fmt::Debug for CallHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CallHandle({})", self.dialog.id())
+    }
+}
+
+impl CallHandle {
+    /// Answers 200 with our SDP.
+    pub fn answer(&self, sdp: String) -> bool {
+        let headers = vec![
+            Header::ContentType("application/sdp".into()),
+            Header::Allow(ALLOW.into()),
+        ];
+        self.dialog.accept(Some(headers), Some(sdp.into_bytes())).is_ok()
+    }
+
+    /// Refuses the call before answering.
+    pub fn reject(&self, code: u16) {
+        self.dialog.reject(Some(StatusCode::from(code)), None).ok();
+    }
+
+    /// Hangs up with BYE, telling the peer the outcome in `X-Agentgw-Result`.
+    pub async fn bye(&self, outcome: &str) {
+        let headers = vec![Header::Other("X-Agentgw-Result".into(), outcome.into())];
+        if let Err(e) = self.dialog.bye_with_headers(Some(headers)).await {
+            debug!(error = %e, "BYE not sent");
+        }
+    }
+}
+
+/// Calls in progress, shared by the SIP side (admission) and the call tasks (release).
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<AtomicUsize>);
+
+impl CallCounter {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn try_acquire(&self, max: usize) -> Option<CallSlot> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| CallSlot(self.0.clone()))
+    }
+}
+
+/// One admitted call; dropping it frees the slot.
+#[derive(Debug)]
+pub struct CallSlot(Arc<AtomicUsize>);
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Settings the SIP side needs.
+#[derive(Debug, Clone)]
+pub struct SipSettings {
+    pub listen: Vec<ListenAddr>,
+    pub max_calls: usize,
+    pub public_address: Option<IpAddr>,
+}
+
+/// The running SIP side.
+pub struct SipServer {
+    /// Where we listen, with the ports actually bound.
+    pub listening: Vec<ListenAddr>,
+    pub calls: CallCounter,
+    cancel: CancellationToken,
+}
+
+impl SipServer {
+    /// Binds the listeners and starts serving; new calls arrive on the returned channel with
+    /// their admission slot.
+    pub async fn start(
+        settings: SipSettings,
+    ) -> Result<(SipServer, mpsc::Receiver<(IncomingCall, CallSlot)>), SipError> {
+        let cancel = CancellationToken::new();
+        let transport_layer = TransportLayer::new(cancel.child_token());
+        let mut listening = Vec::new();
+        for l in &settings.listen {
+            let fail = |reason: String| SipError::Listen { listen: *l, reason };
+            match l.transport {
+                Transport::Udp => {
+                    let conn = UdpConnection::create_connection(l.addr, None, Some(cancel.child_token()))
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
+                    let port = conn
+                        .get_addr()
+                        .get_socketaddr()
+                        .map(|a| a.port())
+                        .unwrap_or(l.addr.port());
+                    listening.push(ListenAddr {
+                        transport: Transport::Udp,
+                        addr: SocketAddr::new(l.addr.ip(), port),
+                    });
+                    transport_layer.add_transport(conn.into());
+                }
+                Transport::Tcp => {
+                    // rsipstack binds the listener when it starts serving; check the port now so
+                    // that a port in use is reported at start, naming the listener.
+                    std::net::TcpListener::bind(l.addr).map_err(|e| fail(e.to_string()))?;
+                    let conn = TcpListenerConnection::new(l.addr, None)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
+                    transport_layer.add_transport(SipConnection::TcpListener(conn));
+                    listening.push(*l);
+                }
+            }
+        }
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(cancel.child_token())
+            .with_transport_layer(transport_layer)
+            .with_user_agent(concat!("agentgw/", env!("CARGO_PKG_VERSION")))
+            .with_allows(vec![
+                Method::Invite,
+                Method::Ack,
+                Method::Bye,
+                Method::Cancel,
+                Method::Options,
+                Method::Info,
+            ])
+            .build();
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| SipError::Listen {
+                listen: settings.listen[0],
+                reason: e.to_string(),
+            })?;
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let (state_tx, state_rx) = dialogs.new_dialog_state_channel();
+        let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
+        let (calls_tx, calls_rx) = mpsc::channel(settings.max_calls.min(4096));
+        let calls = CallCounter::default();
+
+        let serve_cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = endpoint.serve() => {}
+                _ = serve_cancel.cancelled() => {}
+            }
+            endpoint.shutdown();
+        });
+        tokio::spawn(route_dialog_states(state_rx, dialogs.clone(), routes.clone()));
+        let acceptor = Acceptor {
+            dialogs,
+            state_tx,
+            routes,
+            calls_tx,
+            calls: calls.clone(),
+            settings,
+        };
+        tokio::spawn(acceptor.run(incoming, cancel.clone()));
+        Ok((
+            SipServer {
+                listening,
+                calls,
+                cancel,
+            },
+            calls_rx,
+        ))
+    }
+
+    /// Stops listening.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for SipServer {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Dialog id → the call task's event queue.
+type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<SipEvent>>>>;
+
+fn route(routes: &Routes, id: &str) -> Option<mpsc::Sender<SipEvent>> {
+    routes.lock().ok().and_then(|r| r.get(id).cloned())
+}
+
+struct Acceptor {
+    dialogs: Arc<DialogLayer>,
+    state_tx: rsipstack::dialog::dialog::DialogStateSender,
+    routes: Routes,
+    calls_tx: mpsc::Sender<(IncomingCall, CallSlot)>,
+    calls: CallCounter,
+    settings: SipSettings,
+}
+
+impl Acceptor {
+    async fn run(
+        self,
+        mut incoming: rsipstack::transaction::TransactionReceiver,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let tx = tokio::select! {
+                tx = incoming.recv() => tx,
+                _ = cancel.cancelled() => None,
+            };
+            let Some(tx) = tx else { break };
+            self.on_transaction(tx).await;
+        }
+    }
+
+    async fn on_transaction(&self, mut tx: Transaction) {
+        let in_dialog = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_some();
+        let method = tx.original.method;
+        if in_dialog {
+            match self.dialogs.match_dialog(&tx) {
+                Some(rsipstack::dialog::dialog::Dialog::Invite(mut dialog)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = dialog.handle(&mut tx).await {
+                            debug!(error = %e, %method, "in-dialog request failed");
+                        }
+                        answer_if_unanswered(&mut tx, StatusCode::ServerInternalError).await;
+                        drain(tx).await;
+                    });
+                }
+                _ => spawn_reply(tx, StatusCode::CallTransactionDoesNotExist, vec![]),
+            }
+            return;
+        }
+        match method {
+            Method::Invite => self.on_invite(tx).await,
+            Method::Options => spawn_reply(
+                tx,
+                StatusCode::OK,
+                vec![
+                    Header::Allow(ALLOW.into()),
+                    Header::Accept("application/sdp".into()),
+                    Header::Other("Accept-Language".into(), "en".into()),
+                ],
+            ),
+            Method::Bye | Method::Info | Method::Update | Method::PRack => {
+                spawn_reply(tx, StatusCode::CallTransactionDoesNotExist, vec![])
+            }
+            Method::Ack | Method::Cancel => {}
+            _ => spawn_reply(tx, StatusCode::MethodNotAllowed, vec![Header::Allow(ALLOW.into())]),
+        }
+    }
+
+    async fn on_invite(&self, tx: Transaction) {
+        let Some(source) = source_of(&tx) else {
+            spawn_reply(tx, StatusCode::BadRequest, vec![]);
+            return;
+        };
+        let call_id = tx
+            .original
+            .call_id_header()
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let Some(slot) = self.calls.try_acquire(self.settings.max_calls) else {
+            warn!(%call_id, %source, max_calls = self.settings.max_calls, "call refused: at max_calls");
+            spawn_reply(
+                tx,
+                StatusCode::ServiceUnavailable,
+                vec![Header::RetryAfter("5".into())],
+            );
+            return;
+        };
+        let body = tx.original.body().clone();
+        let offer = if body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            match sdp::parse(&body) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let code = match e {
+                        SdpError::Malformed(_) => StatusCode::BadRequest,
+                        SdpError::NoCommonCodec => StatusCode::NotAcceptableHere,
+                    };
+                    info!(%call_id, %source, reason = %e, "INVITE refused: {}", u16::from(code.clone()));
+                    spawn_reply(tx, code, vec![warning(&e.to_string())]);
+                    return;
+                }
+            }
+        };
+        let station = station_of(&tx);
+        let local_ip = self
+            .settings
+            .public_address
+            .unwrap_or_else(|| local_ip_towards(&tx, source));
+        let contact = contact_uri(&tx, local_ip);
+        let dialog = match self
+            .dialogs
+            .get_or_create_server_invite(&tx, self.state_tx.clone(), None, contact)
+        {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(%call_id, error = %e, "cannot create dialog");
+                spawn_reply(tx, StatusCode::ServerInternalError, vec![]);
+                return;
+            }
+        };
+        let dialog_id = dialog.id();
+        let (events_tx, events_rx) = mpsc::channel(CALL_EVENT_QUEUE);
+        if let Ok(mut r) = self.routes.lock() {
+            r.insert(dialog_id.to_string(), events_tx);
+        }
+        let call = IncomingCall {
+            call_id,
+            station,
+            source,
+            local_ip,
+            offer,
+            handle: CallHandle {
+                dialog: Arc::new(dialog.clone()),
+            },
+            events: events_rx,
+        };
+        // Drive the INVITE transaction: 100 Trying, our final response, ACK or CANCEL, and
+        // retransmissions until the transaction ends.
+        let dialogs = self.dialogs.clone();
+        let routes = self.routes.clone();
+        let mut dialog = dialog;
+        let mut tx = tx;
+        tokio::spawn(async move {
+            if let Err(e) = dialog.handle(&mut tx).await {
+                debug!(error = %e, "INVITE transaction ended with an error");
+            }
+            drain(tx).await;
+            // A dialog that never got confirmed (CANCEL, no ACK, rejected) ends here.
+            if !dialog.state().is_confirmed() {
+                end_dialog(&dialogs, &routes, &dialog.id().to_string(), &dialog.id()).await;
+            }
+        });
+        if self.calls_tx.send((call, slot)).await.is_err() {
+            warn!("gateway is not accepting calls");
+        }
+    }
+}
+
+/// Removes a dialog and tells its call it is over.
+async fn end_dialog(
+    dialogs: &DialogLayer,
+    routes: &Routes,
+    key: &str,
+    id: &rsipstack::dialog::DialogId,
+) {
+    dialogs.remove_dialog(id);
+    let sender = routes.lock().ok().and_then(|mut r| r.remove(key));
+    if let Some(s) = sender {
+        s.send(SipEvent::Hangup).await.ok();
+    }
+}
+
+/// Turns dialog state changes into `SipEvent`s for the call that owns the dialog, and answers
+/// every in-dialog request the dialog layer hands up.
+async fn route_dialog_states(mut states: DialogStateReceiver, dialogs: Arc<DialogLayer>, routes: Routes) {
+    while let Some(state) = states.recv().await {
+        match state {
+            DialogState::Confirmed(id, _) => {
+                let key = id.to_string();
+                let ack_body = match dialogs.get_dialog(&id) {
+                    Some(rsipstack::dialog::dialog::Dialog::Invite(d)) => {
+                        d.last_remote_ack().map(|a| a.body().clone()).unwrap_or_default()
+                    }
+                    _ => Vec::new(),
+                };
+                if let Some(s) = route(&routes, &key) {
+                    s.try_send(SipEvent::Acked { body: ack_body }).ok();
+                }
+            }
+            DialogState::Updated(id, req, handle) => {
+                let sender = route(&routes, &id.to_string());
+                tokio::spawn(answer_reoffer(sender, req.body().clone(), handle));
+            }
+            DialogState::Info(_, _, handle) | DialogState::Options(_, _, handle) => {
+                tokio::spawn(async move { handle.reply(StatusCode::OK).await.ok() });
+            }
+            DialogState::Refer(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Notify(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
+                tokio::spawn(async move {
+                    handle
+                        .respond(StatusCode::MethodNotAllowed, Some(vec![Header::Allow(ALLOW.into())]), None)
+                        .await
+                        .ok()
+                });
+            }
+            DialogState::Terminated(id, reason) => {
+                debug!(dialog = %id, ?reason, "dialog terminated");
+                end_dialog(&dialogs, &routes, &id.to_string(), &id).await;
+            }
+            DialogState::Calling(_)
+            | DialogState::Trying(_)
+            | DialogState::Early(_, _)
+            | DialogState::WaitAck(_, _) => {}
+        }
+    }
+}
+
+/// Asks the call for an SDP answer to a re-INVITE / UPDATE and sends it.
+async fn answer_reoffer(sender: Option<mpsc::Sender<SipEvent>>, offer: Vec<u8>, handle: TransactionHandle) {
+    let Some(sender) = sender else {
+        handle.reply(StatusCode::CallTransactionDoesNotExist).await.ok();
+        return;
+    };
+    let (answer_tx, answer_rx) = oneshot::channel();
+    if sender
+        .try_send(SipEvent::Reoffer {
+            offer,
+            answer: answer_tx,
+        })
+        .is_err()
+    {
+        handle
+            .respond(StatusCode::ServiceUnavailable, Some(vec![Header::RetryAfter("1".into())]), None)
+            .await
+            .ok();
+        return;
+    }
+    match tokio::time::timeout(REINVITE_ANSWER_TIMEOUT, answer_rx).await {
+        Ok(Ok(Ok(sdp))) => {
+            let headers = vec![
+                Header::ContentType("application/sdp".into()),
+                Header::Allow(ALLOW.into()),
+            ];
+            handle.respond(StatusCode::OK, Some(headers), Some(sdp.into_bytes())).await.ok();
+        }
+        Ok(Ok(Err(e))) => {
+            let code = match e {
+                SdpError::Malformed(_) => StatusCode::BadRequest,
+                SdpError::NoCommonCodec => StatusCode::NotAcceptableHere,
+            };
+            handle.respond(code, Some(vec![warning(&e.to_string())]), None).await.ok();
+        }
+        _ => {
+            handle.reply(StatusCode::ServerInternalError).await.ok();
+        }
+    }
+}
+
+fn warning(text: &str) -> Header {
+    let text = text.replace('"', "'");
+    Header::Warning(format!("399 agentgw \"{text}\"").into())
+}
+
+/// Replies and keeps the transaction alive until it ends (retransmissions are answered).
+fn spawn_reply(mut tx: Transaction, code: StatusCode, headers: Vec<Header>) {
+    tokio::spawn(async move {
+        if let Err(e) = tx.reply_with(code, headers, None).await {
+            debug!(error = %e, "reply not sent");
+        }
+        drain(tx).await;
+    });
+}
+
+async fn answer_if_unanswered(tx: &mut Transaction, code: StatusCode) {
+    if tx.last_response.is_none() && tx.original.method != Method::Ack {
+        tx.reply(code).await.ok();
+    }
+}
+
+/// Runs a server transaction to its end so its timers and retransmissions work.
+async fn drain(mut tx: Transaction) {
+    let limit = tokio::time::sleep(Duration::from_secs(64));
+    tokio::pin!(limit);
+    loop {
+        tokio::select! {
+            m = tx.receive() => if m.is_none() { break },
+            _ = &mut limit => break,
+        }
+    }
+}
+
+fn source_of(tx: &Transaction) -> Option<SocketAddr> {
+    tx.connection
+        .as_ref()
+        .and_then(|c| c.get_remote_addr())
+        .and_then(|a| a.get_socketaddr().ok())
+}
+
+/// From user@host: the caller's station.
+fn station_of(tx: &Transaction) -> String {
+    let Ok(from) = tx.original.from_header() else {
+        return String::new();
+    };
+    match from.uri() {
+        Ok(uri) => {
+            let host = uri.host_with_port.host.to_string();
+            match uri.auth {
+                Some(a) => format!("{}@{}", a.user, host),
+                None => host,
+            }
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// The local address the caller reaches us on: the listener's own address when it is bound to
+/// one, else the address the kernel routes replies to the caller from.
+fn local_ip_towards(tx: &Transaction, source: SocketAddr) -> IpAddr {
+    if let Some(ip) = tx
+        .connection
+        .as_ref()
+        .and_then(|c| c.get_addr().get_socketaddr().ok())
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+    {
+        return ip;
+    }
+    let any: SocketAddr = if source.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    std::net::UdpSocket::bind(any)
+        .and_then(|s| {
+            s.connect(source)?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(any.ip())
+}
+
+fn contact_uri(tx: &Transaction, ip: IpAddr) -> Option<rsipstack::sip::Uri> {
+    let conn = tx.connection.as_ref()?;
+    let port = conn.get_addr().get_socketaddr().ok()?.port();
+    let host = match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let transport = match conn.transport() {
+        rsipstack::sip::transport::Transport::Udp => "",
+        _ => ";transport=tcp",
+    };
+    rsipstack::sip::Uri::try_from(format!("sip:agentgw@{host}:{port}{transport}").as_str()).ok()
+}
