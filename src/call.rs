@@ -79,7 +79,9 @@ impl Media {
         let finished = self.player.next_frame(&mut frame);
         match (self.negotiated, self.target.and_then(|t| t.addr)) {
             (Some(n), Some(to)) if self.peer_receives => {
-                let pkt = self.writer.packet(n.codec.payload_type(), &frame, FRAME_SAMPLES as u32);
+                let pkt = self
+                    .writer
+                    .packet(n.codec.payload_type(), &frame, FRAME_SAMPLES as u32);
                 // A full socket buffer drops this frame rather than stalling the call.
                 let _ = self.socket.try_send_to(pkt, to);
             }
@@ -254,7 +256,11 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     check = Some(tokio::spawn(async move { store.login(&attempt).await }));
                 }
                 Action::Release { agent: a } => {
-                    if let Err(e) = ctx.store.logout(&a.0, "caller hung up before the result").await {
+                    if let Err(e) = ctx
+                        .store
+                        .logout(&a.0, "caller hung up before the result")
+                        .await
+                    {
                         warn!(agent = %a, error = %e, "could not release the session of a caller who hung up");
                     }
                 }

@@ -183,9 +183,9 @@ impl fmt::Display for ListenAddr {
 impl FromStr for ListenAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (t, rest) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?} is not TRANSPORT:ADDRESS:PORT, e.g. \"udp:0.0.0.0:5060\""))?;
+        let (t, rest) = s.split_once(':').ok_or_else(|| {
+            format!("{s:?} is not TRANSPORT:ADDRESS:PORT, e.g. \"udp:0.0.0.0:5060\"")
+        })?;
         let transport = match t.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
@@ -252,7 +252,11 @@ impl Config {
             let inner = e.into_inner();
             ConfigError::Invalid {
                 file: file.to_string(),
-                key: if key == "." { "(top level)".into() } else { key },
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
                 reason: inner.message().trim().to_string(),
             }
         })?;
@@ -278,7 +282,10 @@ impl Config {
             return invalid("sip.max_call_secs", "must be at least 30");
         }
         if !self.store.url.starts_with("sqlite:") {
-            return invalid("store.url", "must start with sqlite:// (e.g. \"sqlite://agentgw.db\")");
+            return invalid(
+                "store.url",
+                "must start with sqlite:// (e.g. \"sqlite://agentgw.db\")",
+            );
         }
         let l = &self.login;
         if !(1..=10).contains(&l.max_attempts) {
@@ -288,7 +295,10 @@ impl Config {
             return invalid("login.digit_timeout_secs", "must be between 1 and 60");
         }
         if !(1..=120).contains(&l.first_digit_timeout_secs) {
-            return invalid("login.first_digit_timeout_secs", "must be between 1 and 120");
+            return invalid(
+                "login.first_digit_timeout_secs",
+                "must be between 1 and 120",
+            );
         }
         if !(4..=64).contains(&l.max_digits) {
             return invalid("login.max_digits", "must be between 4 and 64");
@@ -306,7 +316,13 @@ mod tests {
         let c = Config::parse("", "x.toml").unwrap();
         assert_eq!(c.sip.listen.len(), 2);
         assert_eq!(c.login.max_attempts, 3);
-        assert_eq!(c.media.rtp_ports, PortRange { low: 20000, high: 29999 });
+        assert_eq!(
+            c.media.rtp_ports,
+            PortRange {
+                low: 20000,
+                high: 29999
+            }
+        );
         assert_eq!(c.store.url, "sqlite://agentgw.db");
     }
 
@@ -316,7 +332,10 @@ mod tests {
         let s = e.to_string();
         assert!(s.starts_with("/etc/agentgw.toml: login"), "{s}");
         assert!(s.contains("max_atempts"), "{s}");
-        assert!(s.contains("max_attempts"), "the allowed keys are listed: {s}");
+        assert!(
+            s.contains("max_attempts"),
+            "the allowed keys are listed: {s}"
+        );
     }
 
     #[test]
@@ -325,11 +344,20 @@ mod tests {
         assert!(e.to_string().starts_with("a.toml: sip.listen[0]: "), "{e}");
         assert!(e.to_string().contains("udp, tcp"), "{e}");
         let e = Config::parse("[media]\nrtp_ports = \"30000-20000\"\n", "a.toml").unwrap_err();
-        assert!(e.to_string().starts_with("a.toml: media.rtp_ports: "), "{e}");
+        assert!(
+            e.to_string().starts_with("a.toml: media.rtp_ports: "),
+            "{e}"
+        );
         let e = Config::parse("[login]\nmax_attempts = 0\n", "a.toml").unwrap_err();
-        assert_eq!(e.to_string(), "a.toml: login.max_attempts: must be between 1 and 10");
+        assert_eq!(
+            e.to_string(),
+            "a.toml: login.max_attempts: must be between 1 and 10"
+        );
         let e = Config::parse("[login]\nmax_digits = \"x\"\n", "a.toml").unwrap_err();
-        assert!(e.to_string().starts_with("a.toml: login.max_digits: "), "{e}");
+        assert!(
+            e.to_string().starts_with("a.toml: login.max_digits: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -38,7 +38,11 @@ impl Gateway {
     }
 
     /// Starts with an already opened store (the CLI seeds demo agents first).
-    pub async fn start_with_store(config: &Config, store: Store, catalog: Catalog) -> Result<Gateway, GatewayError> {
+    pub async fn start_with_store(
+        config: &Config,
+        store: Store,
+        catalog: Catalog,
+    ) -> Result<Gateway, GatewayError> {
         let ctx = Arc::new(CallContext {
             catalog,
             store,

@@ -123,7 +123,10 @@ fn node_id() -> String {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn,sqlx=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 #[tokio::main]
@@ -145,12 +148,21 @@ async fn serve(config: &Config, demo: bool) -> Result<()> {
     init_logging();
     let store = open_store(config).await?;
     if demo {
-        for (number, name, pass) in [("1001", "Demo Agent One", "1234"), ("1002", "Demo Agent Two", "2345"), ("1003", "Demo Agent Three", "3456")] {
+        for (number, name, pass) in [
+            ("1001", "Demo Agent One", "1234"),
+            ("1002", "Demo Agent Two", "2345"),
+            ("1003", "Demo Agent Three", "3456"),
+        ] {
             if !store.agent_exists(number).await? {
-                store.add_agent(number, name, &Passcode(pass.into())).await?;
+                store
+                    .add_agent(number, name, &Passcode(pass.into()))
+                    .await?;
             }
         }
-        println!("demo agents in {}: 1001 / 1234, 1002 / 2345, 1003 / 3456", config.store.url);
+        println!(
+            "demo agents in {}: 1001 / 1234, 1002 / 2345, 1003 / 3456",
+            config.store.url
+        );
     }
     let catalog = Catalog::load(config.prompts.dir.as_deref())?;
     let gateway = Gateway::start_with_store(config, store, catalog).await?;
@@ -166,13 +178,20 @@ async fn serve(config: &Config, demo: bool) -> Result<()> {
                 ip => ip.to_string(),
             }
         };
-        let transport = if l.transport == Transport::Tcp { ";transport=tcp" } else { "" };
+        let transport = if l.transport == Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
         println!(
             "call sip:login@{host}:{}{transport} and key your agent number, #, passcode, #",
             l.addr.port()
         );
     }
-    println!("agents logged on: agentgw session list{}", config_hint(config));
+    println!(
+        "agents logged on: agentgw session list{}",
+        config_hint(config)
+    );
     shutdown_signal().await;
     tracing::info!(calls = gateway.active_calls(), "shutting down");
     gateway.shutdown();
@@ -198,13 +217,17 @@ async fn shutdown_signal() {
 async fn agent(config: &Config, cmd: &AgentCommand) -> Result<()> {
     let store = open_store(config).await?;
     match cmd {
-        AgentCommand::Add { number, name, passcode } => {
+        AgentCommand::Add {
+            number,
+            name,
+            passcode,
+        } => {
             store.add_agent(number, name, &passcode.read()?).await?;
             println!("agent {number} added");
         }
         AgentCommand::List => {
             let agents = store.list_agents().await?;
-            println!("{:<16} {:<24} {:<8} {}", "AGENT", "NAME", "ENABLED", "LOGGED ON");
+            println!("{:<16} {:<24} {:<8} LOGGED ON", "AGENT", "NAME", "ENABLED");
             for a in agents {
                 println!(
                     "{:<16} {:<24} {:<8} {}",
@@ -232,7 +255,10 @@ async fn session(config: &Config, cmd: &SessionCommand) -> Result<()> {
     match cmd {
         SessionCommand::List => {
             let sessions = store.list_sessions().await?;
-            println!("{:<16} {:<32} {:<10} {:<21} {}", "AGENT", "STATION", "STATUS", "SINCE", "SOURCE");
+            println!(
+                "{:<16} {:<32} {:<10} {:<21} SOURCE",
+                "AGENT", "STATION", "STATUS", "SINCE"
+            );
             for s in sessions {
                 println!(
                     "{:<16} {:<32} {:<10} {:<21} {}",

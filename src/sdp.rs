@@ -138,7 +138,9 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
                     }
                     (Some(d), false, false) => session_dir = d,
                     (None, true, _) => {
-                        if let (Some(a), Some(rtpmap)) = (audio.as_mut(), value.strip_prefix("rtpmap:")) {
+                        if let (Some(a), Some(rtpmap)) =
+                            (audio.as_mut(), value.strip_prefix("rtpmap:"))
+                        {
                             a.rtpmap(rtpmap);
                         }
                     }
@@ -189,7 +191,9 @@ impl AudioSection {
             .split('/')
             .next()
             .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| SdpError::Malformed(format!("m=audio port {port_field:?} is not a number")))?;
+            .ok_or_else(|| {
+                SdpError::Malformed(format!("m=audio port {port_field:?} is not a number"))
+            })?;
         let proto = parts
             .next()
             .ok_or_else(|| SdpError::Malformed("m=audio has no transport".into()))?;
@@ -199,10 +203,9 @@ impl AudioSection {
         let payloads = parts
             .take(64)
             .map(|p| {
-                p.parse::<u8>()
-                    .ok()
-                    .filter(|pt| *pt < 128)
-                    .ok_or_else(|| SdpError::Malformed(format!("m=audio payload type {p:?} is not 0-127")))
+                p.parse::<u8>().ok().filter(|pt| *pt < 128).ok_or_else(|| {
+                    SdpError::Malformed(format!("m=audio payload type {p:?} is not 0-127"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AudioSection {
@@ -217,12 +220,17 @@ impl AudioSection {
 
     fn rtpmap(&mut self, value: &str) {
         let mut it = value.splitn(2, ' ');
-        let (Some(pt), Some(name)) = (it.next().and_then(|p| p.parse::<u8>().ok()), it.next()) else {
+        let (Some(pt), Some(name)) = (it.next().and_then(|p| p.parse::<u8>().ok()), it.next())
+        else {
             return;
         };
         let enc = name.split('/').next().unwrap_or("").to_ascii_lowercase();
         let rate = name.split('/').nth(1).unwrap_or("8000");
-        if enc == "telephone-event" && rate == "8000" && self.payloads.contains(&pt) && self.telephone_event.is_none() {
+        if enc == "telephone-event"
+            && rate == "8000"
+            && self.payloads.contains(&pt)
+            && self.telephone_event.is_none()
+        {
             self.telephone_event = Some(pt);
         }
         if self.names.len() < 64 {
@@ -231,7 +239,12 @@ impl AudioSection {
     }
 
     fn codec_of(&self, pt: u8) -> Option<Codec> {
-        match self.names.iter().find(|(p, _)| *p == pt).map(|(_, n)| n.as_str()) {
+        match self
+            .names
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, n)| n.as_str())
+        {
             Some("pcmu/8000") => Some(Codec::Pcmu),
             Some("pcma/8000") => Some(Codec::Pcma),
             Some(_) => None,
@@ -248,7 +261,9 @@ fn parse_connection(value: &str) -> Result<IpAddr, SdpError> {
     let mut parts = value.split_whitespace();
     let (net, family, addr) = (parts.next(), parts.next(), parts.next());
     if net != Some("IN") {
-        return Err(SdpError::Malformed(format!("c={value} is not an IN address")));
+        return Err(SdpError::Malformed(format!(
+            "c={value} is not an IN address"
+        )));
     }
     let addr = addr.ok_or_else(|| SdpError::Malformed(format!("c={value} has no address")))?;
     let addr = addr.split('/').next().unwrap_or(addr);
@@ -257,7 +272,9 @@ fn parse_connection(value: &str) -> Result<IpAddr, SdpError> {
         .map_err(|_| SdpError::Malformed(format!("c= address {addr:?} is not an IP address")))?;
     match (family, ip) {
         (Some("IP4"), IpAddr::V4(_)) | (Some("IP6"), IpAddr::V6(_)) => Ok(ip),
-        _ => Err(SdpError::Malformed(format!("c={value}: address family does not match"))),
+        _ => Err(SdpError::Malformed(format!(
+            "c={value}: address family does not match"
+        ))),
     }
 }
 
@@ -279,7 +296,12 @@ pub struct Origin {
 }
 
 /// Our SDP answer for a call.
-pub fn answer(origin: Origin, local: SocketAddr, media: Negotiated, direction: Direction) -> String {
+pub fn answer(
+    origin: Origin,
+    local: SocketAddr,
+    media: Negotiated,
+    direction: Direction,
+) -> String {
     let mut pts = vec![media.codec.payload_type()];
     pts.extend(media.telephone_event);
     body(origin, local, &pts, Some(media), direction)
@@ -296,7 +318,13 @@ pub fn offer(origin: Origin, local: SocketAddr) -> String {
     )
 }
 
-fn body(origin: Origin, local: SocketAddr, pts: &[u8], media: Option<Negotiated>, dir: Direction) -> String {
+fn body(
+    origin: Origin,
+    local: SocketAddr,
+    pts: &[u8],
+    media: Option<Negotiated>,
+    dir: Direction,
+) -> String {
     let fam = if local.is_ipv4() { "IP4" } else { "IP6" };
     let ip = local.ip();
     let mut s = String::with_capacity(300);
@@ -315,8 +343,13 @@ fn body(origin: Origin, local: SocketAddr, pts: &[u8], media: Option<Negotiated>
         match pt {
             0 => s.push_str("a=rtpmap:0 PCMU/8000\r\n"),
             8 => s.push_str("a=rtpmap:8 PCMA/8000\r\n"),
-            te if Some(te) == media.and_then(|m| m.telephone_event) || (media.is_none() && te == OUR_TELEPHONE_EVENT_PT) => {
-                let _ = write!(s, "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n");
+            te if Some(te) == media.and_then(|m| m.telephone_event)
+                || (media.is_none() && te == OUR_TELEPHONE_EVENT_PT) =>
+            {
+                let _ = write!(
+                    s,
+                    "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
+                );
             }
             _ => {}
         }
@@ -330,7 +363,8 @@ fn body(origin: Origin, local: SocketAddr, pts: &[u8], media: Option<Negotiated>
 mod tests {
     use super::*;
 
-    const LINPHONE: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+    const LINPHONE: &str =
+        "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
         m=audio 7078 RTP/AVP 96 8 0 120\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:8 PCMA/8000\r\n\
         a=rtpmap:120 telephone-event/8000\r\na=fmtp:120 0-16\r\na=sendrecv\r\n";
 
@@ -341,7 +375,15 @@ mod tests {
         assert_eq!(m.codecs, vec![Codec::Pcma, Codec::Pcmu]);
         assert_eq!(m.telephone_event, Some(120));
         let n = m.negotiate();
-        let a = answer(Origin { session_id: 5, version: 1 }, "192.0.2.1:20000".parse().unwrap(), n, Direction::SendRecv);
+        let a = answer(
+            Origin {
+                session_id: 5,
+                version: 1,
+            },
+            "192.0.2.1:20000".parse().unwrap(),
+            n,
+            Direction::SendRecv,
+        );
         assert!(a.contains("m=audio 20000 RTP/AVP 8 120\r\n"), "{a}");
         assert!(a.contains("a=rtpmap:120 telephone-event/8000\r\n"), "{a}");
         assert!(a.contains("c=IN IP4 192.0.2.1\r\n"), "{a}");
@@ -353,8 +395,19 @@ mod tests {
         let m = parse(sdp.as_bytes()).unwrap();
         assert_eq!(m.addr, "[::1]:4000".parse().unwrap());
         assert_eq!(m.direction, Direction::SendOnly);
-        let a = answer(Origin { session_id: 1, version: 2 }, "[::1]:20002".parse().unwrap(), m.negotiate(), m.direction.answer());
-        assert!(a.contains("c=IN IP6 ::1\r\n") && a.contains("a=recvonly\r\n"), "{a}");
+        let a = answer(
+            Origin {
+                session_id: 1,
+                version: 2,
+            },
+            "[::1]:20002".parse().unwrap(),
+            m.negotiate(),
+            m.direction.answer(),
+        );
+        assert!(
+            a.contains("c=IN IP6 ::1\r\n") && a.contains("a=recvonly\r\n"),
+            "{a}"
+        );
     }
 
     #[test]
@@ -362,14 +415,26 @@ mod tests {
         let sdp = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
         assert_eq!(parse(sdp.as_bytes()), Err(SdpError::NoCommonCodec));
         assert!(matches!(parse(b"hello"), Err(SdpError::Malformed(_))));
-        assert!(matches!(parse(b"v=0\r\nm=audio x RTP/AVP 0\r\n"), Err(SdpError::Malformed(_))));
-        assert!(matches!(parse(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"), Err(SdpError::Malformed(_))));
+        assert!(matches!(
+            parse(b"v=0\r\nm=audio x RTP/AVP 0\r\n"),
+            Err(SdpError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"),
+            Err(SdpError::Malformed(_))
+        ));
         assert!(matches!(parse(&[0xff, 0xfe]), Err(SdpError::Malformed(_))));
     }
 
     #[test]
     fn our_offer_lists_both_codecs_and_events() {
-        let o = offer(Origin { session_id: 1, version: 1 }, "127.0.0.1:20000".parse().unwrap());
+        let o = offer(
+            Origin {
+                session_id: 1,
+                version: 1,
+            },
+            "127.0.0.1:20000".parse().unwrap(),
+        );
         assert!(o.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"), "{o}");
         let back = parse(o.as_bytes()).unwrap();
         assert_eq!(back.codecs, vec![Codec::Pcmu, Codec::Pcma]);

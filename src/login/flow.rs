@@ -292,7 +292,10 @@ impl Flow {
                 return;
             }
         }
-        if let State::Collecting { deadline, digits, .. } = &mut self.state {
+        if let State::Collecting {
+            deadline, digits, ..
+        } = &mut self.state
+        {
             let wait = if digits.is_empty() {
                 self.cfg.first_digit_timeout
             } else {
@@ -363,7 +366,10 @@ impl Flow {
     fn failure(&mut self, now: Instant) {
         self.failures += 1;
         if self.failures >= self.cfg.max_attempts {
-            self.close(&[PromptId::LoginIncorrect, PromptId::Goodbye], Outcome::Incorrect);
+            self.close(
+                &[PromptId::LoginIncorrect, PromptId::Goodbye],
+                Outcome::Incorrect,
+            );
         } else {
             self.collect(Field::Agent, PromptId::AgentIncorrect, now);
         }
@@ -401,7 +407,9 @@ impl Flow {
     fn on_check_result(&mut self, r: CheckOutcome, now: Instant) {
         match &self.state {
             State::Checking { .. } => {}
-            State::Done { checking: Some(agent) } => {
+            State::Done {
+                checking: Some(agent),
+            } => {
                 if r == CheckOutcome::LoggedIn {
                     self.actions.push_back(Action::Release {
                         agent: agent.clone(),

@@ -123,8 +123,14 @@ fn too_many_attempts_hears_login_incorrect_goodbye_and_is_hung_up() {
             assert_eq!(a, vec![Action::Play(PromptId::LoginIncorrect)]);
         }
     }
-    assert_eq!(c.done(PromptId::LoginIncorrect), vec![Action::Play(PromptId::Goodbye)]);
-    assert_eq!(c.done(PromptId::Goodbye), vec![Action::Hangup(Outcome::Incorrect)]);
+    assert_eq!(
+        c.done(PromptId::LoginIncorrect),
+        vec![Action::Play(PromptId::Goodbye)]
+    );
+    assert_eq!(
+        c.done(PromptId::Goodbye),
+        vec![Action::Hangup(Outcome::Incorrect)]
+    );
 }
 
 #[test]
@@ -133,8 +139,14 @@ fn already_logged_on_hears_that_prompt_then_goodbye() {
     c.keys("1001#1234#");
     let a = c.input(Input::CheckResult(CheckOutcome::AlreadyLoggedOn));
     assert_eq!(a, vec![Action::Play(PromptId::AgentAlreadyOn)]);
-    assert_eq!(c.done(PromptId::AgentAlreadyOn), vec![Action::Play(PromptId::Goodbye)]);
-    assert_eq!(c.done(PromptId::Goodbye), vec![Action::Hangup(Outcome::AlreadyLoggedOn)]);
+    assert_eq!(
+        c.done(PromptId::AgentAlreadyOn),
+        vec![Action::Play(PromptId::Goodbye)]
+    );
+    assert_eq!(
+        c.done(PromptId::Goodbye),
+        vec![Action::Hangup(Outcome::AlreadyLoggedOn)]
+    );
 }
 
 #[test]
@@ -156,7 +168,14 @@ fn typing_during_a_prompt_stops_it_and_keeps_every_key() {
     let a = c.keys("1");
     assert_eq!(a, vec![Action::StopPrompt]);
     let a = c.keys("001#1234#");
-    assert_eq!(a, vec![Action::Play(PromptId::AgentPass), Action::StopPrompt, check("1001", "1234")]);
+    assert_eq!(
+        a,
+        vec![
+            Action::Play(PromptId::AgentPass),
+            Action::StopPrompt,
+            check("1001", "1234")
+        ]
+    );
 }
 
 #[test]
@@ -174,10 +193,19 @@ fn silence_replays_the_prompt_once_then_goodbye() {
     let mut c = Call::new();
     c.done(PromptId::AgentUser);
     assert_eq!(c.wait(Duration::from_secs(9)), vec![]);
-    assert_eq!(c.wait(Duration::from_secs(1)), vec![Action::Play(PromptId::AgentUser)]);
+    assert_eq!(
+        c.wait(Duration::from_secs(1)),
+        vec![Action::Play(PromptId::AgentUser)]
+    );
     c.done(PromptId::AgentUser);
-    assert_eq!(c.wait(Duration::from_secs(10)), vec![Action::Play(PromptId::Goodbye)]);
-    assert_eq!(c.done(PromptId::Goodbye), vec![Action::Hangup(Outcome::NoInput)]);
+    assert_eq!(
+        c.wait(Duration::from_secs(10)),
+        vec![Action::Play(PromptId::Goodbye)]
+    );
+    assert_eq!(
+        c.done(PromptId::Goodbye),
+        vec![Action::Hangup(Outcome::NoInput)]
+    );
 }
 
 #[test]
@@ -191,7 +219,10 @@ fn inter_digit_timeout_ends_an_entry_without_pound() {
     let mut c = Call::new();
     c.keys("1001");
     assert_eq!(c.wait(Duration::from_secs(4)), vec![]);
-    assert_eq!(c.wait(Duration::from_secs(1)), vec![Action::Play(PromptId::AgentPass)]);
+    assert_eq!(
+        c.wait(Duration::from_secs(1)),
+        vec![Action::Play(PromptId::AgentPass)]
+    );
 }
 
 #[test]
@@ -204,7 +235,10 @@ fn max_digits_ends_an_entry() {
 #[test]
 fn empty_agent_number_counts_as_a_wrong_attempt() {
     let mut c = Call::new();
-    assert_eq!(c.keys("#"), vec![Action::StopPrompt, Action::Play(PromptId::AgentIncorrect)]);
+    assert_eq!(
+        c.keys("#"),
+        vec![Action::StopPrompt, Action::Play(PromptId::AgentIncorrect)]
+    );
 }
 
 #[test]
@@ -230,12 +264,21 @@ fn caller_hanging_up_during_the_check_releases_the_session_it_made() {
 fn time_limit_says_goodbye_or_drops_a_pending_check() {
     let mut c = Call::new();
     c.keys("10");
-    assert_eq!(c.input(Input::TimeLimit), vec![Action::Play(PromptId::Goodbye)]);
-    assert_eq!(c.done(PromptId::Goodbye), vec![Action::Hangup(Outcome::TimeLimit)]);
+    assert_eq!(
+        c.input(Input::TimeLimit),
+        vec![Action::Play(PromptId::Goodbye)]
+    );
+    assert_eq!(
+        c.done(PromptId::Goodbye),
+        vec![Action::Hangup(Outcome::TimeLimit)]
+    );
 
     let mut c = Call::new();
     c.keys("1001#1234#");
-    assert_eq!(c.input(Input::TimeLimit), vec![Action::Hangup(Outcome::TimeLimit)]);
+    assert_eq!(
+        c.input(Input::TimeLimit),
+        vec![Action::Hangup(Outcome::TimeLimit)]
+    );
     assert_eq!(
         c.input(Input::CheckResult(CheckOutcome::LoggedIn)),
         vec![Action::Release {

@@ -17,7 +17,11 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
     }
     s += BIAS;
     let top = ((s >> 7) & 0xFF) as u32;
-    let exponent = if top == 0 { 0 } else { (31 - top.leading_zeros()) as i32 };
+    let exponent = if top == 0 {
+        0
+    } else {
+        (31 - top.leading_zeros()) as i32
+    };
     let mantissa = (s >> (exponent + 3)) & 0x0F;
     !(sign | (exponent << 4) | mantissa) as u8
 }
@@ -118,7 +122,10 @@ mod tests {
     #[test]
     fn decode_of_encode_is_stable() {
         for b in 0..=255u8 {
-            assert_eq!(linear_to_ulaw(ulaw_to_linear(b)), if b == 0x7F { 0xFF } else { b });
+            assert_eq!(
+                linear_to_ulaw(ulaw_to_linear(b)),
+                if b == 0x7F { 0xFF } else { b }
+            );
             assert_eq!(linear_to_alaw(alaw_to_linear(b)), b);
         }
     }

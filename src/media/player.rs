@@ -70,7 +70,11 @@ impl Player {
 
     /// Starts `prompt` from its beginning, replacing whatever was playing.
     pub fn play(&mut self, id: PromptId, prompt: Arc<EncodedPrompt>) {
-        self.current = Some(Playing { id, prompt, next: 0 });
+        self.current = Some(Playing {
+            id,
+            prompt,
+            next: 0,
+        });
     }
 
     /// Stops the prompt playing now (barge-in); returns which one it was.

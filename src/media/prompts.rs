@@ -115,7 +115,10 @@ impl fmt::Display for PromptId {
 impl FromStr for PromptId {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        PromptId::ALL.into_iter().find(|p| p.as_str() == s).ok_or(())
+        PromptId::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -184,10 +187,11 @@ impl Catalog {
 }
 
 fn decode_wav(bytes: &[u8], file: &str) -> Result<Vec<i16>, PromptError> {
-    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| PromptError::Unreadable {
-        file: file.to_string(),
-        reason: e.to_string(),
-    })?;
+    let reader =
+        hound::WavReader::new(Cursor::new(bytes)).map_err(|e| PromptError::Unreadable {
+            file: file.to_string(),
+            reason: e.to_string(),
+        })?;
     let spec = reader.spec();
     if spec.sample_rate != 8000
         || spec.channels != 1

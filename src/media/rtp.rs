@@ -33,7 +33,10 @@ impl PortAllocator {
         let low = u32::from(self.range.low.div_ceil(2) * 2);
         let count = (u32::from(self.range.high) + 1 - low) / 2;
         if count == 0 {
-            return Err(io::Error::new(io::ErrorKind::AddrNotAvailable, "RTP port range holds no even port"));
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "RTP port range holds no even port",
+            ));
         }
         for _ in 0..count.min(256) {
             let n = self.next.fetch_add(1, Ordering::Relaxed) % count;
@@ -44,7 +47,10 @@ impl PortAllocator {
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, "no free RTP port in the configured range"))
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "no free RTP port in the configured range",
+        ))
     }
 }
 
@@ -195,7 +201,10 @@ mod tests {
 
     #[tokio::test]
     async fn allocator_uses_even_ports_in_range() {
-        let a = PortAllocator::new(PortRange { low: 40001, high: 40011 });
+        let a = PortAllocator::new(PortRange {
+            low: 40001,
+            high: 40011,
+        });
         let s = a.bind("127.0.0.1".parse().unwrap()).await.unwrap();
         let p = s.local_addr().unwrap().port();
         assert!(p % 2 == 0 && (40002..=40010).contains(&p), "{p}");

@@ -89,7 +89,9 @@ impl CallHandle {
             Header::ContentType("application/sdp".into()),
             Header::Allow(ALLOW.into()),
         ];
-        self.dialog.accept(Some(headers), Some(sdp.into_bytes())).is_ok()
+        self.dialog
+            .accept(Some(headers), Some(sdp.into_bytes()))
+            .is_ok()
     }
 
     /// Refuses the call before answering.
@@ -116,7 +118,9 @@ impl CallCounter {
     }
     fn try_acquire(&self, max: usize) -> Option<CallSlot> {
         self.0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| CallSlot(self.0.clone()))
     }
@@ -161,9 +165,10 @@ impl SipServer {
             let fail = |reason: String| SipError::Listen { listen: *l, reason };
             match l.transport {
                 Transport::Udp => {
-                    let conn = UdpConnection::create_connection(l.addr, None, Some(cancel.child_token()))
-                        .await
-                        .map_err(|e| fail(e.to_string()))?;
+                    let conn =
+                        UdpConnection::create_connection(l.addr, None, Some(cancel.child_token()))
+                            .await
+                            .map_err(|e| fail(e.to_string()))?;
                     let port = conn
                         .get_addr()
                         .get_socketaddr()
@@ -220,7 +225,18 @@ impl SipServer {
             }
             endpoint.shutdown();
         });
-        tokio::spawn(route_dialog_states(state_rx, dialogs.clone(), routes.clone()));
+        // rsipstack binds TCP listeners once serving starts: wait until they accept, so that
+        // "listening" is true when start returns (and a failure is reported here).
+        for l in listening.iter().filter(|l| l.transport == Transport::Tcp) {
+            wait_until_accepting(*l).await?;
+        }
+        tokio::spawn(route_dialog_states(
+            state_rx,
+            dialogs.clone(),
+            routes.clone(),
+        ));
+        let mut settings = settings;
+        settings.listen = listening.clone();
         let acceptor = Acceptor {
             dialogs,
             state_tx,
@@ -250,6 +266,25 @@ impl Drop for SipServer {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
+}
+
+async fn wait_until_accepting(l: ListenAddr) -> Result<(), SipError> {
+    let ip = match l.addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let target = SocketAddr::new(ip, l.addr.port());
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(target).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(SipError::Listen {
+        listen: l,
+        reason: "the TCP listener did not start".into(),
+    })
 }
 
 /// Dialog id → the call task's event queue.
@@ -322,7 +357,11 @@ impl Acceptor {
                 spawn_reply(tx, StatusCode::CallTransactionDoesNotExist, vec![])
             }
             Method::Ack | Method::Cancel => {}
-            _ => spawn_reply(tx, StatusCode::MethodNotAllowed, vec![Header::Allow(ALLOW.into())]),
+            _ => spawn_reply(
+                tx,
+                StatusCode::MethodNotAllowed,
+                vec![Header::Allow(ALLOW.into())],
+            ),
         }
     }
 
@@ -366,12 +405,14 @@ impl Acceptor {
         let local_ip = self
             .settings
             .public_address
-            .unwrap_or_else(|| local_ip_towards(&tx, source));
+            .unwrap_or_else(|| local_ip_towards(&self.settings.listen, &tx, source));
         let contact = contact_uri(&tx, local_ip);
-        let dialog = match self
-            .dialogs
-            .get_or_create_server_invite(&tx, self.state_tx.clone(), None, contact)
-        {
+        let dialog = match self.dialogs.get_or_create_server_invite(
+            &tx,
+            self.state_tx.clone(),
+            None,
+            contact,
+        ) {
             Ok(d) => d,
             Err(e) => {
                 warn!(%call_id, error = %e, "cannot create dialog");
@@ -433,15 +474,20 @@ async fn end_dialog(
 
 /// Turns dialog state changes into `SipEvent`s for the call that owns the dialog, and answers
 /// every in-dialog request the dialog layer hands up.
-async fn route_dialog_states(mut states: DialogStateReceiver, dialogs: Arc<DialogLayer>, routes: Routes) {
+async fn route_dialog_states(
+    mut states: DialogStateReceiver,
+    dialogs: Arc<DialogLayer>,
+    routes: Routes,
+) {
     while let Some(state) = states.recv().await {
         match state {
             DialogState::Confirmed(id, _) => {
                 let key = id.to_string();
                 let ack_body = match dialogs.get_dialog(&id) {
-                    Some(rsipstack::dialog::dialog::Dialog::Invite(d)) => {
-                        d.last_remote_ack().map(|a| a.body().clone()).unwrap_or_default()
-                    }
+                    Some(rsipstack::dialog::dialog::Dialog::Invite(d)) => d
+                        .last_remote_ack()
+                        .map(|a| a.body().clone())
+                        .unwrap_or_default(),
                     _ => Vec::new(),
                 };
                 if let Some(s) = route(&routes, &key) {
@@ -461,7 +507,11 @@ async fn route_dialog_states(mut states: DialogStateReceiver, dialogs: Arc<Dialo
             | DialogState::Publish(_, _, handle) => {
                 tokio::spawn(async move {
                     handle
-                        .respond(StatusCode::MethodNotAllowed, Some(vec![Header::Allow(ALLOW.into())]), None)
+                        .respond(
+                            StatusCode::MethodNotAllowed,
+                            Some(vec![Header::Allow(ALLOW.into())]),
+                            None,
+                        )
                         .await
                         .ok()
                 });
@@ -479,9 +529,16 @@ async fn route_dialog_states(mut states: DialogStateReceiver, dialogs: Arc<Dialo
 }
 
 /// Asks the call for an SDP answer to a re-INVITE / UPDATE and sends it.
-async fn answer_reoffer(sender: Option<mpsc::Sender<SipEvent>>, offer: Vec<u8>, handle: TransactionHandle) {
+async fn answer_reoffer(
+    sender: Option<mpsc::Sender<SipEvent>>,
+    offer: Vec<u8>,
+    handle: TransactionHandle,
+) {
     let Some(sender) = sender else {
-        handle.reply(StatusCode::CallTransactionDoesNotExist).await.ok();
+        handle
+            .reply(StatusCode::CallTransactionDoesNotExist)
+            .await
+            .ok();
         return;
     };
     let (answer_tx, answer_rx) = oneshot::channel();
@@ -493,7 +550,11 @@ async fn answer_reoffer(sender: Option<mpsc::Sender<SipEvent>>, offer: Vec<u8>, 
         .is_err()
     {
         handle
-            .respond(StatusCode::ServiceUnavailable, Some(vec![Header::RetryAfter("1".into())]), None)
+            .respond(
+                StatusCode::ServiceUnavailable,
+                Some(vec![Header::RetryAfter("1".into())]),
+                None,
+            )
             .await
             .ok();
         return;
@@ -504,14 +565,20 @@ async fn answer_reoffer(sender: Option<mpsc::Sender<SipEvent>>, offer: Vec<u8>, 
                 Header::ContentType("application/sdp".into()),
                 Header::Allow(ALLOW.into()),
             ];
-            handle.respond(StatusCode::OK, Some(headers), Some(sdp.into_bytes())).await.ok();
+            handle
+                .respond(StatusCode::OK, Some(headers), Some(sdp.into_bytes()))
+                .await
+                .ok();
         }
         Ok(Ok(Err(e))) => {
             let code = match e {
                 SdpError::Malformed(_) => StatusCode::BadRequest,
                 SdpError::NoCommonCodec => StatusCode::NotAcceptableHere,
             };
-            handle.respond(code, Some(vec![warning(&e.to_string())]), None).await.ok();
+            handle
+                .respond(code, Some(vec![warning(&e.to_string())]), None)
+                .await
+                .ok();
         }
         _ => {
             handle.reply(StatusCode::ServerInternalError).await.ok();
@@ -576,16 +643,22 @@ fn station_of(tx: &Transaction) -> String {
     }
 }
 
-/// The local address the caller reaches us on: the listener's own address when it is bound to
-/// one, else the address the kernel routes replies to the caller from.
-fn local_ip_towards(tx: &Transaction, source: SocketAddr) -> IpAddr {
-    if let Some(ip) = tx
-        .connection
-        .as_ref()
-        .and_then(|c| c.get_addr().get_socketaddr().ok())
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified())
-    {
+/// The local address the caller reaches us on: the listener's configured address when it is
+/// bound to one, else the address the kernel routes replies to the caller from.
+fn local_ip_towards(listen: &[ListenAddr], tx: &Transaction, source: SocketAddr) -> IpAddr {
+    let bound = tx.connection.as_ref().and_then(|c| {
+        let port = c.get_addr().get_socketaddr().ok()?.port();
+        let transport = match c.transport() {
+            rsipstack::sip::transport::Transport::Udp => Transport::Udp,
+            _ => Transport::Tcp,
+        };
+        listen
+            .iter()
+            .find(|l| l.transport == transport && l.addr.port() == port)
+            .map(|l| l.addr.ip())
+            .filter(|ip| !ip.is_unspecified())
+    });
+    if let Some(ip) = bound {
         return ip;
     }
     let any: SocketAddr = if source.is_ipv4() {

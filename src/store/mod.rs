@@ -5,7 +5,9 @@
 mod sqlite;
 
 use crate::login::{AgentNumber, Passcode};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
@@ -133,7 +135,11 @@ impl Hasher {
             let known = phc.is_some();
             let phc = phc.unwrap_or_else(|| dummy_hash().to_string());
             let ok = PasswordHash::new(&phc)
-                .map(|h| Argon2::default().verify_password(p.0.as_bytes(), &h).is_ok())
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(p.0.as_bytes(), &h)
+                        .is_ok()
+                })
                 .unwrap_or(false);
             known && ok
         })
@@ -181,7 +187,17 @@ impl Store {
         })
     }
 
-    pub async fn add_agent(&self, number: &str, name: &str, passcode: &Passcode) -> Result<(), StoreError> {
+    /// Closes the store; every later query fails as "unavailable".
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+
+    pub async fn add_agent(
+        &self,
+        number: &str,
+        name: &str,
+        passcode: &Passcode,
+    ) -> Result<(), StoreError> {
         validate_agent_number(number)?;
         validate_passcode(passcode)?;
         let hash = self.hasher.hash(passcode).await?;
@@ -199,7 +215,11 @@ impl Store {
     }
 
     pub async fn agent_exists(&self, number: &str) -> Result<bool, StoreError> {
-        Ok(self.db.passcode_hash(DEFAULT_TENANT, number).await?.is_some())
+        Ok(self
+            .db
+            .passcode_hash(DEFAULT_TENANT, number)
+            .await?
+            .is_some())
     }
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
@@ -236,7 +256,9 @@ impl Store {
                 .await?;
             return Ok(LoginResult::Incorrect);
         }
-        self.db.claim_session(DEFAULT_TENANT, a, &self.node_id).await
+        self.db
+            .claim_session(DEFAULT_TENANT, a, &self.node_id)
+            .await
     }
 }
 
@@ -264,11 +286,25 @@ mod tests {
     #[tokio::test]
     async fn right_wrong_unknown_and_already_on() {
         let (_d, s) = store().await;
-        s.add_agent("1001", "Ann", &Passcode("1234".into())).await.unwrap();
-        assert_eq!(s.login(&attempt("1001", "9999", "a@h")).await.unwrap(), LoginResult::Incorrect);
-        assert_eq!(s.login(&attempt("4242", "1234", "a@h")).await.unwrap(), LoginResult::Incorrect);
-        assert_eq!(s.login(&attempt("1001", "1234", "a@h")).await.unwrap(), LoginResult::LoggedIn);
-        assert_eq!(s.login(&attempt("1001", "1234", "b@h")).await.unwrap(), LoginResult::AlreadyLoggedOn);
+        s.add_agent("1001", "Ann", &Passcode("1234".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.login(&attempt("1001", "9999", "a@h")).await.unwrap(),
+            LoginResult::Incorrect
+        );
+        assert_eq!(
+            s.login(&attempt("4242", "1234", "a@h")).await.unwrap(),
+            LoginResult::Incorrect
+        );
+        assert_eq!(
+            s.login(&attempt("1001", "1234", "a@h")).await.unwrap(),
+            LoginResult::LoggedIn
+        );
+        assert_eq!(
+            s.login(&attempt("1001", "1234", "b@h")).await.unwrap(),
+            LoginResult::AlreadyLoggedOn
+        );
         let sessions = s.list_sessions().await.unwrap();
         assert_eq!(sessions.len(), 1);
         assert_eq!(sessions[0].station, "a@h");
@@ -279,8 +315,14 @@ mod tests {
     #[tokio::test]
     async fn the_hash_is_argon2id_and_not_the_passcode() {
         let (_d, s) = store().await;
-        s.add_agent("1001", "", &Passcode("86420".into())).await.unwrap();
-        let (h, _) = s.db.passcode_hash(DEFAULT_TENANT, "1001").await.unwrap().unwrap();
+        s.add_agent("1001", "", &Passcode("86420".into()))
+            .await
+            .unwrap();
+        let (h, _) =
+            s.db.passcode_hash(DEFAULT_TENANT, "1001")
+                .await
+                .unwrap()
+                .unwrap();
         assert!(h.starts_with("$argon2id$"), "{h}");
         assert!(!h.contains("86420"));
     }
@@ -289,10 +331,22 @@ mod tests {
     async fn bad_numbers_and_duplicates_are_refused_with_a_reason() {
         let (_d, s) = store().await;
         let p = Passcode("1234".into());
-        assert!(matches!(s.add_agent("12a", "", &p).await, Err(StoreError::Invalid(_))));
-        assert!(matches!(s.add_agent("1001", "", &Passcode("12".into())).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.add_agent("12a", "", &p).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.add_agent("1001", "", &Passcode("12".into())).await,
+            Err(StoreError::Invalid(_))
+        ));
         s.add_agent("1001", "", &p).await.unwrap();
-        assert!(matches!(s.add_agent("1001", "", &p).await, Err(StoreError::AgentExists(_))));
-        assert!(matches!(s.remove_agent("1002").await, Err(StoreError::NoSuchAgent(_))));
+        assert!(matches!(
+            s.add_agent("1001", "", &p).await,
+            Err(StoreError::AgentExists(_))
+        ));
+        assert!(matches!(
+            s.remove_agent("1002").await,
+            Err(StoreError::NoSuchAgent(_))
+        ));
     }
 }

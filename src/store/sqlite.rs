@@ -1,7 +1,9 @@
 //! The embedded default store: SQLite through sqlx, WAL mode, migrations embedded in the binary.
 
 use super::{Agent, LoginAttempt, LoginResult, Session, StoreError};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::Row;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,7 +47,17 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    pub(super) async fn add_agent(&self, tenant: &str, number: &str, name: &str, hash: &str) -> Result<(), StoreError> {
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(super) async fn add_agent(
+        &self,
+        tenant: &str,
+        number: &str,
+        name: &str,
+        hash: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
             "INSERT INTO agents (tenant, number, name, passcode_hash, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -58,15 +70,32 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await;
         match r {
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::AgentExists(number.into())),
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::AgentExists(number.into()))
+            }
             r => r?,
         };
-        audit_row(&mut tx, tenant, Some(number), None, None, None, "agent_added", None).await?;
+        audit_row(
+            &mut tx,
+            tenant,
+            Some(number),
+            None,
+            None,
+            None,
+            "agent_added",
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    pub(super) async fn set_passcode(&self, tenant: &str, number: &str, hash: &str) -> Result<(), StoreError> {
+    pub(super) async fn set_passcode(
+        &self,
+        tenant: &str,
+        number: &str,
+        hash: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query("UPDATE agents SET passcode_hash = ?, failed_attempts = 0 WHERE tenant = ? AND number = ?")
             .bind(hash)
@@ -78,7 +107,17 @@ impl SqliteStore {
         if n == 0 {
             return Err(StoreError::NoSuchAgent(number.into()));
         }
-        audit_row(&mut tx, tenant, Some(number), None, None, None, "passcode_changed", None).await?;
+        audit_row(
+            &mut tx,
+            tenant,
+            Some(number),
+            None,
+            None,
+            None,
+            "passcode_changed",
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -102,20 +141,46 @@ impl SqliteStore {
             return Err(StoreError::NoSuchAgent(number.into()));
         }
         if had_session {
-            audit_row(&mut tx, tenant, Some(number), None, None, None, "logout", Some("agent removed")).await?;
+            audit_row(
+                &mut tx,
+                tenant,
+                Some(number),
+                None,
+                None,
+                None,
+                "logout",
+                Some("agent removed"),
+            )
+            .await?;
         }
-        audit_row(&mut tx, tenant, Some(number), None, None, None, "agent_removed", None).await?;
+        audit_row(
+            &mut tx,
+            tenant,
+            Some(number),
+            None,
+            None,
+            None,
+            "agent_removed",
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// The agent's passcode hash and enabled flag, if the agent exists.
-    pub(super) async fn passcode_hash(&self, tenant: &str, number: &str) -> Result<Option<(String, bool)>, StoreError> {
-        let row = sqlx::query("SELECT passcode_hash, enabled FROM agents WHERE tenant = ? AND number = ?")
-            .bind(tenant)
-            .bind(number)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub(super) async fn passcode_hash(
+        &self,
+        tenant: &str,
+        number: &str,
+    ) -> Result<Option<(String, bool)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT passcode_hash, enabled FROM agents WHERE tenant = ? AND number = ?",
+        )
+        .bind(tenant)
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) != 0)))
     }
 
@@ -161,24 +226,46 @@ impl SqliteStore {
             .collect())
     }
 
-    pub(super) async fn logout(&self, tenant: &str, agent: &str, reason: &str) -> Result<bool, StoreError> {
+    pub(super) async fn logout(
+        &self,
+        tenant: &str,
+        agent: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("DELETE FROM sessions WHERE tenant = ? AND agent = ? RETURNING station, call_id")
-            .bind(tenant)
-            .bind(agent)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(
+            "DELETE FROM sessions WHERE tenant = ? AND agent = ? RETURNING station, call_id",
+        )
+        .bind(tenant)
+        .bind(agent)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else {
             return Ok(false);
         };
         let station: String = row.get(0);
         let call_id: Option<String> = row.get(1);
-        audit_row(&mut tx, tenant, Some(agent), Some(&station), None, call_id.as_deref(), "logout", Some(reason)).await?;
+        audit_row(
+            &mut tx,
+            tenant,
+            Some(agent),
+            Some(&station),
+            None,
+            call_id.as_deref(),
+            "logout",
+            Some(reason),
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    pub(super) async fn claim_session(&self, tenant: &str, a: &LoginAttempt, node_id: &str) -> Result<LoginResult, StoreError> {
+    pub(super) async fn claim_session(
+        &self,
+        tenant: &str,
+        a: &LoginAttempt,
+        node_id: &str,
+    ) -> Result<LoginResult, StoreError> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
         // The primary key arbitrates: of two simultaneous claims exactly one inserts a row.
@@ -201,16 +288,46 @@ impl SqliteStore {
         let (result, event, reason) = if inserted {
             (LoginResult::LoggedIn, "login", None)
         } else {
-            (LoginResult::AlreadyLoggedOn, "login_refused", Some("already logged on"))
+            (
+                LoginResult::AlreadyLoggedOn,
+                "login_refused",
+                Some("already logged on"),
+            )
         };
-        audit_row(&mut tx, tenant, Some(&a.agent.0), Some(&a.station), Some(&a.source), Some(&a.call_id), event, reason).await?;
+        audit_row(
+            &mut tx,
+            tenant,
+            Some(&a.agent.0),
+            Some(&a.station),
+            Some(&a.source),
+            Some(&a.call_id),
+            event,
+            reason,
+        )
+        .await?;
         tx.commit().await?;
         Ok(result)
     }
 
-    pub(super) async fn audit(&self, tenant: &str, a: &LoginAttempt, event: &str, reason: Option<&str>) -> Result<(), StoreError> {
+    pub(super) async fn audit(
+        &self,
+        tenant: &str,
+        a: &LoginAttempt,
+        event: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        audit_row(&mut conn, tenant, Some(&a.agent.0), Some(&a.station), Some(&a.source), Some(&a.call_id), event, reason).await
+        audit_row(
+            &mut conn,
+            tenant,
+            Some(&a.agent.0),
+            Some(&a.station),
+            Some(&a.source),
+            Some(&a.call_id),
+            event,
+            reason,
+        )
+        .await
     }
 }
 

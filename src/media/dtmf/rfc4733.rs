@@ -29,7 +29,12 @@ impl EventReceiver {
 /// Writes the 4-byte event payload (used by the test phone and the load tool).
 pub fn encode(digit: Digit, end: bool, duration: u16) -> [u8; 4] {
     let d = duration.to_be_bytes();
-    [digit.event_code(), if end { 0x80 | 10 } else { 10 }, d[0], d[1]]
+    [
+        digit.event_code(),
+        if end { 0x80 | 10 } else { 10 },
+        d[0],
+        d[1],
+    ]
 }
 
 #[cfg(test)]
@@ -44,7 +49,10 @@ mod tests {
     fn start_repeats_and_three_ends_give_one_key() {
         let mut r = EventReceiver::default();
         let mut keys = vec![];
-        for (i, end) in [false, false, false, true, true, true].into_iter().enumerate() {
+        for (i, end) in [false, false, false, true, true, true]
+            .into_iter()
+            .enumerate()
+        {
             keys.extend(r.on_packet(1000, &encode(d('5'), end, 160 * (i as u16 + 1))));
         }
         assert_eq!(keys, vec![d('5')]);

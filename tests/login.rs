@@ -1,0 +1,399 @@
+//! Black-box tests: a gateway on free loopback ports, called by the test phone like a real
+//! phone would, over real SIP and RTP.
+
+mod support;
+
+use agentgw::config::Transport;
+use agentgw::media::prompts::{Codec, PromptId};
+use std::time::Duration;
+use support::*;
+
+#[tokio::test]
+async fn agent_logs_in_hearing_each_prompt_and_the_session_is_recorded() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.call().await, 200);
+    assert!(
+        phone.wait_for_prompt(PromptId::AgentUser, 10).await,
+        "heard {:?}",
+        phone.heard()
+    );
+    phone.press("1001#").await;
+    assert!(
+        phone.wait_for_prompt(PromptId::AgentPass, 10).await,
+        "heard {:?}",
+        phone.heard()
+    );
+    phone.press("1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    assert_eq!(
+        phone.heard_ids(),
+        vec![
+            PromptId::AgentUser,
+            PromptId::AgentPass,
+            PromptId::AgentLoginOk
+        ]
+    );
+    assert!(
+        phone.heard().iter().all(|h| h.complete),
+        "{:?}",
+        phone.heard()
+    );
+    let sessions = gw.store.list_sessions().await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].agent, "1001");
+    assert_eq!(
+        sessions[0].station,
+        format!("{}@test.example", phone.opts.user)
+    );
+}
+
+#[tokio::test]
+async fn rtp_from_the_gateway_looks_like_a_real_phones() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.call().await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    phone.hangup().await;
+    let rx = phone.received.lock().unwrap().clone();
+    assert!(rx.len() >= 40, "{} packets in 1 s", rx.len());
+    assert!(rx[0].marker, "first packet carries the marker bit");
+    assert!(rx[1..].iter().all(|r| !r.marker));
+    assert!(rx
+        .iter()
+        .all(|r| r.ssrc == rx[0].ssrc && r.payload_type == 0 && r.payload.len() == 160));
+    for w in rx.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+        assert_eq!(w[1].ts, w[0].ts.wrapping_add(160));
+    }
+}
+
+#[tokio::test]
+async fn wrong_passcode_hears_login_incorrect_then_logs_in() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.call().await;
+    assert!(phone.wait_for_prompt_start(PromptId::AgentUser, 5).await);
+    phone.press("1001#9999#").await;
+    assert!(
+        phone
+            .wait_for_prompt_start(PromptId::AgentIncorrect, 10)
+            .await,
+        "{:?}",
+        phone.heard()
+    );
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let heard = phone.heard_ids();
+    assert_eq!(heard.first(), Some(&PromptId::AgentUser));
+    assert!(heard.contains(&PromptId::AgentIncorrect));
+    assert_eq!(heard.last(), Some(&PromptId::AgentLoginOk));
+    assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_agent_hears_the_same_as_a_wrong_passcode() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.call().await;
+    phone.press("4242#1234#").await;
+    assert!(
+        phone
+            .wait_for_prompt_start(PromptId::AgentIncorrect, 10)
+            .await,
+        "{:?}",
+        phone.heard()
+    );
+    phone.hangup().await;
+}
+
+#[tokio::test]
+async fn too_many_attempts_hear_login_incorrect_goodbye_and_are_hung_up() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.call().await;
+    for _ in 0..3 {
+        phone.press("1001#0000#").await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(phone.wait_for_bye(15).await.as_deref(), Some("incorrect"));
+    let heard = phone.heard_ids();
+    assert_eq!(
+        &heard[heard.len() - 2..],
+        &[PromptId::LoginIncorrect, PromptId::Goodbye],
+        "{heard:?}"
+    );
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn agent_already_logged_on_hears_that_prompt_and_keeps_no_second_session() {
+    let gw = start_gateway().await;
+    let mut first = Phone::new(gw.udp, PhoneOptions::default()).await;
+    first.call().await;
+    first.press("1002#2345#").await;
+    assert_eq!(first.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+
+    let mut second = Phone::new(gw.udp, PhoneOptions::default()).await;
+    second.call().await;
+    second.press("1002#2345#").await;
+    assert_eq!(
+        second.wait_for_bye(10).await.as_deref(),
+        Some("already-logged-on")
+    );
+    let heard = second.heard_ids();
+    assert_eq!(
+        &heard[heard.len() - 2..],
+        &[PromptId::AgentAlreadyOn, PromptId::Goodbye],
+        "{heard:?}"
+    );
+    let sessions = gw.store.list_sessions().await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        sessions[0].station,
+        format!("{}@test.example", first.opts.user)
+    );
+}
+
+#[tokio::test]
+async fn late_offer_gets_our_offer_in_the_200_and_the_answer_from_the_ack() {
+    let gw = start_gateway().await;
+    let opts = PhoneOptions {
+        late_offer: true,
+        ..Default::default()
+    };
+    let mut phone = Phone::new(gw.udp, opts).await;
+    assert_eq!(phone.call().await, 200);
+    let offer = phone.answer_sdp.clone().unwrap();
+    assert!(
+        offer.contains("m=audio") && offer.contains(" 0 8 101"),
+        "{offer}"
+    );
+    phone.press("1003#3456#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
+#[tokio::test]
+async fn pcma_caller_hears_pcma_prompts() {
+    let gw = start_gateway().await;
+    let opts = PhoneOptions {
+        codecs: vec![Codec::Pcma],
+        telephone_event: Some(96),
+        ..Default::default()
+    };
+    let mut phone = Phone::new(gw.udp, opts).await;
+    phone.call().await;
+    assert!(phone.answer_sdp.as_ref().unwrap().contains("RTP/AVP 8 96"));
+    assert!(
+        phone.wait_for_prompt(PromptId::AgentUser, 10).await,
+        "{:?}",
+        phone.heard()
+    );
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
+#[tokio::test]
+async fn typing_ahead_cuts_the_prompt_and_keeps_every_key() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.call().await;
+    assert!(phone.wait_for_prompt_start(PromptId::AgentUser, 5).await);
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let heard = phone.heard();
+    assert_eq!(heard[0].prompt, PromptId::AgentUser);
+    assert!(
+        !heard[0].complete,
+        "agent-user was cut by the first key: {heard:?}"
+    );
+    assert_eq!(heard.last().unwrap().prompt, PromptId::AgentLoginOk);
+}
+
+#[tokio::test]
+async fn caller_hanging_up_mid_prompt_leaves_no_session_and_frees_the_call() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.call().await;
+    assert!(phone.wait_for_prompt_start(PromptId::AgentUser, 5).await);
+    phone.press("1001#").await;
+    assert_eq!(phone.hangup().await, Some(200));
+    for _ in 0..50 {
+        if gw.gateway.active_calls() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.gateway.active_calls(), 0);
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+    // No more RTP after the hang-up.
+    let n = phone.received.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(phone.received.lock().unwrap().len(), n);
+}
+
+#[tokio::test]
+async fn cancel_gets_200_and_a_487_that_is_retransmitted_until_acked() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    // Hold the INVITE in Proceeding: the gateway answers at once, so CANCEL races the 200.
+    // Cancel right after the 100 Trying: whichever wins, the call must end cleanly.
+    phone.send_invite().await;
+    let trying = phone.response("INVITE", 5).await.unwrap();
+    assert_eq!(trying.status(), Some(100));
+    phone.send_cancel().await;
+    let cancel_resp = phone.final_response("CANCEL", 5).await.unwrap();
+    assert_eq!(cancel_resp.status(), Some(200));
+    let invite_final = phone.final_response("INVITE", 5).await.unwrap();
+    match invite_final.status() {
+        Some(487) => {
+            // Do not ACK: the 487 must come again (Timer G), then ACK stops it.
+            let again = phone.final_response("INVITE", 3).await;
+            assert_eq!(again.and_then(|m| m.status()), Some(487));
+            phone.invite_response = Some(invite_final);
+            phone.ack_failure().await;
+        }
+        Some(200) => {
+            // The 200 won the race (RFC 3261 §9.2): the caller ends the call with BYE.
+            phone.invite_response = Some(invite_final.clone());
+            phone.call_established_from(&invite_final).await;
+            assert_eq!(phone.hangup().await, Some(200));
+        }
+        other => panic!("unexpected final response {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gw.gateway.active_calls(), 0);
+}
+
+#[tokio::test]
+async fn options_is_answered_with_allow_and_accept() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    let r = phone.options().await.expect("OPTIONS answered");
+    assert_eq!(r.status(), Some(200));
+    assert!(r.header("Allow").unwrap().contains("INVITE"));
+    assert_eq!(r.header("Accept"), Some("application/sdp"));
+    assert!(!r.header("Supported").unwrap_or("").contains("timer"));
+}
+
+#[tokio::test]
+async fn two_simultaneous_logins_of_one_agent_leave_exactly_one_session() {
+    let gw = start_gateway().await;
+    let mut a = Phone::new(gw.udp, PhoneOptions::default()).await;
+    let mut b = Phone::new(gw.udp, PhoneOptions::default()).await;
+    a.call().await;
+    b.call().await;
+    tokio::join!(a.press("1001#1234#"), b.press("1001#1234#"));
+    let (ra, rb) = tokio::join!(a.wait_for_bye(10), b.wait_for_bye(10));
+    let mut results = vec![ra.unwrap(), rb.unwrap()];
+    results.sort();
+    assert_eq!(results, vec!["already-logged-on", "logged-in"]);
+    assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn tcp_caller_logs_in() {
+    let gw = start_gateway().await;
+    let opts = PhoneOptions {
+        transport: Transport::Tcp,
+        ..Default::default()
+    };
+    let mut phone = Phone::new(gw.tcp, opts).await;
+    assert_eq!(phone.call().await, 200);
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
+#[tokio::test]
+async fn ipv6_caller_logs_in_with_ip6_sdp() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "IPv6 loopback is missing on this CI machine"
+        );
+        eprintln!("SKIPPED LOUDLY: no IPv6 loopback (::1) on this machine");
+        return;
+    }
+    let gw = start_gateway_with("::1", |_| {}).await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.call().await, 200);
+    assert!(phone.answer_sdp.as_ref().unwrap().contains("c=IN IP6 ::1"));
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
+#[tokio::test]
+async fn hold_and_unhold_keep_the_call_and_the_flow() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.call().await;
+    phone.press("1001#").await;
+    let hold = phone
+        .reinvite("sendonly")
+        .await
+        .expect("re-INVITE answered");
+    assert_eq!(hold.status(), Some(200));
+    assert!(String::from_utf8_lossy(&hold.body).contains("a=recvonly"));
+    let unhold = phone
+        .reinvite("sendrecv")
+        .await
+        .expect("re-INVITE answered");
+    assert_eq!(unhold.status(), Some(200));
+    assert!(String::from_utf8_lossy(&unhold.body).contains("a=sendrecv"));
+    phone.press("1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
+#[tokio::test]
+async fn unparseable_sdp_gets_400_with_a_warning_and_no_codec_gets_488() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    let bad = phone
+        .raw_invite("v=0\r\nm=audio nonsense RTP/AVP 0\r\n")
+        .await;
+    assert_eq!(bad.status(), Some(400));
+    assert!(
+        bad.header("Warning").unwrap().contains("399 agentgw"),
+        "{bad:?}"
+    );
+
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    let g729 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    let r = phone.raw_invite(g729).await;
+    assert_eq!(r.status(), Some(488));
+    // And the gateway still logs agents in.
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.call().await;
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
+#[tokio::test]
+async fn store_down_means_service_unavailable_and_a_clean_hangup() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.call().await;
+    gw.store.close().await;
+    phone.press("1001#1234#").await;
+    assert_eq!(
+        phone.wait_for_bye(10).await.as_deref(),
+        Some("service-unavailable")
+    );
+    assert_eq!(
+        phone.heard_ids().last(),
+        Some(&PromptId::ServiceUnavailable)
+    );
+}
+
+#[tokio::test]
+async fn in_dialog_requests_for_unknown_calls_get_481_and_unknown_methods_405() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.set_to_tag("nosuchdialog");
+    assert_eq!(phone.hangup().await, Some(481));
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    let r = phone.raw_request("SUBSCRIBE").await;
+    assert_eq!(r.status(), Some(405));
+    assert!(r.header("Allow").unwrap().contains("INVITE"));
+}

@@ -1,0 +1,754 @@
+//! The test phone: a small SIP UAC over real UDP/TCP sockets on loopback that places calls to a
+//! real gateway, sends RFC 4733 keys, records the RTP it receives and tells which prompts it
+//! heard by matching payloads against the prompt catalog (no transcoding, so frames match
+//! exactly). It also starts gateways on free ports.
+
+#![allow(dead_code)]
+
+use agentgw::config::{ListenAddr, Transport};
+use agentgw::login::Passcode;
+use agentgw::media::dtmf::{rfc4733, Digit};
+use agentgw::media::prompts::{Catalog, Codec, Frame, PromptId, FRAME_SAMPLES};
+use agentgw::media::rtp::{self, RtpWriter};
+use agentgw::store::Store;
+use agentgw::{Config, Gateway};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+
+/// A gateway started for one test, on free loopback ports, with the demo agents.
+pub struct TestGateway {
+    pub gateway: Gateway,
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub store: Store,
+    _dir: tempfile::TempDir,
+}
+
+pub const DEMO_AGENTS: [(&str, &str); 3] = [("1001", "1234"), ("1002", "2345"), ("1003", "3456")];
+
+/// A port free for both UDP and TCP on `ip`.
+fn free_port(ip: IpAddr) -> u16 {
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(SocketAddr::new(ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+pub async fn start_gateway_with(ip: &str, tweak: impl FnOnce(&mut Config)) -> TestGateway {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rsipstack=warn,sqlx=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let ip: IpAddr = ip.parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.store.url = format!("sqlite://{}", dir.path().join("agentgw.db").display());
+    let port = free_port(ip);
+    config.sip.listen = vec![
+        ListenAddr {
+            transport: Transport::Udp,
+            addr: SocketAddr::new(ip, port),
+        },
+        ListenAddr {
+            transport: Transport::Tcp,
+            addr: SocketAddr::new(ip, port),
+        },
+    ];
+    tweak(&mut config);
+    let store = Store::open(&config.store.url, "test-node").await.unwrap();
+    for (n, p) in DEMO_AGENTS {
+        store
+            .add_agent(n, "Demo", &Passcode(p.into()))
+            .await
+            .unwrap();
+    }
+    let catalog = Catalog::load(config.prompts.dir.as_deref()).unwrap();
+    let gateway = Gateway::start_with_store(&config, store.clone(), catalog)
+        .await
+        .unwrap();
+    TestGateway {
+        gateway,
+        udp: SocketAddr::new(ip, port),
+        tcp: SocketAddr::new(ip, port),
+        store,
+        _dir: dir,
+    }
+}
+
+pub async fn start_gateway() -> TestGateway {
+    start_gateway_with("127.0.0.1", |_| {}).await
+}
+
+/// A parsed SIP message, as the phone needs it.
+#[derive(Debug, Clone)]
+pub struct SipMsg {
+    pub start: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl SipMsg {
+    pub fn parse(data: &[u8]) -> Option<SipMsg> {
+        let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&data[..end]).ok()?;
+        let mut lines = head.split("\r\n");
+        let start = lines.next()?.to_string();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Some(SipMsg {
+            start,
+            headers,
+            body: data[end + 4..].to_vec(),
+        })
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn status(&self) -> Option<u16> {
+        self.start.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
+    }
+    pub fn method(&self) -> Option<&str> {
+        (!self.start.starts_with("SIP/")).then(|| self.start.split(' ').next().unwrap_or(""))
+    }
+    pub fn cseq_method(&self) -> String {
+        self.header("CSeq")
+            .and_then(|c| c.split_whitespace().nth(1))
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// How the phone behaves.
+#[derive(Debug, Clone)]
+pub struct PhoneOptions {
+    pub user: String,
+    pub transport: Transport,
+    /// Codecs offered, in order.
+    pub codecs: Vec<Codec>,
+    /// telephone-event payload type offered (None: none offered).
+    pub telephone_event: Option<u8>,
+    /// Send the INVITE without SDP and answer in the ACK.
+    pub late_offer: bool,
+}
+
+impl Default for PhoneOptions {
+    fn default() -> Self {
+        PhoneOptions {
+            user: format!("phone{}", rand::random::<u32>() % 100000),
+            transport: Transport::Udp,
+            codecs: vec![Codec::Pcmu],
+            telephone_event: Some(101),
+            late_offer: false,
+        }
+    }
+}
+
+enum Signalling {
+    Udp(Arc<UdpSocket>),
+    Tcp(Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>),
+}
+
+/// One received RTP packet.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub payload_type: u8,
+    pub seq: u16,
+    pub ts: u32,
+    pub ssrc: u32,
+    pub marker: bool,
+    pub payload: Vec<u8>,
+}
+
+/// A prompt heard: which, and how many of its frames arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    pub prompt: PromptId,
+    pub frames: usize,
+    /// Whether (nearly) all of the prompt's distinct frames arrived.
+    pub complete: bool,
+}
+
+pub struct Phone {
+    pub opts: PhoneOptions,
+    gateway: SocketAddr,
+    local_sip: SocketAddr,
+    sig: Signalling,
+    responses: mpsc::UnboundedReceiver<SipMsg>,
+    /// Requests the gateway sent us (BYE), already answered 200.
+    requests: Arc<Mutex<Vec<SipMsg>>>,
+    rtp: Arc<UdpSocket>,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    remote_rtp: Option<SocketAddr>,
+    pub codec: Codec,
+    pub te_pt: Option<u8>,
+    writer: RtpWriter,
+    call_id: String,
+    from_tag: String,
+    to_tag: Option<String>,
+    cseq: u32,
+    branch: String,
+    pub invite_response: Option<SipMsg>,
+    pub answer_sdp: Option<String>,
+}
+
+fn rand_token() -> String {
+    format!("{:x}", rand::random::<u64>())
+}
+
+impl Phone {
+    pub async fn new(gateway: SocketAddr, opts: PhoneOptions) -> Phone {
+        let ip = gateway.ip();
+        let rtp = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await.unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        {
+            let rtp = rtp.clone();
+            let received = received.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                while let Ok((n, _)) = rtp.recv_from(&mut buf).await {
+                    if let Some((h, p)) = rtp::parse(&buf[..n]) {
+                        received.lock().unwrap().push(Received {
+                            at: Instant::now(),
+                            payload_type: h.payload_type,
+                            seq: h.sequence,
+                            ts: h.timestamp,
+                            ssrc: h.ssrc,
+                            marker: h.marker,
+                            payload: p.to_vec(),
+                        });
+                    }
+                }
+            });
+        }
+        let (resp_tx, responses) = mpsc::unbounded_channel();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (sig, local_sip) = match opts.transport {
+            Transport::Udp => {
+                let s = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await.unwrap());
+                let local = s.local_addr().unwrap();
+                let rs = s.clone();
+                let reqs = requests.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok((n, from)) = rs.recv_from(&mut buf).await {
+                        if let Some(m) = SipMsg::parse(&buf[..n]) {
+                            if m.method().is_some() {
+                                let reply = ok_for(&m);
+                                rs.send_to(reply.as_bytes(), from).await.ok();
+                                reqs.lock().unwrap().push(m);
+                            } else {
+                                resp_tx.send(m).ok();
+                            }
+                        }
+                    }
+                });
+                (Signalling::Udp(s), local)
+            }
+            Transport::Tcp => {
+                let stream = TcpStream::connect(gateway).await.unwrap();
+                let local = stream.local_addr().unwrap();
+                let (mut rd, wr) = stream.into_split();
+                let wr = Arc::new(tokio::sync::Mutex::new(wr));
+                let ww = wr.clone();
+                let reqs = requests.clone();
+                tokio::spawn(async move {
+                    let mut buf: Vec<u8> = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        while let Some((m, used)) = frame_tcp(&buf) {
+                            buf.drain(..used);
+                            if m.method().is_some() {
+                                let reply = ok_for(&m);
+                                ww.lock().await.write_all(reply.as_bytes()).await.ok();
+                                reqs.lock().unwrap().push(m);
+                            } else {
+                                resp_tx.send(m).ok();
+                            }
+                        }
+                        match rd.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+                (Signalling::Tcp(wr), local)
+            }
+        };
+        Phone {
+            codec: opts.codecs[0],
+            te_pt: opts.telephone_event,
+            opts,
+            gateway,
+            local_sip,
+            sig,
+            responses,
+            requests,
+            rtp,
+            received,
+            remote_rtp: None,
+            writer: RtpWriter::default(),
+            call_id: format!("{}@test-phone", rand_token()),
+            from_tag: rand_token(),
+            to_tag: None,
+            cseq: 1,
+            branch: String::new(),
+            invite_response: None,
+            answer_sdp: None,
+        }
+    }
+
+    fn host(addr: SocketAddr) -> String {
+        match addr.ip() {
+            IpAddr::V6(v6) => format!("[{v6}]:{}", addr.port()),
+            ip => format!("{ip}:{}", addr.port()),
+        }
+    }
+
+    fn transport_name(&self) -> &'static str {
+        match self.opts.transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    pub fn our_sdp(&self) -> String {
+        let addr = self.rtp.local_addr().unwrap();
+        let fam = if addr.is_ipv4() { "IP4" } else { "IP6" };
+        let mut pts: Vec<u8> = self.opts.codecs.iter().map(|c| c.payload_type()).collect();
+        pts.extend(self.opts.telephone_event);
+        let mut s = format!(
+            "v=0\r\no=phone 1 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pts}\r\n",
+            ip = addr.ip(),
+            port = addr.port(),
+            pts = pts.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
+        );
+        for c in &self.opts.codecs {
+            s += &format!("a=rtpmap:{} {}/8000\r\n", c.payload_type(), c.name());
+        }
+        if let Some(te) = self.opts.telephone_event {
+            s += &format!("a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n");
+        }
+        s += "a=ptime:20\r\na=sendrecv\r\n";
+        s
+    }
+
+    fn request(
+        &mut self,
+        method: &str,
+        cseq: u32,
+        extra: &str,
+        body: &str,
+        new_branch: bool,
+    ) -> String {
+        if new_branch || self.branch.is_empty() {
+            self.branch = format!("z9hG4bK{}", rand_token());
+        }
+        let to_tag = self
+            .to_tag
+            .as_ref()
+            .map(|t| format!(";tag={t}"))
+            .unwrap_or_default();
+        let gw = Self::host(self.gateway);
+        let me = Self::host(self.local_sip);
+        let uri_tp = if self.opts.transport == Transport::Tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{method} sip:login@{gw}{uri_tp} SIP/2.0\r\nVia: SIP/2.0/{tp} {me};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@test.example>;tag={ftag}\r\nTo: <sip:login@{gw}>{to_tag}\r\n\
+             Call-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{user}@{me}{uri_tp}>\r\n{extra}{ct}\
+             Content-Length: {len}\r\n\r\n{body}",
+            tp = self.transport_name(),
+            branch = self.branch,
+            user = self.opts.user,
+            ftag = self.from_tag,
+            cid = self.call_id,
+            len = body.len(),
+        )
+    }
+
+    pub async fn send_raw(&self, data: &[u8]) {
+        match &self.sig {
+            Signalling::Udp(s) => {
+                s.send_to(data, self.gateway).await.unwrap();
+            }
+            Signalling::Tcp(w) => {
+                w.lock().await.write_all(data).await.unwrap();
+            }
+        }
+    }
+
+    /// Waits for the next response to `method`, up to `secs`.
+    pub async fn response(&mut self, method: &str, secs: u64) -> Option<SipMsg> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let m = timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                self.responses.recv(),
+            )
+            .await
+            .ok()??;
+            if m.cseq_method().eq_ignore_ascii_case(method) {
+                return Some(m);
+            }
+        }
+    }
+
+    /// Waits for the final response to `method`.
+    pub async fn final_response(&mut self, method: &str, secs: u64) -> Option<SipMsg> {
+        loop {
+            let m = self.response(method, secs).await?;
+            if m.status().unwrap_or(0) >= 200 {
+                return Some(m);
+            }
+        }
+    }
+
+    /// Sends the INVITE (without waiting for an answer).
+    pub async fn send_invite(&mut self) {
+        let body = if self.opts.late_offer {
+            String::new()
+        } else {
+            self.our_sdp()
+        };
+        let req = self.request("INVITE", 1, "", &body, true);
+        self.send_raw(req.as_bytes()).await;
+    }
+
+    /// Places the call: INVITE, 200, ACK. Returns the final status.
+    pub async fn call(&mut self) -> u16 {
+        self.send_invite().await;
+        let Some(resp) = self.final_response("INVITE", 10).await else {
+            return 0;
+        };
+        let status = resp.status().unwrap_or(0);
+        self.invite_response = Some(resp.clone());
+        if status != 200 {
+            self.ack_failure().await;
+            return status;
+        }
+        self.to_tag = resp
+            .header("To")
+            .and_then(|t| t.split(";tag=").nth(1))
+            .map(|t| t.split(';').next().unwrap_or(t).to_string());
+        let sdp = String::from_utf8_lossy(&resp.body).to_string();
+        let media = agentgw::sdp::parse(sdp.as_bytes()).expect("gateway SDP parses");
+        self.remote_rtp = Some(media.addr);
+        self.codec = media.codecs[0];
+        if let Some(te) = media.telephone_event {
+            self.te_pt = Some(te);
+        }
+        self.answer_sdp = Some(sdp);
+        let ack_body = if self.opts.late_offer {
+            // Answer with the gateway's first codec; keep the gateway's telephone-event type.
+            let mut opts = self.opts.clone();
+            opts.codecs = vec![self.codec];
+            opts.telephone_event = self.te_pt;
+            let saved = std::mem::replace(&mut self.opts, opts);
+            let s = self.our_sdp();
+            self.opts = saved;
+            s
+        } else {
+            String::new()
+        };
+        let ack = self.request("ACK", 1, "", &ack_body, true);
+        self.send_raw(ack.as_bytes()).await;
+        // A first packet so the gateway can latch (symmetric RTP), as real phones do.
+        self.send_audio_frame().await;
+        200
+    }
+
+    /// Completes a call whose 200 arrived outside `call()` (e.g. it raced a CANCEL).
+    pub async fn call_established_from(&mut self, resp: &SipMsg) {
+        self.to_tag = resp
+            .header("To")
+            .and_then(|t| t.split(";tag=").nth(1))
+            .map(|t| t.split(';').next().unwrap_or(t).to_string());
+        let ack = self.request("ACK", 1, "", "", true);
+        self.send_raw(ack.as_bytes()).await;
+    }
+
+    /// Sends an INVITE with `body` as its SDP and returns the final response (ACKed).
+    pub async fn raw_invite(&mut self, body: &str) -> SipMsg {
+        let req = self.request("INVITE", 1, "", body, true);
+        self.send_raw(req.as_bytes()).await;
+        let r = self
+            .final_response("INVITE", 5)
+            .await
+            .expect("INVITE answered");
+        self.invite_response = Some(r.clone());
+        self.ack_failure().await;
+        r
+    }
+
+    /// Sends an out-of-dialog request of `method` and returns the final response.
+    pub async fn raw_request(&mut self, method: &str) -> SipMsg {
+        let req = self.request(method, 1, "", "", true);
+        self.send_raw(req.as_bytes()).await;
+        self.final_response(method, 5)
+            .await
+            .expect("request answered")
+    }
+
+    pub fn set_to_tag(&mut self, tag: &str) {
+        self.to_tag = Some(tag.to_string());
+    }
+
+    /// ACK for a non-2xx final response (same branch as the INVITE).
+    pub async fn ack_failure(&mut self) {
+        let resp = self.invite_response.clone();
+        if let Some(r) = resp {
+            self.to_tag = r
+                .header("To")
+                .and_then(|t| t.split(";tag=").nth(1))
+                .map(|t| t.to_string());
+        }
+        let ack = self.request("ACK", 1, "", "", false);
+        self.send_raw(ack.as_bytes()).await;
+    }
+
+    pub async fn send_cancel(&mut self) {
+        let req = self.request("CANCEL", 1, "", "", false);
+        self.send_raw(req.as_bytes()).await;
+    }
+
+    pub async fn send_audio_frame(&mut self) {
+        let Some(to) = self.remote_rtp else { return };
+        let silence = *self.codec.silence();
+        let pkt = self
+            .writer
+            .packet(self.codec.payload_type(), &silence, FRAME_SAMPLES as u32)
+            .to_vec();
+        self.rtp.send_to(&pkt, to).await.ok();
+    }
+
+    /// Keys `digits` as RFC 4733 events: per key three start packets and three end packets
+    /// sharing one timestamp, 20 ms apart, then a 40 ms gap.
+    pub async fn press(&mut self, digits: &str) {
+        let te = self.te_pt.expect("telephone-event negotiated");
+        let to = self.remote_rtp.expect("call established");
+        for c in digits.chars() {
+            let d = Digit::from_char(c).unwrap();
+            let mut w = std::mem::take(&mut self.writer);
+            // All packets of one event share its start timestamp.
+            let mut packets = Vec::new();
+            for i in 0..6u16 {
+                let end = i >= 3;
+                let payload = rfc4733::encode(d, end, 160 * (i.min(3) + 1));
+                packets.push(w.packet(te, &payload, 0).to_vec());
+            }
+            w.skip(160 * 6);
+            self.writer = w;
+            for p in packets {
+                self.rtp.send_to(&p, to).await.ok();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }
+
+    pub async fn hangup(&mut self) -> Option<u16> {
+        self.cseq += 1;
+        let req = self.request("BYE", self.cseq, "", "", true);
+        self.send_raw(req.as_bytes()).await;
+        self.final_response("BYE", 5).await.and_then(|m| m.status())
+    }
+
+    pub async fn options(&mut self) -> Option<SipMsg> {
+        self.call_id = format!("{}@test-phone", rand_token());
+        let req = self.request("OPTIONS", 1, "Accept: application/sdp\r\n", "", true);
+        self.send_raw(req.as_bytes()).await;
+        self.final_response("OPTIONS", 5).await
+    }
+
+    /// Sends a re-INVITE with `direction` (sendonly = hold, sendrecv = unhold).
+    pub async fn reinvite(&mut self, direction: &str) -> Option<SipMsg> {
+        self.cseq += 1;
+        let body = self
+            .our_sdp()
+            .replace("a=sendrecv", &format!("a={direction}"));
+        let req = self.request("INVITE", self.cseq, "", &body, true);
+        self.send_raw(req.as_bytes()).await;
+        let resp = self.final_response("INVITE", 5).await?;
+        let ack = self.request("ACK", self.cseq, "", "", true);
+        self.send_raw(ack.as_bytes()).await;
+        Some(resp)
+    }
+
+    /// Waits until the gateway hangs up; returns its X-Agentgw-Result.
+    pub async fn wait_for_bye(&self, secs: u64) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Some(bye) = self
+                .requests
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|m| m.method() == Some("BYE"))
+            {
+                return Some(bye.header("X-Agentgw-Result").unwrap_or("").to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Waits until `prompt` has been heard to its end (or `secs` pass).
+    pub async fn wait_for_prompt(&self, prompt: PromptId, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self
+                .heard()
+                .iter()
+                .any(|h| h.prompt == prompt && h.complete)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Waits until `prompt` starts.
+    pub async fn wait_for_prompt_start(&self, prompt: PromptId, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.heard().iter().any(|h| h.prompt == prompt) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// The prompts heard so far, in order.
+    pub fn heard(&self) -> Vec<Heard> {
+        let index = prompt_index(self.codec);
+        let received = self.received.lock().unwrap();
+        let mut out: Vec<(PromptId, usize, usize, std::collections::HashSet<usize>)> = Vec::new();
+        for r in received.iter() {
+            if r.payload.len() != FRAME_SAMPLES || r.payload_type != self.codec.payload_type() {
+                continue;
+            }
+            let mut f: Frame = [0; FRAME_SAMPLES];
+            f.copy_from_slice(&r.payload);
+            let Some(&(p, i)) = index.frames.get(&f) else {
+                continue;
+            };
+            match out.last_mut() {
+                Some((lp, count, last_i, seen)) if *lp == p && i > *last_i => {
+                    *count += 1;
+                    *last_i = i;
+                    seen.insert(i);
+                }
+                _ => out.push((p, 1, i, [i].into_iter().collect())),
+            }
+        }
+        out.into_iter()
+            .map(|(p, frames, _, seen)| Heard {
+                prompt: p,
+                frames,
+                complete: seen.len() * 100 >= index.unique_count[&p] * 95,
+            })
+            .collect()
+    }
+
+    pub fn heard_ids(&self) -> Vec<PromptId> {
+        self.heard().into_iter().map(|h| h.prompt).collect()
+    }
+}
+
+struct PromptIndex {
+    /// Frame → (prompt, index) for frames found in exactly one prompt.
+    frames: HashMap<Frame, (PromptId, usize)>,
+    unique_count: HashMap<PromptId, usize>,
+}
+
+fn prompt_index(codec: Codec) -> Arc<PromptIndex> {
+    static CACHE: std::sync::OnceLock<Mutex<HashMap<Codec, Arc<PromptIndex>>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(i) = cache.lock().unwrap().get(&codec) {
+        return i.clone();
+    }
+    let catalog = Catalog::load(None).unwrap();
+    let mut owners: HashMap<Frame, Vec<(PromptId, usize)>> = HashMap::new();
+    for p in PromptId::ALL {
+        for (i, f) in catalog.get(p).frames(codec).iter().enumerate() {
+            let e = owners.entry(*f).or_default();
+            if !e.iter().any(|(q, _)| *q == p) {
+                e.push((p, i));
+            }
+        }
+    }
+    let frames: HashMap<Frame, (PromptId, usize)> = owners
+        .into_iter()
+        .filter(|(_, v)| v.len() == 1)
+        .map(|(f, v)| (f, v[0]))
+        .collect();
+    let mut unique_count = HashMap::new();
+    for (p, _) in frames.values() {
+        *unique_count.entry(*p).or_insert(0) += 1;
+    }
+    let idx = Arc::new(PromptIndex {
+        frames,
+        unique_count,
+    });
+    cache.lock().unwrap().insert(codec, idx.clone());
+    idx
+}
+
+fn ok_for(req: &SipMsg) -> String {
+    let mut s = String::from("SIP/2.0 200 OK\r\n");
+    for (k, v) in &req.headers {
+        if ["via", "from", "to", "call-id", "cseq"].contains(&k.to_ascii_lowercase().as_str()) {
+            s += &format!("{k}: {v}\r\n");
+        }
+    }
+    s += "Content-Length: 0\r\n\r\n";
+    s
+}
+
+fn frame_tcp(buf: &[u8]) -> Option<(SipMsg, usize)> {
+    let start = buf.iter().position(|b| !b.is_ascii_whitespace())?;
+    let buf2 = &buf[start..];
+    let end = buf2.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf2[..end]).ok()?;
+    let len: usize = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length") || k.trim() == "l")
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    let total = end + 4 + len;
+    if buf2.len() < total {
+        return None;
+    }
+    Some((SipMsg::parse(&buf2[..total])?, start + total))
+}
