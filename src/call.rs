@@ -27,6 +27,8 @@ pub struct CallContext {
     pub flow: FlowConfig,
     /// Longest a call may last before it is ended with goodbye.
     pub max_call: Duration,
+    /// Ringing time before the answer (zero: answer at once).
+    pub answer_after: Duration,
 }
 
 /// How many 20 ms frames one wake-up may catch up after the task was late.
@@ -134,6 +136,16 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         }
         None => sdp::offer(media.origin, media.local),
     };
+    if !ctx.answer_after.is_zero() {
+        call.handle.ring();
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.answer_after) => {}
+            _ = call.events.recv() => {
+                info!(outcome = Outcome::CallerHungUp.as_str(), "call ended before answer");
+                return;
+            }
+        }
+    }
     if !call.handle.answer(sdp) {
         return;
     }

@@ -45,6 +45,9 @@ pub struct SipConfig {
     pub max_calls: usize,
     /// A call longer than this is ended with goodbye, whatever state it is in.
     pub max_call_secs: u64,
+    /// Ring (180) this long before answering; 0 answers at once. Some PBXs want to see ringing,
+    /// and it gives a caller's CANCEL time to arrive before the answer.
+    pub answer_after_ms: u64,
 }
 
 impl Default for SipConfig {
@@ -56,6 +59,7 @@ impl Default for SipConfig {
             ],
             max_calls: 5000,
             max_call_secs: 300,
+            answer_after_ms: 0,
         }
     }
 }
@@ -280,6 +284,9 @@ impl Config {
         }
         if self.sip.max_call_secs < 30 {
             return invalid("sip.max_call_secs", "must be at least 30");
+        }
+        if self.sip.answer_after_ms > 10_000 {
+            return invalid("sip.answer_after_ms", "must be at most 10000");
         }
         if !self.store.url.starts_with("sqlite:") {
             return invalid(

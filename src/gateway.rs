@@ -50,6 +50,7 @@ impl Gateway {
             ports: PortAllocator::new(config.media.rtp_ports),
             flow: FlowConfig::from(&config.login),
             max_call: Duration::from_secs(config.sip.max_call_secs),
+            answer_after: Duration::from_millis(config.sip.answer_after_ms),
         });
         let (sip, mut calls) = SipServer::start(SipSettings {
             listen: config.sip.listen.clone(),

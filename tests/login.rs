@@ -235,35 +235,33 @@ async fn caller_hanging_up_mid_prompt_leaves_no_session_and_frees_the_call() {
 
 #[tokio::test]
 async fn cancel_gets_200_and_a_487_that_is_retransmitted_until_acked() {
-    let gw = start_gateway().await;
+    // Ring before answering so the CANCEL arrives while the INVITE is still pending.
+    let gw = start_gateway_with("127.0.0.1", |c| c.sip.answer_after_ms = 3000).await;
     let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
-    // Hold the INVITE in Proceeding: the gateway answers at once, so CANCEL races the 200.
-    // Cancel right after the 100 Trying: whichever wins, the call must end cleanly.
     phone.send_invite().await;
-    let trying = phone.response("INVITE", 5).await.unwrap();
-    assert_eq!(trying.status(), Some(100));
+    let ringing = loop {
+        let r = phone
+            .response("INVITE", 5)
+            .await
+            .expect("provisional response");
+        if r.status() == Some(180) {
+            break r;
+        }
+    };
+    assert!(ringing.header("To").unwrap().contains("tag="));
     phone.send_cancel().await;
     let cancel_resp = phone.final_response("CANCEL", 5).await.unwrap();
     assert_eq!(cancel_resp.status(), Some(200));
-    let invite_final = phone.final_response("INVITE", 5).await.unwrap();
-    match invite_final.status() {
-        Some(487) => {
-            // Do not ACK: the 487 must come again (Timer G), then ACK stops it.
-            let again = phone.final_response("INVITE", 3).await;
-            assert_eq!(again.and_then(|m| m.status()), Some(487));
-            phone.invite_response = Some(invite_final);
-            phone.ack_failure().await;
-        }
-        Some(200) => {
-            // The 200 won the race (RFC 3261 §9.2): the caller ends the call with BYE.
-            phone.invite_response = Some(invite_final.clone());
-            phone.call_established_from(&invite_final).await;
-            assert_eq!(phone.hangup().await, Some(200));
-        }
-        other => panic!("unexpected final response {other:?}"),
-    }
+    let first = phone.final_response("INVITE", 5).await.unwrap();
+    assert_eq!(first.status(), Some(487));
+    // Not ACKed yet: the 487 must be sent again (Timer G), then the ACK stops it.
+    let again = phone.final_response("INVITE", 3).await;
+    assert_eq!(again.and_then(|m| m.status()), Some(487));
+    phone.invite_response = Some(first);
+    phone.ack_failure().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(gw.gateway.active_calls(), 0);
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
 }
 
 #[tokio::test]

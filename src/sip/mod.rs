@@ -94,6 +94,11 @@ impl CallHandle {
             .is_ok()
     }
 
+    /// Sends 180 Ringing.
+    pub fn ring(&self) {
+        self.dialog.ringing(None, None).ok();
+    }
+
     /// Refuses the call before answering.
     pub fn reject(&self, code: u16) {
         self.dialog.reject(Some(StatusCode::from(code)), None).ok();

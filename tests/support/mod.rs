@@ -484,16 +484,6 @@ impl Phone {
         200
     }
 
-    /// Completes a call whose 200 arrived outside `call()` (e.g. it raced a CANCEL).
-    pub async fn call_established_from(&mut self, resp: &SipMsg) {
-        self.to_tag = resp
-            .header("To")
-            .and_then(|t| t.split(";tag=").nth(1))
-            .map(|t| t.split(';').next().unwrap_or(t).to_string());
-        let ack = self.request("ACK", 1, "", "", true);
-        self.send_raw(ack.as_bytes()).await;
-    }
-
     /// Sends an INVITE with `body` as its SDP and returns the final response (ACKed).
     pub async fn raw_invite(&mut self, body: &str) -> SipMsg {
         let req = self.request("INVITE", 1, "", body, true);
