@@ -368,6 +368,18 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_example_is_valid_and_says_the_defaults() {
+        let text = include_str!("../systemd/agentgw.toml");
+        let c = Config::parse(text, "systemd/agentgw.toml").unwrap();
+        let d = Config::default();
+        assert_eq!(c.sip.listen, d.sip.listen);
+        assert_eq!(c.sip.max_calls, d.sip.max_calls);
+        assert_eq!(c.media.rtp_ports, d.media.rtp_ports);
+        assert_eq!(c.store.url, d.store.url);
+        assert_eq!(c.login.max_digits, d.login.max_digits);
+    }
+
+    #[test]
     fn ipv6_listener_parses() {
         let c = Config::parse("[sip]\nlisten = [\"udp:[::1]:5070\"]\n", "a").unwrap();
         assert_eq!(c.sip.listen[0].addr, "[::1]:5070".parse().unwrap());
