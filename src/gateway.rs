@@ -81,6 +81,11 @@ impl Gateway {
         self.sip.calls.get()
     }
 
+    /// SIP dialogs open; zero when no call is up (anything else is a leak).
+    pub fn open_dialogs(&self) -> usize {
+        self.sip.open_dialogs()
+    }
+
     /// Stops taking calls.
     pub fn shutdown(&self) {
         self.sip.shutdown();

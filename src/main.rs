@@ -170,13 +170,14 @@ async fn serve(config: &Config, demo: bool) -> Result<()> {
         println!("listening for SIP on {l}");
     }
     if let Some(l) = gateway.listening().first() {
-        let host = if l.addr.ip().is_unspecified() {
-            "THIS-HOST".to_string()
+        let ip = if l.addr.ip().is_unspecified() {
+            primary_address(l.addr.is_ipv4()).unwrap_or(l.addr.ip())
         } else {
-            match l.addr.ip() {
-                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-                ip => ip.to_string(),
-            }
+            l.addr.ip()
+        };
+        let host = match ip {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
         };
         let transport = if l.transport == Transport::Tcp {
             ";transport=tcp"
@@ -196,6 +197,19 @@ async fn serve(config: &Config, demo: bool) -> Result<()> {
     tracing::info!(calls = gateway.active_calls(), "shutting down");
     gateway.shutdown();
     Ok(())
+}
+
+/// The address this host uses for outside traffic (no packet is sent: a UDP connect only
+/// picks the route), to print a dialable URI when listening on every address.
+fn primary_address(v4: bool) -> Option<std::net::IpAddr> {
+    let (bind, probe) = if v4 {
+        ("0.0.0.0:0", "192.0.2.1:9")
+    } else {
+        ("[::]:0", "[2001:db8::1]:9")
+    };
+    let s = std::net::UdpSocket::bind(bind).ok()?;
+    s.connect(probe).ok()?;
+    Some(s.local_addr().ok()?.ip())
 }
 
 fn config_hint(config: &Config) -> String {

@@ -219,13 +219,12 @@ async fn caller_hanging_up_mid_prompt_leaves_no_session_and_frees_the_call() {
     assert!(phone.wait_for_prompt_start(PromptId::AgentUser, 5).await);
     phone.press("1001#").await;
     assert_eq!(phone.hangup().await, Some(200));
-    for _ in 0..50 {
-        if gw.gateway.active_calls() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(gw.gateway.active_calls(), 0);
+    assert!(
+        gw.settles().await,
+        "calls {} dialogs {}",
+        gw.gateway.active_calls(),
+        gw.gateway.open_dialogs()
+    );
     assert!(gw.store.list_sessions().await.unwrap().is_empty());
     // No more RTP after the hang-up.
     let n = phone.received.lock().unwrap().len();
@@ -259,8 +258,12 @@ async fn cancel_gets_200_and_a_487_that_is_retransmitted_until_acked() {
     assert_eq!(again.and_then(|m| m.status()), Some(487));
     phone.invite_response = Some(first);
     phone.ack_failure().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(gw.gateway.active_calls(), 0);
+    assert!(
+        gw.settles().await,
+        "calls {} dialogs {}",
+        gw.gateway.active_calls(),
+        gw.gateway.open_dialogs()
+    );
     assert!(gw.store.list_sessions().await.unwrap().is_empty());
 }
 
@@ -394,4 +397,52 @@ async fn in_dialog_requests_for_unknown_calls_get_481_and_unknown_methods_405() 
     let r = phone.raw_request("SUBSCRIBE").await;
     assert_eq!(r.status(), Some(405));
     assert!(r.header("Allow").unwrap().contains("INVITE"));
+}
+
+#[tokio::test]
+async fn malformed_sip_is_dropped_and_everything_else_keeps_working() {
+    let gw = start_gateway().await;
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let big_header = format!(
+        "INVITE sip:login@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(60000)
+    );
+    for datagram in [
+        &b"\x00\x01\x02garbage"[..],
+        b"INVITE sip:login@127.0.0.1 SIP/2.0\r\nVia: broken\r\n\r\n",
+        b"INVITE\r\n\r\n",
+        b"SIP/2.0 200 OK\r\nCSeq: x\r\n\r\n",
+        b"FOO sip:login@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKy\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: junk\r\nCSeq: 1 FOO\r\nContent-Length: 0\r\n\r\n",
+        big_header.as_bytes(),
+    ] {
+        junk.send_to(datagram, gw.udp).unwrap();
+    }
+    // Garbage on a TCP connection too.
+    let mut tcp = tokio::net::TcpStream::connect(gw.tcp).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"NOT SIP AT ALL\r\n\r\n\x00\xff")
+        .await
+        .unwrap();
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.call().await, 200);
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
+#[tokio::test]
+async fn calls_past_max_calls_get_503_with_retry_after() {
+    let gw = start_gateway_with("127.0.0.1", |c| c.sip.max_calls = 1).await;
+    let mut first = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(first.call().await, 200);
+    let mut second = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(second.call().await, 503);
+    assert!(second
+        .invite_response
+        .as_ref()
+        .unwrap()
+        .header("Retry-After")
+        .is_some());
+    first.hangup().await;
+    assert!(gw.settles().await);
+    let mut third = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(third.call().await, 200);
 }

@@ -154,6 +154,8 @@ pub struct SipServer {
     /// Where we listen, with the ports actually bound.
     pub listening: Vec<ListenAddr>,
     pub calls: CallCounter,
+    /// Kept to count open dialogs (a leak shows here first).
+    dialogs: Arc<DialogLayer>,
     cancel: CancellationToken,
 }
 
@@ -243,7 +245,7 @@ impl SipServer {
         let mut settings = settings;
         settings.listen = listening.clone();
         let acceptor = Acceptor {
-            dialogs,
+            dialogs: dialogs.clone(),
             state_tx,
             routes,
             calls_tx,
@@ -255,10 +257,16 @@ impl SipServer {
             SipServer {
                 listening,
                 calls,
+                dialogs,
                 cancel,
             },
             calls_rx,
         ))
+    }
+
+    /// Dialogs the SIP stack holds open.
+    pub fn open_dialogs(&self) -> usize {
+        self.dialogs.len()
     }
 
     /// Stops listening.

@@ -88,6 +88,19 @@ pub async fn start_gateway_with(ip: &str, tweak: impl FnOnce(&mut Config)) -> Te
     }
 }
 
+impl TestGateway {
+    /// Waits until no call and no dialog is left; false if some stay (a leak).
+    pub async fn settles(&self) -> bool {
+        for _ in 0..100 {
+            if self.gateway.active_calls() == 0 && self.gateway.open_dialogs() == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
 pub async fn start_gateway() -> TestGateway {
     start_gateway_with("127.0.0.1", |_| {}).await
 }
