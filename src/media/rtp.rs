@@ -170,43 +170,5 @@ fn usable(addr: SocketAddr) -> Option<SocketAddr> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn packets_count_up_and_only_the_first_is_marked() {
-        let mut w = RtpWriter::default();
-        let a = w.packet(0, &[0xFF; 160], 160).to_vec();
-        let b = w.packet(0, &[0xFF; 160], 160).to_vec();
-        let (ha, pa) = parse(&a).unwrap();
-        let (hb, _) = parse(&b).unwrap();
-        assert!(ha.marker && !hb.marker);
-        assert_eq!(hb.sequence, ha.sequence.wrapping_add(1));
-        assert_eq!(hb.timestamp, ha.timestamp.wrapping_add(160));
-        assert_eq!(ha.ssrc, w.ssrc());
-        assert_eq!(pa.len(), 160);
-    }
-
-    #[test]
-    fn latches_once_to_the_real_source() {
-        let mut t = RemoteTarget::new("10.0.0.1:4000".parse().unwrap());
-        assert!(t.on_packet_from("203.0.113.9:1234".parse().unwrap()));
-        assert!(!t.on_packet_from("198.51.100.1:1".parse().unwrap()));
-        assert_eq!(t.addr, Some("203.0.113.9:1234".parse().unwrap()));
-        let mut hold = RemoteTarget::new("0.0.0.0:4000".parse().unwrap());
-        assert_eq!(hold.addr, None);
-        hold.on_sdp("10.0.0.1:4000".parse().unwrap());
-        assert!(hold.addr.is_some());
-    }
-
-    #[tokio::test]
-    async fn allocator_uses_even_ports_in_range() {
-        let a = PortAllocator::new(PortRange {
-            low: 40001,
-            high: 40011,
-        });
-        let s = a.bind("127.0.0.1".parse().unwrap()).await.unwrap();
-        let p = s.local_addr().unwrap().port();
-        assert!(p % 2 == 0 && (40002..=40010).contains(&p), "{p}");
-    }
-}
+#[path = "rtp_tests.rs"]
+mod tests;

@@ -1,0 +1,34 @@
+use super::*;
+
+fn d(c: char) -> Digit {
+    Digit::from_char(c).unwrap()
+}
+
+#[test]
+fn start_repeats_and_three_ends_give_one_key() {
+    let mut r = EventReceiver::default();
+    let mut keys = vec![];
+    for (i, end) in [false, false, false, true, true, true]
+        .into_iter()
+        .enumerate()
+    {
+        keys.extend(r.on_packet(1000, &encode(d('5'), end, 160 * (i as u16 + 1))));
+    }
+    assert_eq!(keys, vec![d('5')]);
+}
+
+#[test]
+fn same_key_twice_is_two_events_by_timestamp() {
+    let mut r = EventReceiver::default();
+    assert_eq!(r.on_packet(1000, &encode(d('1'), true, 800)), Some(d('1')));
+    assert_eq!(r.on_packet(2000, &encode(d('1'), false, 160)), Some(d('1')));
+    assert_eq!(r.on_packet(2000, &encode(d('1'), true, 800)), None);
+}
+
+#[test]
+fn lost_start_still_counts_and_garbage_is_ignored() {
+    let mut r = EventReceiver::default();
+    assert_eq!(r.on_packet(5, &encode(d('#'), true, 800)), Some(d('#')));
+    assert_eq!(r.on_packet(6, &[200, 0, 0, 0]), None);
+    assert_eq!(r.on_packet(7, &[1, 0]), None);
+}

@@ -1,0 +1,78 @@
+use super::*;
+
+const LINPHONE: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n\
+    m=audio 7078 RTP/AVP 96 8 0 120\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:8 PCMA/8000\r\n\
+    a=rtpmap:120 telephone-event/8000\r\na=fmtp:120 0-16\r\na=sendrecv\r\n";
+
+#[test]
+fn picks_first_supported_codec_and_the_peers_telephone_event_type() {
+    let m = parse(LINPHONE.as_bytes()).unwrap();
+    assert_eq!(m.addr, "10.0.0.5:7078".parse().unwrap());
+    assert_eq!(m.codecs, vec![Codec::Pcma, Codec::Pcmu]);
+    assert_eq!(m.telephone_event, Some(120));
+    let n = m.negotiate();
+    let a = answer(
+        Origin {
+            session_id: 5,
+            version: 1,
+        },
+        "192.0.2.1:20000".parse().unwrap(),
+        n,
+        Direction::SendRecv,
+    );
+    assert!(a.contains("m=audio 20000 RTP/AVP 8 120\r\n"), "{a}");
+    assert!(a.contains("a=rtpmap:120 telephone-event/8000\r\n"), "{a}");
+    assert!(a.contains("c=IN IP4 192.0.2.1\r\n"), "{a}");
+}
+
+#[test]
+fn ipv6_and_media_level_connection_and_hold() {
+    let sdp = "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP6 ::1\r\na=sendonly\r\n";
+    let m = parse(sdp.as_bytes()).unwrap();
+    assert_eq!(m.addr, "[::1]:4000".parse().unwrap());
+    assert_eq!(m.direction, Direction::SendOnly);
+    let a = answer(
+        Origin {
+            session_id: 1,
+            version: 2,
+        },
+        "[::1]:20002".parse().unwrap(),
+        m.negotiate(),
+        m.direction.answer(),
+    );
+    assert!(
+        a.contains("c=IN IP6 ::1\r\n") && a.contains("a=recvonly\r\n"),
+        "{a}"
+    );
+}
+
+#[test]
+fn no_common_codec_and_garbage_are_told_apart() {
+    let sdp = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    assert_eq!(parse(sdp.as_bytes()), Err(SdpError::NoCommonCodec));
+    assert!(matches!(parse(b"hello"), Err(SdpError::Malformed(_))));
+    assert!(matches!(
+        parse(b"v=0\r\nm=audio x RTP/AVP 0\r\n"),
+        Err(SdpError::Malformed(_))
+    ));
+    assert!(matches!(
+        parse(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"),
+        Err(SdpError::Malformed(_))
+    ));
+    assert!(matches!(parse(&[0xff, 0xfe]), Err(SdpError::Malformed(_))));
+}
+
+#[test]
+fn our_offer_lists_both_codecs_and_events() {
+    let o = offer(
+        Origin {
+            session_id: 1,
+            version: 1,
+        },
+        "127.0.0.1:20000".parse().unwrap(),
+    );
+    assert!(o.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"), "{o}");
+    let back = parse(o.as_bytes()).unwrap();
+    assert_eq!(back.codecs, vec![Codec::Pcmu, Codec::Pcma]);
+    assert_eq!(back.telephone_event, Some(101));
+}
