@@ -78,12 +78,7 @@ impl SqliteStore {
         audit_row(
             &mut tx,
             tenant,
-            Some(number),
-            None,
-            None,
-            None,
-            "agent_added",
-            None,
+            AuditEntry::agent(number, "agent_added", None),
         )
         .await?;
         tx.commit().await?;
@@ -110,12 +105,7 @@ impl SqliteStore {
         audit_row(
             &mut tx,
             tenant,
-            Some(number),
-            None,
-            None,
-            None,
-            "passcode_changed",
-            None,
+            AuditEntry::agent(number, "passcode_changed", None),
         )
         .await?;
         tx.commit().await?;
@@ -144,24 +134,14 @@ impl SqliteStore {
             audit_row(
                 &mut tx,
                 tenant,
-                Some(number),
-                None,
-                None,
-                None,
-                "logout",
-                Some("agent removed"),
+                AuditEntry::agent(number, "logout", Some("agent removed")),
             )
             .await?;
         }
         audit_row(
             &mut tx,
             tenant,
-            Some(number),
-            None,
-            None,
-            None,
-            "agent_removed",
-            None,
+            AuditEntry::agent(number, "agent_removed", None),
         )
         .await?;
         tx.commit().await?;
@@ -248,12 +228,11 @@ impl SqliteStore {
         audit_row(
             &mut tx,
             tenant,
-            Some(agent),
-            Some(&station),
-            None,
-            call_id.as_deref(),
-            "logout",
-            Some(reason),
+            AuditEntry {
+                station: Some(&station),
+                call_id: call_id.as_deref(),
+                ..AuditEntry::agent(agent, "logout", Some(reason))
+            },
         )
         .await?;
         tx.commit().await?;
@@ -294,17 +273,7 @@ impl SqliteStore {
                 Some("already logged on"),
             )
         };
-        audit_row(
-            &mut tx,
-            tenant,
-            Some(&a.agent.0),
-            Some(&a.station),
-            Some(&a.source),
-            Some(&a.call_id),
-            event,
-            reason,
-        )
-        .await?;
+        audit_row(&mut tx, tenant, AuditEntry::attempt(a, event, reason)).await?;
         tx.commit().await?;
         Ok(result)
     }
@@ -317,42 +286,62 @@ impl SqliteStore {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        audit_row(
-            &mut conn,
-            tenant,
-            Some(&a.agent.0),
-            Some(&a.station),
-            Some(&a.source),
-            Some(&a.call_id),
-            event,
-            reason,
-        )
-        .await
+        audit_row(&mut conn, tenant, AuditEntry::attempt(a, event, reason)).await
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One row of the audit log.
+struct AuditEntry<'a> {
+    agent: &'a str,
+    station: Option<&'a str>,
+    source: Option<&'a str>,
+    call_id: Option<&'a str>,
+    event: &'a str,
+    reason: Option<&'a str>,
+}
+
+impl<'a> AuditEntry<'a> {
+    /// An event of a login attempt, with where it came from.
+    fn attempt(a: &'a LoginAttempt, event: &'a str, reason: Option<&'a str>) -> Self {
+        AuditEntry {
+            agent: &a.agent.0,
+            station: Some(&a.station),
+            source: Some(&a.source),
+            call_id: Some(&a.call_id),
+            event,
+            reason,
+        }
+    }
+
+    /// An administrative event about an agent.
+    fn agent(agent: &'a str, event: &'a str, reason: Option<&'a str>) -> Self {
+        AuditEntry {
+            agent,
+            station: None,
+            source: None,
+            call_id: None,
+            event,
+            reason,
+        }
+    }
+}
+
 async fn audit_row(
     conn: &mut sqlx::SqliteConnection,
     tenant: &str,
-    agent: Option<&str>,
-    station: Option<&str>,
-    source: Option<&str>,
-    call_id: Option<&str>,
-    event: &str,
-    reason: Option<&str>,
+    e: AuditEntry<'_>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit (at, tenant, agent, station, source, call_id, event, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(now_ms())
     .bind(tenant)
-    .bind(agent)
-    .bind(station)
-    .bind(source)
-    .bind(call_id)
-    .bind(event)
-    .bind(reason)
+    .bind(e.agent)
+    .bind(e.station)
+    .bind(e.source)
+    .bind(e.call_id)
+    .bind(e.event)
+    .bind(e.reason)
     .execute(conn)
     .await?;
     Ok(())
