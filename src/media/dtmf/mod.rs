@@ -1,5 +1,6 @@
 //! DTMF keys from every source, as one stream of `Digit`s.
 
+pub mod inband;
 pub mod rfc4733;
 
 use std::fmt;
