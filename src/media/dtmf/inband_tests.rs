@@ -33,13 +33,22 @@ impl Audio {
         self.samples.extend(std::iter::repeat_n(0.0, ms * 8));
         self
     }
-    fn tone_with(mut self, key: char, ms: usize, row_scale: f32, col_scale: f32, row_amp: f32, col_amp: f32) -> Audio {
+    fn tone_with(
+        mut self,
+        key: char,
+        ms: usize,
+        row_scale: f32,
+        col_scale: f32,
+        row_amp: f32,
+        col_amp: f32,
+    ) -> Audio {
         let (fr, fc) = freqs_of(key);
         let (fr, fc) = (fr * row_scale, fc * col_scale);
         let start = self.samples.len();
         for n in 0..ms * 8 {
             let t = (start + n) as f32 / 8000.0;
-            let v = row_amp * (2.0 * std::f32::consts::PI * fr * t).sin() + col_amp * (2.0 * std::f32::consts::PI * fc * t).sin();
+            let v = row_amp * (2.0 * std::f32::consts::PI * fr * t).sin()
+                + col_amp * (2.0 * std::f32::consts::PI * fc * t).sin();
             self.samples.push(v);
         }
         self
@@ -88,7 +97,11 @@ fn every_key_at_40_50_and_100_ms_is_detected_once() {
                 let mut a = Audio::new().silence(30);
                 a.samples.extend(std::iter::repeat_n(0.0, lead));
                 let a = a.tone(key, ms).silence(60);
-                assert_eq!(detect(&a.ulaw()), key.to_string(), "{key} for {ms} ms, lead {lead}");
+                assert_eq!(
+                    detect(&a.ulaw()),
+                    key.to_string(),
+                    "{key} for {ms} ms, lead {lead}"
+                );
             }
         }
     }
@@ -111,13 +124,24 @@ fn tones_of_20_and_22_ms_are_rejected() {
 #[test]
 fn frequency_deviation_of_1_5_percent_is_accepted_and_3_5_percent_rejected() {
     for key in KEYS_ALL.chars() {
-        for (r, c) in [(1.015, 1.015), (0.985, 0.985), (1.015, 0.985), (0.985, 1.015)] {
-            let a = Audio::new().silence(20).tone_with(key, 60, r, c, AMP, AMP).silence(40);
+        for (r, c) in [
+            (1.015, 1.015),
+            (0.985, 0.985),
+            (1.015, 0.985),
+            (0.985, 1.015),
+        ] {
+            let a = Audio::new()
+                .silence(20)
+                .tone_with(key, 60, r, c, AMP, AMP)
+                .silence(40);
             assert_eq!(detect(&a.ulaw()), key.to_string(), "{key} at {r}/{c}");
         }
         for dev in [1.035f32, 0.965, 1.05, 0.95] {
             for (r, c) in [(dev, 1.0), (1.0, dev), (dev, dev)] {
-                let a = Audio::new().silence(20).tone_with(key, 60, r, c, AMP, AMP).silence(40);
+                let a = Audio::new()
+                    .silence(20)
+                    .tone_with(key, 60, r, c, AMP, AMP)
+                    .silence(40);
                 assert_eq!(detect(&a.ulaw()), "", "{key} at {r}/{c} must be rejected");
             }
         }
@@ -129,13 +153,22 @@ fn twist_of_8_db_normal_and_4_db_reverse_is_accepted() {
     let db = |d: f32| 10f32.powf(d / 20.0);
     for key in KEYS_ALL.chars() {
         // Normal twist: the column (high) tone weaker than the row tone.
-        let a = Audio::new().silence(20).tone_with(key, 50, 1.0, 1.0, AMP, AMP / db(8.0)).silence(40);
+        let a = Audio::new()
+            .silence(20)
+            .tone_with(key, 50, 1.0, 1.0, AMP, AMP / db(8.0))
+            .silence(40);
         assert_eq!(detect(&a.ulaw()), key.to_string(), "{key} normal twist");
         // Reverse twist: the row tone weaker.
-        let a = Audio::new().silence(20).tone_with(key, 50, 1.0, 1.0, AMP / db(4.0), AMP).silence(40);
+        let a = Audio::new()
+            .silence(20)
+            .tone_with(key, 50, 1.0, 1.0, AMP / db(4.0), AMP)
+            .silence(40);
         assert_eq!(detect(&a.ulaw()), key.to_string(), "{key} reverse twist");
         // Far beyond: rejected.
-        let a = Audio::new().silence(20).tone_with(key, 50, 1.0, 1.0, AMP, AMP / db(16.0)).silence(40);
+        let a = Audio::new()
+            .silence(20)
+            .tone_with(key, 50, 1.0, 1.0, AMP, AMP / db(16.0))
+            .silence(40);
         assert_eq!(detect(&a.ulaw()), "", "{key} 16 dB twist");
     }
 }
@@ -145,7 +178,11 @@ fn white_noise_at_15_db_snr_still_lets_every_key_through() {
     // Signal power of two tones of amplitude AMP: AMP²; noise 15 dB below.
     let noise_rms = (AMP * AMP / 10f32.powf(1.5)).sqrt();
     for (i, key) in KEYS_ALL.chars().enumerate() {
-        let a = Audio::new().silence(40).tone(key, 50).silence(60).noise(noise_rms, i as u64);
+        let a = Audio::new()
+            .silence(40)
+            .tone(key, 50)
+            .silence(60)
+            .noise(noise_rms, i as u64);
         assert_eq!(detect(&a.ulaw()), key.to_string(), "{key} in noise");
     }
     // Noise alone gives nothing.
@@ -156,7 +193,12 @@ fn white_noise_at_15_db_snr_still_lets_every_key_through() {
 #[test]
 fn a_40_ms_pause_separates_two_presses_of_one_key() {
     for key in KEYS_ALL.chars() {
-        let a = Audio::new().silence(20).tone(key, 45).silence(40).tone(key, 45).silence(40);
+        let a = Audio::new()
+            .silence(20)
+            .tone(key, 45)
+            .silence(40)
+            .tone(key, 45)
+            .silence(40);
         assert_eq!(detect(&a.ulaw()), format!("{key}{key}"), "{key}");
     }
     let a = Audio::new().silence(20);
@@ -177,9 +219,15 @@ fn a_law_round_trip_is_detected_too() {
 
 #[test]
 fn quiet_tones_are_ignored_and_loud_ones_still_detected() {
-    let a = Audio::new().silence(20).tone_with('5', 60, 1.0, 1.0, 20.0, 20.0).silence(40);
+    let a = Audio::new()
+        .silence(20)
+        .tone_with('5', 60, 1.0, 1.0, 20.0, 20.0)
+        .silence(40);
     assert_eq!(detect(&a.ulaw()), "");
-    let a = Audio::new().silence(20).tone_with('5', 60, 1.0, 1.0, 15000.0, 15000.0).silence(40);
+    let a = Audio::new()
+        .silence(20)
+        .tone_with('5', 60, 1.0, 1.0, 15000.0, 15000.0)
+        .silence(40);
     assert_eq!(detect(&a.ulaw()), "5");
 }
 
@@ -188,6 +236,12 @@ fn a_long_press_is_one_key_and_a_pause_in_noise_still_separates_keys() {
     let a = Audio::new().silence(20).tone('7', 800).silence(40);
     assert_eq!(detect(&a.ulaw()), "7");
     let noise_rms = (AMP * AMP / 10f32.powf(1.5)).sqrt();
-    let a = Audio::new().silence(20).tone('9', 50).silence(40).tone('9', 50).silence(40).noise(noise_rms, 7);
+    let a = Audio::new()
+        .silence(20)
+        .tone('9', 50)
+        .silence(40)
+        .tone('9', 50)
+        .silence(40)
+        .noise(noise_rms, 7);
     assert_eq!(detect(&a.ulaw()), "99");
 }
