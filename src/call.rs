@@ -2,7 +2,10 @@
 //! every decision is in `login/`.
 
 use crate::login::{Action, CheckOutcome, Flow, FlowConfig, Input, Outcome};
+use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::rfc4733::EventReceiver;
+use crate::media::dtmf::{Digit, DtmfCounters, DtmfMethod, KeyMerger};
+use crate::media::g711;
 use crate::media::player::{MediaClock, Player};
 use crate::media::prompts::{Catalog, Codec, Frame, FRAME_SAMPLES};
 use crate::media::rtp::{self, PortAllocator, RemoteTarget, RtpWriter, MAX_RTP_PACKET};
@@ -15,7 +18,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 /// What every call shares.
 #[derive(Debug)]
@@ -29,6 +32,10 @@ pub struct CallContext {
     pub max_call: Duration,
     /// Ringing time before the answer (zero: answer at once).
     pub answer_after: Duration,
+    /// DTMF methods accepted.
+    pub dtmf_methods: Vec<DtmfMethod>,
+    /// Keys received by method, for the whole process.
+    pub dtmf_counters: DtmfCounters,
 }
 
 /// How many 20 ms frames one wake-up may catch up after the task was late.
@@ -47,6 +54,8 @@ struct Media {
     writer: RtpWriter,
     player: Player,
     events: EventReceiver,
+    /// The in-band detector, while this call needs it (off once RFC 4733 events arrive).
+    inband: Option<InbandDetector>,
 }
 
 impl Media {
@@ -127,6 +136,10 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         writer: RtpWriter::default(),
         player: Player::new(Codec::Pcmu),
         events: EventReceiver::default(),
+        inband: ctx
+            .dtmf_methods
+            .contains(&DtmfMethod::Inband)
+            .then(InbandDetector::new),
     };
     let sdp = match &call.offer {
         Some(offer) => {
@@ -157,7 +170,9 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let mut started = false;
     let mut hung_up = false;
     let mut agent: Option<String> = None;
-    let mut keys = 0u32;
+    let mut keys = KeyLog::default();
+    let mut merger = KeyMerger::default();
+    let mut heard_a_prompt = false;
     let call_deadline = started_at + ctx.max_call;
     let mut buf = [0u8; MAX_RTP_PACKET];
 
@@ -185,6 +200,11 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                         flow.handle(Input::Started, std::time::Instant::now());
                     }
                 }
+                Some(SipEvent::InfoKey(d)) => {
+                    if started {
+                        keys.take(&ctx, &mut merger, d, DtmfMethod::Info, &mut flow);
+                    }
+                }
                 Some(SipEvent::Reoffer { offer, answer }) => {
                     let reply = sdp::parse(&offer).map(|remote| {
                         media.apply_remote(&remote);
@@ -203,6 +223,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 if started && !hung_up {
                     for _ in 0..due {
                         if let Some(done) = media.tick() {
+                            heard_a_prompt = true;
                             flow.handle(Input::PromptDone(done), std::time::Instant::now());
                         }
                     }
@@ -215,10 +236,23 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             t.on_packet_from(from);
                         }
                         let te = media.negotiated.and_then(|n| n.telephone_event);
+                        let audio_pt = media.negotiated.map(|n| n.codec);
                         if started && te == Some(hdr.payload_type) {
+                            if media.inband.take().is_some() {
+                                debug!("RFC 4733 events arrive: in-band detection off for this call");
+                            }
                             if let Some(d) = media.events.on_packet(hdr.timestamp, payload) {
-                                keys += 1;
-                                flow.handle(Input::Digit(d), std::time::Instant::now());
+                                keys.take(&ctx, &mut merger, d, DtmfMethod::Rfc4733, &mut flow);
+                            }
+                        } else if let (true, Some(codec), Some(detector)) = (started, audio_pt, media.inband.as_mut()) {
+                            if codec.payload_type() == hdr.payload_type {
+                                let mut found = None;
+                                let mut pcm = [0i16; MAX_RTP_PACKET];
+                                let n = decode(codec, payload, &mut pcm);
+                                detector.feed(&pcm[..n], |d| found = Some(d));
+                                if let Some(d) = found {
+                                    keys.take(&ctx, &mut merger, d, DtmfMethod::Inband, &mut flow);
+                                }
                             }
                         }
                     }
@@ -288,13 +322,70 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             break 'call Outcome::CallerHungUp;
         }
     };
+    if keys.count == 0 && heard_a_prompt && outcome != Outcome::Unavailable {
+        warn!("no DTMF received: check the phone's DTMF mode (RFC 4733, SIP INFO or in-band)");
+    }
     info!(
         outcome = outcome.as_str(),
         agent = agent.as_deref().unwrap_or(""),
-        keys,
+        keys = keys.count,
+        dtmf = keys.methods(),
         secs = started_at.elapsed().as_secs_f32(),
         "call ended"
     );
+}
+
+/// The keys of one call: how many, and which methods delivered them.
+#[derive(Debug, Default)]
+struct KeyLog {
+    count: u32,
+    seen: Vec<DtmfMethod>,
+}
+
+impl KeyLog {
+    /// Counts a key from `method` and passes it to the flow unless it is another method's
+    /// report of the last press, or a method the config does not accept.
+    fn take(
+        &mut self,
+        ctx: &CallContext,
+        merger: &mut KeyMerger,
+        d: Digit,
+        method: DtmfMethod,
+        flow: &mut Flow,
+    ) {
+        if !ctx.dtmf_methods.contains(&method)
+            || !merger.accept(d, method, std::time::Instant::now())
+        {
+            return;
+        }
+        ctx.dtmf_counters.add(method);
+        if !self.seen.contains(&method) {
+            self.seen.push(method);
+            info!(method = method.as_str(), "keys arrive by {method}");
+        }
+        self.count += 1;
+        flow.handle(Input::Digit(d), std::time::Instant::now());
+    }
+
+    fn methods(&self) -> String {
+        self.seen
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+}
+
+/// Decodes a G.711 payload (any packet time) to linear samples for the in-band detector;
+/// returns how many were written.
+fn decode(codec: Codec, payload: &[u8], out: &mut [i16]) -> usize {
+    for (o, &b) in out.iter_mut().zip(payload) {
+        *o = match codec {
+            Codec::Pcmu => g711::ulaw_to_linear(b),
+            Codec::Pcma => g711::alaw_to_linear(b),
+        };
+    }
+    payload.len().min(out.len())
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

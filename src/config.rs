@@ -1,6 +1,7 @@
 //! The one TOML file. Every key is optional and has a default; an unknown key or a bad value is
 //! an error that names the file, the key and what is allowed.
 
+use crate::media::dtmf::DtmfMethod;
 use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +35,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub prompts: PromptsConfig,
     pub login: LoginConfig,
+    pub dtmf: DtmfConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +154,29 @@ impl LoginConfig {
     }
     pub fn first_digit_timeout(&self) -> Duration {
         Duration::from_secs(self.first_digit_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DtmfConfig {
+    /// How keys are accepted: "rfc4733", "info", "inband". In-band detection stops on a call
+    /// as soon as RFC 4733 events arrive on it.
+    pub methods: Vec<DtmfMethod>,
+}
+
+impl Default for DtmfConfig {
+    fn default() -> Self {
+        DtmfConfig {
+            methods: DtmfMethod::ALL.to_vec(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DtmfMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -294,6 +319,12 @@ impl Config {
                 "must start with sqlite:// (e.g. \"sqlite://agentgw.db\")",
             );
         }
+        if self.dtmf.methods.is_empty() {
+            return invalid(
+                "dtmf.methods",
+                "at least one of \"rfc4733\", \"info\", \"inband\" is needed",
+            );
+        }
         let l = &self.login;
         if !(1..=10).contains(&l.max_attempts) {
             return invalid("login.max_attempts", "must be between 1 and 10");
@@ -377,6 +408,15 @@ mod tests {
         assert_eq!(c.media.rtp_ports, d.media.rtp_ports);
         assert_eq!(c.store.url, d.store.url);
         assert_eq!(c.login.max_digits, d.login.max_digits);
+    }
+
+    #[test]
+    fn dtmf_methods_are_checked() {
+        let c = Config::parse("[dtmf]\nmethods = [\"info\"]\n", "a").unwrap();
+        assert_eq!(c.dtmf.methods, vec![DtmfMethod::Info]);
+        let e = Config::parse("[dtmf]\nmethods = [\"sip-info\"]\n", "a").unwrap_err();
+        assert!(e.to_string().starts_with("a: dtmf.methods[0]: "), "{e}");
+        assert!(Config::parse("[dtmf]\nmethods = []\n", "a").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::call::{self, CallContext};
 use crate::config::{Config, ListenAddr};
 use crate::login::FlowConfig;
+use crate::media::dtmf::{DtmfCounters, DtmfMethod};
 use crate::media::player::MediaClock;
 use crate::media::prompts::{Catalog, PromptError};
 use crate::media::rtp::PortAllocator;
@@ -51,6 +52,8 @@ impl Gateway {
             flow: FlowConfig::from(&config.login),
             max_call: Duration::from_secs(config.sip.max_call_secs),
             answer_after: Duration::from_millis(config.sip.answer_after_ms),
+            dtmf_methods: config.dtmf.methods.clone(),
+            dtmf_counters: DtmfCounters::default(),
         });
         let (sip, mut calls) = SipServer::start(SipSettings {
             listen: config.sip.listen.clone(),
@@ -79,6 +82,11 @@ impl Gateway {
     /// Calls in progress.
     pub fn active_calls(&self) -> usize {
         self.sip.calls.get()
+    }
+
+    /// Keys received by `method` since start.
+    pub fn dtmf_keys(&self, method: DtmfMethod) -> u64 {
+        self.ctx.dtmf_counters.get(method)
     }
 
     /// SIP dialogs open; zero when no call is up (anything else is a leak).

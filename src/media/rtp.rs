@@ -102,6 +102,11 @@ impl RtpWriter {
     pub fn ssrc(&self) -> u32 {
         self.ssrc
     }
+
+    /// The timestamp the next packet will carry.
+    pub fn timestamp(&self) -> u32 {
+        self.timestamp
+    }
 }
 
 /// One received RTP packet's fields that matter here.

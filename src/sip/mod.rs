@@ -6,6 +6,7 @@
 //! it ends (or it leaks); every in-dialog request gets an answer; `timer` is never advertised.
 
 use crate::config::{ListenAddr, Transport};
+use crate::media::dtmf::{info, Digit};
 use crate::sdp::{self, RemoteMedia, SdpError};
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TransactionHandle};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -50,6 +51,8 @@ pub enum SipEvent {
         offer: Vec<u8>,
         answer: oneshot::Sender<Result<String, SdpError>>,
     },
+    /// A key sent as SIP INFO.
+    InfoKey(Digit),
     /// The call is over (BYE, CANCEL, or no ACK).
     Hangup,
 }
@@ -511,7 +514,17 @@ async fn route_dialog_states(
                 let sender = route(&routes, &id.to_string());
                 tokio::spawn(answer_reoffer(sender, req.body().clone(), handle));
             }
-            DialogState::Info(_, _, handle) | DialogState::Options(_, _, handle) => {
+            DialogState::Info(id, req, handle) => {
+                let sender = route(&routes, &id.to_string());
+                let content_type = req.header_value("Content-Type");
+                tokio::spawn(answer_info(
+                    sender,
+                    content_type,
+                    req.body().clone(),
+                    handle,
+                ));
+            }
+            DialogState::Options(_, _, handle) => {
                 tokio::spawn(async move { handle.reply(StatusCode::OK).await.ok() });
             }
             DialogState::Refer(_, _, handle)
@@ -537,6 +550,44 @@ async fn route_dialog_states(
             | DialogState::Trying(_)
             | DialogState::Early(_, _)
             | DialogState::WaitAck(_, _) => {}
+        }
+    }
+}
+
+/// Hands a key sent as INFO to its call and answers: 200, 415 for a type that is not DTMF,
+/// 400 for a DTMF body without a key.
+async fn answer_info(
+    sender: Option<mpsc::Sender<SipEvent>>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+    handle: TransactionHandle,
+) {
+    match info::parse(content_type.as_deref(), &body) {
+        Ok(key) => {
+            if let (Some(d), Some(s)) = (key, sender) {
+                s.try_send(SipEvent::InfoKey(d)).ok();
+            }
+            handle.reply(StatusCode::OK).await.ok();
+        }
+        Err(e @ info::InfoError::Unsupported(_)) => {
+            let headers = vec![
+                Header::Accept(info::ACCEPTED_TYPES.into()),
+                warning(&e.to_string()),
+            ];
+            handle
+                .respond(StatusCode::UnsupportedMediaType, Some(headers), None)
+                .await
+                .ok();
+        }
+        Err(e) => {
+            handle
+                .respond(
+                    StatusCode::BadRequest,
+                    Some(vec![warning(&e.to_string())]),
+                    None,
+                )
+                .await
+                .ok();
         }
     }
 }

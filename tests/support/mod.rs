@@ -576,6 +576,108 @@ impl Phone {
         }
     }
 
+    /// Sends an in-dialog INFO with `content_type` and `body`; returns the status.
+    pub async fn info(&mut self, content_type: &str, body: &str) -> Option<u16> {
+        self.cseq += 1;
+        let extra = format!("Content-Type: {content_type}\r\n");
+        let req = self.request("INFO", self.cseq, &extra, "", true);
+        // `request` writes Content-Length for an empty body: rebuild with the body.
+        let req = req.replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+        );
+        self.send_raw(req.as_bytes()).await;
+        self.final_response("INFO", 5)
+            .await
+            .and_then(|m| m.status())
+    }
+
+    /// Sends an INFO without body, as some PBXs do to check that a call is alive.
+    pub async fn info_keepalive(&mut self) -> Option<u16> {
+        self.cseq += 1;
+        let req = self.request("INFO", self.cseq, "", "", true);
+        self.send_raw(req.as_bytes()).await;
+        self.final_response("INFO", 5)
+            .await
+            .and_then(|m| m.status())
+    }
+
+    /// Keys `digits` as SIP INFO application/dtmf-relay, in the shapes phones use.
+    pub async fn press_info(&mut self, digits: &str) {
+        for (i, c) in digits.chars().enumerate() {
+            let status = match (i % 3, c) {
+                (0, '#') => {
+                    self.info("application/dtmf-relay", "Signal=11\r\nDuration=160\r\n")
+                        .await
+                }
+                (0, _) => {
+                    self.info(
+                        "application/dtmf-relay",
+                        &format!("Signal={c}\r\nDuration=160\r\n"),
+                    )
+                    .await
+                }
+                (1, _) => {
+                    self.info(
+                        "application/dtmf-relay",
+                        &format!("Duration=100\nSignal= {c}"),
+                    )
+                    .await
+                }
+                _ => self.info("application/dtmf", &c.to_string()).await,
+            };
+            assert_eq!(status, Some(200), "INFO for {c}");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    /// One 20 ms frame of audio: the tones of `key` (or silence), at 8 kHz from sample `start`.
+    fn tone_frame(&self, key: Option<char>, start: usize) -> Frame {
+        let mut f = *self.codec.silence();
+        if let Some((lo, hi)) = key.map(dtmf_freqs) {
+            for (n, out) in f.iter_mut().enumerate() {
+                let t = (start + n) as f32 / 8000.0;
+                let v = 8000.0 * (2.0 * std::f32::consts::PI * lo * t).sin()
+                    + 8000.0 * (2.0 * std::f32::consts::PI * hi * t).sin();
+                *out = self.codec.encode(v as i16);
+            }
+        }
+        f
+    }
+
+    /// Keys `digits` as tones in the audio (60 ms tone, 60 ms silence), optionally with RFC 4733
+    /// events for the same keys in the same stream, as a phone with "in-band + RFC 2833" does.
+    pub async fn press_tones(&mut self, digits: &str, with_events: bool) {
+        let to = self.remote_rtp.expect("call established");
+        let te = self.te_pt;
+        let mut sample = 0usize;
+        for c in digits.chars() {
+            let d = Digit::from_char(c).unwrap();
+            let event_ts = self.writer_timestamp();
+            for slot in 0..6 {
+                let key = (slot < 3).then_some(c);
+                let frame = self.tone_frame(key, sample);
+                sample += FRAME_SAMPLES;
+                let pkt = self
+                    .writer
+                    .packet(self.codec.payload_type(), &frame, 0)
+                    .to_vec();
+                self.rtp.send_to(&pkt, to).await.ok();
+                if let (true, Some(te), true) = (with_events, te, slot < 5) {
+                    let payload = rfc4733::encode(d, slot >= 3, 160 * (slot as u16 + 1).min(4));
+                    let pkt = raw_rtp(te, slot as u16, event_ts, self.writer.ssrc(), &payload);
+                    self.rtp.send_to(&pkt, to).await.ok();
+                }
+                self.writer.skip(FRAME_SAMPLES as u32);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    fn writer_timestamp(&self) -> u32 {
+        self.writer.timestamp()
+    }
+
     pub async fn hangup(&mut self) -> Option<u16> {
         self.cseq += 1;
         let req = self.request("BYE", self.cseq, "", "", true);
@@ -725,6 +827,29 @@ fn prompt_index(codec: Codec) -> Arc<PromptIndex> {
     });
     cache.lock().unwrap().insert(codec, idx.clone());
     idx
+}
+
+/// An RTP packet built by hand (for events that keep their start timestamp).
+fn raw_rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt & 0x7F];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Row and column frequency of a key.
+pub fn dtmf_freqs(key: char) -> (f32, f32) {
+    const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+    const COLS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    const KEYS: [&str; 4] = ["123A", "456B", "789C", "*0#D"];
+    for (r, row) in KEYS.iter().enumerate() {
+        if let Some(c) = row.find(key) {
+            return (ROWS[r], COLS[c]);
+        }
+    }
+    panic!("no key {key}")
 }
 
 fn ok_for(req: &SipMsg) -> String {
