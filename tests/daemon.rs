@@ -146,7 +146,14 @@ fn sipp_scenarios_pass_against_serve_demo_and_session_list_shows_the_agent() {
         "run.sh failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for s in ["options", "cancel", "login_success", "wrong_passcode"] {
+    for s in [
+        "options",
+        "cancel",
+        "login_success",
+        "wrong_passcode",
+        "login_info",
+        "login_inband",
+    ] {
         assert!(stdout.contains(&format!("PASS {s}")), "{stdout}");
     }
     let (ok, list, _) = d.cli(&["session", "list"], None);
