@@ -1,6 +1,7 @@
 //! RFC 4733 telephone-events in the RTP stream. One key is one event, and one event is every
 //! packet sharing an RTP timestamp (start, repeats, three end packets): it is counted once, on
-//! the first packet seen, whatever the sequence numbers say (some phones repeat them).
+//! the first packet seen, whatever the sequence numbers say (some phones repeat them). Counting
+//! at the first packet also means a lost start packet or lost end packets change nothing.
 
 use super::Digit;
 
@@ -18,7 +19,12 @@ impl EventReceiver {
             return None;
         }
         let digit = Digit::from_event(payload[0])?;
-        if self.last_timestamp == Some(rtp_timestamp) {
+        // Same timestamp: a repeat or end packet of the event already counted. Older: a late
+        // packet of an earlier event (reordered by the network).
+        if self
+            .last_timestamp
+            .is_some_and(|last| rtp_timestamp.wrapping_sub(last) as i32 <= 0)
+        {
             return None;
         }
         self.last_timestamp = Some(rtp_timestamp);

@@ -32,3 +32,28 @@ fn lost_start_still_counts_and_garbage_is_ignored() {
     assert_eq!(r.on_packet(6, &[200, 0, 0, 0]), None);
     assert_eq!(r.on_packet(7, &[1, 0]), None);
 }
+
+#[test]
+fn late_packets_of_an_earlier_event_are_not_a_new_key() {
+    let mut r = EventReceiver::default();
+    assert_eq!(r.on_packet(1000, &encode(d('1'), false, 160)), Some(d('1')));
+    assert_eq!(r.on_packet(1960, &encode(d('2'), false, 160)), Some(d('2')));
+    // The end packets of '1' arrive after the start of '2'.
+    assert_eq!(r.on_packet(1000, &encode(d('1'), true, 800)), None);
+    // Timestamps wrap around 2^32 and still move forward.
+    let mut r = EventReceiver::default();
+    assert_eq!(r.on_packet(u32::MAX - 100, &encode(d('3'), false, 160)), Some(d('3')));
+    assert_eq!(r.on_packet(60, &encode(d('4'), false, 160)), Some(d('4')));
+}
+
+#[test]
+fn repeated_sequence_numbers_do_not_matter() {
+    // The receiver never looks at sequence numbers: two events sent with one sequence number
+    // by a buggy phone are still two keys, and repeats of one are still one.
+    let mut r = EventReceiver::default();
+    let mut keys = vec![];
+    for ts in [100u32, 100, 100, 900, 900, 900] {
+        keys.extend(r.on_packet(ts, &encode(d('9'), ts == 900, 160)));
+    }
+    assert_eq!(keys, vec![d('9'), d('9')]);
+}
