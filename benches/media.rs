@@ -60,7 +60,7 @@ fn rtp(c: &mut Criterion) {
     c.bench_function("rfc4733_event_parse", |b| {
         b.iter(|| {
             ts = ts.wrapping_add(1);
-            black_box(r.on_packet(ts, black_box(&payload)));
+            black_box(r.on_packet(1, ts, black_box(&payload)));
         })
     });
 }

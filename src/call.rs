@@ -241,7 +241,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             if media.inband.take().is_some() {
                                 debug!("RFC 4733 events arrive: in-band detection off for this call");
                             }
-                            if let Some(d) = media.events.on_packet(hdr.timestamp, payload) {
+                            if let Some(d) = media.events.on_packet(hdr.ssrc, hdr.timestamp, payload) {
                                 keys.take(&ctx, &mut merger, d, DtmfMethod::Rfc4733, &mut flow);
                             }
                         } else if let (true, Some(codec), Some(detector)) = (started, audio_pt, media.inband.as_mut()) {

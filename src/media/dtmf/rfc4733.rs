@@ -8,13 +8,14 @@ use super::Digit;
 /// Turns telephone-event RTP payloads into keys, each once.
 #[derive(Debug, Default)]
 pub struct EventReceiver {
-    /// Timestamp of the last event counted; its repeats and end packets are ignored.
-    last_timestamp: Option<u32>,
+    /// Stream and timestamp of the last event counted; its repeats and end packets are ignored.
+    /// A new stream (SSRC) starts a new timestamp space.
+    last: Option<(u32, u32)>,
 }
 
 impl EventReceiver {
     /// Feeds one telephone-event packet; returns the key when this packet starts a new event.
-    pub fn on_packet(&mut self, rtp_timestamp: u32, payload: &[u8]) -> Option<Digit> {
+    pub fn on_packet(&mut self, ssrc: u32, rtp_timestamp: u32, payload: &[u8]) -> Option<Digit> {
         if payload.len() < 4 {
             return None;
         }
@@ -22,12 +23,12 @@ impl EventReceiver {
         // Same timestamp: a repeat or end packet of the event already counted. Older: a late
         // packet of an earlier event (reordered by the network).
         if self
-            .last_timestamp
-            .is_some_and(|last| rtp_timestamp.wrapping_sub(last) as i32 <= 0)
+            .last
+            .is_some_and(|(id, last)| id == ssrc && rtp_timestamp.wrapping_sub(last) as i32 <= 0)
         {
             return None;
         }
-        self.last_timestamp = Some(rtp_timestamp);
+        self.last = Some((ssrc, rtp_timestamp));
         Some(digit)
     }
 }
