@@ -1,5 +1,6 @@
 //! The login dialogue and its decisions, as pure code.
 
 pub mod flow;
+pub mod rules;
 
 pub use flow::{Action, AgentNumber, CheckOutcome, Flow, FlowConfig, Input, Outcome, Passcode};

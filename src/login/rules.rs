@@ -1,0 +1,275 @@
+//! The login rules real contact centers enforce, as pure decisions with time as a parameter:
+//! what to do when the agent is already logged on or the station is taken, which stations and
+//! networks an agent may use, when wrong passcodes lock an agent, and how fast one source may
+//! try.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// What a login of an agent who already has a session does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlreadyLoggedOnPolicy {
+    /// "That agent is already logged on." and back to the agent number (8x8 Contact Now).
+    Reject,
+    /// Ask "press 1 to log the other session out and log on here" (XCALLY).
+    Confirm,
+    /// The new station wins at once (Genesys CIC).
+    Replace,
+}
+
+/// What a login at a station another agent is logged on at does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameStationPolicy {
+    /// "That station is in use by another agent." (Genesys: the first wins).
+    Reject,
+    /// The new agent takes the station; the other is logged out.
+    Replace,
+}
+
+/// The store's view of who holds what, read inside the claim's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holdings {
+    /// Where the agent is logged on now, if anywhere.
+    pub agent_station: Option<String>,
+    /// Which other agent is logged on at the caller's station, if any.
+    pub station_agent: Option<String>,
+}
+
+/// What the claim's transaction does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimDecision {
+    /// Record the session here, after removing the sessions listed (each with its reason).
+    Claim { end: Vec<(String, &'static str)> },
+    AlreadyLoggedOn,
+    /// Ask the caller before moving the session here.
+    AskToReplace,
+    StationInUse,
+}
+
+/// Reason recorded for a session ended by a log on elsewhere (Genesys' wording).
+pub const REASON_MOVED: &str = "subsequent log on at a different station";
+/// Reason recorded for a session ended because another agent took its station.
+pub const REASON_STATION_TAKEN: &str = "another agent logged on at this station";
+
+/// Decides a claim. `confirmed`: the caller already pressed 1 to move the session here.
+pub fn decide_claim(
+    agent: &str,
+    holdings: &Holdings,
+    already: AlreadyLoggedOnPolicy,
+    same_station: SameStationPolicy,
+    confirmed: bool,
+) -> ClaimDecision {
+    let mut end = Vec::new();
+    if let Some(_at) = &holdings.agent_station {
+        match (already, confirmed) {
+            (AlreadyLoggedOnPolicy::Reject, _) => return ClaimDecision::AlreadyLoggedOn,
+            (AlreadyLoggedOnPolicy::Confirm, false) => return ClaimDecision::AskToReplace,
+            _ => end.push((agent.to_string(), REASON_MOVED)),
+        }
+    }
+    if let Some(other) = holdings.station_agent.as_deref().filter(|o| *o != agent) {
+        match same_station {
+            SameStationPolicy::Reject => return ClaimDecision::StationInUse,
+            SameStationPolicy::Replace => end.push((other.to_string(), REASON_STATION_TAKEN)),
+        }
+    }
+    ClaimDecision::Claim { end }
+}
+
+/// Whether `station` matches a pattern where `*` stands for any run of characters
+/// (`"2*@pbx.example"`, `"*@10.1.*"`).
+pub fn station_matches(pattern: &str, station: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern.eq_ignore_ascii_case(station);
+    }
+    let s = station.to_ascii_lowercase();
+    let mut rest = s.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        let part = part.to_ascii_lowercase();
+        if i == 0 {
+            match rest.strip_prefix(part.as_str()) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part.as_str());
+        } else {
+            match rest.find(part.as_str()) {
+                Some(pos) => rest = &rest[pos + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Whether an agent with these "Logon Stations" patterns may log on at `station` (no
+/// patterns: anywhere).
+pub fn station_allowed(patterns: &[String], station: &str) -> bool {
+    patterns.is_empty() || patterns.iter().any(|p| station_matches(p, station))
+}
+
+/// An IP network, `10.0.0.0/8` or `2001:db8::/32` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a network such as \"10.0.0.0/8\" or \"2001:db8::/32\"");
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Network { addr, prefix })
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether `ip` is in one of `networks` (none listed: every address).
+pub fn source_allowed(networks: &[Network], ip: IpAddr) -> bool {
+    networks.is_empty() || networks.iter().any(|n| n.contains(ip))
+}
+
+/// Wrong-passcode lockout across calls (XCALLY): `after` failures within `window` lock the
+/// agent for `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    pub after: u32,
+    pub window: Duration,
+    pub duration: Duration,
+}
+
+/// An agent's failure record, as stored (times in Unix milliseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Failures {
+    pub count: u32,
+    pub window_start_ms: Option<i64>,
+    pub locked_until_ms: Option<i64>,
+}
+
+impl Failures {
+    pub fn locked(&self, now_ms: i64) -> bool {
+        self.locked_until_ms.is_some_and(|t| t > now_ms)
+    }
+
+    /// The record after one more wrong passcode at `now_ms`, and whether it locks the agent now.
+    pub fn after_failure(self, rule: &Lockout, now_ms: i64) -> (Failures, bool) {
+        let window_ms = rule.window.as_millis() as i64;
+        let fresh = self.window_start_ms.is_none_or(|start| now_ms - start > window_ms);
+        let (count, start) = if fresh {
+            (1, now_ms)
+        } else {
+            (self.count + 1, self.window_start_ms.unwrap_or(now_ms))
+        };
+        if rule.after > 0 && count >= rule.after {
+            let until = now_ms + rule.duration.as_millis() as i64;
+            (
+                Failures {
+                    count: 0,
+                    window_start_ms: None,
+                    locked_until_ms: Some(until),
+                },
+                true,
+            )
+        } else {
+            (
+                Failures {
+                    count,
+                    window_start_ms: Some(start),
+                    locked_until_ms: None,
+                },
+                false,
+            )
+        }
+    }
+}
+
+/// Attempts per minute from one source address, across calls: enough for a person, too few to
+/// enumerate agent numbers or spray passcodes.
+#[derive(Debug)]
+pub struct SourceLimiter {
+    per_minute: u32,
+    /// Source → (start of its current minute, attempts in it). Bounded by `MAX_SOURCES`.
+    seen: HashMap<IpAddr, (Instant, u32)>,
+}
+
+/// Sources remembered at once; past it, the oldest minutes are forgotten first.
+const MAX_SOURCES: usize = 100_000;
+
+impl SourceLimiter {
+    pub fn new(per_minute: u32) -> SourceLimiter {
+        SourceLimiter {
+            per_minute,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Counts an attempt from `ip`; false when it is over the limit.
+    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.per_minute == 0 {
+            return true;
+        }
+        if self.seen.len() >= MAX_SOURCES {
+            self.seen.retain(|_, (start, _)| now.saturating_duration_since(*start) < Duration::from_secs(60));
+        }
+        let entry = self.seen.entry(ip).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= Duration::from_secs(60) {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= self.per_minute
+    }
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;
