@@ -1,6 +1,7 @@
 //! One task per call: glues the SIP side, media and `login::flow` to the store. Plumbing only;
 //! every decision is in `login/`.
 
+use crate::login::rules::SourceLimiter;
 use crate::login::{Action, CheckOutcome, Flow, FlowConfig, Input, Outcome};
 use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::rfc4733::EventReceiver;
@@ -11,9 +12,9 @@ use crate::media::prompts::{Catalog, Codec, Frame, FRAME_SAMPLES};
 use crate::media::rtp::{self, PortAllocator, RemoteTarget, RtpWriter, MAX_RTP_PACKET};
 use crate::sdp::{self, Negotiated, Origin, RemoteMedia};
 use crate::sip::{CallSlot, IncomingCall, SipEvent};
-use crate::store::{LoginAttempt, LoginResult, Store, StoreError};
+use crate::store::{security_log, LoginAttempt, LoginPolicy, LoginResult, Store, StoreError};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -36,7 +37,31 @@ pub struct CallContext {
     pub dtmf_methods: Vec<DtmfMethod>,
     /// Keys received by method, for the whole process.
     pub dtmf_counters: DtmfCounters,
+    /// The login rules.
+    pub policy: LoginPolicy,
+    /// Login attempts per minute per calling station and per source address.
+    pub limiters: Mutex<AttemptLimiters>,
 }
+
+/// The per-station and per-source attempt limits of the gateway.
+#[derive(Debug)]
+pub struct AttemptLimiters {
+    pub station: SourceLimiter,
+    pub source: SourceLimiter,
+}
+
+impl AttemptLimiters {
+    /// Counts an attempt; false when the station or the source is over its limit.
+    fn allow(&mut self, station: &str, source: IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        let by_station = self.station.allow(station, now);
+        let by_source = self.source.allow(&source.to_string(), now);
+        by_station && by_source
+    }
+}
+
+/// How long a caller over the attempt limits waits for its "Login incorrect".
+const OVER_LIMIT_DELAY: Duration = Duration::from_secs(3);
 
 /// How many 20 ms frames one wake-up may catch up after the task was late.
 const MAX_CATCH_UP_FRAMES: u64 = 5;
@@ -267,6 +292,10 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     Ok(Ok(LoginResult::LoggedIn)) => CheckOutcome::LoggedIn,
                     Ok(Ok(LoginResult::Incorrect)) => CheckOutcome::Incorrect,
                     Ok(Ok(LoginResult::AlreadyLoggedOn)) => CheckOutcome::AlreadyLoggedOn,
+                    Ok(Ok(LoginResult::NeedsConfirm)) => CheckOutcome::NeedsConfirm,
+                    Ok(Ok(LoginResult::Locked)) => CheckOutcome::Locked,
+                    Ok(Ok(LoginResult::StationInUse)) => CheckOutcome::StationInUse,
+                    Ok(Ok(LoginResult::StationNotAllowed)) => CheckOutcome::StationNotAllowed,
                     Ok(Err(e)) => {
                         warn!(error = %e, "store unavailable during login");
                         CheckOutcome::Unavailable
@@ -289,17 +318,41 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 Action::StopPrompt => {
                     media.player.stop();
                 }
-                Action::Check { agent: a, passcode } => {
+                Action::Check {
+                    agent: a,
+                    passcode,
+                    replace,
+                } => {
                     agent = Some(a.0.clone());
                     let attempt = LoginAttempt {
                         agent: a,
                         passcode,
                         station: call.station.clone(),
                         source: call.source.to_string(),
+                        source_ip: call.source.ip(),
                         call_id: call.call_id.clone(),
+                        replace,
                     };
-                    let store = ctx.store.clone();
-                    check = Some(tokio::spawn(async move { store.login(&attempt).await }));
+                    let allowed = replace
+                        || ctx
+                            .limiters
+                            .lock()
+                            .map(|mut l| l.allow(&call.station, call.source.ip()))
+                            .unwrap_or(true);
+                    let ctx2 = ctx.clone();
+                    check = Some(tokio::spawn(async move {
+                        if !allowed {
+                            // Not told why, and slowed down: no agent number can be learned.
+                            security_log(
+                                "login_refused",
+                                "too many attempts from this station or source",
+                                &attempt,
+                            );
+                            tokio::time::sleep(OVER_LIMIT_DELAY).await;
+                            return Ok(LoginResult::Incorrect);
+                        }
+                        ctx2.store.login(&attempt, &ctx2.policy).await
+                    }));
                 }
                 Action::Release { agent: a } => {
                     if let Err(e) = ctx

@@ -1,6 +1,7 @@
 //! The one TOML file. Every key is optional and has a default; an unknown key or a bad value is
 //! an error that names the file, the key and what is allowed.
 
+use crate::login::rules::{AlreadyLoggedOnPolicy, Lockout, Network, SameStationPolicy};
 use crate::media::dtmf::DtmfMethod;
 use serde::Deserialize;
 use std::fmt;
@@ -135,6 +136,21 @@ pub struct LoginConfig {
     pub first_digit_timeout_secs: u64,
     /// Digits after which an entry ends without `#`.
     pub max_digits: usize,
+    /// A login of an agent who already has a session: "reject", "confirm" or "replace".
+    pub already_logged_on: AlreadyLoggedOnPolicy,
+    /// A login at a station another agent is logged on at: "reject" or "replace".
+    pub same_station: SameStationPolicy,
+    /// Wrong passcodes (across calls) within `lockout_window_mins` that lock the agent; 0: never.
+    pub lockout_after: u32,
+    pub lockout_window_mins: u64,
+    /// How long a lock lasts (or until `agentgw agent unlock`).
+    pub lockout_mins: u64,
+    /// Login attempts per minute from one calling station (From user@host); 0: no limit.
+    pub station_attempts_per_min: u32,
+    /// Login attempts per minute from one source address (a PBX relays many stations); 0: no limit.
+    pub source_attempts_per_min: u32,
+    /// Networks calls may log on from (empty: any); others hear "Login incorrect".
+    pub allowed_networks: Vec<Network>,
 }
 
 impl Default for LoginConfig {
@@ -144,6 +160,14 @@ impl Default for LoginConfig {
             digit_timeout_secs: 5,
             first_digit_timeout_secs: 10,
             max_digits: 16,
+            already_logged_on: AlreadyLoggedOnPolicy::Reject,
+            same_station: SameStationPolicy::Reject,
+            lockout_after: 5,
+            lockout_window_mins: 15,
+            lockout_mins: 15,
+            station_attempts_per_min: 10,
+            source_attempts_per_min: 600,
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -154,6 +178,13 @@ impl LoginConfig {
     }
     pub fn first_digit_timeout(&self) -> Duration {
         Duration::from_secs(self.first_digit_timeout_secs)
+    }
+    pub fn lockout(&self) -> Lockout {
+        Lockout {
+            after: self.lockout_after,
+            window: Duration::from_secs(self.lockout_window_mins * 60),
+            duration: Duration::from_secs(self.lockout_mins * 60),
+        }
     }
 }
 
@@ -341,6 +372,12 @@ impl Config {
         if !(4..=64).contains(&l.max_digits) {
             return invalid("login.max_digits", "must be between 4 and 64");
         }
+        if l.lockout_after > 0 && !(1..=1440).contains(&l.lockout_window_mins) {
+            return invalid("login.lockout_window_mins", "must be between 1 and 1440");
+        }
+        if l.lockout_after > 0 && !(1..=10080).contains(&l.lockout_mins) {
+            return invalid("login.lockout_mins", "must be between 1 and 10080 (a week)");
+        }
         Ok(())
     }
 }
@@ -417,6 +454,29 @@ mod tests {
         let e = Config::parse("[dtmf]\nmethods = [\"sip-info\"]\n", "a").unwrap_err();
         assert!(e.to_string().starts_with("a: dtmf.methods[0]: "), "{e}");
         assert!(Config::parse("[dtmf]\nmethods = []\n", "a").is_err());
+    }
+
+    #[test]
+    fn login_rules_parse_with_what_is_allowed_in_errors() {
+        let c = Config::parse(
+            "[login]\nalready_logged_on = \"confirm\"\nsame_station = \"replace\"\nallowed_networks = [\"10.0.0.0/8\"]\n",
+            "a",
+        )
+        .unwrap();
+        assert_eq!(c.login.already_logged_on, AlreadyLoggedOnPolicy::Confirm);
+        assert_eq!(c.login.same_station, SameStationPolicy::Replace);
+        assert_eq!(c.login.allowed_networks.len(), 1);
+        let e = Config::parse("[login]\nalready_logged_on = \"kick\"\n", "a")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("a: login.already_logged_on: ") && e.contains("reject"),
+            "{e}"
+        );
+        let e = Config::parse("[login]\nallowed_networks = [\"10.0.0.0/99\"]\n", "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("a: login.allowed_networks[0]: "), "{e}");
     }
 
     #[test]

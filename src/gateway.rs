@@ -1,16 +1,18 @@
 //! Wiring and lifecycle: load prompts, open the store, start the media clock and the SIP
 //! listeners, run one task per call, shut down.
 
-use crate::call::{self, CallContext};
+use crate::call::{self, AttemptLimiters, CallContext};
 use crate::config::{Config, ListenAddr};
+use crate::login::rules::SourceLimiter;
 use crate::login::FlowConfig;
 use crate::media::dtmf::{DtmfCounters, DtmfMethod};
 use crate::media::player::MediaClock;
 use crate::media::prompts::{Catalog, PromptError};
 use crate::media::rtp::PortAllocator;
 use crate::sip::{SipError, SipServer, SipSettings};
+use crate::store::LoginPolicy;
 use crate::store::{Store, StoreError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Why the gateway could not start.
@@ -54,6 +56,11 @@ impl Gateway {
             answer_after: Duration::from_millis(config.sip.answer_after_ms),
             dtmf_methods: config.dtmf.methods.clone(),
             dtmf_counters: DtmfCounters::default(),
+            policy: LoginPolicy::from(&config.login),
+            limiters: Mutex::new(AttemptLimiters {
+                station: SourceLimiter::new(config.login.station_attempts_per_min),
+                source: SourceLimiter::new(config.login.source_attempts_per_min),
+            }),
         });
         let (sip, mut calls) = SipServer::start(SipSettings {
             listen: config.sip.listen.clone(),

@@ -1,6 +1,7 @@
 //! The `agentgw` command line: serve, manage agents, list and end sessions.
 
 use agentgw::config::{Config, Transport};
+use agentgw::login::rules::Network;
 use agentgw::login::Passcode;
 use agentgw::media::prompts::Catalog;
 use agentgw::store::Store;
@@ -52,9 +53,18 @@ enum AgentCommand {
         name: String,
         #[command(flatten)]
         passcode: PasscodeArg,
+        /// A station the agent may log on at ("Logon Stations"), `*` matching anything:
+        /// --station '20*@pbx.example'. Repeat for more; none: any station.
+        #[arg(long = "station", value_name = "PATTERN")]
+        stations: Vec<String>,
+        /// A network the agent may log on from: --network 10.0.0.0/8. Repeat for more; none: any.
+        #[arg(long = "network", value_name = "CIDR")]
+        networks: Vec<Network>,
     },
     /// List agents (never their passcodes).
     List,
+    /// Lift the lock of an agent locked after too many wrong passcodes.
+    Unlock { number: String },
     /// Remove an agent (and its session, if logged on).
     Remove { number: String },
     /// Set an agent's passcode.
@@ -235,20 +245,45 @@ async fn agent(config: &Config, cmd: &AgentCommand) -> Result<()> {
             number,
             name,
             passcode,
+            stations,
+            networks,
         } => {
             store.add_agent(number, name, &passcode.read()?).await?;
+            if !stations.is_empty() || !networks.is_empty() {
+                store.set_restrictions(number, stations, networks).await?;
+            }
             println!("agent {number} added");
+        }
+        AgentCommand::Unlock { number } => {
+            if store.unlock(number).await? {
+                println!("agent {number} unlocked");
+            } else {
+                println!("agent {number} was not locked");
+            }
         }
         AgentCommand::List => {
             let agents = store.list_agents().await?;
-            println!("{:<16} {:<24} {:<8} LOGGED ON", "AGENT", "NAME", "ENABLED");
+            println!(
+                "{:<16} {:<24} {:<8} {:<10} {:<7} RESTRICTIONS",
+                "AGENT", "NAME", "ENABLED", "LOGGED ON", "LOCKED"
+            );
+            let yes = |b: bool| if b { "yes" } else { "no" };
             for a in agents {
+                let mut restrictions = Vec::new();
+                if !a.stations.is_empty() {
+                    restrictions.push(format!("stations {}", a.stations));
+                }
+                if !a.networks.is_empty() {
+                    restrictions.push(format!("networks {}", a.networks));
+                }
                 println!(
-                    "{:<16} {:<24} {:<8} {}",
+                    "{:<16} {:<24} {:<8} {:<10} {:<7} {}",
                     a.number,
                     a.name,
-                    if a.enabled { "yes" } else { "no" },
-                    if a.logged_on { "yes" } else { "no" }
+                    yes(a.enabled),
+                    yes(a.logged_on),
+                    yes(a.locked),
+                    restrictions.join("; ")
                 );
             }
         }

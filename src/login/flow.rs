@@ -38,6 +38,14 @@ pub enum CheckOutcome {
     Incorrect,
     /// Right, but the agent already has a session; nothing changed.
     AlreadyLoggedOn,
+    /// Right, the agent has a session elsewhere, and the caller must confirm moving it here.
+    NeedsConfirm,
+    /// Right, but the agent is locked after too many wrong passcodes.
+    Locked,
+    /// Right, but another agent is logged on at this station.
+    StationInUse,
+    /// Right, but the agent may not log on at this station.
+    StationNotAllowed,
     /// The store could not be reached.
     Unavailable,
 }
@@ -52,6 +60,11 @@ pub enum Outcome {
     Unavailable,
     TimeLimit,
     CallerHungUp,
+    Locked,
+    StationInUse,
+    StationNotAllowed,
+    /// The caller chose not to move the session (pressed 2 or nothing).
+    Cancelled,
 }
 
 impl Outcome {
@@ -64,6 +77,10 @@ impl Outcome {
             Outcome::Unavailable => "service-unavailable",
             Outcome::TimeLimit => "time-limit",
             Outcome::CallerHungUp => "caller-hung-up",
+            Outcome::Locked => "locked",
+            Outcome::StationInUse => "station-in-use",
+            Outcome::StationNotAllowed => "station-not-allowed",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }
@@ -92,10 +109,12 @@ pub enum Action {
     Play(PromptId),
     /// Stop the prompt playing now (the caller started typing).
     StopPrompt,
-    /// Check the credentials and, when right, record the session.
+    /// Check the credentials and, when right, record the session; `replace`: the caller
+    /// confirmed moving the agent's session here.
     Check {
         agent: AgentNumber,
         passcode: Passcode,
+        replace: bool,
     },
     /// A session was recorded for a caller who had already hung up: remove it.
     Release { agent: AgentNumber },
@@ -125,6 +144,15 @@ enum State {
     },
     Checking {
         agent: AgentNumber,
+        /// Kept for a confirmation that re-checks with `replace`.
+        passcode: Passcode,
+    },
+    /// Asking whether to move the agent's session here (1) or cancel (2).
+    Confirming {
+        agent: AgentNumber,
+        passcode: Passcode,
+        playing: bool,
+        deadline: Option<Instant>,
     },
     /// Playing the last prompts, then hanging up.
     Closing {
@@ -191,7 +219,7 @@ impl Flow {
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
-            State::Collecting { deadline, .. } => *deadline,
+            State::Collecting { deadline, .. } | State::Confirming { deadline, .. } => *deadline,
             _ => None,
         }
     }
@@ -212,7 +240,7 @@ impl Flow {
             Input::PromptDone(id) => self.on_prompt_done(id, now),
             Input::CheckResult(r) => self.on_check_result(r, now),
             Input::TimeLimit => match &self.state {
-                State::Checking { agent } => {
+                State::Checking { agent, .. } => {
                     // The check still running will report back; its session must not stay.
                     self.state = State::Done {
                         checking: Some(agent.clone()),
@@ -220,7 +248,7 @@ impl Flow {
                     self.actions.push_back(Action::Hangup(Outcome::TimeLimit));
                 }
                 State::Done { .. } | State::Closing { .. } => {}
-                State::Idle | State::Collecting { .. } => {
+                State::Idle | State::Collecting { .. } | State::Confirming { .. } => {
                     self.close(&[PromptId::Goodbye], Outcome::TimeLimit)
                 }
             },
@@ -233,6 +261,15 @@ impl Flow {
 
     /// Wakes the flow at or after `poll_timeout()`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let State::Confirming {
+            deadline: Some(d), ..
+        } = self.state
+        {
+            if now >= d {
+                self.close(&[PromptId::Goodbye], Outcome::Cancelled);
+            }
+            return;
+        }
         let State::Collecting {
             field,
             prompt,
@@ -263,7 +300,7 @@ impl Flow {
 
     fn checking_agent(&self) -> Option<AgentNumber> {
         match &self.state {
-            State::Checking { agent } => Some(agent.clone()),
+            State::Checking { agent, .. } => Some(agent.clone()),
             State::Done { checking } => checking.clone(),
             _ => None,
         }
@@ -337,6 +374,27 @@ impl Flow {
                     self.typeahead.push_back(d);
                 }
             }
+            State::Confirming {
+                agent,
+                passcode,
+                playing,
+                ..
+            } => match d.as_char() {
+                '1' => {
+                    if *playing {
+                        self.actions.push_back(Action::StopPrompt);
+                    }
+                    let (agent, passcode) = (agent.clone(), passcode.clone());
+                    self.actions.push_back(Action::Check {
+                        agent: agent.clone(),
+                        passcode: passcode.clone(),
+                        replace: true,
+                    });
+                    self.state = State::Checking { agent, passcode };
+                }
+                '2' => self.close(&[PromptId::Goodbye], Outcome::Cancelled),
+                _ => {}
+            },
             State::Idle | State::Closing { .. } | State::Done { .. } => {}
         }
     }
@@ -350,12 +408,15 @@ impl Flow {
             }
             Field::Passcode => match self.agent.take() {
                 Some(agent) => {
+                    let passcode = Passcode(entry);
                     self.state = State::Checking {
                         agent: agent.clone(),
+                        passcode: passcode.clone(),
                     };
                     self.actions.push_back(Action::Check {
                         agent,
-                        passcode: Passcode(entry),
+                        passcode,
+                        replace: false,
                     });
                 }
                 None => self.failure(now),
@@ -372,6 +433,20 @@ impl Flow {
             );
         } else {
             self.collect(Field::Agent, PromptId::AgentIncorrect, now);
+        }
+    }
+
+    /// "That agent is already logged on." counts as an attempt, then asks for the agent number
+    /// again (8x8 Contact Now), or says goodbye at the attempt limit.
+    fn already_logged_on(&mut self, now: Instant) {
+        self.failures += 1;
+        if self.failures >= self.cfg.max_attempts {
+            self.close(
+                &[PromptId::AgentAlreadyOn, PromptId::Goodbye],
+                Outcome::AlreadyLoggedOn,
+            );
+        } else {
+            self.collect(Field::Agent, PromptId::AgentAlreadyOnRetry, now);
         }
     }
 
@@ -392,6 +467,12 @@ impl Flow {
                 };
                 *deadline = Some(now + wait);
             }
+            State::Confirming {
+                playing, deadline, ..
+            } if *playing && id == PromptId::AgentConfirm => {
+                *playing = false;
+                *deadline = Some(now + self.cfg.first_digit_timeout);
+            }
             State::Closing { rest, outcome } => match rest.pop_front() {
                 Some(next) => self.actions.push_back(Action::Play(next)),
                 None => {
@@ -405,8 +486,8 @@ impl Flow {
     }
 
     fn on_check_result(&mut self, r: CheckOutcome, now: Instant) {
-        match &self.state {
-            State::Checking { .. } => {}
+        let (agent, passcode) = match &self.state {
+            State::Checking { agent, passcode } => (agent.clone(), passcode.clone()),
             State::Done {
                 checking: Some(agent),
             } => {
@@ -419,13 +500,31 @@ impl Flow {
                 return;
             }
             _ => return,
-        }
+        };
         match r {
             CheckOutcome::LoggedIn => self.close(&[PromptId::AgentLoginOk], Outcome::LoggedIn),
             CheckOutcome::Incorrect => self.failure(now),
-            CheckOutcome::AlreadyLoggedOn => self.close(
-                &[PromptId::AgentAlreadyOn, PromptId::Goodbye],
-                Outcome::AlreadyLoggedOn,
+            CheckOutcome::AlreadyLoggedOn => self.already_logged_on(now),
+            CheckOutcome::NeedsConfirm => {
+                self.typeahead.clear();
+                self.state = State::Confirming {
+                    agent,
+                    passcode,
+                    playing: true,
+                    deadline: None,
+                };
+                self.actions.push_back(Action::Play(PromptId::AgentConfirm));
+            }
+            CheckOutcome::Locked => {
+                self.close(&[PromptId::AgentLocked, PromptId::Goodbye], Outcome::Locked)
+            }
+            CheckOutcome::StationInUse => self.close(
+                &[PromptId::StationInUse, PromptId::Goodbye],
+                Outcome::StationInUse,
+            ),
+            CheckOutcome::StationNotAllowed => self.close(
+                &[PromptId::StationNotAllowed, PromptId::Goodbye],
+                Outcome::StationNotAllowed,
             ),
             CheckOutcome::Unavailable => {
                 self.close(&[PromptId::ServiceUnavailable], Outcome::Unavailable)
@@ -435,7 +534,10 @@ impl Flow {
 
     fn close(&mut self, prompts: &[PromptId], outcome: Outcome) {
         self.typeahead.clear();
-        if matches!(self.state, State::Collecting { playing: true, .. }) {
+        if matches!(
+            self.state,
+            State::Collecting { playing: true, .. } | State::Confirming { playing: true, .. }
+        ) {
             self.actions.push_back(Action::StopPrompt);
         }
         let mut rest: VecDeque<PromptId> = prompts.iter().copied().collect();

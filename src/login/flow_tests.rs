@@ -71,6 +71,7 @@ fn check(agent: &str, pass: &str) -> Action {
     Action::Check {
         agent: AgentNumber(agent.into()),
         passcode: Passcode(pass.into()),
+        replace: false,
     }
 }
 
@@ -134,8 +135,13 @@ fn too_many_attempts_hears_login_incorrect_goodbye_and_is_hung_up() {
 }
 
 #[test]
-fn already_logged_on_hears_that_prompt_then_goodbye() {
+fn already_logged_on_hears_that_and_is_asked_again_until_the_attempt_limit() {
     let mut c = Call::new();
+    c.keys("1001#1234#");
+    let a = c.input(Input::CheckResult(CheckOutcome::AlreadyLoggedOn));
+    assert_eq!(a, vec![Action::Play(PromptId::AgentAlreadyOnRetry)]);
+    c.keys("1001#1234#");
+    c.input(Input::CheckResult(CheckOutcome::AlreadyLoggedOn));
     c.keys("1001#1234#");
     let a = c.input(Input::CheckResult(CheckOutcome::AlreadyLoggedOn));
     assert_eq!(a, vec![Action::Play(PromptId::AgentAlreadyOn)]);
@@ -147,6 +153,85 @@ fn already_logged_on_hears_that_prompt_then_goodbye() {
         c.done(PromptId::Goodbye),
         vec![Action::Hangup(Outcome::AlreadyLoggedOn)]
     );
+}
+
+#[test]
+fn confirm_1_moves_the_session_here_and_2_cancels() {
+    let mut c = Call::new();
+    c.keys("1001#1234#");
+    let a = c.input(Input::CheckResult(CheckOutcome::NeedsConfirm));
+    assert_eq!(a, vec![Action::Play(PromptId::AgentConfirm)]);
+    let a = c.keys("1");
+    assert_eq!(
+        a,
+        vec![
+            Action::StopPrompt,
+            Action::Check {
+                agent: AgentNumber("1001".into()),
+                passcode: Passcode("1234".into()),
+                replace: true
+            }
+        ]
+    );
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::LoggedIn)),
+        vec![Action::Play(PromptId::AgentLoginOk)]
+    );
+
+    let mut c = Call::new();
+    c.keys("1001#1234#");
+    c.input(Input::CheckResult(CheckOutcome::NeedsConfirm));
+    assert_eq!(
+        c.keys("2"),
+        vec![Action::StopPrompt, Action::Play(PromptId::Goodbye)]
+    );
+    assert_eq!(
+        c.done(PromptId::Goodbye),
+        vec![Action::Hangup(Outcome::Cancelled)]
+    );
+}
+
+#[test]
+fn confirm_with_no_answer_cancels() {
+    let mut c = Call::new();
+    c.keys("1001#1234#");
+    c.input(Input::CheckResult(CheckOutcome::NeedsConfirm));
+    assert_eq!(c.keys("5"), vec![], "other keys are ignored");
+    c.done(PromptId::AgentConfirm);
+    assert_eq!(
+        c.wait(Duration::from_secs(10)),
+        vec![Action::Play(PromptId::Goodbye)]
+    );
+    assert_eq!(
+        c.done(PromptId::Goodbye),
+        vec![Action::Hangup(Outcome::Cancelled)]
+    );
+}
+
+#[test]
+fn locked_station_in_use_and_not_allowed_each_say_why_then_goodbye() {
+    for (result, prompt, outcome) in [
+        (CheckOutcome::Locked, PromptId::AgentLocked, Outcome::Locked),
+        (
+            CheckOutcome::StationInUse,
+            PromptId::StationInUse,
+            Outcome::StationInUse,
+        ),
+        (
+            CheckOutcome::StationNotAllowed,
+            PromptId::StationNotAllowed,
+            Outcome::StationNotAllowed,
+        ),
+    ] {
+        let mut c = Call::new();
+        c.keys("1001#1234#");
+        assert_eq!(
+            c.input(Input::CheckResult(result)),
+            vec![Action::Play(prompt)]
+        );
+        assert_eq!(c.done(prompt), vec![Action::Play(PromptId::Goodbye)]);
+        assert_eq!(c.done(PromptId::Goodbye), vec![Action::Hangup(outcome)]);
+    }
 }
 
 #[test]

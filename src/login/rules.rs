@@ -45,7 +45,9 @@ pub struct Holdings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimDecision {
     /// Record the session here, after removing the sessions listed (each with its reason).
-    Claim { end: Vec<(String, &'static str)> },
+    Claim {
+        end: Vec<(String, &'static str)>,
+    },
     AlreadyLoggedOn,
     /// Ask the caller before moving the session here.
     AskToReplace,
@@ -134,7 +136,12 @@ impl FromStr for Network {
         let addr: IpAddr = a.trim().parse().map_err(|_| bad())?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(bad)?,
             None => max,
         };
         Ok(Network { addr, prefix })
@@ -204,7 +211,9 @@ impl Failures {
     /// The record after one more wrong passcode at `now_ms`, and whether it locks the agent now.
     pub fn after_failure(self, rule: &Lockout, now_ms: i64) -> (Failures, bool) {
         let window_ms = rule.window.as_millis() as i64;
-        let fresh = self.window_start_ms.is_none_or(|start| now_ms - start > window_ms);
+        let fresh = self
+            .window_start_ms
+            .is_none_or(|start| now_ms - start > window_ms);
         let (count, start) = if fresh {
             (1, now_ms)
         } else {
@@ -233,13 +242,13 @@ impl Failures {
     }
 }
 
-/// Attempts per minute from one source address, across calls: enough for a person, too few to
-/// enumerate agent numbers or spray passcodes.
+/// Login attempts per minute from one source (an address, or a calling station), across
+/// calls: enough for people, too few to enumerate agent numbers or spray passcodes.
 #[derive(Debug)]
 pub struct SourceLimiter {
     per_minute: u32,
     /// Source → (start of its current minute, attempts in it). Bounded by `MAX_SOURCES`.
-    seen: HashMap<IpAddr, (Instant, u32)>,
+    seen: HashMap<String, (Instant, u32)>,
 }
 
 /// Sources remembered at once; past it, the oldest minutes are forgotten first.
@@ -253,15 +262,20 @@ impl SourceLimiter {
         }
     }
 
-    /// Counts an attempt from `ip`; false when it is over the limit.
-    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+    /// Counts an attempt from `source`; false when it is over the limit.
+    pub fn allow(&mut self, source: &str, now: Instant) -> bool {
         if self.per_minute == 0 {
             return true;
         }
         if self.seen.len() >= MAX_SOURCES {
-            self.seen.retain(|_, (start, _)| now.saturating_duration_since(*start) < Duration::from_secs(60));
+            self.seen.retain(|_, (start, _)| {
+                now.saturating_duration_since(*start) < Duration::from_secs(60)
+            });
         }
-        let entry = self.seen.entry(ip).or_insert((now, 0));
+        let entry = match self.seen.get_mut(source) {
+            Some(e) => e,
+            None => self.seen.entry(source.to_string()).or_insert((now, 0)),
+        };
         if now.saturating_duration_since(entry.0) >= Duration::from_secs(60) {
             *entry = (now, 0);
         }

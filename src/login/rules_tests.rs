@@ -21,21 +21,36 @@ fn a_free_agent_at_a_free_station_claims() {
 #[test]
 fn already_logged_on_under_each_policy() {
     let h = holdings(Some("a@pbx"), None);
-    assert_eq!(decide_claim("1001", &h, A::Reject, S::Reject, false), ClaimDecision::AlreadyLoggedOn);
-    assert_eq!(decide_claim("1001", &h, A::Confirm, S::Reject, false), ClaimDecision::AskToReplace);
+    assert_eq!(
+        decide_claim("1001", &h, A::Reject, S::Reject, false),
+        ClaimDecision::AlreadyLoggedOn
+    );
+    assert_eq!(
+        decide_claim("1001", &h, A::Confirm, S::Reject, false),
+        ClaimDecision::AskToReplace
+    );
     let moved = ClaimDecision::Claim {
         end: vec![("1001".into(), REASON_MOVED)],
     };
     assert_eq!(decide_claim("1001", &h, A::Confirm, S::Reject, true), moved);
-    assert_eq!(decide_claim("1001", &h, A::Replace, S::Reject, false), moved);
+    assert_eq!(
+        decide_claim("1001", &h, A::Replace, S::Reject, false),
+        moved
+    );
     // Reject stays reject even if a confirmation is claimed.
-    assert_eq!(decide_claim("1001", &h, A::Reject, S::Reject, true), ClaimDecision::AlreadyLoggedOn);
+    assert_eq!(
+        decide_claim("1001", &h, A::Reject, S::Reject, true),
+        ClaimDecision::AlreadyLoggedOn
+    );
 }
 
 #[test]
 fn one_agent_per_station() {
     let h = holdings(None, Some("1002"));
-    assert_eq!(decide_claim("1001", &h, A::Reject, S::Reject, false), ClaimDecision::StationInUse);
+    assert_eq!(
+        decide_claim("1001", &h, A::Reject, S::Reject, false),
+        ClaimDecision::StationInUse
+    );
     assert_eq!(
         decide_claim("1001", &h, A::Reject, S::Replace, false),
         ClaimDecision::Claim {
@@ -69,12 +84,17 @@ fn networks() {
     let n: Network = "10.0.0.0/8".parse().unwrap();
     assert!(n.contains("10.200.1.1".parse().unwrap()));
     assert!(!n.contains("11.0.0.1".parse().unwrap()));
-    assert!(n.contains("::ffff:10.1.1.1".parse().unwrap()), "IPv4-mapped IPv6");
+    assert!(
+        n.contains("::ffff:10.1.1.1".parse().unwrap()),
+        "IPv4-mapped IPv6"
+    );
     let v6: Network = "2001:db8::/32".parse().unwrap();
     assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
     assert!(!v6.contains("10.0.0.1".parse().unwrap()));
     let host: Network = "192.0.2.7".parse().unwrap();
-    assert!(host.contains("192.0.2.7".parse().unwrap()) && !host.contains("192.0.2.8".parse().unwrap()));
+    assert!(
+        host.contains("192.0.2.7".parse().unwrap()) && !host.contains("192.0.2.8".parse().unwrap())
+    );
     let all: Network = "0.0.0.0/0".parse().unwrap();
     assert!(all.contains("8.8.8.8".parse().unwrap()));
     assert!("10.0.0.0/33".parse::<Network>().is_err());
@@ -120,8 +140,8 @@ fn failures_spread_beyond_the_window_do_not_lock() {
 #[test]
 fn a_source_over_its_attempts_per_minute_is_refused_until_the_minute_ends() {
     let mut l = SourceLimiter::new(3);
-    let ip: IpAddr = "192.0.2.9".parse().unwrap();
-    let other: IpAddr = "192.0.2.10".parse().unwrap();
+    let ip = "192.0.2.9";
+    let other = "192.0.2.10";
     let t0 = Instant::now();
     assert!(l.allow(ip, t0) && l.allow(ip, t0) && l.allow(ip, t0));
     assert!(!l.allow(ip, t0 + Duration::from_secs(10)));

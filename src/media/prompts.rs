@@ -63,10 +63,15 @@ pub enum PromptId {
     AgentLoginOk,
     Goodbye,
     ServiceUnavailable,
+    AgentAlreadyOnRetry,
+    AgentConfirm,
+    AgentLocked,
+    StationInUse,
+    StationNotAllowed,
 }
 
 impl PromptId {
-    pub const ALL: [PromptId; 8] = [
+    pub const ALL: [PromptId; 13] = [
         PromptId::AgentUser,
         PromptId::AgentPass,
         PromptId::AgentIncorrect,
@@ -75,6 +80,11 @@ impl PromptId {
         PromptId::AgentLoginOk,
         PromptId::Goodbye,
         PromptId::ServiceUnavailable,
+        PromptId::AgentAlreadyOnRetry,
+        PromptId::AgentConfirm,
+        PromptId::AgentLocked,
+        PromptId::StationInUse,
+        PromptId::StationNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +97,11 @@ impl PromptId {
             PromptId::AgentLoginOk => "agent-loginok",
             PromptId::Goodbye => "goodbye",
             PromptId::ServiceUnavailable => "service-unavailable",
+            PromptId::AgentAlreadyOnRetry => "agent-alreadyon-retry",
+            PromptId::AgentConfirm => "agent-confirm",
+            PromptId::AgentLocked => "agent-locked",
+            PromptId::StationInUse => "station-in-use",
+            PromptId::StationNotAllowed => "station-not-allowed",
         }
     }
 
@@ -101,6 +116,15 @@ impl PromptId {
             PromptId::Goodbye => include_bytes!("../../prompts/en/goodbye.wav"),
             PromptId::ServiceUnavailable => {
                 include_bytes!("../../prompts/en/service-unavailable.wav")
+            }
+            PromptId::AgentAlreadyOnRetry => {
+                include_bytes!("../../prompts/en/agent-alreadyon-retry.wav")
+            }
+            PromptId::AgentConfirm => include_bytes!("../../prompts/en/agent-confirm.wav"),
+            PromptId::AgentLocked => include_bytes!("../../prompts/en/agent-locked.wav"),
+            PromptId::StationInUse => include_bytes!("../../prompts/en/station-in-use.wav"),
+            PromptId::StationNotAllowed => {
+                include_bytes!("../../prompts/en/station-not-allowed.wav")
             }
         }
     }

@@ -4,13 +4,18 @@
 
 mod sqlite;
 
+use crate::login::rules::{
+    self, AlreadyLoggedOnPolicy, Failures, Lockout, Network, SameStationPolicy,
+};
 use crate::login::{AgentNumber, Passcode};
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::Argon2;
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
+use tracing::warn;
 
 /// The tenant every agent belongs to until tenants are configured.
 pub const DEFAULT_TENANT: &str = "default";
@@ -41,6 +46,43 @@ pub struct Agent {
     pub name: String,
     pub enabled: bool,
     pub logged_on: bool,
+    /// Locked after too many wrong passcodes, now.
+    pub locked: bool,
+    /// "Logon Stations" patterns, comma-separated (empty: any station).
+    pub stations: String,
+    /// Networks the agent may log on from, comma-separated (empty: any).
+    pub networks: String,
+}
+
+/// What a login needs to know about an agent.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentRecord {
+    pub passcode_hash: String,
+    pub enabled: bool,
+    pub failures: Failures,
+    pub stations: Vec<String>,
+    pub networks: Vec<Network>,
+}
+
+/// The rules a login is checked against (from `[login]`).
+#[derive(Debug, Clone)]
+pub struct LoginPolicy {
+    pub already_logged_on: AlreadyLoggedOnPolicy,
+    pub same_station: SameStationPolicy,
+    pub lockout: Lockout,
+    /// Networks calls may log on from (empty: any).
+    pub networks: Vec<Network>,
+}
+
+impl From<&crate::config::LoginConfig> for LoginPolicy {
+    fn from(c: &crate::config::LoginConfig) -> Self {
+        LoginPolicy {
+            already_logged_on: c.already_logged_on,
+            same_station: c.same_station,
+            lockout: c.lockout(),
+            networks: c.allowed_networks.clone(),
+        }
+    }
 }
 
 /// A logged-on agent.
@@ -62,18 +104,27 @@ pub struct LoginAttempt {
     pub passcode: Passcode,
     /// The caller's station (From user@host).
     pub station: String,
-    /// The caller's signalling address.
+    /// The caller's signalling address (`ip:port`) and its IP.
     pub source: String,
+    pub source_ip: IpAddr,
     pub call_id: String,
+    /// The caller confirmed moving the agent's session here.
+    pub replace: bool,
 }
 
 /// The store's decision on a login attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginResult {
     LoggedIn,
-    /// Unknown agent, disabled agent or wrong passcode: the caller is told the same.
+    /// Unknown agent, disabled agent, wrong passcode or refused network: the caller is told
+    /// the same.
     Incorrect,
     AlreadyLoggedOn,
+    /// The agent is logged on elsewhere and the policy asks the caller first.
+    NeedsConfirm,
+    Locked,
+    StationInUse,
+    StationNotAllowed,
 }
 
 /// Checks that an agent number is something a phone can key: 1 to 16 digits.
@@ -217,9 +268,26 @@ impl Store {
     pub async fn agent_exists(&self, number: &str) -> Result<bool, StoreError> {
         Ok(self
             .db
-            .passcode_hash(DEFAULT_TENANT, number)
+            .agent_record(DEFAULT_TENANT, number)
             .await?
             .is_some())
+    }
+
+    /// Sets where an agent may log on: station patterns and networks (empty: anywhere).
+    pub async fn set_restrictions(
+        &self,
+        number: &str,
+        stations: &[String],
+        networks: &[Network],
+    ) -> Result<(), StoreError> {
+        self.db
+            .set_restrictions(DEFAULT_TENANT, number, stations, networks)
+            .await
+    }
+
+    /// Lifts a lockout; false when the agent was not locked.
+    pub async fn unlock(&self, number: &str) -> Result<bool, StoreError> {
+        self.db.unlock(DEFAULT_TENANT, number).await
     }
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
@@ -235,31 +303,91 @@ impl Store {
         self.db.logout(DEFAULT_TENANT, agent, reason).await
     }
 
-    /// Checks the credentials and, when right, records the session in one statement that the
-    /// database arbitrates: of two simultaneous logins of one agent, one wins.
-    pub async fn login(&self, a: &LoginAttempt) -> Result<LoginResult, StoreError> {
-        let stored = self.db.passcode_hash(DEFAULT_TENANT, &a.agent.0).await?;
-        let (hash, enabled) = match stored {
-            Some((h, e)) => (Some(h), e),
-            None => (None, false),
-        };
-        let known = hash.is_some();
+    /// Checks a login against the credentials and the rules and, when everything allows it,
+    /// records the session as the policies say (see `rules::decide_claim`). Every decision is
+    /// audited with its reason; refusals are logged with the source address in a stable
+    /// format (`login failed: …` / `login refused: … source=IP`) for fail2ban.
+    pub async fn login(
+        &self,
+        a: &LoginAttempt,
+        policy: &LoginPolicy,
+    ) -> Result<LoginResult, StoreError> {
+        let record = self.db.agent_record(DEFAULT_TENANT, &a.agent.0).await?;
+        let hash = record.as_ref().map(|r| r.passcode_hash.clone());
+        // Verified even for unknown agents (against a dummy), so every answer takes as long.
         let right = self.hasher.verify(&a.passcode, hash).await?;
-        if !right || !enabled {
-            let reason = match (known, right) {
-                (false, _) => "unknown agent",
-                (true, false) => "wrong passcode",
-                (true, true) => "agent disabled",
-            };
+        let now = sqlite::now_ms();
+        let refuse = |event: &'static str, reason: &'static str| async move {
+            security_log(event, reason, a);
+            self.db.audit(DEFAULT_TENANT, a, event, Some(reason)).await
+        };
+        if !rules::source_allowed(&policy.networks, a.source_ip) {
+            refuse("login_refused", "source network not allowed").await?;
+            return Ok(LoginResult::Incorrect);
+        }
+        let Some(r) = record else {
+            refuse("login_failed", "unknown agent").await?;
+            return Ok(LoginResult::Incorrect);
+        };
+        if r.failures.locked(now) {
+            if right {
+                refuse("login_refused", "agent locked").await?;
+                return Ok(LoginResult::Locked);
+            }
+            refuse("login_failed", "wrong passcode (agent locked)").await?;
+            return Ok(LoginResult::Incorrect);
+        }
+        if !right {
+            let (failures, locked_now) = r.failures.after_failure(&policy.lockout, now);
+            security_log("login_failed", "wrong passcode", a);
+            let event = locked_now.then_some(("lockout", "too many wrong passcodes"));
+            if locked_now {
+                security_log("lockout", "too many wrong passcodes", a);
+            }
             self.db
-                .audit(DEFAULT_TENANT, a, "login_failed", Some(reason))
+                .set_failures(DEFAULT_TENANT, a, failures, event)
+                .await?;
+            self.db
+                .audit(DEFAULT_TENANT, a, "login_failed", Some("wrong passcode"))
                 .await?;
             return Ok(LoginResult::Incorrect);
         }
+        if !r.enabled {
+            refuse("login_failed", "agent disabled").await?;
+            return Ok(LoginResult::Incorrect);
+        }
+        if !rules::source_allowed(&r.networks, a.source_ip) {
+            refuse("login_refused", "source network not allowed for this agent").await?;
+            return Ok(LoginResult::Incorrect);
+        }
+        if !rules::station_allowed(&r.stations, &a.station) {
+            refuse("login_refused", "station not allowed for this agent").await?;
+            return Ok(LoginResult::StationNotAllowed);
+        }
+        if r.failures.count > 0 {
+            self.db
+                .set_failures(DEFAULT_TENANT, a, Failures::default(), None)
+                .await?;
+        }
         self.db
-            .claim_session(DEFAULT_TENANT, a, &self.node_id)
+            .claim_session(DEFAULT_TENANT, a, &self.node_id, policy)
             .await
     }
+}
+
+/// One line per refused or failed login, with the source address last, for fail2ban (see the
+/// README for the filter).
+pub fn security_log(event: &str, reason: &str, a: &LoginAttempt) {
+    let what = match event {
+        "login_failed" => "login failed",
+        "lockout" => "agent locked",
+        _ => "login refused",
+    };
+    warn!(
+        target: "agentgw::security",
+        "{what}: reason=\"{reason}\" agent={} station={} source={}",
+        a.agent, a.station, a.source_ip
+    );
 }
 
 #[cfg(test)]
@@ -279,8 +407,14 @@ mod tests {
             passcode: Passcode(pass.into()),
             station: station.into(),
             source: "127.0.0.1:5061".into(),
+            source_ip: "127.0.0.1".parse().unwrap(),
             call_id: format!("call-{station}"),
+            replace: false,
         }
+    }
+
+    fn policy() -> LoginPolicy {
+        LoginPolicy::from(&crate::config::LoginConfig::default())
     }
 
     #[tokio::test]
@@ -290,19 +424,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            s.login(&attempt("1001", "9999", "a@h")).await.unwrap(),
+            s.login(&attempt("1001", "9999", "a@h"), &policy())
+                .await
+                .unwrap(),
             LoginResult::Incorrect
         );
         assert_eq!(
-            s.login(&attempt("4242", "1234", "a@h")).await.unwrap(),
+            s.login(&attempt("4242", "1234", "a@h"), &policy())
+                .await
+                .unwrap(),
             LoginResult::Incorrect
         );
         assert_eq!(
-            s.login(&attempt("1001", "1234", "a@h")).await.unwrap(),
+            s.login(&attempt("1001", "1234", "a@h"), &policy())
+                .await
+                .unwrap(),
             LoginResult::LoggedIn
         );
         assert_eq!(
-            s.login(&attempt("1001", "1234", "b@h")).await.unwrap(),
+            s.login(&attempt("1001", "1234", "b@h"), &policy())
+                .await
+                .unwrap(),
             LoginResult::AlreadyLoggedOn
         );
         let sessions = s.list_sessions().await.unwrap();
@@ -318,11 +460,12 @@ mod tests {
         s.add_agent("1001", "", &Passcode("86420".into()))
             .await
             .unwrap();
-        let (h, _) =
-            s.db.passcode_hash(DEFAULT_TENANT, "1001")
+        let h =
+            s.db.agent_record(DEFAULT_TENANT, "1001")
                 .await
                 .unwrap()
-                .unwrap();
+                .unwrap()
+                .passcode_hash;
         assert!(h.starts_with("$argon2id$"), "{h}");
         assert!(!h.contains("86420"));
     }
@@ -348,5 +491,144 @@ mod tests {
             s.remove_agent("1002").await,
             Err(StoreError::NoSuchAgent(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn wrong_passcodes_across_calls_lock_the_agent_until_unlocked() {
+        let (_d, s) = store().await;
+        s.add_agent("1001", "", &Passcode("1234".into()))
+            .await
+            .unwrap();
+        let mut p = policy();
+        p.lockout.after = 3;
+        for _ in 0..3 {
+            assert_eq!(
+                s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap(),
+                LoginResult::Incorrect
+            );
+        }
+        // Locked: the right passcode hears "locked", a wrong one still only "incorrect".
+        assert_eq!(
+            s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
+            LoginResult::Locked
+        );
+        assert_eq!(
+            s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap(),
+            LoginResult::Incorrect
+        );
+        assert!(s.list_agents().await.unwrap()[0].locked);
+        assert!(s.unlock("1001").await.unwrap());
+        assert!(!s.unlock("1001").await.unwrap());
+        assert_eq!(
+            s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
+            LoginResult::LoggedIn
+        );
+    }
+
+    #[tokio::test]
+    async fn a_right_login_clears_the_failure_count() {
+        let (_d, s) = store().await;
+        s.add_agent("1001", "", &Passcode("1234".into()))
+            .await
+            .unwrap();
+        let mut p = policy();
+        p.lockout.after = 3;
+        for _ in 0..2 {
+            s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap();
+        }
+        s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap();
+        s.logout("1001", "test").await.unwrap();
+        for _ in 0..2 {
+            s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap();
+        }
+        assert_eq!(
+            s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
+            LoginResult::LoggedIn
+        );
+    }
+
+    #[tokio::test]
+    async fn policies_move_sessions_in_one_step_and_audit_why() {
+        let (_d, s) = store().await;
+        for n in ["1001", "1002"] {
+            s.add_agent(n, "", &Passcode("1234".into())).await.unwrap();
+        }
+        let mut p = policy();
+        assert_eq!(
+            s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
+            LoginResult::LoggedIn
+        );
+        // Another agent at the same station.
+        assert_eq!(
+            s.login(&attempt("1002", "1234", "a@h"), &p).await.unwrap(),
+            LoginResult::StationInUse
+        );
+        p.same_station = SameStationPolicy::Replace;
+        assert_eq!(
+            s.login(&attempt("1002", "1234", "a@h"), &p).await.unwrap(),
+            LoginResult::LoggedIn
+        );
+        let sessions = s.list_sessions().await.unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].agent, "1002");
+        // The same agent elsewhere: confirm asks, replace moves.
+        p.already_logged_on = AlreadyLoggedOnPolicy::Confirm;
+        assert_eq!(
+            s.login(&attempt("1002", "1234", "b@h"), &p).await.unwrap(),
+            LoginResult::NeedsConfirm
+        );
+        let mut confirmed = attempt("1002", "1234", "b@h");
+        confirmed.replace = true;
+        assert_eq!(
+            s.login(&confirmed, &p).await.unwrap(),
+            LoginResult::LoggedIn
+        );
+        let sessions = s.list_sessions().await.unwrap();
+        assert_eq!((sessions.len(), sessions[0].station.as_str()), (1, "b@h"));
+        let reasons: Vec<String> =
+            sqlx::query_scalar("SELECT reason FROM audit WHERE event = 'logout' ORDER BY id")
+                .fetch_all(&s.db.pool_for_tests())
+                .await
+                .unwrap();
+        assert_eq!(
+            reasons,
+            vec![rules::REASON_STATION_TAKEN, rules::REASON_MOVED]
+        );
+    }
+
+    #[tokio::test]
+    async fn stations_and_networks_per_agent_and_per_gateway() {
+        let (_d, s) = store().await;
+        s.add_agent("1001", "", &Passcode("1234".into()))
+            .await
+            .unwrap();
+        s.set_restrictions(
+            "1001",
+            &["20*@pbx".into()],
+            &["10.0.0.0/8".parse().unwrap()],
+        )
+        .await
+        .unwrap();
+        let mut a = attempt("1001", "1234", "2001@pbx");
+        assert_eq!(
+            s.login(&a, &policy()).await.unwrap(),
+            LoginResult::Incorrect,
+            "127.0.0.1 is not in 10/8"
+        );
+        a.source_ip = "10.1.2.3".parse().unwrap();
+        let mut elsewhere = a.clone();
+        elsewhere.station = "3001@pbx".into();
+        assert_eq!(
+            s.login(&elsewhere, &policy()).await.unwrap(),
+            LoginResult::StationNotAllowed
+        );
+        let mut p = policy();
+        p.networks = vec!["192.168.0.0/16".parse().unwrap()];
+        assert_eq!(
+            s.login(&a, &p).await.unwrap(),
+            LoginResult::Incorrect,
+            "gateway-wide network refusal"
+        );
+        assert_eq!(s.login(&a, &policy()).await.unwrap(), LoginResult::LoggedIn);
     }
 }

@@ -1,6 +1,7 @@
 //! The embedded default store: SQLite through sqlx, WAL mode, migrations embedded in the binary.
 
-use super::{Agent, LoginAttempt, LoginResult, Session, StoreError};
+use super::{Agent, AgentRecord, LoginAttempt, LoginPolicy, LoginResult, Session, StoreError};
+use crate::login::rules::{decide_claim, ClaimDecision, Failures, Holdings, Network};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -15,10 +16,18 @@ pub(super) struct SqliteStore {
     pool: SqlitePool,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -45,6 +54,11 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot migrate {url}: {e}")))?;
         Ok(SqliteStore { pool })
+    }
+
+    #[cfg(test)]
+    pub(super) fn pool_for_tests(&self) -> SqlitePool {
+        self.pool.clone()
     }
 
     pub(super) async fn close(&self) {
@@ -148,28 +162,128 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The agent's passcode hash and enabled flag, if the agent exists.
-    pub(super) async fn passcode_hash(
+    /// What a login needs to know about an agent, if it exists.
+    pub(super) async fn agent_record(
         &self,
         tenant: &str,
         number: &str,
-    ) -> Result<Option<(String, bool)>, StoreError> {
+    ) -> Result<Option<AgentRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT passcode_hash, enabled FROM agents WHERE tenant = ? AND number = ?",
+            "SELECT passcode_hash, enabled, failed_attempts, failure_window_start, locked_until, \
+             allowed_stations, allowed_networks FROM agents WHERE tenant = ? AND number = ?",
         )
         .bind(tenant)
         .bind(number)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) != 0)))
+        Ok(row.map(|r| AgentRecord {
+            passcode_hash: r.get(0),
+            enabled: r.get::<i64, _>(1) != 0,
+            failures: Failures {
+                count: r.get::<i64, _>(2) as u32,
+                window_start_ms: r.get(3),
+                locked_until_ms: r.get(4),
+            },
+            stations: split_list(&r.get::<String, _>(5)),
+            networks: split_list(&r.get::<String, _>(6))
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+        }))
+    }
+
+    /// Stores an agent's failure record; `event` (a lockout) is audited with it.
+    pub(super) async fn set_failures(
+        &self,
+        tenant: &str,
+        a: &LoginAttempt,
+        f: Failures,
+        event: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE agents SET failed_attempts = ?, failure_window_start = ?, locked_until = ? \
+             WHERE tenant = ? AND number = ?",
+        )
+        .bind(f.count as i64)
+        .bind(f.window_start_ms)
+        .bind(f.locked_until_ms)
+        .bind(tenant)
+        .bind(&a.agent.0)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((event, reason)) = event {
+            audit_row(&mut tx, tenant, AuditEntry::attempt(a, event, Some(reason))).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Lifts a lock; false when the agent was not locked.
+    pub(super) async fn unlock(&self, tenant: &str, number: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT locked_until IS NOT NULL AND locked_until > ? FROM agents WHERE tenant = ? AND number = ?",
+        )
+        .bind(now_ms())
+        .bind(tenant)
+        .bind(number)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NoSuchAgent(number.into()));
+        };
+        let was_locked = row.get::<i64, _>(0) != 0;
+        sqlx::query(
+            "UPDATE agents SET failed_attempts = 0, failure_window_start = NULL, locked_until = NULL \
+             WHERE tenant = ? AND number = ?",
+        )
+        .bind(tenant)
+        .bind(number)
+        .execute(&mut *tx)
+        .await?;
+        if was_locked {
+            audit_row(
+                &mut tx,
+                tenant,
+                AuditEntry::agent(number, "unlock", Some("administrator")),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(was_locked)
+    }
+
+    pub(super) async fn set_restrictions(
+        &self,
+        tenant: &str,
+        number: &str,
+        stations: &[String],
+        networks: &[Network],
+    ) -> Result<(), StoreError> {
+        let networks: Vec<String> = networks.iter().map(|n| n.to_string()).collect();
+        let n = sqlx::query("UPDATE agents SET allowed_stations = ?, allowed_networks = ? WHERE tenant = ? AND number = ?")
+            .bind(stations.join(","))
+            .bind(networks.join(","))
+            .bind(tenant)
+            .bind(number)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NoSuchAgent(number.into()));
+        }
+        Ok(())
     }
 
     pub(super) async fn list_agents(&self, tenant: &str) -> Result<Vec<Agent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT a.number, a.name, a.enabled, s.agent IS NOT NULL FROM agents a \
+            "SELECT a.number, a.name, a.enabled, s.agent IS NOT NULL, \
+             a.locked_until IS NOT NULL AND a.locked_until > ?, a.allowed_stations, a.allowed_networks FROM agents a \
              LEFT JOIN sessions s ON s.tenant = a.tenant AND s.agent = a.number \
              WHERE a.tenant = ? ORDER BY length(a.number), a.number",
         )
+        .bind(now_ms())
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
@@ -180,6 +294,9 @@ impl SqliteStore {
                 name: r.get(1),
                 enabled: r.get::<i64, _>(2) != 0,
                 logged_on: r.get::<i64, _>(3) != 0,
+                locked: r.get::<i64, _>(4) != 0,
+                stations: r.get(5),
+                networks: r.get(6),
             })
             .collect())
     }
@@ -239,40 +356,97 @@ impl SqliteStore {
         Ok(true)
     }
 
+    /// Records the session as the policies decide, in one write transaction taken at once
+    /// (BEGIN IMMEDIATE), so that of simultaneous claims each sees the one before it: at no
+    /// moment are there two sessions of one agent, or none while one is being moved.
     pub(super) async fn claim_session(
         &self,
         tenant: &str,
         a: &LoginAttempt,
         node_id: &str,
+        policy: &LoginPolicy,
     ) -> Result<LoginResult, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let now = now_ms();
-        // The primary key arbitrates: of two simultaneous claims exactly one inserts a row.
-        let inserted = sqlx::query(
-            "INSERT INTO sessions (tenant, agent, station, source, node_id, call_id, logged_in_at, last_seen_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, agent) DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(&a.agent.0)
-        .bind(&a.station)
-        .bind(&a.source)
-        .bind(node_id)
-        .bind(&a.call_id)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let (result, event, reason) = if inserted {
-            (LoginResult::LoggedIn, "login", None)
-        } else {
-            (
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let agent_station: Option<String> =
+            sqlx::query_scalar("SELECT station FROM sessions WHERE tenant = ? AND agent = ?")
+                .bind(tenant)
+                .bind(&a.agent.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let station_agent: Option<String> =
+            sqlx::query_scalar("SELECT agent FROM sessions WHERE tenant = ? AND station = ?")
+                .bind(tenant)
+                .bind(&a.station)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let holdings = Holdings {
+            agent_station,
+            station_agent,
+        };
+        let decision = decide_claim(
+            &a.agent.0,
+            &holdings,
+            policy.already_logged_on,
+            policy.same_station,
+            a.replace,
+        );
+        let (result, event, reason) = match decision {
+            ClaimDecision::AlreadyLoggedOn => (
                 LoginResult::AlreadyLoggedOn,
                 "login_refused",
-                Some("already logged on"),
-            )
+                "already logged on",
+            ),
+            ClaimDecision::AskToReplace => (
+                LoginResult::NeedsConfirm,
+                "login_held",
+                "already logged on: the caller is asked to confirm",
+            ),
+            ClaimDecision::StationInUse => (
+                LoginResult::StationInUse,
+                "login_refused",
+                "station in use by another agent",
+            ),
+            ClaimDecision::Claim { end } => {
+                for (agent, why) in end {
+                    let row = sqlx::query("DELETE FROM sessions WHERE tenant = ? AND agent = ? RETURNING station, call_id")
+                        .bind(tenant)
+                        .bind(&agent)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(row) = row {
+                        let station: String = row.get(0);
+                        let call_id: Option<String> = row.get(1);
+                        audit_row(
+                            &mut tx,
+                            tenant,
+                            AuditEntry {
+                                station: Some(&station),
+                                call_id: call_id.as_deref(),
+                                ..AuditEntry::agent(&agent, "logout", Some(why))
+                            },
+                        )
+                        .await?;
+                    }
+                }
+                let now = now_ms();
+                sqlx::query(
+                    "INSERT INTO sessions (tenant, agent, station, source, node_id, call_id, logged_in_at, last_seen_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(tenant)
+                .bind(&a.agent.0)
+                .bind(&a.station)
+                .bind(&a.source)
+                .bind(node_id)
+                .bind(&a.call_id)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                (LoginResult::LoggedIn, "login", "")
+            }
         };
+        let reason = (!reason.is_empty()).then_some(reason);
         audit_row(&mut tx, tenant, AuditEntry::attempt(a, event, reason)).await?;
         tx.commit().await?;
         Ok(result)
