@@ -133,9 +133,12 @@ fn node_id() -> String {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn,sqlx=warn"));
+    // Plain text unless on a terminal: the journal and fail2ban read these lines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
 }
 

@@ -192,6 +192,42 @@ fn administrator_manages_agents_and_sessions_from_the_command_line() {
     assert!(ok);
     let (ok, _, err) = d.cli(&["session", "logout", "2001"], None);
     assert!(!ok && err.contains("not logged on"), "{err}");
+    let (ok, _, err) = d.cli(
+        &[
+            "agent",
+            "add",
+            "2002",
+            "--passcode",
+            "8642",
+            "--station",
+            "desk-*@pbx",
+            "--network",
+            "10.0.0.0/8",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (_, list, _) = d.cli(&["agent", "list"], None);
+    let row = list.lines().find(|l| l.starts_with("2002 ")).unwrap();
+    assert!(
+        row.contains("stations desk-*@pbx") && row.contains("networks 10.0.0.0/8"),
+        "{row}"
+    );
+    let (ok, out, _) = d.cli(&["agent", "unlock", "2002"], None);
+    assert!(ok && out.contains("was not locked"), "{out}");
+    let (ok, _, err) = d.cli(
+        &[
+            "agent",
+            "add",
+            "2003",
+            "--passcode",
+            "8642",
+            "--network",
+            "10.0.0.0/99",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("10.0.0.0/99"), "{err}");
     let (ok, _, _) = d.cli(&["agent", "remove", "2001"], None);
     assert!(ok);
     let (_, list, _) = d.cli(&["agent", "list"], None);

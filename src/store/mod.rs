@@ -285,6 +285,11 @@ impl Store {
             .await
     }
 
+    /// How many audit entries of `event` an agent has.
+    pub async fn audit_events(&self, agent: &str, event: &str) -> Result<usize, StoreError> {
+        self.db.audit_count(DEFAULT_TENANT, agent, event).await
+    }
+
     /// Lifts a lockout; false when the agent was not locked.
     pub async fn unlock(&self, number: &str) -> Result<bool, StoreError> {
         self.db.unlock(DEFAULT_TENANT, number).await

@@ -219,6 +219,23 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub(super) async fn audit_count(
+        &self,
+        tenant: &str,
+        agent: &str,
+        event: &str,
+    ) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit WHERE tenant = ? AND agent = ? AND event = ?",
+        )
+        .bind(tenant)
+        .bind(agent)
+        .bind(event)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as usize)
+    }
+
     /// Lifts a lock; false when the agent was not locked.
     pub(super) async fn unlock(&self, tenant: &str, number: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;

@@ -1,0 +1,290 @@
+//! The login rules as phones meet them: already logged on under each policy, one agent per
+//! station, Logon Stations, lockout, attempt limits, and 50 phones racing for one agent.
+
+mod support;
+
+use agentgw::login::rules::{AlreadyLoggedOnPolicy, SameStationPolicy};
+use agentgw::media::prompts::PromptId;
+use std::time::Duration;
+use support::*;
+
+fn station_of(p: &Phone) -> String {
+    format!("{}@test.example", p.opts.user)
+}
+
+async fn logged_in(gw: &TestGateway, keys: &str) -> Phone {
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    p.press(keys).await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    p
+}
+
+#[tokio::test]
+async fn replace_moves_the_session_to_the_new_station_at_once() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.already_logged_on = AlreadyLoggedOnPolicy::Replace
+    })
+    .await;
+    let _first = logged_in(&gw, "1001#1234#").await;
+    let second = logged_in(&gw, "1001#1234#").await;
+    let sessions = gw.store.list_sessions().await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].station, station_of(&second));
+}
+
+#[tokio::test]
+async fn confirm_asks_and_1_moves_the_session_here() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.already_logged_on = AlreadyLoggedOnPolicy::Confirm
+    })
+    .await;
+    let first = logged_in(&gw, "1001#1234#").await;
+    let mut second = Phone::new(gw.udp, PhoneOptions::default()).await;
+    second.call().await;
+    second.press("1001#1234#").await;
+    assert!(
+        second
+            .wait_for_prompt_start(PromptId::AgentConfirm, 10)
+            .await,
+        "{:?}",
+        second.heard()
+    );
+    // Still at the first station until the caller answers.
+    assert_eq!(
+        gw.store.list_sessions().await.unwrap()[0].station,
+        station_of(&first)
+    );
+    second.press("1").await;
+    assert_eq!(second.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let sessions = gw.store.list_sessions().await.unwrap();
+    assert_eq!(
+        (sessions.len(), sessions[0].station.clone()),
+        (1, station_of(&second))
+    );
+}
+
+#[tokio::test]
+async fn confirm_2_cancels_and_changes_nothing() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.already_logged_on = AlreadyLoggedOnPolicy::Confirm
+    })
+    .await;
+    let first = logged_in(&gw, "1001#1234#").await;
+    let mut second = Phone::new(gw.udp, PhoneOptions::default()).await;
+    second.call().await;
+    second.press("1001#1234#").await;
+    assert!(
+        second
+            .wait_for_prompt_start(PromptId::AgentConfirm, 10)
+            .await
+    );
+    second.press("2").await;
+    assert_eq!(second.wait_for_bye(10).await.as_deref(), Some("cancelled"));
+    assert_eq!(
+        gw.store.list_sessions().await.unwrap()[0].station,
+        station_of(&first)
+    );
+}
+
+#[tokio::test]
+async fn a_second_agent_at_a_station_in_use_is_told_so_or_takes_it_over() {
+    let gw = start_gateway().await;
+    let first = logged_in(&gw, "1001#1234#").await;
+    let opts = PhoneOptions {
+        user: first.opts.user.clone(),
+        ..Default::default()
+    };
+    let mut second = Phone::new(gw.udp, opts.clone()).await;
+    second.call().await;
+    second.press("1002#2345#").await;
+    assert_eq!(
+        second.wait_for_bye(10).await.as_deref(),
+        Some("station-in-use")
+    );
+    assert!(second.heard_ids().contains(&PromptId::StationInUse));
+
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.same_station = SameStationPolicy::Replace
+    })
+    .await;
+    let first = logged_in(&gw, "1001#1234#").await;
+    let opts = PhoneOptions {
+        user: first.opts.user.clone(),
+        ..Default::default()
+    };
+    let mut second = Phone::new(gw.udp, opts).await;
+    second.call().await;
+    second.press("1002#2345#").await;
+    assert_eq!(second.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let sessions = gw.store.list_sessions().await.unwrap();
+    assert_eq!((sessions.len(), sessions[0].agent.as_str()), (1, "1002"));
+}
+
+#[tokio::test]
+async fn an_agent_outside_its_logon_stations_hears_not_allowed() {
+    let gw = start_gateway().await;
+    gw.store
+        .set_restrictions("1001", &["desk-*@test.example".into()], &[])
+        .await
+        .unwrap();
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    p.press("1001#1234#").await;
+    assert_eq!(
+        p.wait_for_bye(10).await.as_deref(),
+        Some("station-not-allowed")
+    );
+    let opts = PhoneOptions {
+        user: "desk-7".into(),
+        ..Default::default()
+    };
+    let mut desk = Phone::new(gw.udp, opts).await;
+    desk.call().await;
+    desk.press("1001#1234#").await;
+    assert_eq!(desk.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
+#[tokio::test]
+async fn a_source_outside_the_allowed_networks_hears_only_login_incorrect() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.allowed_networks = vec!["10.0.0.0/8".parse().unwrap()]
+    })
+    .await;
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    p.press("1001#1234#").await;
+    assert!(
+        p.wait_for_prompt_start(PromptId::AgentIncorrect, 10).await,
+        "{:?}",
+        p.heard()
+    );
+    p.hangup().await;
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn wrong_passcodes_across_calls_lock_the_agent_until_unlocked() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.lockout_after = 3;
+        c.login.max_attempts = 3;
+    })
+    .await;
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    for _ in 0..3 {
+        p.press("1003#0000#").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(p.wait_for_bye(15).await.as_deref(), Some("incorrect"));
+    // The right passcode now hears that the agent is locked.
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    p.press("1003#3456#").await;
+    assert_eq!(p.wait_for_bye(15).await.as_deref(), Some("locked"));
+    assert!(p.heard_ids().contains(&PromptId::AgentLocked));
+    assert!(gw.store.unlock("1003").await.unwrap());
+    logged_in(&gw, "1003#3456#").await;
+}
+
+#[tokio::test]
+async fn a_station_over_its_attempts_per_minute_hears_login_incorrect_slowly() {
+    let gw = start_gateway_with("127.0.0.1", |c| c.login.station_attempts_per_min = 1).await;
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    p.press("1001#0000#").await;
+    assert!(p.wait_for_prompt_start(PromptId::AgentIncorrect, 10).await);
+    // The right passcode, but over the limit: "Login incorrect", and no session.
+    p.press("1001#1234#").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let incorrect = p
+        .heard_ids()
+        .iter()
+        .filter(|h| **h == PromptId::AgentIncorrect)
+        .count();
+    assert_eq!(incorrect, 2, "{:?}", p.heard());
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+    p.hangup().await;
+}
+
+/// 50 phones log the same agent on at once; every policy ends with exactly one session, and
+/// the audit log has a line for every phone that did not end up holding it.
+async fn race(policy: AlreadyLoggedOnPolicy) -> (TestGateway, Vec<Option<String>>) {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.already_logged_on = policy;
+        c.login.first_digit_timeout_secs = 1;
+        c.login.max_attempts = 1;
+    })
+    .await;
+    let mut phones = Vec::new();
+    for _ in 0..50 {
+        let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+        assert_eq!(p.call().await, 200);
+        phones.push(p);
+    }
+    let mut tasks = Vec::new();
+    for mut p in phones {
+        tasks.push(tokio::spawn(async move {
+            p.press("1001#1234#").await;
+            p.wait_for_bye(60).await
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    (gw, results)
+}
+
+async fn audit_count(gw: &TestGateway, event: &str) -> usize {
+    gw.store.audit_events("1001", event).await.unwrap()
+}
+
+#[tokio::test]
+async fn fifty_phones_racing_for_one_agent_under_reject() {
+    let (gw, results) = race(AlreadyLoggedOnPolicy::Reject).await;
+    let won = results
+        .iter()
+        .filter(|r| r.as_deref() == Some("logged-in"))
+        .count();
+    assert_eq!(won, 1, "{results:?}");
+    assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
+    assert_eq!(audit_count(&gw, "login").await, 1);
+    assert_eq!(audit_count(&gw, "login_refused").await, 49);
+}
+
+#[tokio::test]
+async fn fifty_phones_racing_for_one_agent_under_replace() {
+    let (gw, results) = race(AlreadyLoggedOnPolicy::Replace).await;
+    assert!(
+        results.iter().all(|r| r.as_deref() == Some("logged-in")),
+        "{results:?}"
+    );
+    assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
+    assert_eq!(audit_count(&gw, "login").await, 50);
+    assert_eq!(
+        audit_count(&gw, "logout").await,
+        49,
+        "each move ends the previous session"
+    );
+}
+
+#[tokio::test]
+async fn fifty_phones_racing_for_one_agent_under_confirm() {
+    let (gw, results) = race(AlreadyLoggedOnPolicy::Confirm).await;
+    let won = results
+        .iter()
+        .filter(|r| r.as_deref() == Some("logged-in"))
+        .count();
+    assert_eq!(won, 1, "{results:?}");
+    // Nobody pressed 1: every other caller was asked, then cancelled by the timeout.
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r.as_deref() == Some("cancelled"))
+            .count(),
+        49
+    );
+    assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
+    assert_eq!(audit_count(&gw, "login_held").await, 49);
+}
