@@ -151,6 +151,21 @@ pub struct LoginConfig {
     pub source_attempts_per_min: u32,
     /// Networks calls may log on from (empty: any); others hear "Login incorrect".
     pub allowed_networks: Vec<Network>,
+    /// Where the caller's station is read: "from" (From user@host), "pai"
+    /// (P-Asserted-Identity, as PBXs assert it) or "header" (`station_header`). Falls back to
+    /// From when the chosen one is missing.
+    pub station: StationFrom,
+    /// The header a PBX puts the station in, with `station = "header"`.
+    pub station_header: String,
+}
+
+/// Where the caller's station identity comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StationFrom {
+    From,
+    Pai,
+    Header,
 }
 
 impl Default for LoginConfig {
@@ -168,6 +183,8 @@ impl Default for LoginConfig {
             station_attempts_per_min: 10,
             source_attempts_per_min: 600,
             allowed_networks: Vec::new(),
+            station: StationFrom::From,
+            station_header: "X-Station".into(),
         }
     }
 }
@@ -371,6 +388,17 @@ impl Config {
         }
         if !(4..=64).contains(&l.max_digits) {
             return invalid("login.max_digits", "must be between 4 and 64");
+        }
+        if l.station_header.is_empty()
+            || !l
+                .station_header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return invalid(
+                "login.station_header",
+                "must be a header name such as \"X-Station\"",
+            );
         }
         if l.lockout_after > 0 && !(1..=1440).contains(&l.lockout_window_mins) {
             return invalid("login.lockout_window_mins", "must be between 1 and 1440");

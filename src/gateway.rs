@@ -66,6 +66,8 @@ impl Gateway {
             listen: config.sip.listen.clone(),
             max_calls: config.sip.max_calls,
             public_address: config.media.public_address,
+            station_from: config.login.station,
+            station_header: config.login.station_header.clone(),
         })
         .await?;
         let call_ctx = ctx.clone();

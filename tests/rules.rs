@@ -3,6 +3,7 @@
 
 mod support;
 
+use agentgw::config::StationFrom;
 use agentgw::login::rules::{AlreadyLoggedOnPolicy, SameStationPolicy};
 use agentgw::media::prompts::PromptId;
 use std::time::Duration;
@@ -287,4 +288,53 @@ async fn fifty_phones_racing_for_one_agent_under_confirm() {
     );
     assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
     assert_eq!(audit_count(&gw, "login_held").await, 49);
+}
+
+#[tokio::test]
+async fn the_station_can_come_from_p_asserted_identity_or_a_pbx_header() {
+    let gw = start_gateway_with("127.0.0.1", |c| c.login.station = StationFrom::Pai).await;
+    let opts = PhoneOptions {
+        invite_headers: "P-Asserted-Identity: \"Desk 7\" <sip:2007@pbx.example;user=phone>\r\n"
+            .into(),
+        ..Default::default()
+    };
+    let mut p = Phone::new(gw.udp, opts).await;
+    p.call().await;
+    p.press("1001#1234#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    assert_eq!(
+        gw.store.list_sessions().await.unwrap()[0].station,
+        "2007@pbx.example"
+    );
+
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.station = StationFrom::Header;
+        c.login.station_header = "X-Station".into();
+    })
+    .await;
+    let opts = PhoneOptions {
+        invite_headers: "X-Station: desk-42\r\n".into(),
+        ..Default::default()
+    };
+    let mut p = Phone::new(gw.udp, opts).await;
+    p.call().await;
+    p.press("1002#2345#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    // Without the header, From is the station.
+    let mut q = Phone::new(gw.udp, PhoneOptions::default()).await;
+    q.call().await;
+    q.press("1003#3456#").await;
+    assert_eq!(q.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let stations: Vec<String> = gw
+        .store
+        .list_sessions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.station)
+        .collect();
+    assert!(
+        stations.contains(&"desk-42".to_string()) && stations.contains(&station_of(&q)),
+        "{stations:?}"
+    );
 }

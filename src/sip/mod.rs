@@ -5,7 +5,7 @@
 //! (or a 487 would never be retransmitted); every dialog is removed from the dialog layer when
 //! it ends (or it leaks); every in-dialog request gets an answer; `timer` is never advertised.
 
-use crate::config::{ListenAddr, Transport};
+use crate::config::{ListenAddr, StationFrom, Transport};
 use crate::media::dtmf::{info, Digit};
 use crate::sdp::{self, RemoteMedia, SdpError};
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TransactionHandle};
@@ -150,6 +150,9 @@ pub struct SipSettings {
     pub listen: Vec<ListenAddr>,
     pub max_calls: usize,
     pub public_address: Option<IpAddr>,
+    /// Where the caller's station is read, and the header for `StationFrom::Header`.
+    pub station_from: StationFrom,
+    pub station_header: String,
 }
 
 /// The running SIP side.
@@ -417,7 +420,7 @@ impl Acceptor {
                 }
             }
         };
-        let station = station_of(&tx);
+        let station = self.station_of(&tx);
         let local_ip = self
             .settings
             .public_address
@@ -690,8 +693,57 @@ fn source_of(tx: &Transaction) -> Option<SocketAddr> {
         .and_then(|a| a.get_socketaddr().ok())
 }
 
+impl Acceptor {
+    /// The caller's station: From user@host, or what the PBX asserts (P-Asserted-Identity, or
+    /// a header it sets) when so configured and present.
+    fn station_of(&self, tx: &Transaction) -> String {
+        let asserted = match self.settings.station_from {
+            StationFrom::From => None,
+            StationFrom::Pai => tx
+                .original
+                .header_value("P-Asserted-Identity")
+                .and_then(|v| identity_of(&v)),
+            StationFrom::Header => tx
+                .original
+                .header_value(&self.settings.station_header)
+                .map(|v| v.trim().chars().take(MAX_STATION_CHARS).collect::<String>())
+                .filter(|v| !v.is_empty()),
+        };
+        asserted.unwrap_or_else(|| from_station(tx))
+    }
+}
+
+/// Longest station identity kept (a peer controls it).
+const MAX_STATION_CHARS: usize = 128;
+
+/// `user@host` (or the number of a tel: URI) of a name-addr such as
+/// `"Desk 7" <sip:2007@pbx.example:5060;user=phone>`.
+fn identity_of(value: &str) -> Option<String> {
+    let uri = match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => &value[a + 1..b],
+        _ => value.trim(),
+    };
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+        .or_else(|| uri.strip_prefix("tel:"))?;
+    let rest = rest.split([';', '?']).next()?;
+    let id = match rest.split_once('@') {
+        Some((user, host)) => {
+            let host = if host.starts_with('[') {
+                host.split_inclusive(']').next().unwrap_or(host)
+            } else {
+                host.split(':').next().unwrap_or(host)
+            };
+            format!("{user}@{host}")
+        }
+        None => rest.to_string(),
+    };
+    (!id.is_empty()).then(|| id.chars().take(MAX_STATION_CHARS).collect())
+}
+
 /// From user@host: the caller's station.
-fn station_of(tx: &Transaction) -> String {
+fn from_station(tx: &Transaction) -> String {
     let Ok(from) = tx.original.from_header() else {
         return String::new();
     };
@@ -738,6 +790,10 @@ fn local_ip_towards(listen: &[ListenAddr], tx: &Transaction, source: SocketAddr)
         .map(|a| a.ip())
         .unwrap_or(any.ip())
 }
+
+#[cfg(test)]
+#[path = "sip_tests.rs"]
+mod tests;
 
 fn contact_uri(tx: &Transaction, ip: IpAddr) -> Option<rsipstack::sip::Uri> {
     let conn = tx.connection.as_ref()?;

@@ -160,6 +160,8 @@ pub struct PhoneOptions {
     pub telephone_event: Option<u8>,
     /// Send the INVITE without SDP and answer in the ACK.
     pub late_offer: bool,
+    /// Extra header lines for the INVITE ("Name: value\r\n" each).
+    pub invite_headers: String,
 }
 
 impl Default for PhoneOptions {
@@ -170,6 +172,7 @@ impl Default for PhoneOptions {
             codecs: vec![Codec::Pcmu],
             telephone_event: Some(101),
             late_offer: false,
+            invite_headers: String::new(),
         }
     }
 }
@@ -450,7 +453,8 @@ impl Phone {
         } else {
             self.our_sdp()
         };
-        let req = self.request("INVITE", 1, "", &body, true);
+        let extra = self.opts.invite_headers.clone();
+        let req = self.request("INVITE", 1, &extra, &body, true);
         self.send_raw(req.as_bytes()).await;
     }
 
