@@ -29,3 +29,5 @@ say agent-confirm "That agent is already logged on. Press 1 to log the other ses
 say agent-locked "This agent is locked. Please contact your administrator."
 say station-in-use "That station is in use by another agent."
 say station-not-allowed "You are not allowed to log on at this station."
+say agent-loggedoff "Agent logged off."
+say agent-not-logged-on "That agent is not logged on."

@@ -2,7 +2,7 @@
 //! every decision is in `login/`.
 
 use crate::login::rules::SourceLimiter;
-use crate::login::{Action, CheckOutcome, Flow, FlowConfig, Input, Outcome};
+use crate::login::{Action, CheckOutcome, Flow, FlowConfig, Input, Mode, Outcome};
 use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::rfc4733::EventReceiver;
 use crate::media::dtmf::{Digit, DtmfCounters, DtmfMethod, KeyMerger};
@@ -39,6 +39,8 @@ pub struct CallContext {
     pub dtmf_counters: DtmfCounters,
     /// The login rules.
     pub policy: LoginPolicy,
+    /// The dialed user that makes a call a logout call.
+    pub logout_user: String,
     /// Login attempts per minute per calling station and per source address.
     pub limiters: Mutex<AttemptLimiters>,
 }
@@ -188,7 +190,12 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         return;
     }
 
-    let mut flow = Flow::new(ctx.flow.clone());
+    let mode = if call.dialed == ctx.logout_user {
+        Mode::Logout
+    } else {
+        Mode::Login
+    };
+    let mut flow = Flow::with_mode(ctx.flow.clone(), mode);
     let mut ticks = ctx.clock.subscribe();
     let mut last_tick = *ticks.borrow_and_update();
     let mut check: Option<JoinHandle<Result<LoginResult, StoreError>>> = None;
@@ -296,6 +303,8 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     Ok(Ok(LoginResult::Locked)) => CheckOutcome::Locked,
                     Ok(Ok(LoginResult::StationInUse)) => CheckOutcome::StationInUse,
                     Ok(Ok(LoginResult::StationNotAllowed)) => CheckOutcome::StationNotAllowed,
+                    Ok(Ok(LoginResult::LoggedOff)) => CheckOutcome::LoggedOff,
+                    Ok(Ok(LoginResult::NotLoggedOn)) => CheckOutcome::NotLoggedOn,
                     Ok(Err(e)) => {
                         warn!(error = %e, "store unavailable during login");
                         CheckOutcome::Unavailable
@@ -351,7 +360,27 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             tokio::time::sleep(OVER_LIMIT_DELAY).await;
                             return Ok(LoginResult::Incorrect);
                         }
-                        ctx2.store.login(&attempt, &ctx2.policy).await
+                        match mode {
+                            Mode::Login => ctx2.store.login(&attempt, &ctx2.policy).await,
+                            Mode::Logout => {
+                                ctx2.store
+                                    .logout_with_credentials(&attempt, &ctx2.policy)
+                                    .await
+                            }
+                        }
+                    }));
+                }
+                Action::LogoutStation => {
+                    let (store, station) = (ctx.store.clone(), call.station.clone());
+                    check = Some(tokio::spawn(async move {
+                        let agent = store
+                            .logout_station(&station, "logged off by phone at the station")
+                            .await?;
+                        Ok(if agent.is_some() {
+                            LoginResult::LoggedOff
+                        } else {
+                            LoginResult::NotLoggedOn
+                        })
                     }));
                 }
                 Action::Release { agent: a } => {

@@ -157,6 +157,9 @@ pub struct LoginConfig {
     pub station: StationFrom,
     /// The header a PBX puts the station in, with `station = "header"`.
     pub station_header: String,
+    /// Calls to this user (`sip:logout@gateway`) log an agent off: the one at the calling
+    /// station, or the one whose number and passcode are keyed.
+    pub logout_uri_user: String,
 }
 
 /// Where the caller's station identity comes from.
@@ -185,6 +188,7 @@ impl Default for LoginConfig {
             allowed_networks: Vec::new(),
             station: StationFrom::From,
             station_header: "X-Station".into(),
+            logout_uri_user: "logout".into(),
         }
     }
 }

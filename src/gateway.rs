@@ -57,6 +57,7 @@ impl Gateway {
             dtmf_methods: config.dtmf.methods.clone(),
             dtmf_counters: DtmfCounters::default(),
             policy: LoginPolicy::from(&config.login),
+            logout_user: config.login.logout_uri_user.clone(),
             limiters: Mutex::new(AttemptLimiters {
                 station: SourceLimiter::new(config.login.station_attempts_per_min),
                 source: SourceLimiter::new(config.login.source_attempts_per_min),

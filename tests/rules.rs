@@ -338,3 +338,44 @@ async fn the_station_can_come_from_p_asserted_identity_or_a_pbx_header() {
         "{stations:?}"
     );
 }
+
+#[tokio::test]
+async fn calling_the_logout_number_logs_the_agent_off() {
+    let gw = start_gateway().await;
+    let agent_phone = logged_in(&gw, "1001#1234#").await;
+    // From the agent's station: no questions.
+    let opts = PhoneOptions {
+        user: agent_phone.opts.user.clone(),
+        dialed: "logout".into(),
+        ..Default::default()
+    };
+    let mut p = Phone::new(gw.udp, opts).await;
+    p.call().await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-off"));
+    assert_eq!(p.heard_ids(), vec![PromptId::AgentLoggedOff]);
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+
+    // From anywhere, with the agent number and passcode.
+    logged_in(&gw, "1002#2345#").await;
+    let opts = PhoneOptions {
+        dialed: "logout".into(),
+        ..Default::default()
+    };
+    let mut p = Phone::new(gw.udp, opts.clone()).await;
+    p.call().await;
+    assert!(
+        p.wait_for_prompt_start(PromptId::AgentUser, 10).await,
+        "{:?}",
+        p.heard()
+    );
+    p.press("1002#2345#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-off"));
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+
+    // An agent who is not logged on.
+    let mut p = Phone::new(gw.udp, opts).await;
+    p.call().await;
+    p.press("1003#3456#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("not-logged-on"));
+    assert!(p.heard_ids().contains(&PromptId::AgentNotLoggedOn));
+}

@@ -46,6 +46,10 @@ pub enum CheckOutcome {
     StationInUse,
     /// Right, but the agent may not log on at this station.
     StationNotAllowed,
+    /// (Logout calls) the agent's session is ended.
+    LoggedOff,
+    /// (Logout calls) the agent has no session.
+    NotLoggedOn,
     /// The store could not be reached.
     Unavailable,
 }
@@ -65,6 +69,10 @@ pub enum Outcome {
     StationNotAllowed,
     /// The caller chose not to move the session (pressed 2 or nothing).
     Cancelled,
+    /// A logout call ended a session.
+    LoggedOff,
+    /// A logout call found no session to end.
+    NotLoggedOn,
 }
 
 impl Outcome {
@@ -81,6 +89,8 @@ impl Outcome {
             Outcome::StationInUse => "station-in-use",
             Outcome::StationNotAllowed => "station-not-allowed",
             Outcome::Cancelled => "cancelled",
+            Outcome::LoggedOff => "logged-off",
+            Outcome::NotLoggedOn => "not-logged-on",
         }
     }
 }
@@ -118,6 +128,8 @@ pub enum Action {
     },
     /// A session was recorded for a caller who had already hung up: remove it.
     Release { agent: AgentNumber },
+    /// (Logout calls) end the session of whoever is logged on at the caller's station.
+    LogoutStation,
     /// End the call (BYE) with this outcome.
     Hangup(Outcome),
 }
@@ -129,9 +141,21 @@ enum Field {
     Passcode,
 }
 
+/// What the call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Log an agent on.
+    Login,
+    /// Log an agent off: the one at the caller's station, or the one whose credentials are
+    /// keyed (the check answers `LoggedOff` / `NotLoggedOn`).
+    Logout,
+}
+
 #[derive(Debug)]
 enum State {
     Idle,
+    /// (Logout calls) waiting for the station's session to be ended.
+    LookingUp,
     Collecting {
         field: Field,
         /// The prompt that asks for this entry (replayed once on silence).
@@ -189,6 +213,7 @@ impl From<&LoginConfig> for FlowConfig {
 #[derive(Debug)]
 pub struct Flow {
     cfg: FlowConfig,
+    mode: Mode,
     state: State,
     /// The agent number keyed in this attempt, kept while the passcode is collected.
     agent: Option<AgentNumber>,
@@ -201,8 +226,13 @@ pub struct Flow {
 
 impl Flow {
     pub fn new(cfg: FlowConfig) -> Flow {
+        Flow::with_mode(cfg, Mode::Login)
+    }
+
+    pub fn with_mode(cfg: FlowConfig, mode: Mode) -> Flow {
         Flow {
             cfg,
+            mode,
             state: State::Idle,
             agent: None,
             failures: 0,
@@ -231,11 +261,14 @@ impl Flow {
     /// Feeds one input.
     pub fn handle(&mut self, input: Input, now: Instant) {
         match input {
-            Input::Started => {
-                if matches!(self.state, State::Idle) {
-                    self.collect(Field::Agent, PromptId::AgentUser, now);
+            Input::Started => match (&self.state, self.mode) {
+                (State::Idle, Mode::Login) => self.collect(Field::Agent, PromptId::AgentUser, now),
+                (State::Idle, Mode::Logout) => {
+                    self.state = State::LookingUp;
+                    self.actions.push_back(Action::LogoutStation);
                 }
-            }
+                _ => {}
+            },
             Input::Digit(d) => self.on_digit(d, now),
             Input::PromptDone(id) => self.on_prompt_done(id, now),
             Input::CheckResult(r) => self.on_check_result(r, now),
@@ -248,9 +281,10 @@ impl Flow {
                     self.actions.push_back(Action::Hangup(Outcome::TimeLimit));
                 }
                 State::Done { .. } | State::Closing { .. } => {}
-                State::Idle | State::Collecting { .. } | State::Confirming { .. } => {
-                    self.close(&[PromptId::Goodbye], Outcome::TimeLimit)
-                }
+                State::Idle
+                | State::LookingUp
+                | State::Collecting { .. }
+                | State::Confirming { .. } => self.close(&[PromptId::Goodbye], Outcome::TimeLimit),
             },
             Input::Hangup => {
                 let checking = self.checking_agent();
@@ -395,7 +429,7 @@ impl Flow {
                 '2' => self.close(&[PromptId::Goodbye], Outcome::Cancelled),
                 _ => {}
             },
-            State::Idle | State::Closing { .. } | State::Done { .. } => {}
+            State::Idle | State::LookingUp | State::Closing { .. } | State::Done { .. } => {}
         }
     }
 
@@ -486,6 +520,19 @@ impl Flow {
     }
 
     fn on_check_result(&mut self, r: CheckOutcome, now: Instant) {
+        if let State::LookingUp = self.state {
+            match r {
+                CheckOutcome::LoggedOff => {
+                    self.close(&[PromptId::AgentLoggedOff], Outcome::LoggedOff)
+                }
+                CheckOutcome::Unavailable => {
+                    self.close(&[PromptId::ServiceUnavailable], Outcome::Unavailable)
+                }
+                // Nobody at this station: whose session, then?
+                _ => self.collect(Field::Agent, PromptId::AgentUser, now),
+            }
+            return;
+        }
         let (agent, passcode) = match &self.state {
             State::Checking { agent, passcode } => (agent.clone(), passcode.clone()),
             State::Done {
@@ -525,6 +572,11 @@ impl Flow {
             CheckOutcome::StationNotAllowed => self.close(
                 &[PromptId::StationNotAllowed, PromptId::Goodbye],
                 Outcome::StationNotAllowed,
+            ),
+            CheckOutcome::LoggedOff => self.close(&[PromptId::AgentLoggedOff], Outcome::LoggedOff),
+            CheckOutcome::NotLoggedOn => self.close(
+                &[PromptId::AgentNotLoggedOn, PromptId::Goodbye],
+                Outcome::NotLoggedOn,
             ),
             CheckOutcome::Unavailable => {
                 self.close(&[PromptId::ServiceUnavailable], Outcome::Unavailable)

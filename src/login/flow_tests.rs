@@ -377,3 +377,56 @@ fn passcode_is_never_shown_by_debug() {
     let a = check("1001", "8642");
     assert!(!format!("{a:?}").contains("8642"));
 }
+
+fn logout_call() -> Call {
+    let mut c = Call {
+        flow: Flow::with_mode(cfg(), Mode::Logout),
+        now: Instant::now(),
+        log: vec![],
+    };
+    let a = c.input(Input::Started);
+    assert_eq!(a, vec![Action::LogoutStation]);
+    c
+}
+
+#[test]
+fn calling_the_logout_number_from_the_station_logs_its_agent_off() {
+    let mut c = logout_call();
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::LoggedOff)),
+        vec![Action::Play(PromptId::AgentLoggedOff)]
+    );
+    assert_eq!(
+        c.done(PromptId::AgentLoggedOff),
+        vec![Action::Hangup(Outcome::LoggedOff)]
+    );
+}
+
+#[test]
+fn calling_the_logout_number_from_elsewhere_asks_for_the_credentials() {
+    let mut c = logout_call();
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::NotLoggedOn)),
+        vec![Action::Play(PromptId::AgentUser)]
+    );
+    assert_eq!(c.keys("1001#1234#").last(), Some(&check("1001", "1234")));
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::LoggedOff)),
+        vec![Action::Play(PromptId::AgentLoggedOff)]
+    );
+    let mut c = logout_call();
+    c.input(Input::CheckResult(CheckOutcome::NotLoggedOn));
+    c.keys("1001#1234#");
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::NotLoggedOn)),
+        vec![Action::Play(PromptId::AgentNotLoggedOn)]
+    );
+    assert_eq!(
+        c.done(PromptId::AgentNotLoggedOn),
+        vec![Action::Play(PromptId::Goodbye)]
+    );
+    assert_eq!(
+        c.done(PromptId::Goodbye),
+        vec![Action::Hangup(Outcome::NotLoggedOn)]
+    );
+}

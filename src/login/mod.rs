@@ -3,4 +3,6 @@
 pub mod flow;
 pub mod rules;
 
-pub use flow::{Action, AgentNumber, CheckOutcome, Flow, FlowConfig, Input, Outcome, Passcode};
+pub use flow::{
+    Action, AgentNumber, CheckOutcome, Flow, FlowConfig, Input, Mode, Outcome, Passcode,
+};

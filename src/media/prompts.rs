@@ -68,10 +68,12 @@ pub enum PromptId {
     AgentLocked,
     StationInUse,
     StationNotAllowed,
+    AgentLoggedOff,
+    AgentNotLoggedOn,
 }
 
 impl PromptId {
-    pub const ALL: [PromptId; 13] = [
+    pub const ALL: [PromptId; 15] = [
         PromptId::AgentUser,
         PromptId::AgentPass,
         PromptId::AgentIncorrect,
@@ -85,6 +87,8 @@ impl PromptId {
         PromptId::AgentLocked,
         PromptId::StationInUse,
         PromptId::StationNotAllowed,
+        PromptId::AgentLoggedOff,
+        PromptId::AgentNotLoggedOn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +106,8 @@ impl PromptId {
             PromptId::AgentLocked => "agent-locked",
             PromptId::StationInUse => "station-in-use",
             PromptId::StationNotAllowed => "station-not-allowed",
+            PromptId::AgentLoggedOff => "agent-loggedoff",
+            PromptId::AgentNotLoggedOn => "agent-not-logged-on",
         }
     }
 
@@ -125,6 +131,10 @@ impl PromptId {
             PromptId::StationInUse => include_bytes!("../../prompts/en/station-in-use.wav"),
             PromptId::StationNotAllowed => {
                 include_bytes!("../../prompts/en/station-not-allowed.wav")
+            }
+            PromptId::AgentLoggedOff => include_bytes!("../../prompts/en/agent-loggedoff.wav"),
+            PromptId::AgentNotLoggedOn => {
+                include_bytes!("../../prompts/en/agent-not-logged-on.wav")
             }
         }
     }

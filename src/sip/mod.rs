@@ -63,6 +63,8 @@ pub struct IncomingCall {
     pub call_id: String,
     /// The caller's station: From user@host.
     pub station: String,
+    /// The user part of the Request-URI: what the caller dialed (`login`, `logout` …).
+    pub dialed: String,
     /// Where the INVITE came from.
     pub source: SocketAddr,
     /// Our address as the caller reaches it: put in SDP.
@@ -421,6 +423,13 @@ impl Acceptor {
             }
         };
         let station = self.station_of(&tx);
+        let dialed = tx
+            .original
+            .uri
+            .auth
+            .as_ref()
+            .map(|a| a.user.chars().take(MAX_STATION_CHARS).collect())
+            .unwrap_or_default();
         let local_ip = self
             .settings
             .public_address
@@ -447,6 +456,7 @@ impl Acceptor {
         let call = IncomingCall {
             call_id,
             station,
+            dialed,
             source,
             local_ip,
             offer,

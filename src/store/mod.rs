@@ -125,6 +125,10 @@ pub enum LoginResult {
     Locked,
     StationInUse,
     StationNotAllowed,
+    /// (Logout) the agent's session was ended.
+    LoggedOff,
+    /// (Logout) the agent had no session.
+    NotLoggedOn,
 }
 
 /// Checks that an agent number is something a phone can key: 1 to 16 digits.
@@ -317,6 +321,62 @@ impl Store {
         a: &LoginAttempt,
         policy: &LoginPolicy,
     ) -> Result<LoginResult, StoreError> {
+        let r = match self.authenticate(a, policy).await? {
+            Ok(r) => r,
+            Err(refused) => return Ok(refused),
+        };
+        if !rules::station_allowed(&r.stations, &a.station) {
+            security_log("login_refused", "station not allowed for this agent", a);
+            self.db
+                .audit(
+                    DEFAULT_TENANT,
+                    a,
+                    "login_refused",
+                    Some("station not allowed for this agent"),
+                )
+                .await?;
+            return Ok(LoginResult::StationNotAllowed);
+        }
+        self.db
+            .claim_session(DEFAULT_TENANT, a, &self.node_id, policy)
+            .await
+    }
+
+    /// Logs an agent off by phone with its credentials (checked like a login).
+    pub async fn logout_with_credentials(
+        &self,
+        a: &LoginAttempt,
+        policy: &LoginPolicy,
+    ) -> Result<LoginResult, StoreError> {
+        if let Err(refused) = self.authenticate(a, policy).await? {
+            return Ok(refused);
+        }
+        Ok(if self.logout(&a.agent.0, "logged off by phone").await? {
+            LoginResult::LoggedOff
+        } else {
+            LoginResult::NotLoggedOn
+        })
+    }
+
+    /// Ends the session of whoever is logged on at `station`; the agent, if there was one.
+    pub async fn logout_station(
+        &self,
+        station: &str,
+        reason: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.db
+            .logout_station(DEFAULT_TENANT, station, reason)
+            .await
+    }
+
+    /// The credential checks shared by login and logout: gateway networks, existence, lock,
+    /// passcode (counting failures towards a lockout), enabled, agent networks. `Err` is the
+    /// answer for a caller who may go no further.
+    async fn authenticate(
+        &self,
+        a: &LoginAttempt,
+        policy: &LoginPolicy,
+    ) -> Result<Result<AgentRecord, LoginResult>, StoreError> {
         let record = self.db.agent_record(DEFAULT_TENANT, &a.agent.0).await?;
         let hash = record.as_ref().map(|r| r.passcode_hash.clone());
         // Verified even for unknown agents (against a dummy), so every answer takes as long.
@@ -328,19 +388,19 @@ impl Store {
         };
         if !rules::source_allowed(&policy.networks, a.source_ip) {
             refuse("login_refused", "source network not allowed").await?;
-            return Ok(LoginResult::Incorrect);
+            return Ok(Err(LoginResult::Incorrect));
         }
         let Some(r) = record else {
             refuse("login_failed", "unknown agent").await?;
-            return Ok(LoginResult::Incorrect);
+            return Ok(Err(LoginResult::Incorrect));
         };
         if r.failures.locked(now) {
             if right {
                 refuse("login_refused", "agent locked").await?;
-                return Ok(LoginResult::Locked);
+                return Ok(Err(LoginResult::Locked));
             }
             refuse("login_failed", "wrong passcode (agent locked)").await?;
-            return Ok(LoginResult::Incorrect);
+            return Ok(Err(LoginResult::Incorrect));
         }
         if !right {
             let (failures, locked_now) = r.failures.after_failure(&policy.lockout, now);
@@ -355,28 +415,22 @@ impl Store {
             self.db
                 .audit(DEFAULT_TENANT, a, "login_failed", Some("wrong passcode"))
                 .await?;
-            return Ok(LoginResult::Incorrect);
+            return Ok(Err(LoginResult::Incorrect));
         }
         if !r.enabled {
             refuse("login_failed", "agent disabled").await?;
-            return Ok(LoginResult::Incorrect);
+            return Ok(Err(LoginResult::Incorrect));
         }
         if !rules::source_allowed(&r.networks, a.source_ip) {
             refuse("login_refused", "source network not allowed for this agent").await?;
-            return Ok(LoginResult::Incorrect);
-        }
-        if !rules::station_allowed(&r.stations, &a.station) {
-            refuse("login_refused", "station not allowed for this agent").await?;
-            return Ok(LoginResult::StationNotAllowed);
+            return Ok(Err(LoginResult::Incorrect));
         }
         if r.failures.count > 0 {
             self.db
                 .set_failures(DEFAULT_TENANT, a, Failures::default(), None)
                 .await?;
         }
-        self.db
-            .claim_session(DEFAULT_TENANT, a, &self.node_id, policy)
-            .await
+        Ok(Ok(r))
     }
 }
 

@@ -376,6 +376,39 @@ impl SqliteStore {
     /// Records the session as the policies decide, in one write transaction taken at once
     /// (BEGIN IMMEDIATE), so that of simultaneous claims each sees the one before it: at no
     /// moment are there two sessions of one agent, or none while one is being moved.
+    pub(super) async fn logout_station(
+        &self,
+        tenant: &str,
+        station: &str,
+        reason: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "DELETE FROM sessions WHERE tenant = ? AND station = ? RETURNING agent, call_id",
+        )
+        .bind(tenant)
+        .bind(station)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let agent: String = row.get(0);
+        let call_id: Option<String> = row.get(1);
+        audit_row(
+            &mut tx,
+            tenant,
+            AuditEntry {
+                station: Some(station),
+                call_id: call_id.as_deref(),
+                ..AuditEntry::agent(&agent, "logout", Some(reason))
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(agent))
+    }
+
     pub(super) async fn claim_session(
         &self,
         tenant: &str,

@@ -162,6 +162,8 @@ pub struct PhoneOptions {
     pub late_offer: bool,
     /// Extra header lines for the INVITE ("Name: value\r\n" each).
     pub invite_headers: String,
+    /// The user dialed (the Request-URI user): "login", "logout" …
+    pub dialed: String,
 }
 
 impl Default for PhoneOptions {
@@ -173,6 +175,7 @@ impl Default for PhoneOptions {
             telephone_event: Some(101),
             late_offer: false,
             invite_headers: String::new(),
+            dialed: "login".into(),
         }
     }
 }
@@ -396,11 +399,12 @@ impl Phone {
             "Content-Type: application/sdp\r\n"
         };
         format!(
-            "{method} sip:login@{gw}{uri_tp} SIP/2.0\r\nVia: SIP/2.0/{tp} {me};branch={branch};rport\r\n\
+            "{method} sip:{dialed}@{gw}{uri_tp} SIP/2.0\r\nVia: SIP/2.0/{tp} {me};branch={branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: <sip:{user}@test.example>;tag={ftag}\r\nTo: <sip:login@{gw}>{to_tag}\r\n\
              Call-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{user}@{me}{uri_tp}>\r\n{extra}{ct}\
              Content-Length: {len}\r\n\r\n{body}",
             tp = self.transport_name(),
+            dialed = self.opts.dialed,
             branch = self.branch,
             user = self.opts.user,
             ftag = self.from_tag,
