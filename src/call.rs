@@ -1,7 +1,7 @@
 //! One task per call: glues the SIP side, media and `login::flow` to the store. Plumbing only;
 //! every decision is in `login/`.
 
-use crate::login::rules::SourceLimiter;
+use crate::login::rules::{SourceLimiter, REASON_MOVED};
 use crate::login::{Action, CheckOutcome, Flow, FlowConfig, Input, Mode, Outcome};
 use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::rfc4733::EventReceiver;
@@ -13,6 +13,7 @@ use crate::media::rtp::{self, PortAllocator, RemoteTarget, RtpWriter, MAX_RTP_PA
 use crate::sdp::{self, Negotiated, Origin, RemoteMedia};
 use crate::sip::{CallSlot, IncomingCall, SipEvent};
 use crate::store::{security_log, LoginAttempt, LoginPolicy, LoginResult, Store, StoreError};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct CallContext {
     pub policy: LoginPolicy,
     /// The dialed user that makes a call a logout call.
     pub logout_user: String,
+    /// How long a stay line (and its session) may last.
+    pub session_max: Duration,
+    /// The calls up on this gateway.
+    pub lines: Lines,
     /// Login attempts per minute per calling station and per source address.
     pub limiters: Mutex<AttemptLimiters>,
 }
@@ -198,7 +203,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let mut flow = Flow::with_mode(ctx.flow.clone(), mode);
     let mut ticks = ctx.clock.subscribe();
     let mut last_tick = *ticks.borrow_and_update();
-    let mut check: Option<JoinHandle<Result<LoginResult, StoreError>>> = None;
+    let mut check: Option<JoinHandle<Result<CheckOutcome, StoreError>>> = None;
     let mut started = false;
     let mut hung_up = false;
     let mut agent: Option<String> = None;
@@ -206,6 +211,10 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let mut merger = KeyMerger::default();
     let mut heard_a_prompt = false;
     let call_deadline = started_at + ctx.max_call;
+    let stay_deadline = started_at + ctx.session_max;
+    // This call's line, for the gateway to tell it that its session ended elsewhere.
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel(4);
+    let _line = LineRegistration::new(&ctx, &call.call_id, line_tx);
     let mut buf = [0u8; MAX_RTP_PACKET];
 
     let outcome = 'call: loop {
@@ -296,15 +305,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             r = join_opt(&mut check) => {
                 check = None;
                 let result = match r {
-                    Ok(Ok(LoginResult::LoggedIn)) => CheckOutcome::LoggedIn,
-                    Ok(Ok(LoginResult::Incorrect)) => CheckOutcome::Incorrect,
-                    Ok(Ok(LoginResult::AlreadyLoggedOn)) => CheckOutcome::AlreadyLoggedOn,
-                    Ok(Ok(LoginResult::NeedsConfirm)) => CheckOutcome::NeedsConfirm,
-                    Ok(Ok(LoginResult::Locked)) => CheckOutcome::Locked,
-                    Ok(Ok(LoginResult::StationInUse)) => CheckOutcome::StationInUse,
-                    Ok(Ok(LoginResult::StationNotAllowed)) => CheckOutcome::StationNotAllowed,
-                    Ok(Ok(LoginResult::LoggedOff)) => CheckOutcome::LoggedOff,
-                    Ok(Ok(LoginResult::NotLoggedOn)) => CheckOutcome::NotLoggedOn,
+                    Ok(Ok(outcome)) => outcome,
                     Ok(Err(e)) => {
                         warn!(error = %e, "store unavailable during login");
                         CheckOutcome::Unavailable
@@ -316,7 +317,10 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 };
                 flow.handle(Input::CheckResult(result), std::time::Instant::now());
             },
-            _ = tokio::time::sleep_until(call_deadline) => {
+            Some(moved) = line_rx.recv() => {
+                flow.handle(Input::SessionEnded { moved }, std::time::Instant::now());
+            },
+            _ = tokio::time::sleep_until(if flow.is_staying() { stay_deadline } else { call_deadline }) => {
                 flow.handle(Input::TimeLimit, std::time::Instant::now());
             },
         }
@@ -358,16 +362,17 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                                 &attempt,
                             );
                             tokio::time::sleep(OVER_LIMIT_DELAY).await;
-                            return Ok(LoginResult::Incorrect);
+                            return Ok(CheckOutcome::Incorrect);
                         }
-                        match mode {
+                        let result = match mode {
                             Mode::Login => ctx2.store.login(&attempt, &ctx2.policy).await,
                             Mode::Logout => {
                                 ctx2.store
                                     .logout_with_credentials(&attempt, &ctx2.policy)
                                     .await
                             }
-                        }
+                        };
+                        result.map(outcome_of)
                     }));
                 }
                 Action::LogoutStation => {
@@ -377,9 +382,36 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             .logout_station(&station, "logged off by phone at the station")
                             .await?;
                         Ok(if agent.is_some() {
-                            LoginResult::LoggedOff
+                            CheckOutcome::LoggedOff
                         } else {
-                            LoginResult::NotLoggedOn
+                            CheckOutcome::NotLoggedOn
+                        })
+                    }));
+                }
+                Action::SetStatus(status) => {
+                    let (store, a) = (ctx.store.clone(), agent.clone().unwrap_or_default());
+                    check = Some(tokio::spawn(async move {
+                        Ok(match store.set_status(&a, status).await? {
+                            true => CheckOutcome::Status(status),
+                            false => CheckOutcome::NotLoggedOn,
+                        })
+                    }));
+                }
+                Action::QueryStatus => {
+                    let (store, a) = (ctx.store.clone(), agent.clone().unwrap_or_default());
+                    check = Some(tokio::spawn(async move {
+                        Ok(store
+                            .status(&a)
+                            .await?
+                            .map_or(CheckOutcome::NotLoggedOn, CheckOutcome::Status))
+                    }));
+                }
+                Action::Logout { reason } => {
+                    let (store, a) = (ctx.store.clone(), agent.clone().unwrap_or_default());
+                    check = Some(tokio::spawn(async move {
+                        Ok(match store.logout(&a, reason).await? {
+                            true => CheckOutcome::LoggedOff,
+                            false => CheckOutcome::NotLoggedOn,
                         })
                     }));
                 }
@@ -415,6 +447,75 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         secs = started_at.elapsed().as_secs_f32(),
         "call ended"
     );
+}
+
+/// Maps a store answer to what the flow understands.
+fn outcome_of(r: LoginResult) -> CheckOutcome {
+    match r {
+        LoginResult::LoggedIn => CheckOutcome::LoggedIn,
+        LoginResult::Incorrect => CheckOutcome::Incorrect,
+        LoginResult::AlreadyLoggedOn => CheckOutcome::AlreadyLoggedOn,
+        LoginResult::NeedsConfirm => CheckOutcome::NeedsConfirm,
+        LoginResult::Locked => CheckOutcome::Locked,
+        LoginResult::StationInUse => CheckOutcome::StationInUse,
+        LoginResult::StationNotAllowed => CheckOutcome::StationNotAllowed,
+        LoginResult::LoggedOff => CheckOutcome::LoggedOff,
+        LoginResult::NotLoggedOn => CheckOutcome::NotLoggedOn,
+    }
+}
+
+/// The calls up on this gateway, by Call-ID, for telling a stay line its session ended.
+pub type Lines = Mutex<HashMap<String, tokio::sync::mpsc::Sender<bool>>>;
+
+/// A call's entry in `Lines`, removed when the call task ends.
+struct LineRegistration<'a> {
+    ctx: &'a CallContext,
+    call_id: String,
+}
+
+impl<'a> LineRegistration<'a> {
+    fn new(ctx: &'a CallContext, call_id: &str, tx: tokio::sync::mpsc::Sender<bool>) -> Self {
+        if let Ok(mut lines) = ctx.lines.lock() {
+            lines.insert(call_id.to_string(), tx);
+        }
+        LineRegistration {
+            ctx,
+            call_id: call_id.to_string(),
+        }
+    }
+}
+
+impl Drop for LineRegistration<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut lines) = self.ctx.lines.lock() {
+            lines.remove(&self.call_id);
+        }
+    }
+}
+
+/// Tells the stay lines of this gateway when their session ended elsewhere (a log on at
+/// another station, a station taken over, an agent removed): they play the drop prompt and
+/// hang up.
+pub async fn drop_ended_lines(ctx: Arc<CallContext>) {
+    let mut ended = ctx.store.subscribe();
+    loop {
+        match ended.recv().await {
+            Ok(e) => {
+                let Some(call_id) = e.call_id else { continue };
+                let line = ctx.lines.lock().ok().and_then(|l| l.get(&call_id).cloned());
+                if let Some(line) = line {
+                    line.try_send(e.reason == REASON_MOVED).ok();
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                warn!(
+                    missed = n,
+                    "session-ended events were missed; some stay lines may not be dropped"
+                );
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
 }
 
 /// The keys of one call: how many, and which methods delivered them.

@@ -2,6 +2,7 @@
 //! an error that names the file, the key and what is allowed.
 
 use crate::login::rules::{AlreadyLoggedOnPolicy, Lockout, Network, SameStationPolicy};
+use crate::login::AgentStatus;
 use crate::media::dtmf::DtmfMethod;
 use serde::Deserialize;
 use std::fmt;
@@ -160,6 +161,21 @@ pub struct LoginConfig {
     /// Calls to this user (`sip:logout@gateway`) log an agent off: the one at the calling
     /// station, or the one whose number and passcode are keyed.
     pub logout_uri_user: String,
+    /// After "Agent logged in.": "hangup", or "stay" (nailed-up line with the status menu;
+    /// hanging up logs the agent out).
+    pub after_login: AfterLogin,
+    /// The status a new session starts in.
+    pub initial_status: AgentStatus,
+    /// A session (or a stay line) ends after this many hours.
+    pub session_max_hours: u64,
+}
+
+/// What happens to the line after a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterLogin {
+    Hangup,
+    Stay,
 }
 
 /// Where the caller's station identity comes from.
@@ -189,6 +205,9 @@ impl Default for LoginConfig {
             station: StationFrom::From,
             station_header: "X-Station".into(),
             logout_uri_user: "logout".into(),
+            after_login: AfterLogin::Hangup,
+            initial_status: AgentStatus::OnBreak,
+            session_max_hours: 12,
         }
     }
 }
@@ -402,6 +421,12 @@ impl Config {
             return invalid(
                 "login.station_header",
                 "must be a header name such as \"X-Station\"",
+            );
+        }
+        if !(1..=168).contains(&l.session_max_hours) {
+            return invalid(
+                "login.session_max_hours",
+                "must be between 1 and 168 (a week)",
             );
         }
         if l.lockout_after > 0 && !(1..=1440).contains(&l.lockout_window_mins) {

@@ -12,6 +12,7 @@ use crate::media::rtp::PortAllocator;
 use crate::sip::{SipError, SipServer, SipSettings};
 use crate::store::LoginPolicy;
 use crate::store::{Store, StoreError};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +59,8 @@ impl Gateway {
             dtmf_counters: DtmfCounters::default(),
             policy: LoginPolicy::from(&config.login),
             logout_user: config.login.logout_uri_user.clone(),
+            session_max: Duration::from_secs(config.login.session_max_hours * 3600),
+            lines: Mutex::new(HashMap::new()),
             limiters: Mutex::new(AttemptLimiters {
                 station: SourceLimiter::new(config.login.station_attempts_per_min),
                 source: SourceLimiter::new(config.login.source_attempts_per_min),
@@ -71,6 +74,7 @@ impl Gateway {
             station_header: config.login.station_header.clone(),
         })
         .await?;
+        tokio::spawn(call::drop_ended_lines(ctx.clone()));
         let call_ctx = ctx.clone();
         tokio::spawn(async move {
             while let Some((incoming, slot)) = calls.recv().await {

@@ -379,3 +379,90 @@ async fn calling_the_logout_number_logs_the_agent_off() {
     assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("not-logged-on"));
     assert!(p.heard_ids().contains(&PromptId::AgentNotLoggedOn));
 }
+
+fn stay(c: &mut agentgw::Config) {
+    c.login.after_login = agentgw::config::AfterLogin::Stay;
+}
+
+async fn staying(gw: &TestGateway, keys: &str) -> Phone {
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    p.press(keys).await;
+    assert!(
+        p.wait_for_prompt(PromptId::AgentLoginOk, 10).await,
+        "{:?}",
+        p.heard()
+    );
+    p
+}
+
+#[tokio::test]
+async fn a_stay_line_keeps_the_call_up_with_the_status_menu() {
+    let gw = start_gateway_with("127.0.0.1", stay).await;
+    let mut p = staying(&gw, "1001#1234#").await;
+    assert_eq!(p.wait_for_bye(1).await, None, "the line stays up");
+    assert_eq!(
+        gw.store.list_sessions().await.unwrap()[0].status,
+        "on_break"
+    );
+    p.press("1").await;
+    assert!(
+        p.wait_for_prompt(PromptId::StatusAvailable, 10).await,
+        "{:?}",
+        p.heard()
+    );
+    assert_eq!(
+        gw.store.list_sessions().await.unwrap()[0].status,
+        "available"
+    );
+    p.press("0").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let available = p
+        .heard_ids()
+        .iter()
+        .filter(|h| **h == PromptId::StatusAvailable)
+        .count();
+    assert_eq!(available, 2, "0 tells the status: {:?}", p.heard());
+    p.press("9").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-off"));
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn hanging_up_a_stay_line_logs_the_agent_out() {
+    let gw = start_gateway_with("127.0.0.1", stay).await;
+    let mut p = staying(&gw, "1002#2345#").await;
+    assert_eq!(p.hangup().await, Some(200));
+    for _ in 0..50 {
+        if gw.store.list_sessions().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+    assert_eq!(gw.store.audit_events("1002", "logout").await.unwrap(), 1);
+    assert!(gw.settles().await);
+}
+
+#[tokio::test]
+async fn a_stay_line_displaced_by_a_log_on_elsewhere_hears_the_drop_prompt_and_gets_a_bye() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        stay(c);
+        c.login.already_logged_on = AlreadyLoggedOnPolicy::Replace;
+    })
+    .await;
+    let first = staying(&gw, "1003#3456#").await;
+    let second = staying(&gw, "1003#3456#").await;
+    assert_eq!(first.wait_for_bye(15).await.as_deref(), Some("dropped"));
+    assert!(
+        first.heard_ids().contains(&PromptId::SessionDropped),
+        "{:?}",
+        first.heard()
+    );
+    assert_eq!(second.wait_for_bye(1).await, None);
+    let sessions = gw.store.list_sessions().await.unwrap();
+    assert_eq!(
+        (sessions.len(), sessions[0].station.clone()),
+        (1, station_of(&second))
+    );
+}

@@ -29,6 +29,43 @@ impl fmt::Debug for Passcode {
     }
 }
 
+/// What a logged-on agent is doing (8x8 VCC): a new session starts on break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    OnBreak,
+    Available,
+    WorkOffline,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::OnBreak => "on_break",
+            AgentStatus::Available => "available",
+            AgentStatus::WorkOffline => "work_offline",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AgentStatus> {
+        [
+            AgentStatus::OnBreak,
+            AgentStatus::Available,
+            AgentStatus::WorkOffline,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+
+    fn prompt(self) -> PromptId {
+        match self {
+            AgentStatus::OnBreak => PromptId::StatusOnBreak,
+            AgentStatus::Available => PromptId::StatusAvailable,
+            AgentStatus::WorkOffline => PromptId::StatusWorkOffline,
+        }
+    }
+}
+
 /// What the store said about an agent number + passcode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckOutcome {
@@ -50,6 +87,8 @@ pub enum CheckOutcome {
     LoggedOff,
     /// (Logout calls) the agent has no session.
     NotLoggedOn,
+    /// (Stay lines) the agent's status, after a change or a query.
+    Status(AgentStatus),
     /// The store could not be reached.
     Unavailable,
 }
@@ -73,6 +112,9 @@ pub enum Outcome {
     LoggedOff,
     /// A logout call found no session to end.
     NotLoggedOn,
+    /// A stay line whose session was ended elsewhere (a log on at another station, an
+    /// administrator).
+    Dropped,
 }
 
 impl Outcome {
@@ -91,6 +133,7 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
             Outcome::LoggedOff => "logged-off",
             Outcome::NotLoggedOn => "not-logged-on",
+            Outcome::Dropped => "dropped",
         }
     }
 }
@@ -110,6 +153,8 @@ pub enum Input {
     TimeLimit,
     /// The caller hung up (BYE or CANCEL).
     Hangup,
+    /// (Stay lines) the session was ended elsewhere; `moved`: by a log on at another station.
+    SessionEnded { moved: bool },
 }
 
 /// What the driver must do.
@@ -130,6 +175,13 @@ pub enum Action {
     Release { agent: AgentNumber },
     /// (Logout calls) end the session of whoever is logged on at the caller's station.
     LogoutStation,
+    /// (Stay lines) set the agent's status; answered with `CheckOutcome::Status`.
+    SetStatus(AgentStatus),
+    /// (Stay lines) read the agent's status; answered with `CheckOutcome::Status`.
+    QueryStatus,
+    /// (Stay lines) end the agent's session; answered with `LoggedOff` (or nothing after a
+    /// hang-up).
+    Logout { reason: &'static str },
     /// End the call (BYE) with this outcome.
     Hangup(Outcome),
 }
@@ -183,6 +235,11 @@ enum State {
         rest: VecDeque<PromptId>,
         outcome: Outcome,
     },
+    /// Logged on, the line kept up (`after_login = "stay"`): the status menu.
+    Staying {
+        /// A status change, query or logout is being done.
+        pending: bool,
+    },
     /// Over; only a late `LoggedIn` matters (to release the session).
     Done {
         checking: Option<AgentNumber>,
@@ -196,7 +253,14 @@ pub struct FlowConfig {
     pub digit_timeout: Duration,
     pub first_digit_timeout: Duration,
     pub max_digits: usize,
+    /// Keep the line up after the login (nailed-up line) with the status menu.
+    pub stay: bool,
 }
+
+/// Reasons recorded for sessions a stay line ends.
+pub const REASON_STATION_HUNG_UP: &str = "station hung up";
+pub const REASON_BY_PHONE: &str = "logged off by phone";
+pub const REASON_MAX_HOURS: &str = "session_max_hours reached";
 
 impl From<&LoginConfig> for FlowConfig {
     fn from(c: &LoginConfig) -> Self {
@@ -205,6 +269,7 @@ impl From<&LoginConfig> for FlowConfig {
             digit_timeout: c.digit_timeout(),
             first_digit_timeout: c.first_digit_timeout(),
             max_digits: c.max_digits,
+            stay: c.after_login == crate::config::AfterLogin::Stay,
         }
     }
 }
@@ -258,6 +323,11 @@ impl Flow {
         matches!(self.state, State::Done { .. })
     }
 
+    /// Whether the agent is logged on and the line kept up.
+    pub fn is_staying(&self) -> bool {
+        matches!(self.state, State::Staying { .. })
+    }
+
     /// Feeds one input.
     pub fn handle(&mut self, input: Input, now: Instant) {
         match input {
@@ -281,14 +351,36 @@ impl Flow {
                     self.actions.push_back(Action::Hangup(Outcome::TimeLimit));
                 }
                 State::Done { .. } | State::Closing { .. } => {}
+                State::Staying { .. } => {
+                    self.actions.push_back(Action::Logout {
+                        reason: REASON_MAX_HOURS,
+                    });
+                    self.close(&[PromptId::Goodbye], Outcome::TimeLimit);
+                }
                 State::Idle
                 | State::LookingUp
                 | State::Collecting { .. }
                 | State::Confirming { .. } => self.close(&[PromptId::Goodbye], Outcome::TimeLimit),
             },
             Input::Hangup => {
+                if let State::Staying { .. } = self.state {
+                    self.actions.push_back(Action::Logout {
+                        reason: REASON_STATION_HUNG_UP,
+                    });
+                }
                 let checking = self.checking_agent();
                 self.state = State::Done { checking };
+            }
+            Input::SessionEnded { moved } => {
+                // While a change of this line's own is pending, its answer tells what happened.
+                if let State::Staying { pending: false } = self.state {
+                    let prompt = if moved {
+                        PromptId::SessionDropped
+                    } else {
+                        PromptId::AgentLoggedOff
+                    };
+                    self.close(&[prompt], Outcome::Dropped);
+                }
             }
         }
     }
@@ -429,6 +521,24 @@ impl Flow {
                 '2' => self.close(&[PromptId::Goodbye], Outcome::Cancelled),
                 _ => {}
             },
+            State::Staying { pending } => {
+                if !*pending {
+                    let action = match d.as_char() {
+                        '1' => Some(Action::SetStatus(AgentStatus::Available)),
+                        '2' => Some(Action::SetStatus(AgentStatus::OnBreak)),
+                        '3' => Some(Action::SetStatus(AgentStatus::WorkOffline)),
+                        '9' => Some(Action::Logout {
+                            reason: REASON_BY_PHONE,
+                        }),
+                        '0' => Some(Action::QueryStatus),
+                        _ => None,
+                    };
+                    if let Some(a) = action {
+                        *pending = true;
+                        self.actions.push_back(a);
+                    }
+                }
+            }
             State::Idle | State::LookingUp | State::Closing { .. } | State::Done { .. } => {}
         }
     }
@@ -520,6 +630,19 @@ impl Flow {
     }
 
     fn on_check_result(&mut self, r: CheckOutcome, now: Instant) {
+        if let State::Staying { pending } = &mut self.state {
+            *pending = false;
+            match r {
+                CheckOutcome::Status(s) => self.actions.push_back(Action::Play(s.prompt())),
+                CheckOutcome::LoggedOff | CheckOutcome::NotLoggedOn => {
+                    self.close(&[PromptId::AgentLoggedOff], Outcome::LoggedOff)
+                }
+                _ => self
+                    .actions
+                    .push_back(Action::Play(PromptId::ServiceUnavailable)),
+            }
+            return;
+        }
         if let State::LookingUp = self.state {
             match r {
                 CheckOutcome::LoggedOff => {
@@ -549,6 +672,11 @@ impl Flow {
             _ => return,
         };
         match r {
+            CheckOutcome::LoggedIn if self.cfg.stay => {
+                self.typeahead.clear();
+                self.state = State::Staying { pending: false };
+                self.actions.push_back(Action::Play(PromptId::AgentLoginOk));
+            }
             CheckOutcome::LoggedIn => self.close(&[PromptId::AgentLoginOk], Outcome::LoggedIn),
             CheckOutcome::Incorrect => self.failure(now),
             CheckOutcome::AlreadyLoggedOn => self.already_logged_on(now),
@@ -578,6 +706,8 @@ impl Flow {
                 &[PromptId::AgentNotLoggedOn, PromptId::Goodbye],
                 Outcome::NotLoggedOn,
             ),
+            // Only stay lines ask for a status.
+            CheckOutcome::Status(_) => {}
             CheckOutcome::Unavailable => {
                 self.close(&[PromptId::ServiceUnavailable], Outcome::Unavailable)
             }

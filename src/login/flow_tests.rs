@@ -8,6 +8,7 @@ fn cfg() -> FlowConfig {
         digit_timeout: Duration::from_secs(5),
         first_digit_timeout: Duration::from_secs(10),
         max_digits: 16,
+        stay: false,
     }
 }
 
@@ -428,5 +429,117 @@ fn calling_the_logout_number_from_elsewhere_asks_for_the_credentials() {
     assert_eq!(
         c.done(PromptId::Goodbye),
         vec![Action::Hangup(Outcome::NotLoggedOn)]
+    );
+}
+
+fn staying() -> Call {
+    let mut c = Call {
+        flow: Flow::new(FlowConfig {
+            stay: true,
+            ..cfg()
+        }),
+        now: Instant::now(),
+        log: vec![],
+    };
+    c.input(Input::Started);
+    c.keys("1001#1234#");
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::LoggedIn)),
+        vec![Action::Play(PromptId::AgentLoginOk)]
+    );
+    assert_eq!(c.done(PromptId::AgentLoginOk), vec![], "the line stays up");
+    assert!(c.flow.is_staying());
+    c
+}
+
+#[test]
+fn on_a_stay_line_the_agent_sets_and_hears_the_status() {
+    let mut c = staying();
+    assert_eq!(c.keys("1"), vec![Action::SetStatus(AgentStatus::Available)]);
+    assert_eq!(c.keys("3"), vec![], "one change at a time");
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::Status(
+            AgentStatus::Available
+        ))),
+        vec![Action::Play(PromptId::StatusAvailable)]
+    );
+    assert_eq!(
+        c.keys("3"),
+        vec![Action::SetStatus(AgentStatus::WorkOffline)]
+    );
+    c.input(Input::CheckResult(CheckOutcome::Status(
+        AgentStatus::WorkOffline,
+    )));
+    assert_eq!(c.keys("0"), vec![Action::QueryStatus]);
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::Status(
+            AgentStatus::OnBreak
+        ))),
+        vec![Action::Play(PromptId::StatusOnBreak)]
+    );
+    assert_eq!(c.keys("7"), vec![]);
+    // No silence timeout on a stay line.
+    assert_eq!(c.flow.poll_timeout(), None);
+}
+
+#[test]
+fn nine_logs_off_and_hanging_up_logs_off_too() {
+    let mut c = staying();
+    assert_eq!(
+        c.keys("9"),
+        vec![Action::Logout {
+            reason: REASON_BY_PHONE
+        }]
+    );
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::LoggedOff)),
+        vec![Action::Play(PromptId::AgentLoggedOff)]
+    );
+    assert_eq!(
+        c.done(PromptId::AgentLoggedOff),
+        vec![Action::Hangup(Outcome::LoggedOff)]
+    );
+
+    let mut c = staying();
+    assert_eq!(
+        c.input(Input::Hangup),
+        vec![Action::Logout {
+            reason: REASON_STATION_HUNG_UP
+        }]
+    );
+}
+
+#[test]
+fn a_stay_line_whose_session_moved_hears_why_and_is_hung_up() {
+    let mut c = staying();
+    assert_eq!(
+        c.input(Input::SessionEnded { moved: true }),
+        vec![Action::Play(PromptId::SessionDropped)]
+    );
+    assert_eq!(
+        c.done(PromptId::SessionDropped),
+        vec![Action::Hangup(Outcome::Dropped)]
+    );
+    let mut c = staying();
+    assert_eq!(
+        c.input(Input::SessionEnded { moved: false }),
+        vec![Action::Play(PromptId::AgentLoggedOff)]
+    );
+    // A login line (not staying) ignores it.
+    let mut c = Call::new();
+    assert_eq!(c.input(Input::SessionEnded { moved: true }), vec![]);
+}
+
+#[test]
+fn a_stay_line_at_session_max_hours_logs_off_with_goodbye() {
+    let mut c = staying();
+    assert_eq!(
+        c.input(Input::TimeLimit),
+        vec![
+            Action::Logout {
+                reason: REASON_MAX_HOURS
+            },
+            Action::Play(PromptId::Goodbye)
+        ]
     );
 }

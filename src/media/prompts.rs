@@ -70,10 +70,14 @@ pub enum PromptId {
     StationNotAllowed,
     AgentLoggedOff,
     AgentNotLoggedOn,
+    SessionDropped,
+    StatusAvailable,
+    StatusOnBreak,
+    StatusWorkOffline,
 }
 
 impl PromptId {
-    pub const ALL: [PromptId; 15] = [
+    pub const ALL: [PromptId; 19] = [
         PromptId::AgentUser,
         PromptId::AgentPass,
         PromptId::AgentIncorrect,
@@ -89,6 +93,10 @@ impl PromptId {
         PromptId::StationNotAllowed,
         PromptId::AgentLoggedOff,
         PromptId::AgentNotLoggedOn,
+        PromptId::SessionDropped,
+        PromptId::StatusAvailable,
+        PromptId::StatusOnBreak,
+        PromptId::StatusWorkOffline,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +116,10 @@ impl PromptId {
             PromptId::StationNotAllowed => "station-not-allowed",
             PromptId::AgentLoggedOff => "agent-loggedoff",
             PromptId::AgentNotLoggedOn => "agent-not-logged-on",
+            PromptId::SessionDropped => "session-dropped",
+            PromptId::StatusAvailable => "status-available",
+            PromptId::StatusOnBreak => "status-on-break",
+            PromptId::StatusWorkOffline => "status-work-offline",
         }
     }
 
@@ -135,6 +147,12 @@ impl PromptId {
             PromptId::AgentLoggedOff => include_bytes!("../../prompts/en/agent-loggedoff.wav"),
             PromptId::AgentNotLoggedOn => {
                 include_bytes!("../../prompts/en/agent-not-logged-on.wav")
+            }
+            PromptId::SessionDropped => include_bytes!("../../prompts/en/session-dropped.wav"),
+            PromptId::StatusAvailable => include_bytes!("../../prompts/en/status-available.wav"),
+            PromptId::StatusOnBreak => include_bytes!("../../prompts/en/status-on-break.wav"),
+            PromptId::StatusWorkOffline => {
+                include_bytes!("../../prompts/en/status-work-offline.wav")
             }
         }
     }

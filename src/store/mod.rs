@@ -7,7 +7,7 @@ mod sqlite;
 use crate::login::rules::{
     self, AlreadyLoggedOnPolicy, Failures, Lockout, Network, SameStationPolicy,
 };
-use crate::login::{AgentNumber, Passcode};
+use crate::login::{AgentNumber, AgentStatus, Passcode};
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
@@ -72,6 +72,8 @@ pub struct LoginPolicy {
     pub lockout: Lockout,
     /// Networks calls may log on from (empty: any).
     pub networks: Vec<Network>,
+    /// The status a new session starts in.
+    pub initial_status: AgentStatus,
 }
 
 impl From<&crate::config::LoginConfig> for LoginPolicy {
@@ -81,6 +83,7 @@ impl From<&crate::config::LoginConfig> for LoginPolicy {
             same_station: c.same_station,
             lockout: c.lockout(),
             networks: c.allowed_networks.clone(),
+            initial_status: c.initial_status,
         }
     }
 }
@@ -95,6 +98,17 @@ pub struct Session {
     pub status: String,
     /// RFC 3339, UTC.
     pub logged_in_at: String,
+}
+
+/// A session that ended (logout, a move to another station, a station taken over, agent
+/// removed): the gateway drops the stay line that held it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnded {
+    pub agent: String,
+    pub station: String,
+    /// The call that logged the agent on (a stay line keeps it up).
+    pub call_id: Option<String>,
+    pub reason: String,
 }
 
 /// Who is trying to log in, from where.
@@ -305,6 +319,21 @@ impl Store {
 
     pub async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
         self.db.list_sessions(DEFAULT_TENANT).await
+    }
+
+    /// Every session ended from now on (for the stay lines this gateway holds).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SessionEnded> {
+        self.db.subscribe()
+    }
+
+    /// Sets a logged-on agent's status; false when the agent has no session.
+    pub async fn set_status(&self, agent: &str, status: AgentStatus) -> Result<bool, StoreError> {
+        self.db.set_status(DEFAULT_TENANT, agent, status).await
+    }
+
+    /// A logged-on agent's status; `None` when the agent has no session.
+    pub async fn status(&self, agent: &str) -> Result<Option<AgentStatus>, StoreError> {
+        self.db.status(DEFAULT_TENANT, agent).await
     }
 
     /// Ends an agent's session; false when it had none.

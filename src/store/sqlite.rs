@@ -1,19 +1,69 @@
 //! The embedded default store: SQLite through sqlx, WAL mode, migrations embedded in the binary.
 
-use super::{Agent, AgentRecord, LoginAttempt, LoginPolicy, LoginResult, Session, StoreError};
+use super::{
+    Agent, AgentRecord, LoginAttempt, LoginPolicy, LoginResult, Session, SessionEnded, StoreError,
+};
 use crate::login::rules::{decide_claim, ClaimDecision, Failures, Holdings, Network};
+use crate::login::AgentStatus;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Row;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::broadcast;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, Clone)]
 pub(super) struct SqliteStore {
     pool: SqlitePool,
+    /// Every session ended, told after its transaction commits.
+    ended: broadcast::Sender<SessionEnded>,
+}
+
+/// Which session `delete_session` ends.
+enum SessionOf<'a> {
+    Agent(&'a str),
+    Station(&'a str),
+}
+
+/// Ends a session inside `tx` and audits why; the ended session, if there was one.
+async fn delete_session(
+    tx: &mut sqlx::SqliteConnection,
+    tenant: &str,
+    which: SessionOf<'_>,
+    reason: &str,
+) -> Result<Option<SessionEnded>, StoreError> {
+    let (sql, key) = match which {
+        SessionOf::Agent(a) => ("DELETE FROM sessions WHERE tenant = ? AND agent = ? RETURNING agent, station, call_id", a),
+        SessionOf::Station(s) => ("DELETE FROM sessions WHERE tenant = ? AND station = ? RETURNING agent, station, call_id", s),
+    };
+    let row = sqlx::query(sql)
+        .bind(tenant)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let ended = SessionEnded {
+        agent: row.get(0),
+        station: row.get(1),
+        call_id: row.get(2),
+        reason: reason.to_string(),
+    };
+    audit_row(
+        tx,
+        tenant,
+        AuditEntry {
+            station: Some(&ended.station),
+            call_id: ended.call_id.as_deref(),
+            ..AuditEntry::agent(&ended.agent, "logout", Some(reason))
+        },
+    )
+    .await?;
+    Ok(Some(ended))
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -53,12 +103,24 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot migrate {url}: {e}")))?;
-        Ok(SqliteStore { pool })
+        let (ended, _) = broadcast::channel(1024);
+        Ok(SqliteStore { pool, ended })
     }
 
     #[cfg(test)]
     pub(super) fn pool_for_tests(&self) -> SqlitePool {
         self.pool.clone()
+    }
+
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<SessionEnded> {
+        self.ended.subscribe()
+    }
+
+    fn tell(&self, ended: impl IntoIterator<Item = SessionEnded>) {
+        for e in ended {
+            // Nobody listening (the CLI) is fine.
+            let _ = self.ended.send(e);
+        }
     }
 
     pub(super) async fn close(&self) {
@@ -128,13 +190,8 @@ impl SqliteStore {
 
     pub(super) async fn remove_agent(&self, tenant: &str, number: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let had_session = sqlx::query("DELETE FROM sessions WHERE tenant = ? AND agent = ?")
-            .bind(tenant)
-            .bind(number)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
+        let ended =
+            delete_session(&mut tx, tenant, SessionOf::Agent(number), "agent removed").await?;
         let n = sqlx::query("DELETE FROM agents WHERE tenant = ? AND number = ?")
             .bind(tenant)
             .bind(number)
@@ -144,14 +201,6 @@ impl SqliteStore {
         if n == 0 {
             return Err(StoreError::NoSuchAgent(number.into()));
         }
-        if had_session {
-            audit_row(
-                &mut tx,
-                tenant,
-                AuditEntry::agent(number, "logout", Some("agent removed")),
-            )
-            .await?;
-        }
         audit_row(
             &mut tx,
             tenant,
@@ -159,6 +208,7 @@ impl SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        self.tell(ended);
         Ok(())
     }
 
@@ -340,6 +390,51 @@ impl SqliteStore {
             .collect())
     }
 
+    /// Sets a session's status; false when the agent has no session.
+    pub(super) async fn set_status(
+        &self,
+        tenant: &str,
+        agent: &str,
+        status: AgentStatus,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE sessions SET status = ?, last_seen_at = ? WHERE tenant = ? AND agent = ?",
+        )
+        .bind(status.as_str())
+        .bind(now_ms())
+        .bind(tenant)
+        .bind(agent)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        audit_row(
+            &mut tx,
+            tenant,
+            AuditEntry::agent(agent, "status", Some(status.as_str())),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(super) async fn status(
+        &self,
+        tenant: &str,
+        agent: &str,
+    ) -> Result<Option<AgentStatus>, StoreError> {
+        let s: Option<String> =
+            sqlx::query_scalar("SELECT status FROM sessions WHERE tenant = ? AND agent = ?")
+                .bind(tenant)
+                .bind(agent)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(s.and_then(|s| AgentStatus::parse(&s)))
+    }
+
     pub(super) async fn logout(
         &self,
         tenant: &str,
@@ -347,35 +442,13 @@ impl SqliteStore {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "DELETE FROM sessions WHERE tenant = ? AND agent = ? RETURNING station, call_id",
-        )
-        .bind(tenant)
-        .bind(agent)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(false);
-        };
-        let station: String = row.get(0);
-        let call_id: Option<String> = row.get(1);
-        audit_row(
-            &mut tx,
-            tenant,
-            AuditEntry {
-                station: Some(&station),
-                call_id: call_id.as_deref(),
-                ..AuditEntry::agent(agent, "logout", Some(reason))
-            },
-        )
-        .await?;
+        let ended = delete_session(&mut tx, tenant, SessionOf::Agent(agent), reason).await?;
         tx.commit().await?;
-        Ok(true)
+        let found = ended.is_some();
+        self.tell(ended);
+        Ok(found)
     }
 
-    /// Records the session as the policies decide, in one write transaction taken at once
-    /// (BEGIN IMMEDIATE), so that of simultaneous claims each sees the one before it: at no
-    /// moment are there two sessions of one agent, or none while one is being moved.
     pub(super) async fn logout_station(
         &self,
         tenant: &str,
@@ -383,32 +456,16 @@ impl SqliteStore {
         reason: &str,
     ) -> Result<Option<String>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "DELETE FROM sessions WHERE tenant = ? AND station = ? RETURNING agent, call_id",
-        )
-        .bind(tenant)
-        .bind(station)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let agent: String = row.get(0);
-        let call_id: Option<String> = row.get(1);
-        audit_row(
-            &mut tx,
-            tenant,
-            AuditEntry {
-                station: Some(station),
-                call_id: call_id.as_deref(),
-                ..AuditEntry::agent(&agent, "logout", Some(reason))
-            },
-        )
-        .await?;
+        let ended = delete_session(&mut tx, tenant, SessionOf::Station(station), reason).await?;
         tx.commit().await?;
-        Ok(Some(agent))
+        let agent = ended.as_ref().map(|e| e.agent.clone());
+        self.tell(ended);
+        Ok(agent)
     }
 
+    /// Records the session as the policies decide, in one write transaction taken at once
+    /// (BEGIN IMMEDIATE), so that of simultaneous claims each sees the one before it: at no
+    /// moment are there two sessions of one agent, or none while one is being moved.
     pub(super) async fn claim_session(
         &self,
         tenant: &str,
@@ -433,6 +490,7 @@ impl SqliteStore {
             agent_station,
             station_agent,
         };
+        let mut ended = Vec::new();
         let decision = decide_claim(
             &a.agent.0,
             &holdings,
@@ -458,30 +516,14 @@ impl SqliteStore {
             ),
             ClaimDecision::Claim { end } => {
                 for (agent, why) in end {
-                    let row = sqlx::query("DELETE FROM sessions WHERE tenant = ? AND agent = ? RETURNING station, call_id")
-                        .bind(tenant)
-                        .bind(&agent)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(row) = row {
-                        let station: String = row.get(0);
-                        let call_id: Option<String> = row.get(1);
-                        audit_row(
-                            &mut tx,
-                            tenant,
-                            AuditEntry {
-                                station: Some(&station),
-                                call_id: call_id.as_deref(),
-                                ..AuditEntry::agent(&agent, "logout", Some(why))
-                            },
-                        )
-                        .await?;
-                    }
+                    ended.extend(
+                        delete_session(&mut tx, tenant, SessionOf::Agent(&agent), why).await?,
+                    );
                 }
                 let now = now_ms();
                 sqlx::query(
-                    "INSERT INTO sessions (tenant, agent, station, source, node_id, call_id, logged_in_at, last_seen_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO sessions (tenant, agent, station, source, node_id, call_id, status, logged_in_at, last_seen_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(tenant)
                 .bind(&a.agent.0)
@@ -489,6 +531,7 @@ impl SqliteStore {
                 .bind(&a.source)
                 .bind(node_id)
                 .bind(&a.call_id)
+                .bind(policy.initial_status.as_str())
                 .bind(now)
                 .bind(now)
                 .execute(&mut *tx)
@@ -499,6 +542,7 @@ impl SqliteStore {
         let reason = (!reason.is_empty()).then_some(reason);
         audit_row(&mut tx, tenant, AuditEntry::attempt(a, event, reason)).await?;
         tx.commit().await?;
+        self.tell(ended);
         Ok(result)
     }
 
