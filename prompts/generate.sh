@@ -35,3 +35,7 @@ say session-dropped "Your connection has been dropped due to a subsequent log on
 say status-available "You are now available."
 say status-on-break "You are now on break."
 say status-work-offline "You are now working offline."
+say passcode-expired "Your passcode has expired. Please enter a new passcode followed by the pound key."
+say passcode-again "Please enter the new passcode again followed by the pound key."
+say passcode-invalid "That passcode is not allowed. Use 4 to 12 digits, not all the same digit, not a sequence such as 1 2 3 4, and not your agent number. Please enter a new passcode followed by the pound key."
+say passcode-mismatch "The passcodes do not match. Please enter a new passcode followed by the pound key."

@@ -335,6 +335,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     agent: a,
                     passcode,
                     replace,
+                    new_passcode,
                 } => {
                     agent = Some(a.0.clone());
                     let attempt = LoginAttempt {
@@ -345,6 +346,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                         source_ip: call.source.ip(),
                         call_id: call.call_id.clone(),
                         replace,
+                        new_passcode,
                     };
                     let allowed = replace
                         || ctx
@@ -459,6 +461,7 @@ fn outcome_of(r: LoginResult) -> CheckOutcome {
         LoginResult::Locked => CheckOutcome::Locked,
         LoginResult::StationInUse => CheckOutcome::StationInUse,
         LoginResult::StationNotAllowed => CheckOutcome::StationNotAllowed,
+        LoginResult::MustChangePasscode => CheckOutcome::MustChangePasscode,
         LoginResult::LoggedOff => CheckOutcome::LoggedOff,
         LoginResult::NotLoggedOn => CheckOutcome::NotLoggedOn,
     }

@@ -168,6 +168,8 @@ pub struct LoginConfig {
     pub initial_status: AgentStatus,
     /// A session (or a stay line) ends after this many hours.
     pub session_max_hours: u64,
+    /// Agents added from now on must choose a new passcode at their first login.
+    pub new_agents_must_change: bool,
 }
 
 /// What happens to the line after a login.
@@ -208,6 +210,7 @@ impl Default for LoginConfig {
             after_login: AfterLogin::Hangup,
             initial_status: AgentStatus::OnBreak,
             session_max_hours: 12,
+            new_agents_must_change: false,
         }
     }
 }

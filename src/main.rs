@@ -60,6 +60,10 @@ enum AgentCommand {
         /// A network the agent may log on from: --network 10.0.0.0/8. Repeat for more; none: any.
         #[arg(long = "network", value_name = "CIDR")]
         networks: Vec<Network>,
+        /// The agent must choose a new passcode at the first login (also set for every new
+        /// agent by [login] new_agents_must_change = true).
+        #[arg(long)]
+        must_change: bool,
     },
     /// List agents (never their passcodes).
     List,
@@ -72,6 +76,9 @@ enum AgentCommand {
         number: String,
         #[command(flatten)]
         passcode: PasscodeArg,
+        /// The agent must choose a new passcode at the next login.
+        #[arg(long)]
+        must_change: bool,
     },
 }
 
@@ -250,10 +257,14 @@ async fn agent(config: &Config, cmd: &AgentCommand) -> Result<()> {
             passcode,
             stations,
             networks,
+            must_change,
         } => {
             store.add_agent(number, name, &passcode.read()?).await?;
             if !stations.is_empty() || !networks.is_empty() {
                 store.set_restrictions(number, stations, networks).await?;
+            }
+            if *must_change || config.login.new_agents_must_change {
+                store.set_must_change(number, true).await?;
             }
             println!("agent {number} added");
         }
@@ -294,8 +305,15 @@ async fn agent(config: &Config, cmd: &AgentCommand) -> Result<()> {
             store.remove_agent(number).await?;
             println!("agent {number} removed");
         }
-        AgentCommand::Passcode { number, passcode } => {
+        AgentCommand::Passcode {
+            number,
+            passcode,
+            must_change,
+        } => {
             store.set_passcode(number, &passcode.read()?).await?;
+            if *must_change {
+                store.set_must_change(number, true).await?;
+            }
             println!("passcode of agent {number} changed");
         }
     }

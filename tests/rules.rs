@@ -466,3 +466,44 @@ async fn a_stay_line_displaced_by_a_log_on_elsewhere_hears_the_drop_prompt_and_g
         (1, station_of(&second))
     );
 }
+
+#[tokio::test]
+async fn an_agent_flagged_must_change_sets_a_new_passcode_at_first_login() {
+    let gw = start_gateway().await;
+    gw.store.set_must_change("1002", true).await.unwrap();
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    p.press("1002#2345#").await;
+    assert!(
+        p.wait_for_prompt_start(PromptId::PasscodeExpired, 10).await,
+        "{:?}",
+        p.heard()
+    );
+    p.press("1111#").await;
+    assert!(
+        p.wait_for_prompt_start(PromptId::PasscodeInvalid, 10).await,
+        "{:?}",
+        p.heard()
+    );
+    p.press("97531#").await;
+    assert!(
+        p.wait_for_prompt_start(PromptId::PasscodeAgain, 10).await,
+        "{:?}",
+        p.heard()
+    );
+    p.press("97531#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    gw.store.logout("1002", "test").await.unwrap();
+    // The old passcode is gone, the new one works, and no change is asked again.
+    let mut old = Phone::new(gw.udp, PhoneOptions::default()).await;
+    old.call().await;
+    old.press("1002#2345#").await;
+    assert!(
+        old.wait_for_prompt_start(PromptId::AgentIncorrect, 10)
+            .await,
+        "{:?}",
+        old.heard()
+    );
+    old.hangup().await;
+    logged_in(&gw, "1002#97531#").await;
+}

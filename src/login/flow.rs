@@ -3,6 +3,7 @@
 //! `poll_timeout()`. Every rule is therefore testable in microseconds with simulated time.
 
 use crate::config::LoginConfig;
+use crate::login::rules;
 use crate::media::dtmf::Digit;
 use crate::media::prompts::PromptId;
 use std::collections::VecDeque;
@@ -83,6 +84,8 @@ pub enum CheckOutcome {
     StationInUse,
     /// Right, but the agent may not log on at this station.
     StationNotAllowed,
+    /// Right, but the passcode must be changed first (answer with `new_passcode`).
+    MustChangePasscode,
     /// (Logout calls) the agent's session is ended.
     LoggedOff,
     /// (Logout calls) the agent has no session.
@@ -170,6 +173,8 @@ pub enum Action {
         agent: AgentNumber,
         passcode: Passcode,
         replace: bool,
+        /// The new passcode of a forced change, to set before logging on.
+        new_passcode: Option<Passcode>,
     },
     /// A session was recorded for a caller who had already hung up: remove it.
     Release { agent: AgentNumber },
@@ -191,6 +196,19 @@ pub enum Action {
 enum Field {
     Agent,
     Passcode,
+    /// A new passcode, when the old one must be changed.
+    NewPasscode,
+    /// The new passcode again.
+    RepeatPasscode,
+}
+
+/// A forced passcode change in progress.
+#[derive(Debug)]
+struct PasscodeChange {
+    agent: AgentNumber,
+    old: Passcode,
+    /// The first entry of the new passcode, until it is repeated.
+    first: Option<Passcode>,
 }
 
 /// What the call is for.
@@ -284,6 +302,8 @@ pub struct Flow {
     agent: Option<AgentNumber>,
     /// Wrong attempts so far on this call.
     failures: u32,
+    /// A forced passcode change in progress.
+    change: Option<PasscodeChange>,
     /// Keys pressed while nothing was collecting (during a check): used by the next entry.
     typeahead: VecDeque<Digit>,
     actions: VecDeque<Action>,
@@ -301,6 +321,7 @@ impl Flow {
             state: State::Idle,
             agent: None,
             failures: 0,
+            change: None,
             typeahead: VecDeque::new(),
             actions: VecDeque::new(),
         }
@@ -515,6 +536,7 @@ impl Flow {
                         agent: agent.clone(),
                         passcode: passcode.clone(),
                         replace: true,
+                        new_passcode: None,
                     });
                     self.state = State::Checking { agent, passcode };
                 }
@@ -561,10 +583,61 @@ impl Flow {
                         agent,
                         passcode,
                         replace: false,
+                        new_passcode: None,
                     });
                 }
                 None => self.failure(now),
             },
+            Field::NewPasscode => {
+                let Some(change) = self.change.as_mut() else {
+                    return self.failure(now);
+                };
+                if rules::new_passcode_problem(&entry, &change.agent.0).is_some() {
+                    return self.change_failure(PromptId::PasscodeInvalid, now);
+                }
+                change.first = Some(Passcode(entry));
+                self.collect(Field::RepeatPasscode, PromptId::PasscodeAgain, now);
+            }
+            Field::RepeatPasscode => {
+                let Some(change) = self.change.take() else {
+                    return self.failure(now);
+                };
+                match change.first {
+                    Some(first) if first.0 == entry => {
+                        self.state = State::Checking {
+                            agent: change.agent.clone(),
+                            passcode: first.clone(),
+                        };
+                        self.actions.push_back(Action::Check {
+                            agent: change.agent,
+                            passcode: change.old,
+                            replace: false,
+                            new_passcode: Some(first),
+                        });
+                    }
+                    _ => {
+                        self.change = Some(PasscodeChange {
+                            first: None,
+                            ..change
+                        });
+                        self.change_failure(PromptId::PasscodeMismatch, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new passcode refused or not repeated right: ask again, up to the attempt limit.
+    fn change_failure(&mut self, prompt: PromptId, now: Instant) {
+        self.failures += 1;
+        if self.failures >= self.cfg.max_attempts {
+            self.change = None;
+            self.close(&[PromptId::Goodbye], Outcome::Incorrect);
+        } else {
+            if let Some(c) = self.change.as_mut() {
+                c.first = None;
+            }
+            self.collect(Field::NewPasscode, prompt, now);
         }
     }
 
@@ -680,6 +753,15 @@ impl Flow {
             CheckOutcome::LoggedIn => self.close(&[PromptId::AgentLoginOk], Outcome::LoggedIn),
             CheckOutcome::Incorrect => self.failure(now),
             CheckOutcome::AlreadyLoggedOn => self.already_logged_on(now),
+            CheckOutcome::MustChangePasscode => {
+                self.typeahead.clear();
+                self.change = Some(PasscodeChange {
+                    agent,
+                    old: passcode,
+                    first: None,
+                });
+                self.collect(Field::NewPasscode, PromptId::PasscodeExpired, now);
+            }
             CheckOutcome::NeedsConfirm => {
                 self.typeahead.clear();
                 self.state = State::Confirming {

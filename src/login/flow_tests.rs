@@ -73,6 +73,7 @@ fn check(agent: &str, pass: &str) -> Action {
         agent: AgentNumber(agent.into()),
         passcode: Passcode(pass.into()),
         replace: false,
+        new_passcode: None,
     }
 }
 
@@ -170,7 +171,8 @@ fn confirm_1_moves_the_session_here_and_2_cancels() {
             Action::Check {
                 agent: AgentNumber("1001".into()),
                 passcode: Passcode("1234".into()),
-                replace: true
+                replace: true,
+                new_passcode: None,
             }
         ]
     );
@@ -541,5 +543,53 @@ fn a_stay_line_at_session_max_hours_logs_off_with_goodbye() {
             },
             Action::Play(PromptId::Goodbye)
         ]
+    );
+}
+
+#[test]
+fn an_expired_passcode_is_changed_twice_keyed_then_the_agent_logs_on() {
+    let mut c = Call::new();
+    c.keys("1001#1234#");
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::MustChangePasscode)),
+        vec![Action::Play(PromptId::PasscodeExpired)]
+    );
+    // A run is refused, then a mismatch, then it works.
+    assert_eq!(
+        c.keys("1234#"),
+        vec![Action::StopPrompt, Action::Play(PromptId::PasscodeInvalid)]
+    );
+    assert_eq!(
+        c.keys("8642#"),
+        vec![Action::StopPrompt, Action::Play(PromptId::PasscodeAgain)]
+    );
+    assert_eq!(
+        c.keys("8643#"),
+        vec![Action::StopPrompt, Action::Play(PromptId::PasscodeMismatch)]
+    );
+    let mut c2 = Call::new();
+    c2.keys("1001#1234#");
+    c2.input(Input::CheckResult(CheckOutcome::MustChangePasscode));
+    c2.keys("8642#");
+    assert_eq!(
+        c2.keys("8642#"),
+        vec![
+            Action::StopPrompt,
+            Action::Check {
+                agent: AgentNumber("1001".into()),
+                passcode: Passcode("1234".into()),
+                replace: false,
+                new_passcode: Some(Passcode("8642".into())),
+            }
+        ]
+    );
+    assert_eq!(
+        c2.input(Input::CheckResult(CheckOutcome::LoggedIn)),
+        vec![Action::Play(PromptId::AgentLoginOk)]
+    );
+    // The third bad entry of the first call ends it.
+    assert_eq!(
+        c.keys("1001#"),
+        vec![Action::StopPrompt, Action::Play(PromptId::Goodbye)]
     );
 }

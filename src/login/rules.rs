@@ -186,6 +186,28 @@ pub fn source_allowed(networks: &[Network], ip: IpAddr) -> bool {
     networks.is_empty() || networks.iter().any(|n| n.contains(ip))
 }
 
+/// Why a new passcode is refused (XCALLY's rules for a forced change), if it is.
+pub fn new_passcode_problem(new: &str, agent: &str) -> Option<&'static str> {
+    let digits: Vec<u8> = new.bytes().collect();
+    if !(4..=12).contains(&digits.len()) || !digits.iter().all(u8::is_ascii_digit) {
+        return Some("must be 4 to 12 digits");
+    }
+    if digits.iter().all(|d| *d == digits[0]) {
+        return Some("must not be all one digit");
+    }
+    let steps: Vec<i16> = digits
+        .windows(2)
+        .map(|w| w[1] as i16 - w[0] as i16)
+        .collect();
+    if steps.iter().all(|s| *s == 1) || steps.iter().all(|s| *s == -1) {
+        return Some("must not be a run such as 1234");
+    }
+    if new == agent {
+        return Some("must not be the agent number");
+    }
+    None
+}
+
 /// Wrong-passcode lockout across calls (XCALLY): `after` failures within `window` lock the
 /// agent for `duration`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

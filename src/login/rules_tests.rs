@@ -148,3 +148,16 @@ fn a_source_over_its_attempts_per_minute_is_refused_until_the_minute_ends() {
     assert!(l.allow(other, t0 + Duration::from_secs(10)));
     assert!(l.allow(ip, t0 + Duration::from_secs(61)));
 }
+
+#[test]
+fn new_passcodes_follow_the_rules() {
+    assert_eq!(new_passcode_problem("8642", "1001"), None);
+    assert_eq!(new_passcode_problem("975310", "1001"), None);
+    assert!(new_passcode_problem("123", "1001").is_some());
+    assert!(new_passcode_problem("1234567890123", "1001").is_some());
+    assert!(new_passcode_problem("12a4", "1001").is_some());
+    assert!(new_passcode_problem("7777", "1001").is_some());
+    assert!(new_passcode_problem("1234", "1001").is_some());
+    assert!(new_passcode_problem("6543", "1001").is_some());
+    assert!(new_passcode_problem("1001", "1001").is_some());
+}

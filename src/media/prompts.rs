@@ -74,10 +74,14 @@ pub enum PromptId {
     StatusAvailable,
     StatusOnBreak,
     StatusWorkOffline,
+    PasscodeExpired,
+    PasscodeAgain,
+    PasscodeInvalid,
+    PasscodeMismatch,
 }
 
 impl PromptId {
-    pub const ALL: [PromptId; 19] = [
+    pub const ALL: [PromptId; 23] = [
         PromptId::AgentUser,
         PromptId::AgentPass,
         PromptId::AgentIncorrect,
@@ -97,6 +101,10 @@ impl PromptId {
         PromptId::StatusAvailable,
         PromptId::StatusOnBreak,
         PromptId::StatusWorkOffline,
+        PromptId::PasscodeExpired,
+        PromptId::PasscodeAgain,
+        PromptId::PasscodeInvalid,
+        PromptId::PasscodeMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -120,6 +128,10 @@ impl PromptId {
             PromptId::StatusAvailable => "status-available",
             PromptId::StatusOnBreak => "status-on-break",
             PromptId::StatusWorkOffline => "status-work-offline",
+            PromptId::PasscodeExpired => "passcode-expired",
+            PromptId::PasscodeAgain => "passcode-again",
+            PromptId::PasscodeInvalid => "passcode-invalid",
+            PromptId::PasscodeMismatch => "passcode-mismatch",
         }
     }
 
@@ -154,6 +166,10 @@ impl PromptId {
             PromptId::StatusWorkOffline => {
                 include_bytes!("../../prompts/en/status-work-offline.wav")
             }
+            PromptId::PasscodeExpired => include_bytes!("../../prompts/en/passcode-expired.wav"),
+            PromptId::PasscodeAgain => include_bytes!("../../prompts/en/passcode-again.wav"),
+            PromptId::PasscodeInvalid => include_bytes!("../../prompts/en/passcode-invalid.wav"),
+            PromptId::PasscodeMismatch => include_bytes!("../../prompts/en/passcode-mismatch.wav"),
         }
     }
 }

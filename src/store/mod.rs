@@ -62,6 +62,8 @@ pub(crate) struct AgentRecord {
     pub failures: Failures,
     pub stations: Vec<String>,
     pub networks: Vec<Network>,
+    /// The passcode must be changed at the next login.
+    pub must_change: bool,
 }
 
 /// The rules a login is checked against (from `[login]`).
@@ -124,6 +126,8 @@ pub struct LoginAttempt {
     pub call_id: String,
     /// The caller confirmed moving the agent's session here.
     pub replace: bool,
+    /// A forced passcode change: the new passcode to set before logging on.
+    pub new_passcode: Option<Passcode>,
 }
 
 /// The store's decision on a login attempt.
@@ -139,6 +143,8 @@ pub enum LoginResult {
     Locked,
     StationInUse,
     StationNotAllowed,
+    /// Right, but the agent must choose a new passcode first.
+    MustChangePasscode,
     /// (Logout) the agent's session was ended.
     LoggedOff,
     /// (Logout) the agent had no session.
@@ -308,6 +314,13 @@ impl Store {
         self.db.audit_count(DEFAULT_TENANT, agent, event).await
     }
 
+    /// Flags (or clears) an agent's "change the passcode at the next login".
+    pub async fn set_must_change(&self, number: &str, must_change: bool) -> Result<(), StoreError> {
+        self.db
+            .set_must_change(DEFAULT_TENANT, number, must_change)
+            .await
+    }
+
     /// Lifts a lockout; false when the agent was not locked.
     pub async fn unlock(&self, number: &str) -> Result<bool, StoreError> {
         self.db.unlock(DEFAULT_TENANT, number).await
@@ -354,6 +367,30 @@ impl Store {
             Ok(r) => r,
             Err(refused) => return Ok(refused),
         };
+        if r.must_change {
+            match &a.new_passcode {
+                None => {
+                    self.db
+                        .audit(
+                            DEFAULT_TENANT,
+                            a,
+                            "login_held",
+                            Some("the passcode must be changed"),
+                        )
+                        .await?;
+                    return Ok(LoginResult::MustChangePasscode);
+                }
+                Some(new) => {
+                    if let Some(problem) = rules::new_passcode_problem(&new.0, &a.agent.0) {
+                        return Err(StoreError::Invalid(format!("new passcode {problem}")));
+                    }
+                    let hash = self.hasher.hash(new).await?;
+                    self.db
+                        .set_passcode(DEFAULT_TENANT, &a.agent.0, &hash)
+                        .await?;
+                }
+            }
+        }
         if !rules::station_allowed(&r.stations, &a.station) {
             security_log("login_refused", "station not allowed for this agent", a);
             self.db
@@ -498,6 +535,7 @@ mod tests {
             source_ip: "127.0.0.1".parse().unwrap(),
             call_id: format!("call-{station}"),
             replace: false,
+            new_passcode: None,
         }
     }
 

@@ -168,7 +168,7 @@ impl SqliteStore {
         hash: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE agents SET passcode_hash = ?, failed_attempts = 0 WHERE tenant = ? AND number = ?")
+        let n = sqlx::query("UPDATE agents SET passcode_hash = ?, failed_attempts = 0, must_change = 0 WHERE tenant = ? AND number = ?")
             .bind(hash)
             .bind(tenant)
             .bind(number)
@@ -220,7 +220,7 @@ impl SqliteStore {
     ) -> Result<Option<AgentRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT passcode_hash, enabled, failed_attempts, failure_window_start, locked_until, \
-             allowed_stations, allowed_networks FROM agents WHERE tenant = ? AND number = ?",
+             allowed_stations, allowed_networks, must_change FROM agents WHERE tenant = ? AND number = ?",
         )
         .bind(tenant)
         .bind(number)
@@ -239,6 +239,7 @@ impl SqliteStore {
                 .iter()
                 .filter_map(|n| n.parse().ok())
                 .collect(),
+            must_change: r.get::<i64, _>(7) != 0,
         }))
     }
 
@@ -284,6 +285,25 @@ impl SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(n as usize)
+    }
+
+    pub(super) async fn set_must_change(
+        &self,
+        tenant: &str,
+        number: &str,
+        must_change: bool,
+    ) -> Result<(), StoreError> {
+        let n = sqlx::query("UPDATE agents SET must_change = ? WHERE tenant = ? AND number = ?")
+            .bind(must_change as i64)
+            .bind(tenant)
+            .bind(number)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NoSuchAgent(number.into()));
+        }
+        Ok(())
     }
 
     /// Lifts a lock; false when the agent was not locked.
