@@ -336,6 +336,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     passcode,
                     replace,
                     new_passcode,
+                    extension,
                 } => {
                     agent = Some(a.0.clone());
                     let attempt = LoginAttempt {
@@ -347,6 +348,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                         call_id: call.call_id.clone(),
                         replace,
                         new_passcode,
+                        extension,
                     };
                     let allowed = replace
                         || ctx

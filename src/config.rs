@@ -153,7 +153,8 @@ pub struct LoginConfig {
     /// Networks calls may log on from (empty: any); others hear "Login incorrect".
     pub allowed_networks: Vec<Network>,
     /// Where the caller's station is read: "from" (From user@host), "pai"
-    /// (P-Asserted-Identity, as PBXs assert it) or "header" (`station_header`). Falls back to
+    /// (P-Asserted-Identity, as PBXs assert it), "header" (`station_header`), or "prompt" (an
+    /// extension keyed after the passcode, # for the agent's default extension). Falls back to
     /// From when the chosen one is missing.
     pub station: StationFrom,
     /// The header a PBX puts the station in, with `station = "header"`.
@@ -187,6 +188,8 @@ pub enum StationFrom {
     From,
     Pai,
     Header,
+    /// Asked by prompt after the passcode: an extension, or # for the agent's default.
+    Prompt,
 }
 
 impl Default for LoginConfig {

@@ -64,6 +64,10 @@ enum AgentCommand {
         /// agent by [login] new_agents_must_change = true).
         #[arg(long)]
         must_change: bool,
+        /// The extension the agent logs on at when pressing # at the extension prompt
+        /// ([login] station = "prompt").
+        #[arg(long)]
+        extension: Option<String>,
     },
     /// List agents (never their passcodes).
     List,
@@ -258,6 +262,7 @@ async fn agent(config: &Config, cmd: &AgentCommand) -> Result<()> {
             stations,
             networks,
             must_change,
+            extension,
         } => {
             store.add_agent(number, name, &passcode.read()?).await?;
             if !stations.is_empty() || !networks.is_empty() {
@@ -265,6 +270,9 @@ async fn agent(config: &Config, cmd: &AgentCommand) -> Result<()> {
             }
             if *must_change || config.login.new_agents_must_change {
                 store.set_must_change(number, true).await?;
+            }
+            if let Some(ext) = extension {
+                store.set_default_extension(number, ext).await?;
             }
             println!("agent {number} added");
         }

@@ -507,3 +507,36 @@ async fn an_agent_flagged_must_change_sets_a_new_passcode_at_first_login() {
     old.hangup().await;
     logged_in(&gw, "1002#97531#").await;
 }
+
+#[tokio::test]
+async fn with_station_prompt_the_agent_keys_an_extension_or_takes_the_default() {
+    let gw = start_gateway_with("127.0.0.1", |c| c.login.station = StationFrom::Prompt).await;
+    gw.store
+        .set_default_extension("1002", "2002")
+        .await
+        .unwrap();
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    p.press("1001#1234#").await;
+    assert!(
+        p.wait_for_prompt_start(PromptId::AgentExtension, 10).await,
+        "{:?}",
+        p.heard()
+    );
+    p.press("2001#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let mut q = Phone::new(gw.udp, PhoneOptions::default()).await;
+    q.call().await;
+    q.press("1002#2345##").await;
+    assert_eq!(q.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let mut stations: Vec<String> = gw
+        .store
+        .list_sessions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.station)
+        .collect();
+    stations.sort();
+    assert_eq!(stations, vec!["2001", "2002"]);
+}

@@ -175,6 +175,8 @@ pub enum Action {
         replace: bool,
         /// The new passcode of a forced change, to set before logging on.
         new_passcode: Option<Passcode>,
+        /// The extension keyed as the station (`station = "prompt"`); empty: the default.
+        extension: Option<String>,
     },
     /// A session was recorded for a caller who had already hung up: remove it.
     Release { agent: AgentNumber },
@@ -200,6 +202,8 @@ enum Field {
     NewPasscode,
     /// The new passcode again.
     RepeatPasscode,
+    /// The extension to log on at (`station = "prompt"`); empty: the agent's default.
+    Extension,
 }
 
 /// A forced passcode change in progress.
@@ -273,6 +277,8 @@ pub struct FlowConfig {
     pub max_digits: usize,
     /// Keep the line up after the login (nailed-up line) with the status menu.
     pub stay: bool,
+    /// Ask for the extension to log on at, after the passcode.
+    pub ask_extension: bool,
 }
 
 /// Reasons recorded for sessions a stay line ends.
@@ -288,6 +294,7 @@ impl From<&LoginConfig> for FlowConfig {
             first_digit_timeout: c.first_digit_timeout(),
             max_digits: c.max_digits,
             stay: c.after_login == crate::config::AfterLogin::Stay,
+            ask_extension: c.station == crate::config::StationFrom::Prompt,
         }
     }
 }
@@ -304,6 +311,10 @@ pub struct Flow {
     failures: u32,
     /// A forced passcode change in progress.
     change: Option<PasscodeChange>,
+    /// The passcode keyed, kept while the extension is asked for.
+    passcode: Option<Passcode>,
+    /// The extension keyed, kept for a re-check (confirmation, passcode change).
+    extension: Option<String>,
     /// Keys pressed while nothing was collecting (during a check): used by the next entry.
     typeahead: VecDeque<Digit>,
     actions: VecDeque<Action>,
@@ -322,6 +333,8 @@ impl Flow {
             agent: None,
             failures: 0,
             change: None,
+            passcode: None,
+            extension: None,
             typeahead: VecDeque::new(),
             actions: VecDeque::new(),
         }
@@ -537,6 +550,7 @@ impl Flow {
                         passcode: passcode.clone(),
                         replace: true,
                         new_passcode: None,
+                        extension: self.extension.clone(),
                     });
                     self.state = State::Checking { agent, passcode };
                 }
@@ -572,20 +586,13 @@ impl Flow {
                 self.agent = Some(AgentNumber(entry));
                 self.collect(Field::Passcode, PromptId::AgentPass, now);
             }
-            Field::Passcode => match self.agent.take() {
-                Some(agent) => {
-                    let passcode = Passcode(entry);
-                    self.state = State::Checking {
-                        agent: agent.clone(),
-                        passcode: passcode.clone(),
-                    };
-                    self.actions.push_back(Action::Check {
-                        agent,
-                        passcode,
-                        replace: false,
-                        new_passcode: None,
-                    });
-                }
+            Field::Passcode if self.cfg.ask_extension => {
+                self.passcode = Some(Passcode(entry));
+                self.collect(Field::Extension, PromptId::AgentExtension, now);
+            }
+            Field::Passcode => self.check(Passcode(entry), None, now),
+            Field::Extension => match self.passcode.take() {
+                Some(passcode) => self.check(passcode, Some(entry), now),
                 None => self.failure(now),
             },
             Field::NewPasscode => {
@@ -613,6 +620,7 @@ impl Flow {
                             passcode: change.old,
                             replace: false,
                             new_passcode: Some(first),
+                            extension: self.extension.clone(),
                         });
                     }
                     _ => {
@@ -625,6 +633,25 @@ impl Flow {
                 }
             }
         }
+    }
+
+    /// Asks the store about the agent number keyed and `passcode`.
+    fn check(&mut self, passcode: Passcode, extension: Option<String>, now: Instant) {
+        let Some(agent) = self.agent.take() else {
+            return self.failure(now);
+        };
+        self.state = State::Checking {
+            agent: agent.clone(),
+            passcode: passcode.clone(),
+        };
+        self.extension = extension.clone();
+        self.actions.push_back(Action::Check {
+            agent,
+            passcode,
+            replace: false,
+            new_passcode: None,
+            extension,
+        });
     }
 
     /// A new passcode refused or not repeated right: ask again, up to the attempt limit.

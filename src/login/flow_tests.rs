@@ -9,6 +9,7 @@ fn cfg() -> FlowConfig {
         first_digit_timeout: Duration::from_secs(10),
         max_digits: 16,
         stay: false,
+        ask_extension: false,
     }
 }
 
@@ -74,6 +75,7 @@ fn check(agent: &str, pass: &str) -> Action {
         passcode: Passcode(pass.into()),
         replace: false,
         new_passcode: None,
+        extension: None,
     }
 }
 
@@ -173,6 +175,7 @@ fn confirm_1_moves_the_session_here_and_2_cancels() {
                 passcode: Passcode("1234".into()),
                 replace: true,
                 new_passcode: None,
+                extension: None,
             }
         ]
     );
@@ -580,6 +583,7 @@ fn an_expired_passcode_is_changed_twice_keyed_then_the_agent_logs_on() {
                 passcode: Passcode("1234".into()),
                 replace: false,
                 new_passcode: Some(Passcode("8642".into())),
+                extension: None,
             }
         ]
     );
@@ -591,5 +595,45 @@ fn an_expired_passcode_is_changed_twice_keyed_then_the_agent_logs_on() {
     assert_eq!(
         c.keys("1001#"),
         vec![Action::StopPrompt, Action::Play(PromptId::Goodbye)]
+    );
+}
+
+#[test]
+fn with_station_prompt_the_extension_is_asked_after_the_passcode() {
+    let mut c = Call {
+        flow: Flow::new(FlowConfig {
+            ask_extension: true,
+            ..cfg()
+        }),
+        now: Instant::now(),
+        log: vec![],
+    };
+    c.input(Input::Started);
+    c.keys("1001#1234");
+    assert_eq!(c.keys("#"), vec![Action::Play(PromptId::AgentExtension)]);
+    let a = c.keys("2007#");
+    assert_eq!(
+        a.last(),
+        Some(&Action::Check {
+            agent: AgentNumber("1001".into()),
+            passcode: Passcode("1234".into()),
+            replace: false,
+            new_passcode: None,
+            extension: Some("2007".into()),
+        })
+    );
+    // # alone: the agent's default extension (an empty extension for the store).
+    let mut c = Call {
+        flow: Flow::new(FlowConfig {
+            ask_extension: true,
+            ..cfg()
+        }),
+        now: Instant::now(),
+        log: vec![],
+    };
+    c.input(Input::Started);
+    c.keys("1001#1234#");
+    assert!(
+        matches!(c.keys("#").last(), Some(Action::Check { extension: Some(e), .. }) if e.is_empty())
     );
 }

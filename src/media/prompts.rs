@@ -78,10 +78,11 @@ pub enum PromptId {
     PasscodeAgain,
     PasscodeInvalid,
     PasscodeMismatch,
+    AgentExtension,
 }
 
 impl PromptId {
-    pub const ALL: [PromptId; 23] = [
+    pub const ALL: [PromptId; 24] = [
         PromptId::AgentUser,
         PromptId::AgentPass,
         PromptId::AgentIncorrect,
@@ -105,6 +106,7 @@ impl PromptId {
         PromptId::PasscodeAgain,
         PromptId::PasscodeInvalid,
         PromptId::PasscodeMismatch,
+        PromptId::AgentExtension,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,6 +134,7 @@ impl PromptId {
             PromptId::PasscodeAgain => "passcode-again",
             PromptId::PasscodeInvalid => "passcode-invalid",
             PromptId::PasscodeMismatch => "passcode-mismatch",
+            PromptId::AgentExtension => "agent-extension",
         }
     }
 
@@ -170,6 +173,7 @@ impl PromptId {
             PromptId::PasscodeAgain => include_bytes!("../../prompts/en/passcode-again.wav"),
             PromptId::PasscodeInvalid => include_bytes!("../../prompts/en/passcode-invalid.wav"),
             PromptId::PasscodeMismatch => include_bytes!("../../prompts/en/passcode-mismatch.wav"),
+            PromptId::AgentExtension => include_bytes!("../../prompts/en/agent-extension.wav"),
         }
     }
 }

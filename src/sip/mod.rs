@@ -708,7 +708,8 @@ impl Acceptor {
     /// a header it sets) when so configured and present.
     fn station_of(&self, tx: &Transaction) -> String {
         let asserted = match self.settings.station_from {
-            StationFrom::From => None,
+            // The extension keyed replaces From later, in the login.
+            StationFrom::From | StationFrom::Prompt => None,
             StationFrom::Pai => tx
                 .original
                 .header_value("P-Asserted-Identity")

@@ -64,6 +64,8 @@ pub(crate) struct AgentRecord {
     pub networks: Vec<Network>,
     /// The passcode must be changed at the next login.
     pub must_change: bool,
+    /// The station used when the agent presses # at the extension prompt.
+    pub default_extension: String,
 }
 
 /// The rules a login is checked against (from `[login]`).
@@ -128,6 +130,9 @@ pub struct LoginAttempt {
     pub replace: bool,
     /// A forced passcode change: the new passcode to set before logging on.
     pub new_passcode: Option<Passcode>,
+    /// The extension keyed (`station = "prompt"`): the station to log on at; empty: the
+    /// agent's default extension.
+    pub extension: Option<String>,
 }
 
 /// The store's decision on a login attempt.
@@ -314,6 +319,17 @@ impl Store {
         self.db.audit_count(DEFAULT_TENANT, agent, event).await
     }
 
+    /// Sets the extension an agent logs on at when pressing # at the extension prompt.
+    pub async fn set_default_extension(
+        &self,
+        number: &str,
+        extension: &str,
+    ) -> Result<(), StoreError> {
+        self.db
+            .set_default_extension(DEFAULT_TENANT, number, extension)
+            .await
+    }
+
     /// Flags (or clears) an agent's "change the passcode at the next login".
     pub async fn set_must_change(&self, number: &str, must_change: bool) -> Result<(), StoreError> {
         self.db
@@ -366,6 +382,27 @@ impl Store {
         let r = match self.authenticate(a, policy).await? {
             Ok(r) => r,
             Err(refused) => return Ok(refused),
+        };
+        // An extension keyed at the prompt is the station; # alone is the agent's default.
+        let keyed;
+        let a = match a.extension.as_deref() {
+            Some(ext) => {
+                let station = if ext.is_empty() {
+                    r.default_extension.clone()
+                } else {
+                    ext.to_string()
+                };
+                keyed = LoginAttempt {
+                    station: if station.is_empty() {
+                        a.station.clone()
+                    } else {
+                        station
+                    },
+                    ..a.clone()
+                };
+                &keyed
+            }
+            None => a,
         };
         if r.must_change {
             match &a.new_passcode {
@@ -536,6 +573,7 @@ mod tests {
             call_id: format!("call-{station}"),
             replace: false,
             new_passcode: None,
+            extension: None,
         }
     }
 

@@ -220,7 +220,8 @@ impl SqliteStore {
     ) -> Result<Option<AgentRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT passcode_hash, enabled, failed_attempts, failure_window_start, locked_until, \
-             allowed_stations, allowed_networks, must_change FROM agents WHERE tenant = ? AND number = ?",
+             allowed_stations, allowed_networks, must_change, default_extension \
+             FROM agents WHERE tenant = ? AND number = ?",
         )
         .bind(tenant)
         .bind(number)
@@ -240,6 +241,7 @@ impl SqliteStore {
                 .filter_map(|n| n.parse().ok())
                 .collect(),
             must_change: r.get::<i64, _>(7) != 0,
+            default_extension: r.get(8),
         }))
     }
 
@@ -285,6 +287,26 @@ impl SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(n as usize)
+    }
+
+    pub(super) async fn set_default_extension(
+        &self,
+        tenant: &str,
+        number: &str,
+        extension: &str,
+    ) -> Result<(), StoreError> {
+        let n =
+            sqlx::query("UPDATE agents SET default_extension = ? WHERE tenant = ? AND number = ?")
+                .bind(extension)
+                .bind(tenant)
+                .bind(number)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NoSuchAgent(number.into()));
+        }
+        Ok(())
     }
 
     pub(super) async fn set_must_change(
