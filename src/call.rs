@@ -25,7 +25,10 @@ use tracing::{debug, info, warn, Instrument};
 /// What every call shares.
 #[derive(Debug)]
 pub struct CallContext {
-    pub catalog: Catalog,
+    /// The prompts of every language in use, by language.
+    pub catalogs: HashMap<String, Catalog>,
+    /// The configuration the gateway started with (tenant routing).
+    pub config: crate::config::Config,
     pub store: Store,
     pub clock: MediaClock,
     pub ports: PortAllocator,
@@ -40,8 +43,6 @@ pub struct CallContext {
     pub dtmf_counters: DtmfCounters,
     /// The login rules.
     pub policy: LoginPolicy,
-    /// The dialed user that makes a call a logout call.
-    pub logout_user: String,
     /// How long a stay line (and its session) may last.
     pub session_max: Duration,
     /// The calls up on this gateway.
@@ -195,10 +196,19 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         return;
     }
 
-    let mode = if call.dialed == ctx.logout_user {
+    let route = ctx.config.route(&call.dialed);
+    let mode = if route.logout {
         Mode::Logout
     } else {
         Mode::Login
+    };
+    let store = ctx.store.for_tenant(&route.tenant);
+    let Some(catalog) = ctx
+        .catalogs
+        .get(&route.language)
+        .or_else(|| ctx.catalogs.values().next())
+    else {
+        return;
     };
     let mut flow = Flow::with_mode(ctx.flow.clone(), mode);
     let mut ticks = ctx.clock.subscribe();
@@ -327,7 +337,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
 
         while let Some(action) = flow.poll_action() {
             match action {
-                Action::Play(p) => media.player.play(p, ctx.catalog.get(p)),
+                Action::Play(p) => media.player.play(p, catalog.get(p)),
                 Action::StopPrompt => {
                     media.player.stop();
                 }
@@ -356,7 +366,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             .lock()
                             .map(|mut l| l.allow(&call.station, call.source.ip()))
                             .unwrap_or(true);
-                    let ctx2 = ctx.clone();
+                    let (ctx2, store2) = (ctx.clone(), store.clone());
                     check = Some(tokio::spawn(async move {
                         if !allowed {
                             // Not told why, and slowed down: no agent number can be learned.
@@ -369,18 +379,16 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             return Ok(CheckOutcome::Incorrect);
                         }
                         let result = match mode {
-                            Mode::Login => ctx2.store.login(&attempt, &ctx2.policy).await,
+                            Mode::Login => store2.login(&attempt, &ctx2.policy).await,
                             Mode::Logout => {
-                                ctx2.store
-                                    .logout_with_credentials(&attempt, &ctx2.policy)
-                                    .await
+                                store2.logout_with_credentials(&attempt, &ctx2.policy).await
                             }
                         };
                         result.map(outcome_of)
                     }));
                 }
                 Action::LogoutStation => {
-                    let (store, station) = (ctx.store.clone(), call.station.clone());
+                    let (store, station) = (store.clone(), call.station.clone());
                     check = Some(tokio::spawn(async move {
                         let agent = store
                             .logout_station(&station, "logged off by phone at the station")
@@ -393,7 +401,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     }));
                 }
                 Action::SetStatus(status) => {
-                    let (store, a) = (ctx.store.clone(), agent.clone().unwrap_or_default());
+                    let (store, a) = (store.clone(), agent.clone().unwrap_or_default());
                     check = Some(tokio::spawn(async move {
                         Ok(match store.set_status(&a, status).await? {
                             true => CheckOutcome::Status(status),
@@ -402,7 +410,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     }));
                 }
                 Action::QueryStatus => {
-                    let (store, a) = (ctx.store.clone(), agent.clone().unwrap_or_default());
+                    let (store, a) = (store.clone(), agent.clone().unwrap_or_default());
                     check = Some(tokio::spawn(async move {
                         Ok(store
                             .status(&a)
@@ -411,7 +419,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     }));
                 }
                 Action::Logout { reason } => {
-                    let (store, a) = (ctx.store.clone(), agent.clone().unwrap_or_default());
+                    let (store, a) = (store.clone(), agent.clone().unwrap_or_default());
                     check = Some(tokio::spawn(async move {
                         Ok(match store.logout(&a, reason).await? {
                             true => CheckOutcome::LoggedOff,
@@ -420,11 +428,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     }));
                 }
                 Action::Release { agent: a } => {
-                    if let Err(e) = ctx
-                        .store
-                        .logout(&a.0, "caller hung up before the result")
-                        .await
-                    {
+                    if let Err(e) = store.logout(&a.0, "caller hung up before the result").await {
                         warn!(agent = %a, error = %e, "could not release the session of a caller who hung up");
                     }
                 }

@@ -38,6 +38,31 @@ pub struct Config {
     pub prompts: PromptsConfig,
     pub login: LoginConfig,
     pub dtmf: DtmfConfig,
+    /// Tenants (OneContact tenants, 8x8 services): the number dialed picks one.
+    pub tenant: Vec<TenantConfig>,
+}
+
+/// One tenant: its own agents, stations, sessions and prompt language.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    /// Request-URI users (numbers dialed) that log on to this tenant.
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    /// Request-URI users that log off from this tenant.
+    #[serde(default)]
+    pub logout_numbers: Vec<String>,
+    /// The prompt language (a directory under `[prompts] dir`); default: `[prompts] language`.
+    pub language: Option<String>,
+}
+
+/// Where a call goes: which tenant, to log on or off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRoute {
+    pub tenant: String,
+    pub logout: bool,
+    pub language: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,11 +144,23 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptsConfig {
-    /// A directory of WAVs named after prompt ids (`agent-user.wav` …) that replace built-ins.
+    /// A directory of WAVs named after prompt ids (`agent-user.wav` …) that replace built-ins,
+    /// with one sub-directory per other language (`es/agent-user.wav` …).
     pub dir: Option<PathBuf>,
+    /// The language of the default tenant.
+    pub language: String,
+}
+
+impl Default for PromptsConfig {
+    fn default() -> Self {
+        PromptsConfig {
+            dir: None,
+            language: "en".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,6 +377,42 @@ impl<'de> Deserialize<'de> for PortRange {
 }
 
 impl Config {
+    /// Which tenant a call to `dialed` (the Request-URI user) is for, and whether it logs off.
+    pub fn route(&self, dialed: &str) -> CallRoute {
+        for t in &self.tenant {
+            let login = t.numbers.iter().any(|n| n == dialed);
+            let logout = t.logout_numbers.iter().any(|n| n == dialed);
+            if login || logout {
+                return CallRoute {
+                    tenant: t.name.clone(),
+                    logout,
+                    language: t
+                        .language
+                        .clone()
+                        .unwrap_or_else(|| self.prompts.language.clone()),
+                };
+            }
+        }
+        CallRoute {
+            tenant: crate::store::DEFAULT_TENANT.into(),
+            logout: dialed == self.login.logout_uri_user,
+            language: self.prompts.language.clone(),
+        }
+    }
+
+    /// Every prompt language in use.
+    pub fn languages(&self) -> Vec<String> {
+        let mut langs = vec![self.prompts.language.clone()];
+        for t in &self.tenant {
+            if let Some(l) = &t.language {
+                if !langs.contains(l) {
+                    langs.push(l.clone());
+                }
+            }
+        }
+        langs
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
@@ -395,6 +468,38 @@ impl Config {
                 "store.url",
                 "must start with sqlite:// (e.g. \"sqlite://agentgw.db\")",
             );
+        }
+        let mut seen_numbers = std::collections::HashSet::new();
+        for (i, t) in self.tenant.iter().enumerate() {
+            let key = |k: &str| format!("tenant[{i}].{k}");
+            let name_ok = !t.name.is_empty()
+                && t.name.len() <= 64
+                && t.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok || t.name == crate::store::DEFAULT_TENANT {
+                return invalid(
+                    &key("name"),
+                    "must be 1-64 letters, digits, - or _, and not \"default\"",
+                );
+            }
+            if self.tenant[..i].iter().any(|o| o.name == t.name) {
+                return invalid(
+                    &key("name"),
+                    &format!("tenant {:?} is defined twice", t.name),
+                );
+            }
+            if t.numbers.is_empty() {
+                return invalid(
+                    &key("numbers"),
+                    "at least one number (Request-URI user) is needed",
+                );
+            }
+            for n in t.numbers.iter().chain(&t.logout_numbers) {
+                if !seen_numbers.insert(n.clone()) || *n == self.login.logout_uri_user {
+                    return invalid(&key("numbers"), &format!("number {n:?} is used twice"));
+                }
+            }
         }
         if self.dtmf.methods.is_empty() {
             return invalid(
@@ -540,6 +645,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("a: login.allowed_networks[0]: "), "{e}");
+    }
+
+    #[test]
+    fn the_number_dialed_picks_the_tenant() {
+        let c = Config::parse(
+            "[[tenant]]\nname = \"acme\"\nnumbers = [\"login-acme\", \"+15551230000\"]\nlogout_numbers = [\"logout-acme\"]\nlanguage = \"es\"\n",
+            "a",
+        )
+        .unwrap();
+        let r = c.route("+15551230000");
+        assert_eq!(
+            (r.tenant.as_str(), r.logout, r.language.as_str()),
+            ("acme", false, "es")
+        );
+        assert!(c.route("logout-acme").logout);
+        let r = c.route("login");
+        assert_eq!(
+            (r.tenant.as_str(), r.logout, r.language.as_str()),
+            ("default", false, "en")
+        );
+        assert!(c.route("logout").logout);
+        assert_eq!(c.languages(), vec!["en", "es"]);
+        let e = Config::parse("[[tenant]]\nname = \"a b\"\nnumbers = [\"x\"]\n", "a").unwrap_err();
+        assert!(e.to_string().starts_with("a: tenant[0].name: "), "{e}");
+        let e = Config::parse("[[tenant]]\nname = \"a\"\nnumbers = [\"x\"]\n[[tenant]]\nname = \"b\"\nnumbers = [\"x\"]\n", "a").unwrap_err();
+        assert!(e.to_string().contains("used twice"), "{e}");
     }
 
     #[test]

@@ -36,19 +36,20 @@ pub struct Gateway {
 impl Gateway {
     /// Starts everything the config describes; `node_id` names this gateway in sessions.
     pub async fn start(config: &Config, node_id: &str) -> Result<Gateway, GatewayError> {
-        let catalog = Catalog::load(config.prompts.dir.as_deref())?;
         let store = Store::open(&config.store.url, node_id).await?;
-        Gateway::start_with_store(config, store, catalog).await
+        Gateway::start_with_store(config, store).await
     }
 
     /// Starts with an already opened store (the CLI seeds demo agents first).
-    pub async fn start_with_store(
-        config: &Config,
-        store: Store,
-        catalog: Catalog,
-    ) -> Result<Gateway, GatewayError> {
+    pub async fn start_with_store(config: &Config, store: Store) -> Result<Gateway, GatewayError> {
+        let mut catalogs = HashMap::new();
+        for lang in config.languages() {
+            let catalog = Catalog::load_language(config.prompts.dir.as_deref(), &lang)?;
+            catalogs.insert(lang, catalog);
+        }
         let ctx = Arc::new(CallContext {
-            catalog,
+            catalogs,
+            config: config.clone(),
             store,
             clock: MediaClock::start(),
             ports: PortAllocator::new(config.media.rtp_ports),
@@ -58,7 +59,6 @@ impl Gateway {
             dtmf_methods: config.dtmf.methods.clone(),
             dtmf_counters: DtmfCounters::default(),
             policy: LoginPolicy::from(&config.login),
-            logout_user: config.login.logout_uri_user.clone(),
             session_max: Duration::from_secs(config.login.session_max_hours * 3600),
             lines: Mutex::new(HashMap::new()),
             limiters: Mutex::new(AttemptLimiters {

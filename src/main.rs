@@ -3,7 +3,6 @@
 use agentgw::config::{Config, Transport};
 use agentgw::login::rules::Network;
 use agentgw::login::Passcode;
-use agentgw::media::prompts::Catalog;
 use agentgw::store::Store;
 use agentgw::Gateway;
 use anyhow::{bail, Context, Result};
@@ -22,6 +21,9 @@ struct Cli {
     /// The store, overriding [store] url: sqlite://PATH.
     #[arg(long, global = true, env = "AGENTGW_DB")]
     db: Option<String>,
+    /// The tenant agent and session commands work in (a [[tenant]] name of the config).
+    #[arg(long, global = true, default_value = "default")]
+    tenant: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -157,10 +159,18 @@ fn init_logging() {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     let config = load_config(&cli)?;
+    if cli.tenant != agentgw::store::DEFAULT_TENANT
+        && !config.tenant.iter().any(|t| t.name == cli.tenant)
+    {
+        bail!(
+            "--tenant {}: no [[tenant]] of that name in the config",
+            cli.tenant
+        );
+    }
     match &cli.command {
         Command::Serve { demo } => serve(&config, *demo).await,
-        Command::Agent(cmd) => agent(&config, cmd).await,
-        Command::Session(cmd) => session(&config, cmd).await,
+        Command::Agent(cmd) => agent(&config, &cli.tenant, cmd).await,
+        Command::Session(cmd) => session(&config, &cli.tenant, cmd).await,
     }
 }
 
@@ -188,8 +198,7 @@ async fn serve(config: &Config, demo: bool) -> Result<()> {
             config.store.url
         );
     }
-    let catalog = Catalog::load(config.prompts.dir.as_deref())?;
-    let gateway = Gateway::start_with_store(config, store, catalog).await?;
+    let gateway = Gateway::start_with_store(config, store).await?;
     for l in gateway.listening() {
         println!("listening for SIP on {l}");
     }
@@ -252,8 +261,8 @@ async fn shutdown_signal() {
     }
 }
 
-async fn agent(config: &Config, cmd: &AgentCommand) -> Result<()> {
-    let store = open_store(config).await?;
+async fn agent(config: &Config, tenant: &str, cmd: &AgentCommand) -> Result<()> {
+    let store = open_store(config).await?.for_tenant(tenant);
     match cmd {
         AgentCommand::Add {
             number,
@@ -328,8 +337,8 @@ async fn agent(config: &Config, cmd: &AgentCommand) -> Result<()> {
     Ok(())
 }
 
-async fn session(config: &Config, cmd: &SessionCommand) -> Result<()> {
-    let store = open_store(config).await?;
+async fn session(config: &Config, tenant: &str, cmd: &SessionCommand) -> Result<()> {
+    let store = open_store(config).await?.for_tenant(tenant);
     match cmd {
         SessionCommand::List => {
             let sessions = store.list_sessions().await?;

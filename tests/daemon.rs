@@ -232,6 +232,8 @@ fn administrator_manages_agents_and_sessions_from_the_command_line() {
     assert!(ok);
     let (_, list, _) = d.cli(&["agent", "list"], None);
     assert!(!list.contains("2001"));
+    let (ok, _, err) = d.cli(&["--tenant", "nope", "agent", "list"], None);
+    assert!(!ok && err.contains("no [[tenant]] of that name"), "{err}");
     // Every command has --help.
     for args in [
         &["--help"][..],

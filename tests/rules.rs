@@ -540,3 +540,72 @@ async fn with_station_prompt_the_agent_keys_an_extension_or_takes_the_default() 
     stations.sort();
     assert_eq!(stations, vec!["2001", "2002"]);
 }
+
+#[tokio::test]
+async fn the_number_dialed_picks_the_tenant_with_its_agents_sessions_and_language() {
+    // A Spanish prompt set with only agent-user recorded (a tone here); the rest falls back.
+    let prompts = tempfile::tempdir().unwrap();
+    std::fs::create_dir(prompts.path().join("es")).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(prompts.path().join("es/agent-user.wav"), spec).unwrap();
+    for n in 0..8000 {
+        w.write_sample(((n as f32 * 0.3).sin() * 6000.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+    let dir = prompts.path().to_path_buf();
+    let gw = start_gateway_with("127.0.0.1", move |c| {
+        c.prompts.dir = Some(dir);
+        c.tenant = vec![agentgw::config::TenantConfig {
+            name: "acme".into(),
+            numbers: vec!["login-acme".into()],
+            logout_numbers: vec![],
+            language: Some("es".into()),
+        }];
+    })
+    .await;
+    let acme = gw.store.for_tenant("acme");
+    acme.add_agent(
+        "1001",
+        "Acme agent",
+        &agentgw::login::Passcode("9753".into()),
+    )
+    .await
+    .unwrap();
+    let opts = PhoneOptions {
+        dialed: "login-acme".into(),
+        ..Default::default()
+    };
+    let mut p = Phone::new(gw.udp, opts).await;
+    p.call().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let es = agentgw::media::prompts::Catalog::load_language(Some(prompts.path()), "es").unwrap();
+    let first = es.get(PromptId::AgentUser).pcmu[2];
+    assert!(
+        p.received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.payload == first),
+        "the acme caller hears the Spanish agent-user"
+    );
+    // The default tenant's credentials are "incorrect" in acme.
+    p.press("1001#1234#").await;
+    assert!(
+        p.wait_for_prompt_start(PromptId::AgentIncorrect, 10).await,
+        "{:?}",
+        p.heard()
+    );
+    p.press("1001#9753#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    assert_eq!(acme.list_sessions().await.unwrap().len(), 1);
+    assert!(
+        gw.store.list_sessions().await.unwrap().is_empty(),
+        "the default tenant has no session"
+    );
+}

@@ -201,6 +201,8 @@ pub enum PromptError {
     Unreadable { file: String, reason: String },
     #[error("prompt {file}: found {found}; prompts must be 8000 Hz mono 16-bit PCM WAV (sox in.wav -r 8000 -c 1 -b 16 out.wav)")]
     WrongFormat { file: String, found: String },
+    #[error("prompt language {language:?} has no directory {dir}: set [prompts] dir to a directory with a {language}/ sub-directory of WAVs")]
+    MissingLanguage { language: String, dir: String },
 }
 
 /// One prompt encoded for each codec.
@@ -228,10 +230,32 @@ pub struct Catalog {
 impl Catalog {
     /// Loads the built-in prompts, then replaces any found as `ID.wav` in `dir`.
     pub fn load(dir: Option<&Path>) -> Result<Catalog, PromptError> {
+        Catalog::load_language(dir, "en")
+    }
+
+    /// Loads the prompts of `language`: `dir/LANGUAGE/ID.wav`, falling back per prompt to
+    /// `dir/ID.wav` and then to the built-in (English) prompt. A language other than "en" needs
+    /// its directory.
+    pub fn load_language(dir: Option<&Path>, language: &str) -> Result<Catalog, PromptError> {
+        let lang_dir = dir.map(|d| d.join(language)).filter(|d| d.is_dir());
+        if language != "en" && lang_dir.is_none() {
+            return Err(PromptError::MissingLanguage {
+                language: language.to_string(),
+                dir: dir.map_or_else(
+                    || "(no [prompts] dir)".into(),
+                    |d| d.join(language).display().to_string(),
+                ),
+            });
+        }
         let mut prompts = HashMap::new();
         for id in PromptId::ALL {
             let file_name = format!("{id}.wav");
-            let (bytes, file) = match dir.map(|d| d.join(&file_name)).filter(|p| p.exists()) {
+            let found = [lang_dir.as_deref(), dir]
+                .into_iter()
+                .flatten()
+                .map(|d| d.join(&file_name))
+                .find(|p| p.exists());
+            let (bytes, file) = match found {
                 Some(path) => {
                     let bytes = std::fs::read(&path).map_err(|e| PromptError::Unreadable {
                         file: path.display().to_string(),

@@ -39,3 +39,17 @@ fn override_dir_replaces_by_name_and_refuses_wrong_format() {
     assert!(e.contains("agent-user.wav"), "{e}");
     assert!(e.contains("16000 Hz"), "{e}");
 }
+
+#[test]
+fn another_language_needs_its_directory_and_falls_back_per_prompt() {
+    let e = Catalog::load_language(None, "es").unwrap_err().to_string();
+    assert!(e.contains("\"es\"") && e.contains("[prompts] dir"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("es")).unwrap();
+    let es = Catalog::load_language(Some(dir.path()), "es").unwrap();
+    let en = Catalog::load(None).unwrap();
+    assert_eq!(
+        es.get(PromptId::Goodbye).pcmu,
+        en.get(PromptId::Goodbye).pcmu
+    );
+}

@@ -250,6 +250,9 @@ pub struct Store {
     hasher: Hasher,
     /// Recorded on each session: which gateway holds the agent's call.
     node_id: String,
+    /// The tenant this view of the store works in: agent numbers, stations and sessions are
+    /// per tenant.
+    tenant: String,
 }
 
 impl Store {
@@ -264,7 +267,21 @@ impl Store {
             db: sqlite::SqliteStore::open(url).await?,
             hasher: Hasher::new(),
             node_id: node_id.to_string(),
+            tenant: DEFAULT_TENANT.to_string(),
         })
+    }
+
+    /// The same store, working in `tenant`.
+    pub fn for_tenant(&self, tenant: &str) -> Store {
+        Store {
+            tenant: tenant.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The tenant this view works in.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
     }
 
     /// Closes the store; every later query fails as "unavailable".
@@ -281,25 +298,21 @@ impl Store {
         validate_agent_number(number)?;
         validate_passcode(passcode)?;
         let hash = self.hasher.hash(passcode).await?;
-        self.db.add_agent(DEFAULT_TENANT, number, name, &hash).await
+        self.db.add_agent(&self.tenant, number, name, &hash).await
     }
 
     pub async fn set_passcode(&self, number: &str, passcode: &Passcode) -> Result<(), StoreError> {
         validate_passcode(passcode)?;
         let hash = self.hasher.hash(passcode).await?;
-        self.db.set_passcode(DEFAULT_TENANT, number, &hash).await
+        self.db.set_passcode(&self.tenant, number, &hash).await
     }
 
     pub async fn remove_agent(&self, number: &str) -> Result<(), StoreError> {
-        self.db.remove_agent(DEFAULT_TENANT, number).await
+        self.db.remove_agent(&self.tenant, number).await
     }
 
     pub async fn agent_exists(&self, number: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .db
-            .agent_record(DEFAULT_TENANT, number)
-            .await?
-            .is_some())
+        Ok(self.db.agent_record(&self.tenant, number).await?.is_some())
     }
 
     /// Sets where an agent may log on: station patterns and networks (empty: anywhere).
@@ -310,13 +323,13 @@ impl Store {
         networks: &[Network],
     ) -> Result<(), StoreError> {
         self.db
-            .set_restrictions(DEFAULT_TENANT, number, stations, networks)
+            .set_restrictions(&self.tenant, number, stations, networks)
             .await
     }
 
     /// How many audit entries of `event` an agent has.
     pub async fn audit_events(&self, agent: &str, event: &str) -> Result<usize, StoreError> {
-        self.db.audit_count(DEFAULT_TENANT, agent, event).await
+        self.db.audit_count(&self.tenant, agent, event).await
     }
 
     /// Sets the extension an agent logs on at when pressing # at the extension prompt.
@@ -326,28 +339,28 @@ impl Store {
         extension: &str,
     ) -> Result<(), StoreError> {
         self.db
-            .set_default_extension(DEFAULT_TENANT, number, extension)
+            .set_default_extension(&self.tenant, number, extension)
             .await
     }
 
     /// Flags (or clears) an agent's "change the passcode at the next login".
     pub async fn set_must_change(&self, number: &str, must_change: bool) -> Result<(), StoreError> {
         self.db
-            .set_must_change(DEFAULT_TENANT, number, must_change)
+            .set_must_change(&self.tenant, number, must_change)
             .await
     }
 
     /// Lifts a lockout; false when the agent was not locked.
     pub async fn unlock(&self, number: &str) -> Result<bool, StoreError> {
-        self.db.unlock(DEFAULT_TENANT, number).await
+        self.db.unlock(&self.tenant, number).await
     }
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
-        self.db.list_agents(DEFAULT_TENANT).await
+        self.db.list_agents(&self.tenant).await
     }
 
     pub async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
-        self.db.list_sessions(DEFAULT_TENANT).await
+        self.db.list_sessions(&self.tenant).await
     }
 
     /// Every session ended from now on (for the stay lines this gateway holds).
@@ -357,17 +370,17 @@ impl Store {
 
     /// Sets a logged-on agent's status; false when the agent has no session.
     pub async fn set_status(&self, agent: &str, status: AgentStatus) -> Result<bool, StoreError> {
-        self.db.set_status(DEFAULT_TENANT, agent, status).await
+        self.db.set_status(&self.tenant, agent, status).await
     }
 
     /// A logged-on agent's status; `None` when the agent has no session.
     pub async fn status(&self, agent: &str) -> Result<Option<AgentStatus>, StoreError> {
-        self.db.status(DEFAULT_TENANT, agent).await
+        self.db.status(&self.tenant, agent).await
     }
 
     /// Ends an agent's session; false when it had none.
     pub async fn logout(&self, agent: &str, reason: &str) -> Result<bool, StoreError> {
-        self.db.logout(DEFAULT_TENANT, agent, reason).await
+        self.db.logout(&self.tenant, agent, reason).await
     }
 
     /// Checks a login against the credentials and the rules and, when everything allows it,
@@ -409,7 +422,7 @@ impl Store {
                 None => {
                     self.db
                         .audit(
-                            DEFAULT_TENANT,
+                            &self.tenant,
                             a,
                             "login_held",
                             Some("the passcode must be changed"),
@@ -423,7 +436,7 @@ impl Store {
                     }
                     let hash = self.hasher.hash(new).await?;
                     self.db
-                        .set_passcode(DEFAULT_TENANT, &a.agent.0, &hash)
+                        .set_passcode(&self.tenant, &a.agent.0, &hash)
                         .await?;
                 }
             }
@@ -432,7 +445,7 @@ impl Store {
             security_log("login_refused", "station not allowed for this agent", a);
             self.db
                 .audit(
-                    DEFAULT_TENANT,
+                    &self.tenant,
                     a,
                     "login_refused",
                     Some("station not allowed for this agent"),
@@ -441,7 +454,7 @@ impl Store {
             return Ok(LoginResult::StationNotAllowed);
         }
         self.db
-            .claim_session(DEFAULT_TENANT, a, &self.node_id, policy)
+            .claim_session(&self.tenant, a, &self.node_id, policy)
             .await
     }
 
@@ -467,9 +480,7 @@ impl Store {
         station: &str,
         reason: &str,
     ) -> Result<Option<String>, StoreError> {
-        self.db
-            .logout_station(DEFAULT_TENANT, station, reason)
-            .await
+        self.db.logout_station(&self.tenant, station, reason).await
     }
 
     /// The credential checks shared by login and logout: gateway networks, existence, lock,
@@ -480,14 +491,14 @@ impl Store {
         a: &LoginAttempt,
         policy: &LoginPolicy,
     ) -> Result<Result<AgentRecord, LoginResult>, StoreError> {
-        let record = self.db.agent_record(DEFAULT_TENANT, &a.agent.0).await?;
+        let record = self.db.agent_record(&self.tenant, &a.agent.0).await?;
         let hash = record.as_ref().map(|r| r.passcode_hash.clone());
         // Verified even for unknown agents (against a dummy), so every answer takes as long.
         let right = self.hasher.verify(&a.passcode, hash).await?;
         let now = sqlite::now_ms();
         let refuse = |event: &'static str, reason: &'static str| async move {
             security_log(event, reason, a);
-            self.db.audit(DEFAULT_TENANT, a, event, Some(reason)).await
+            self.db.audit(&self.tenant, a, event, Some(reason)).await
         };
         if !rules::source_allowed(&policy.networks, a.source_ip) {
             refuse("login_refused", "source network not allowed").await?;
@@ -513,10 +524,10 @@ impl Store {
                 security_log("lockout", "too many wrong passcodes", a);
             }
             self.db
-                .set_failures(DEFAULT_TENANT, a, failures, event)
+                .set_failures(&self.tenant, a, failures, event)
                 .await?;
             self.db
-                .audit(DEFAULT_TENANT, a, "login_failed", Some("wrong passcode"))
+                .audit(&self.tenant, a, "login_failed", Some("wrong passcode"))
                 .await?;
             return Ok(Err(LoginResult::Incorrect));
         }
@@ -530,7 +541,7 @@ impl Store {
         }
         if r.failures.count > 0 {
             self.db
-                .set_failures(DEFAULT_TENANT, a, Failures::default(), None)
+                .set_failures(&self.tenant, a, Failures::default(), None)
                 .await?;
         }
         Ok(Ok(r))

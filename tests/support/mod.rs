@@ -75,8 +75,7 @@ pub async fn start_gateway_with(ip: &str, tweak: impl FnOnce(&mut Config)) -> Te
             .await
             .unwrap();
     }
-    let catalog = Catalog::load(config.prompts.dir.as_deref()).unwrap();
-    let gateway = Gateway::start_with_store(&config, store.clone(), catalog)
+    let gateway = Gateway::start_with_store(&config, store.clone())
         .await
         .unwrap();
     TestGateway {
