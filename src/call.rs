@@ -203,6 +203,11 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         Mode::Login
     };
     let store = ctx.store.for_tenant(&route.tenant);
+    let policy = Arc::new(LoginPolicy {
+        already_logged_on: route.already_logged_on,
+        same_station: route.same_station,
+        ..ctx.policy.clone()
+    });
     let Some(catalog) = ctx
         .catalogs
         .get(&route.language)
@@ -366,7 +371,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             .lock()
                             .map(|mut l| l.allow(&call.station, call.source.ip()))
                             .unwrap_or(true);
-                    let (ctx2, store2) = (ctx.clone(), store.clone());
+                    let (policy2, store2) = (policy.clone(), store.clone());
                     check = Some(tokio::spawn(async move {
                         if !allowed {
                             // Not told why, and slowed down: no agent number can be learned.
@@ -379,9 +384,9 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             return Ok(CheckOutcome::Incorrect);
                         }
                         let result = match mode {
-                            Mode::Login => store2.login(&attempt, &ctx2.policy).await,
+                            Mode::Login => store2.login(&attempt, &policy2).await,
                             Mode::Logout => {
-                                store2.logout_with_credentials(&attempt, &ctx2.policy).await
+                                store2.logout_with_credentials(&attempt, &policy2).await
                             }
                         };
                         result.map(outcome_of)

@@ -55,6 +55,10 @@ pub struct TenantConfig {
     pub logout_numbers: Vec<String>,
     /// The prompt language (a directory under `[prompts] dir`); default: `[prompts] language`.
     pub language: Option<String>,
+    /// This tenant's already-logged-on policy; default: `[login] already_logged_on`.
+    pub already_logged_on: Option<AlreadyLoggedOnPolicy>,
+    /// This tenant's same-station policy; default: `[login] same_station`.
+    pub same_station: Option<SameStationPolicy>,
 }
 
 /// Where a call goes: which tenant, to log on or off.
@@ -63,6 +67,8 @@ pub struct CallRoute {
     pub tenant: String,
     pub logout: bool,
     pub language: String,
+    pub already_logged_on: AlreadyLoggedOnPolicy,
+    pub same_station: SameStationPolicy,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -390,6 +396,8 @@ impl Config {
                         .language
                         .clone()
                         .unwrap_or_else(|| self.prompts.language.clone()),
+                    already_logged_on: t.already_logged_on.unwrap_or(self.login.already_logged_on),
+                    same_station: t.same_station.unwrap_or(self.login.same_station),
                 };
             }
         }
@@ -397,6 +405,8 @@ impl Config {
             tenant: crate::store::DEFAULT_TENANT.into(),
             logout: dialed == self.login.logout_uri_user,
             language: self.prompts.language.clone(),
+            already_logged_on: self.login.already_logged_on,
+            same_station: self.login.same_station,
         }
     }
 
@@ -650,10 +660,18 @@ mod tests {
     #[test]
     fn the_number_dialed_picks_the_tenant() {
         let c = Config::parse(
-            "[[tenant]]\nname = \"acme\"\nnumbers = [\"login-acme\", \"+15551230000\"]\nlogout_numbers = [\"logout-acme\"]\nlanguage = \"es\"\n",
+            "[[tenant]]\nname = \"acme\"\nnumbers = [\"login-acme\", \"+15551230000\"]\nlogout_numbers = [\"logout-acme\"]\nlanguage = \"es\"\nalready_logged_on = \"replace\"\n",
             "a",
         )
         .unwrap();
+        assert_eq!(
+            c.route("login-acme").already_logged_on,
+            AlreadyLoggedOnPolicy::Replace
+        );
+        assert_eq!(
+            c.route("login").already_logged_on,
+            AlreadyLoggedOnPolicy::Reject
+        );
         let r = c.route("+15551230000");
         assert_eq!(
             (r.tenant.as_str(), r.logout, r.language.as_str()),

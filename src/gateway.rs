@@ -27,6 +27,20 @@ pub enum GatewayError {
     Sip(#[from] SipError),
 }
 
+/// Ends sessions older than `session_max_hours`, once a minute (a stay line ends its own
+/// session at that time; this catches the sessions of lines that hung up after the login).
+async fn expire_sessions(store: Store, max_age: Duration) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        match store.expire_sessions(max_age).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "sessions older than session_max_hours ended"),
+            Err(e) => tracing::warn!(error = %e, "could not expire old sessions"),
+        }
+    }
+}
+
 /// A running gateway. Dropping it stops the listeners.
 pub struct Gateway {
     sip: SipServer,
@@ -75,6 +89,7 @@ impl Gateway {
         })
         .await?;
         tokio::spawn(call::drop_ended_lines(ctx.clone()));
+        tokio::spawn(expire_sessions(ctx.store.clone(), ctx.session_max));
         let call_ctx = ctx.clone();
         tokio::spawn(async move {
             while let Some((incoming, slot)) = calls.recv().await {

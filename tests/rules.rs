@@ -566,6 +566,8 @@ async fn the_number_dialed_picks_the_tenant_with_its_agents_sessions_and_languag
             numbers: vec!["login-acme".into()],
             logout_numbers: vec![],
             language: Some("es".into()),
+            already_logged_on: None,
+            same_station: None,
         }];
     })
     .await;

@@ -284,7 +284,7 @@ pub struct FlowConfig {
 /// Reasons recorded for sessions a stay line ends.
 pub const REASON_STATION_HUNG_UP: &str = "station hung up";
 pub const REASON_BY_PHONE: &str = "logged off by phone";
-pub const REASON_MAX_HOURS: &str = "session_max_hours reached";
+pub const REASON_MAX_HOURS: &str = rules::REASON_SESSION_EXPIRED;
 
 impl From<&LoginConfig> for FlowConfig {
     fn from(c: &LoginConfig) -> Self {

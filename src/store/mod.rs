@@ -363,6 +363,14 @@ impl Store {
         self.db.list_sessions(&self.tenant).await
     }
 
+    /// Ends the sessions (of every tenant) older than `max_age`; how many.
+    pub async fn expire_sessions(&self, max_age: std::time::Duration) -> Result<usize, StoreError> {
+        let before = sqlite::now_ms() - max_age.as_millis() as i64;
+        self.db
+            .expire_sessions(before, rules::REASON_SESSION_EXPIRED)
+            .await
+    }
+
     /// Every session ended from now on (for the stay lines this gateway holds).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SessionEnded> {
         self.db.subscribe()
@@ -768,6 +776,36 @@ mod tests {
         assert_eq!(
             reasons,
             vec![rules::REASON_STATION_TAKEN, rules::REASON_MOVED]
+        );
+    }
+
+    #[tokio::test]
+    async fn sessions_older_than_session_max_hours_expire() {
+        let (_d, s) = store().await;
+        s.add_agent("1001", "", &Passcode("1234".into()))
+            .await
+            .unwrap();
+        s.login(&attempt("1001", "1234", "a@h"), &policy())
+            .await
+            .unwrap();
+        let mut ended = s.subscribe();
+        assert_eq!(
+            s.expire_sessions(std::time::Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert_eq!(
+            s.expire_sessions(std::time::Duration::from_millis(1))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(s.list_sessions().await.unwrap().is_empty());
+        assert_eq!(
+            ended.recv().await.unwrap().reason,
+            rules::REASON_SESSION_EXPIRED
         );
     }
 

@@ -491,6 +491,28 @@ impl SqliteStore {
         Ok(found)
     }
 
+    /// Ends every session (of every tenant) logged on before `before_ms`.
+    pub(super) async fn expire_sessions(
+        &self,
+        before_ms: i64,
+        reason: &str,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let old: Vec<(String, String)> =
+            sqlx::query_as("SELECT tenant, agent FROM sessions WHERE logged_in_at < ?")
+                .bind(before_ms)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut ended = Vec::new();
+        for (tenant, agent) in &old {
+            ended.extend(delete_session(&mut tx, tenant, SessionOf::Agent(agent), reason).await?);
+        }
+        tx.commit().await?;
+        let n = ended.len();
+        self.tell(ended);
+        Ok(n)
+    }
+
     pub(super) async fn logout_station(
         &self,
         tenant: &str,
