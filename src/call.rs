@@ -208,13 +208,15 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         same_station: route.same_station,
         ..ctx.policy.clone()
     });
-    let Some(catalog) = ctx
+    let Some(mut catalog) = ctx
         .catalogs
         .get(&route.language)
         .or_else(|| ctx.catalogs.values().next())
     else {
         return;
     };
+    // The language of the agent identified by the last check, if it has one of its own.
+    let agent_language: Arc<Mutex<Option<String>>> = Arc::default();
     let mut flow = Flow::with_mode(ctx.flow.clone(), mode);
     let mut ticks = ctx.clock.subscribe();
     let mut last_tick = *ticks.borrow_and_update();
@@ -320,7 +322,17 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             r = join_opt(&mut check) => {
                 check = None;
                 let result = match r {
-                    Ok(Ok(outcome)) => outcome,
+                    Ok(Ok(outcome)) => {
+                        // Right credentials: from now on the agent's own language, if any.
+                        let lang = agent_language.lock().ok().and_then(|l| l.clone());
+                        let own = lang
+                            .filter(|_| outcome != CheckOutcome::Incorrect)
+                            .and_then(|l| ctx.catalogs.get(&l));
+                        if let Some(c) = own {
+                            catalog = c;
+                        }
+                        outcome
+                    }
                     Ok(Err(e)) => {
                         warn!(error = %e, "store unavailable during login");
                         CheckOutcome::Unavailable
@@ -371,7 +383,8 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             .lock()
                             .map(|mut l| l.allow(&call.station, call.source.ip()))
                             .unwrap_or(true);
-                    let (policy2, store2) = (policy.clone(), store.clone());
+                    let (policy2, store2, language2) =
+                        (policy.clone(), store.clone(), agent_language.clone());
                     check = Some(tokio::spawn(async move {
                         if !allowed {
                             // Not told why, and slowed down: no agent number can be learned.
@@ -382,6 +395,10 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             );
                             tokio::time::sleep(OVER_LIMIT_DELAY).await;
                             return Ok(CheckOutcome::Incorrect);
+                        }
+                        let lang = store2.agent_language(&attempt.agent.0).await.ok().flatten();
+                        if let Ok(mut l) = language2.lock() {
+                            *l = lang;
                         }
                         let result = match mode {
                             Mode::Login => store2.login(&attempt, &policy2).await,

@@ -57,7 +57,22 @@ impl Gateway {
     /// Starts with an already opened store (the CLI seeds demo agents first).
     pub async fn start_with_store(config: &Config, store: Store) -> Result<Gateway, GatewayError> {
         let mut catalogs = HashMap::new();
-        for lang in config.languages() {
+        let mut languages = config.languages();
+        // Agents may have a language of their own: every language directory is loaded.
+        if let Some(dir) = config.prompts.dir.as_deref() {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let is_lang = e.path().is_dir()
+                        && name.len() <= 16
+                        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+                    if is_lang && !languages.contains(&name) {
+                        languages.push(name);
+                    }
+                }
+            }
+        }
+        for lang in languages {
             let catalog = Catalog::load_language(config.prompts.dir.as_deref(), &lang)?;
             catalogs.insert(lang, catalog);
         }

@@ -70,6 +70,9 @@ enum AgentCommand {
         /// ([login] station = "prompt").
         #[arg(long)]
         extension: Option<String>,
+        /// The agent's prompt language (a directory under [prompts] dir); default: the tenant's.
+        #[arg(long)]
+        language: Option<String>,
     },
     /// List agents (never their passcodes).
     List,
@@ -272,6 +275,7 @@ async fn agent(config: &Config, tenant: &str, cmd: &AgentCommand) -> Result<()> 
             networks,
             must_change,
             extension,
+            language,
         } => {
             store.add_agent(number, name, &passcode.read()?).await?;
             if !stations.is_empty() || !networks.is_empty() {
@@ -282,6 +286,9 @@ async fn agent(config: &Config, tenant: &str, cmd: &AgentCommand) -> Result<()> 
             }
             if let Some(ext) = extension {
                 store.set_default_extension(number, ext).await?;
+            }
+            if let Some(lang) = language {
+                store.set_language(number, lang).await?;
             }
             println!("agent {number} added");
         }

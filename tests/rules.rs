@@ -611,3 +611,43 @@ async fn the_number_dialed_picks_the_tenant_with_its_agents_sessions_and_languag
         "the default tenant has no session"
     );
 }
+
+#[tokio::test]
+async fn an_agent_with_its_own_language_hears_it_once_identified() {
+    let prompts = tempfile::tempdir().unwrap();
+    std::fs::create_dir(prompts.path().join("fr")).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w =
+        hound::WavWriter::create(prompts.path().join("fr/agent-loginok.wav"), spec).unwrap();
+    for n in 0..4000 {
+        w.write_sample(((n as f32 * 0.21).sin() * 5000.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+    let dir = prompts.path().to_path_buf();
+    let gw = start_gateway_with("127.0.0.1", move |c| c.prompts.dir = Some(dir)).await;
+    gw.store.set_language("1003", "fr").await.unwrap();
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    p.press("1003#3456#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let fr = agentgw::media::prompts::Catalog::load_language(Some(prompts.path()), "fr").unwrap();
+    let frame = fr.get(PromptId::AgentLoginOk).pcmu[3];
+    assert!(
+        p.received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.payload == frame),
+        "the French agent-loginok"
+    );
+    assert!(
+        !p.heard_ids().contains(&PromptId::AgentLoginOk),
+        "not the English one"
+    );
+}

@@ -66,6 +66,8 @@ pub(crate) struct AgentRecord {
     pub must_change: bool,
     /// The station used when the agent presses # at the extension prompt.
     pub default_extension: String,
+    /// The agent's prompt language; empty: the tenant's.
+    pub language: String,
 }
 
 /// The rules a login is checked against (from `[login]`).
@@ -330,6 +332,30 @@ impl Store {
     /// How many audit entries of `event` an agent has.
     pub async fn audit_events(&self, agent: &str, event: &str) -> Result<usize, StoreError> {
         self.db.audit_count(&self.tenant, agent, event).await
+    }
+
+    /// Sets an agent's prompt language (empty: the tenant's).
+    pub async fn set_language(&self, number: &str, language: &str) -> Result<(), StoreError> {
+        let ok = language.len() <= 16
+            && language
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'-');
+        if !ok {
+            return Err(StoreError::Invalid(format!(
+                "language {language:?} must be a lowercase name such as \"es\" or \"pt-br\""
+            )));
+        }
+        self.db.set_language(&self.tenant, number, language).await
+    }
+
+    /// An agent's prompt language, if it has one of its own.
+    pub async fn agent_language(&self, number: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .agent_record(&self.tenant, number)
+            .await?
+            .map(|r| r.language)
+            .filter(|l| !l.is_empty()))
     }
 
     /// Sets the extension an agent logs on at when pressing # at the extension prompt.

@@ -220,7 +220,7 @@ impl SqliteStore {
     ) -> Result<Option<AgentRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT passcode_hash, enabled, failed_attempts, failure_window_start, locked_until, \
-             allowed_stations, allowed_networks, must_change, default_extension \
+             allowed_stations, allowed_networks, must_change, default_extension, language \
              FROM agents WHERE tenant = ? AND number = ?",
         )
         .bind(tenant)
@@ -242,6 +242,7 @@ impl SqliteStore {
                 .collect(),
             must_change: r.get::<i64, _>(7) != 0,
             default_extension: r.get(8),
+            language: r.get(9),
         }))
     }
 
@@ -303,6 +304,25 @@ impl SqliteStore {
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NoSuchAgent(number.into()));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn set_language(
+        &self,
+        tenant: &str,
+        number: &str,
+        language: &str,
+    ) -> Result<(), StoreError> {
+        let n = sqlx::query("UPDATE agents SET language = ? WHERE tenant = ? AND number = ?")
+            .bind(language)
+            .bind(tenant)
+            .bind(number)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         if n == 0 {
             return Err(StoreError::NoSuchAgent(number.into()));
         }
