@@ -89,7 +89,17 @@ struct Media {
     events: EventReceiver,
     /// The in-band detector, while this call needs it (off once RFC 4733 events arrive).
     inband: Option<InbandDetector>,
+    /// Send comfort noise instead of silence frames while nothing plays (a stay line whose
+    /// peer offered CN).
+    comfort_noise: bool,
+    /// Ticks of comfort noise so far (a CN packet every `CN_EVERY` ticks).
+    cn_ticks: u32,
 }
+
+/// Ticks between comfort-noise packets while a stay line is idle (200 ms).
+const CN_EVERY: u32 = 10;
+/// Comfort-noise level: -78 dBov, a quiet line (RFC 3389).
+const CN_LEVEL: u8 = 78;
 
 impl Media {
     fn apply_remote(&mut self, remote: &RemoteMedia) {
@@ -101,6 +111,7 @@ impl Media {
         self.negotiated = Some(Negotiated {
             codec,
             telephone_event: remote.telephone_event,
+            comfort_noise: remote.comfort_noise,
         });
         self.player.set_codec(codec);
         match self.target.as_mut() {
@@ -119,6 +130,29 @@ impl Media {
     /// Sends one 20 ms frame (or just advances time when there is nowhere to send it) and
     /// returns the prompt that finished with it.
     fn tick(&mut self) -> Option<crate::media::prompts::PromptId> {
+        let idle = self.player.playing().is_none();
+        if let (true, true, Some(n), Some(to)) = (
+            self.comfort_noise && idle,
+            self.peer_receives,
+            self.negotiated,
+            self.target.and_then(|t| t.addr),
+        ) {
+            if let Some(cn) = n.comfort_noise {
+                if self.cn_ticks % CN_EVERY == 0 {
+                    let pkt = self.writer.packet(cn, &[CN_LEVEL], FRAME_SAMPLES as u32);
+                    let _ = self.socket.try_send_to(pkt, to);
+                } else {
+                    self.writer.skip(FRAME_SAMPLES as u32);
+                }
+                self.cn_ticks += 1;
+                return None;
+            }
+        }
+        if self.cn_ticks > 0 {
+            // Audio again after comfort noise: a new talkspurt.
+            self.writer.mark_next();
+            self.cn_ticks = 0;
+        }
         let mut frame: Frame = [0; FRAME_SAMPLES];
         let finished = self.player.next_frame(&mut frame);
         match (self.negotiated, self.target.and_then(|t| t.addr)) {
@@ -173,6 +207,8 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             .dtmf_methods
             .contains(&DtmfMethod::Inband)
             .then(InbandDetector::new),
+        comfort_noise: false,
+        cn_ticks: 0,
     };
     let sdp = match &call.offer {
         Some(offer) => {
@@ -279,6 +315,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 let due = now_tick.saturating_sub(last_tick).min(MAX_CATCH_UP_FRAMES);
                 last_tick = now_tick;
                 if started && !hung_up {
+                    media.comfort_noise = flow.is_staying();
                     for _ in 0..due {
                         if let Some(done) = media.tick() {
                             heard_a_prompt = true;

@@ -62,6 +62,8 @@ pub struct RemoteMedia {
     pub codecs: Vec<Codec>,
     /// The payload type the peer uses for telephone-event, if it offered it.
     pub telephone_event: Option<u8>,
+    /// The payload type of comfort noise (RFC 3389 CN/8000), if the peer offered it.
+    pub comfort_noise: Option<u8>,
     pub direction: Direction,
 }
 
@@ -70,6 +72,8 @@ pub struct RemoteMedia {
 pub struct Negotiated {
     pub codec: Codec,
     pub telephone_event: Option<u8>,
+    /// Comfort noise, answered when offered (sent on stay lines while nothing plays).
+    pub comfort_noise: Option<u8>,
 }
 
 /// The payload type we offer for telephone-event when we make the offer (late offer).
@@ -167,6 +171,7 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
         addr: SocketAddr::new(ip, audio.port),
         codecs,
         telephone_event: audio.telephone_event,
+        comfort_noise: audio.comfort_noise(),
         direction: audio.direction.unwrap_or(session_dir),
     })
 }
@@ -238,6 +243,21 @@ impl AudioSection {
         }
     }
 
+    /// The payload type of CN/8000 among the offered ones (13 is static).
+    fn comfort_noise(&self) -> Option<u8> {
+        self.payloads.iter().copied().find(|&pt| {
+            match self
+                .names
+                .iter()
+                .find(|(p, _)| *p == pt)
+                .map(|(_, n)| n.as_str())
+            {
+                Some(name) => name == "cn/8000",
+                None => pt == 13,
+            }
+        })
+    }
+
     fn codec_of(&self, pt: u8) -> Option<Codec> {
         match self
             .names
@@ -284,6 +304,7 @@ impl RemoteMedia {
         Negotiated {
             codec: self.codecs[0],
             telephone_event: self.telephone_event,
+            comfort_noise: self.comfort_noise,
         }
     }
 }
@@ -304,6 +325,7 @@ pub fn answer(
 ) -> String {
     let mut pts = vec![media.codec.payload_type()];
     pts.extend(media.telephone_event);
+    pts.extend(media.comfort_noise);
     body(origin, local, &pts, Some(media), direction)
 }
 
@@ -350,6 +372,9 @@ fn body(
                     s,
                     "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
                 );
+            }
+            cn if Some(cn) == media.and_then(|m| m.comfort_noise) => {
+                let _ = write!(s, "a=rtpmap:{cn} CN/8000\r\n");
             }
             _ => {}
         }

@@ -76,3 +76,25 @@ fn our_offer_lists_both_codecs_and_events() {
     assert_eq!(back.codecs, vec![Codec::Pcmu, Codec::Pcma]);
     assert_eq!(back.telephone_event, Some(101));
 }
+
+#[test]
+fn comfort_noise_is_answered_when_offered() {
+    let sdp = "v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 4000 RTP/AVP 0 101 13\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let m = parse(sdp.as_bytes()).unwrap();
+    assert_eq!(m.comfort_noise, Some(13));
+    let a = answer(
+        Origin {
+            session_id: 1,
+            version: 1,
+        },
+        "192.0.2.1:20000".parse().unwrap(),
+        m.negotiate(),
+        Direction::SendRecv,
+    );
+    assert!(
+        a.contains("RTP/AVP 0 101 13\r\n") && a.contains("a=rtpmap:13 CN/8000\r\n"),
+        "{a}"
+    );
+    let m = parse(b"v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 4000 RTP/AVP 0\r\n").unwrap();
+    assert_eq!(m.comfort_noise, None);
+}

@@ -651,3 +651,39 @@ async fn an_agent_with_its_own_language_hears_it_once_identified() {
         "not the English one"
     );
 }
+
+#[tokio::test]
+async fn an_idle_stay_line_sends_comfort_noise_when_the_phone_offered_it() {
+    let gw = start_gateway_with("127.0.0.1", stay).await;
+    let opts = PhoneOptions {
+        comfort_noise: true,
+        ..Default::default()
+    };
+    let mut p = Phone::new(gw.udp, opts).await;
+    p.call().await;
+    assert!(p
+        .answer_sdp
+        .as_ref()
+        .unwrap()
+        .contains("a=rtpmap:13 CN/8000"));
+    p.press("1001#1234#").await;
+    assert!(p.wait_for_prompt(PromptId::AgentLoginOk, 10).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let from = p.received.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rx = p.received.lock().unwrap()[from..].to_vec();
+    let cn = rx.iter().filter(|r| r.payload_type == 13).count();
+    assert!((4..=6).contains(&cn), "about 5 CN packets a second: {cn}");
+    assert!(
+        rx.iter().all(|r| r.payload_type == 13),
+        "no silence frames while idle"
+    );
+    // A key brings audio back (the status prompt).
+    p.press("1").await;
+    assert!(
+        p.wait_for_prompt(PromptId::StatusAvailable, 10).await,
+        "{:?}",
+        p.heard()
+    );
+    p.hangup().await;
+}

@@ -94,6 +94,11 @@ impl RtpWriter {
         &self.buf[..12 + len]
     }
 
+    /// Sets the marker bit on the next packet (the start of a talkspurt after silence).
+    pub fn mark_next(&mut self) {
+        self.marker = true;
+    }
+
     /// Advances the timestamp without sending (time passed with nothing to send).
     pub fn skip(&mut self, samples: u32) {
         self.timestamp = self.timestamp.wrapping_add(samples);

@@ -163,6 +163,8 @@ pub struct PhoneOptions {
     pub invite_headers: String,
     /// The user dialed (the Request-URI user): "login", "logout" …
     pub dialed: String,
+    /// Offer comfort noise (CN/8000, payload type 13).
+    pub comfort_noise: bool,
 }
 
 impl Default for PhoneOptions {
@@ -175,6 +177,7 @@ impl Default for PhoneOptions {
             late_offer: false,
             invite_headers: String::new(),
             dialed: "login".into(),
+            comfort_noise: false,
         }
     }
 }
@@ -353,6 +356,9 @@ impl Phone {
         let fam = if addr.is_ipv4() { "IP4" } else { "IP6" };
         let mut pts: Vec<u8> = self.opts.codecs.iter().map(|c| c.payload_type()).collect();
         pts.extend(self.opts.telephone_event);
+        if self.opts.comfort_noise {
+            pts.push(13);
+        }
         let mut s = format!(
             "v=0\r\no=phone 1 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pts}\r\n",
             ip = addr.ip(),
@@ -364,6 +370,9 @@ impl Phone {
         }
         if let Some(te) = self.opts.telephone_event {
             s += &format!("a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n");
+        }
+        if self.opts.comfort_noise {
+            s += "a=rtpmap:13 CN/8000\r\n";
         }
         s += "a=ptime:20\r\na=sendrecv\r\n";
         s
