@@ -12,7 +12,7 @@ use crate::media::prompts::{Catalog, Codec, Frame, FRAME_SAMPLES};
 use crate::media::rtp::{self, PortAllocator, RemoteTarget, RtpWriter, MAX_RTP_PACKET};
 use crate::sdp::{self, Negotiated, Origin, RemoteMedia};
 use crate::sip::{CallSlot, IncomingCall, SipEvent};
-use crate::store::{security_log, LoginAttempt, LoginPolicy, LoginResult, Store, StoreError};
+use crate::store::{LoginAttempt, LoginPolicy, LoginResult, Store, StoreError};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -67,6 +67,9 @@ impl AttemptLimiters {
         by_station && by_source
     }
 }
+
+/// Reason audited for an attempt over the per-station or per-source limit.
+const REASON_OVER_LIMIT: &str = "too many attempts from this station or source";
 
 /// How long a caller over the attempt limits waits for its "Login incorrect".
 const OVER_LIMIT_DELAY: Duration = Duration::from_secs(3);
@@ -425,11 +428,9 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     check = Some(tokio::spawn(async move {
                         if !allowed {
                             // Not told why, and slowed down: no agent number can be learned.
-                            security_log(
-                                "login_refused",
-                                "too many attempts from this station or source",
-                                &attempt,
-                            );
+                            store2
+                                .refuse(&attempt, "login_refused", REASON_OVER_LIMIT)
+                                .await?;
                             tokio::time::sleep(OVER_LIMIT_DELAY).await;
                             return Ok(CheckOutcome::Incorrect);
                         }

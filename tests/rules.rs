@@ -205,6 +205,14 @@ async fn a_station_over_its_attempts_per_minute_hears_login_incorrect_slowly() {
         .count();
     assert_eq!(incorrect, 2, "{:?}", p.heard());
     assert!(gw.store.list_sessions().await.unwrap().is_empty());
+    assert_eq!(
+        gw.store
+            .audit_events("1001", "login_refused")
+            .await
+            .unwrap(),
+        1,
+        "the refusal is audited"
+    );
     p.hangup().await;
 }
 

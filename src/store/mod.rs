@@ -476,20 +476,24 @@ impl Store {
             }
         }
         if !rules::station_allowed(&r.stations, &a.station) {
-            security_log("login_refused", "station not allowed for this agent", a);
-            self.db
-                .audit(
-                    &self.tenant,
-                    a,
-                    "login_refused",
-                    Some("station not allowed for this agent"),
-                )
+            self.refuse(a, "login_refused", "station not allowed for this agent")
                 .await?;
             return Ok(LoginResult::StationNotAllowed);
         }
         self.db
             .claim_session(&self.tenant, a, &self.node_id, policy)
             .await
+    }
+
+    /// Records (audit and the fail2ban line) a refusal decided outside the store.
+    pub async fn refuse(
+        &self,
+        a: &LoginAttempt,
+        event: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        security_log(event, reason, a);
+        self.db.audit(&self.tenant, a, event, Some(reason)).await
     }
 
     /// Logs an agent off by phone with its credentials (checked like a login).
@@ -530,24 +534,23 @@ impl Store {
         // Verified even for unknown agents (against a dummy), so every answer takes as long.
         let right = self.hasher.verify(&a.passcode, hash).await?;
         let now = sqlite::now_ms();
-        let refuse = |event: &'static str, reason: &'static str| async move {
-            security_log(event, reason, a);
-            self.db.audit(&self.tenant, a, event, Some(reason)).await
-        };
+
         if !rules::source_allowed(&policy.networks, a.source_ip) {
-            refuse("login_refused", "source network not allowed").await?;
+            self.refuse(a, "login_refused", "source network not allowed")
+                .await?;
             return Ok(Err(LoginResult::Incorrect));
         }
         let Some(r) = record else {
-            refuse("login_failed", "unknown agent").await?;
+            self.refuse(a, "login_failed", "unknown agent").await?;
             return Ok(Err(LoginResult::Incorrect));
         };
         if r.failures.locked(now) {
             if right {
-                refuse("login_refused", "agent locked").await?;
+                self.refuse(a, "login_refused", "agent locked").await?;
                 return Ok(Err(LoginResult::Locked));
             }
-            refuse("login_failed", "wrong passcode (agent locked)").await?;
+            self.refuse(a, "login_failed", "wrong passcode (agent locked)")
+                .await?;
             return Ok(Err(LoginResult::Incorrect));
         }
         if !right {
@@ -566,11 +569,16 @@ impl Store {
             return Ok(Err(LoginResult::Incorrect));
         }
         if !r.enabled {
-            refuse("login_failed", "agent disabled").await?;
+            self.refuse(a, "login_failed", "agent disabled").await?;
             return Ok(Err(LoginResult::Incorrect));
         }
         if !rules::source_allowed(&r.networks, a.source_ip) {
-            refuse("login_refused", "source network not allowed for this agent").await?;
+            self.refuse(
+                a,
+                "login_refused",
+                "source network not allowed for this agent",
+            )
+            .await?;
             return Ok(Err(LoginResult::Incorrect));
         }
         if r.failures.count > 0 {
