@@ -10,11 +10,22 @@ use clap::{Args, Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
 
+/// The version with the git revision it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("AGENTGW_GIT_REVISION"),
+    ")"
+);
+
 /// SIP agent-login gateway: agents dial in, key their agent number and passcode, and are
 /// logged on.
 #[derive(Debug, Parser)]
-#[command(name = "agentgw", version, about)]
+#[command(name = "agentgw", version = VERSION, about)]
 struct Cli {
+    /// Log format: "text" (default) or "json" (one JSON object per line, for log shippers).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     /// The TOML config file (every key optional; see systemd/agentgw.toml).
     #[arg(long, global = true, env = "AGENTGW_CONFIG")]
     config: Option<PathBuf>,
@@ -42,6 +53,19 @@ enum Command {
     /// See and end sessions (logged-on agents).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Check configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and print the effective configuration (every default filled
+    /// in); exit 1 with FILE: KEY: reason on error.
+    Check {
+        /// The file (default: --config).
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,21 +170,44 @@ fn node_id() -> String {
         .unwrap_or_else(|| "agentgw".into())
 }
 
-fn init_logging() {
+fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn,sqlx=warn"));
     // Plain text unless on a terminal: the journal and fail2ban read these lines.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        fmt.json().init();
+    } else {
+        fmt.with_ansi(ansi).init();
+    }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message is for the administrator: no backtrace.
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Config(ConfigCommand::Check { file }) = &cli.command {
+        return config_check(file.as_ref().or(cli.config.as_ref()));
+    }
     let config = load_config(&cli)?;
     if cli.tenant != agentgw::store::DEFAULT_TENANT
         && !config.tenant.iter().any(|t| t.name == cli.tenant)
@@ -171,18 +218,32 @@ async fn main() -> Result<()> {
         );
     }
     match &cli.command {
-        Command::Serve { demo } => serve(&config, *demo).await,
+        Command::Serve { demo } => serve(&config, *demo, &cli.log_format).await,
+        Command::Config(_) => Ok(()),
         Command::Agent(cmd) => agent(&config, &cli.tenant, cmd).await,
         Command::Session(cmd) => session(&config, &cli.tenant, cmd).await,
     }
+}
+
+fn config_check(file: Option<&PathBuf>) -> Result<()> {
+    let config = match file {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    println!("{}", config.effective());
+    println!(
+        "# {}: valid",
+        file.map_or("(defaults)".to_string(), |f| f.display().to_string())
+    );
+    Ok(())
 }
 
 async fn open_store(config: &Config) -> Result<Store> {
     Ok(Store::open(&config.store.url, &node_id()).await?)
 }
 
-async fn serve(config: &Config, demo: bool) -> Result<()> {
-    init_logging();
+async fn serve(config: &Config, demo: bool, log_format: &str) -> Result<()> {
+    init_logging(log_format);
     let store = open_store(config).await?;
     if demo {
         for (number, name, pass) in [

@@ -265,3 +265,40 @@ fn a_bad_config_names_the_file_the_key_and_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn config_check_prints_the_effective_config_or_the_error() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/agentgw.toml");
+    let o = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("already_logged_on = \"reject\"") && out.contains("valid"),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[sip]\nlisten = [\"udp:nowhere\"]\n").unwrap();
+    let o = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{}: sip.listen[0]: ", bad.display())),
+        "{err}"
+    );
+    assert!(!err.contains("Stack backtrace"), "{err}");
+    let o = Command::new(BIN).arg("--version").output().unwrap();
+    let v = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        v.starts_with("agentgw 0.1.0 (") && v.trim_end().ends_with(')'),
+        "{v}"
+    );
+}
