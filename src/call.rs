@@ -384,8 +384,12 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 };
                 flow.handle(Input::CheckResult(result), std::time::Instant::now());
             },
-            Some(moved) = line_rx.recv() => {
-                flow.handle(Input::SessionEnded { moved }, std::time::Instant::now());
+            Some(event) = line_rx.recv() => {
+                let input = match event {
+                    LineEvent::SessionEnded { moved } => Input::SessionEnded { moved },
+                    LineEvent::Shutdown => Input::Shutdown,
+                };
+                flow.handle(input, std::time::Instant::now());
             },
             _ = tokio::time::sleep_until(if flow.is_staying() { stay_deadline } else { call_deadline }) => {
                 flow.handle(Input::TimeLimit, std::time::Instant::now());
@@ -533,8 +537,17 @@ fn outcome_of(r: LoginResult) -> CheckOutcome {
     }
 }
 
-/// The calls up on this gateway, by Call-ID, for telling a stay line its session ended.
-pub type Lines = Mutex<HashMap<String, tokio::sync::mpsc::Sender<bool>>>;
+/// What the gateway tells a call from outside.
+#[derive(Debug, Clone, Copy)]
+pub enum LineEvent {
+    /// Its session ended elsewhere; `moved`: by a log on at another station.
+    SessionEnded { moved: bool },
+    /// The gateway shuts down.
+    Shutdown,
+}
+
+/// The calls up on this gateway, by Call-ID.
+pub type Lines = Mutex<HashMap<String, tokio::sync::mpsc::Sender<LineEvent>>>;
 
 /// A call's entry in `Lines`, removed when the call task ends.
 struct LineRegistration<'a> {
@@ -543,7 +556,7 @@ struct LineRegistration<'a> {
 }
 
 impl<'a> LineRegistration<'a> {
-    fn new(ctx: &'a CallContext, call_id: &str, tx: tokio::sync::mpsc::Sender<bool>) -> Self {
+    fn new(ctx: &'a CallContext, call_id: &str, tx: tokio::sync::mpsc::Sender<LineEvent>) -> Self {
         if let Ok(mut lines) = ctx.lines.lock() {
             lines.insert(call_id.to_string(), tx);
         }
@@ -562,6 +575,15 @@ impl Drop for LineRegistration<'_> {
     }
 }
 
+/// Tells every call up that the gateway shuts down.
+pub fn shut_down_lines(ctx: &CallContext) {
+    if let Ok(lines) = ctx.lines.lock() {
+        for line in lines.values() {
+            line.try_send(LineEvent::Shutdown).ok();
+        }
+    }
+}
+
 /// Tells the stay lines of this gateway when their session ended elsewhere (a log on at
 /// another station, a station taken over, an agent removed): they play the drop prompt and
 /// hang up.
@@ -573,7 +595,10 @@ pub async fn drop_ended_lines(ctx: Arc<CallContext>) {
                 let Some(call_id) = e.call_id else { continue };
                 let line = ctx.lines.lock().ok().and_then(|l| l.get(&call_id).cloned());
                 if let Some(line) = line {
-                    line.try_send(e.reason == REASON_MOVED).ok();
+                    line.try_send(LineEvent::SessionEnded {
+                        moved: e.reason == REASON_MOVED,
+                    })
+                    .ok();
                 }
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

@@ -40,6 +40,21 @@ pub struct Config {
     pub dtmf: DtmfConfig,
     /// Tenants (OneContact tenants, 8x8 services): the number dialed picks one.
     pub tenant: Vec<TenantConfig>,
+    pub gateway: GatewayConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// On SIGTERM, how long logins in progress may take to finish before the rest hear
+    /// goodbye and get a BYE.
+    pub drain_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig { drain_secs: 30 }
+    }
 }
 
 /// One tenant: its own agents, stations, sessions and prompt language.
@@ -412,7 +427,7 @@ impl Config {
              lockout_mins = {}\nstation_attempts_per_min = {}\nsource_attempts_per_min = {}\n\
              allowed_networks = {}\nstation = {:?}\nstation_header = {:?}\nlogout_uri_user = {:?}\n\
              after_login = {:?}\ninitial_status = {:?}\nsession_max_hours = {}\nnew_agents_must_change = {}\n\n\
-             [dtmf]\nmethods = {}\n",
+             [dtmf]\nmethods = {}\n\n[gateway]\ndrain_secs = {}\n",
             list(self.sip.listen.iter().map(|l| l.to_string()).collect()),
             self.sip.max_calls,
             self.sip.max_call_secs,
@@ -443,6 +458,7 @@ impl Config {
             l.session_max_hours,
             l.new_agents_must_change,
             list(self.dtmf.methods.iter().map(|m| m.to_string()).collect()),
+            self.gateway.drain_secs,
         );
         for t in &self.tenant {
             out.push_str(&format!(
@@ -538,6 +554,9 @@ impl Config {
         };
         if self.sip.listen.is_empty() {
             return invalid("sip.listen", "at least one listener is needed");
+        }
+        if self.gateway.drain_secs > 3600 {
+            return invalid("gateway.drain_secs", "must be at most 3600");
         }
         if self.sip.max_calls == 0 {
             return invalid("sip.max_calls", "must be at least 1");

@@ -41,6 +41,23 @@ async fn expire_sessions(store: Store, max_age: Duration) {
     }
 }
 
+/// Calls in progress and agents logged on, for systemd's STATUS line.
+#[derive(Debug, Clone)]
+pub struct GatewayStatus {
+    calls: crate::sip::CallCounter,
+    store: Store,
+}
+
+impl GatewayStatus {
+    /// (calls in progress, agents logged on in every tenant).
+    pub async fn snapshot(&self) -> (usize, usize) {
+        (
+            self.calls.get(),
+            self.store.count_sessions().await.unwrap_or(0),
+        )
+    }
+}
+
 /// A running gateway. Dropping it stops the listeners.
 pub struct Gateway {
     sip: SipServer,
@@ -56,6 +73,14 @@ impl Gateway {
 
     /// Starts with an already opened store (the CLI seeds demo agents first).
     pub async fn start_with_store(config: &Config, store: Store) -> Result<Gateway, GatewayError> {
+        match store.close_stay_sessions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                sessions = n,
+                "sessions of stay lines held before the restart closed"
+            ),
+            Err(e) => return Err(e.into()),
+        }
         let mut catalogs = HashMap::new();
         let mut languages = config.languages();
         // Agents may have a language of their own: every language directory is loaded.
@@ -136,6 +161,35 @@ impl Gateway {
     /// SIP dialogs open; zero when no call is up (anything else is a leak).
     pub fn open_dialogs(&self) -> usize {
         self.sip.open_dialogs()
+    }
+
+    /// Drains: new calls get 503 at once; calls in progress have up to `drain` to finish
+    /// (logins complete); then the rest hear "Goodbye." and get a BYE (a stay line's agent is
+    /// logged out), and the listeners stop. Returns the calls that had to be cut.
+    pub async fn drain(&self, drain: Duration) -> usize {
+        self.sip.drain();
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.active_calls() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let cut = self.active_calls();
+        if cut > 0 {
+            call::shut_down_lines(&self.ctx);
+            let grace = tokio::time::Instant::now() + Duration::from_secs(5);
+            while self.active_calls() > 0 && tokio::time::Instant::now() < grace {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.sip.shutdown();
+        cut
+    }
+
+    /// What the service status line reads, without holding the gateway.
+    pub fn status(&self) -> GatewayStatus {
+        GatewayStatus {
+            calls: self.sip.calls.clone(),
+            store: self.ctx.store.clone(),
+        }
     }
 
     /// Stops taking calls.

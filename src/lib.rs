@@ -6,6 +6,7 @@ pub mod config;
 pub mod gateway;
 pub mod login;
 pub mod media;
+pub mod notify;
 pub mod sdp;
 pub mod sip;
 pub mod store;

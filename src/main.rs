@@ -1,14 +1,18 @@
 //! The `agentgw` command line: serve, manage agents, list and end sessions.
 
 use agentgw::config::{Config, Transport};
+use agentgw::gateway::GatewayStatus;
 use agentgw::login::rules::Network;
 use agentgw::login::Passcode;
+use agentgw::notify::Notifier;
 use agentgw::store::Store;
 use agentgw::Gateway;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
 
 /// The version with the git revision it was built from.
 const VERSION: &str = concat!(
@@ -218,7 +222,9 @@ async fn run() -> Result<()> {
         );
     }
     match &cli.command {
-        Command::Serve { demo } => serve(&config, *demo, &cli.log_format).await,
+        Command::Serve { demo } => {
+            serve(&config, cli.config.as_ref(), *demo, &cli.log_format).await
+        }
         Command::Config(_) => Ok(()),
         Command::Agent(cmd) => agent(&config, &cli.tenant, cmd).await,
         Command::Session(cmd) => session(&config, &cli.tenant, cmd).await,
@@ -242,7 +248,12 @@ async fn open_store(config: &Config) -> Result<Store> {
     Ok(Store::open(&config.store.url, &node_id()).await?)
 }
 
-async fn serve(config: &Config, demo: bool, log_format: &str) -> Result<()> {
+async fn serve(
+    config: &Config,
+    config_path: Option<&PathBuf>,
+    demo: bool,
+    log_format: &str,
+) -> Result<()> {
     init_logging(log_format);
     let store = open_store(config).await?;
     if demo {
@@ -290,10 +301,80 @@ async fn serve(config: &Config, demo: bool, log_format: &str) -> Result<()> {
         "agents logged on: agentgw session list{}",
         config_hint(config)
     );
-    shutdown_signal().await;
-    tracing::info!(calls = gateway.active_calls(), "shutting down");
-    gateway.shutdown();
+    let notifier = std::sync::Arc::new(Notifier::from_env());
+    notifier.send("READY=1\nSTATUS=listening, no calls");
+    let health = tokio::spawn(health_loop(notifier.clone(), gateway.status()));
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => check_reload(config_path),
+        }
+    }
+    let calls = gateway.active_calls();
+    tracing::info!(
+        calls,
+        drain_secs = config.gateway.drain_secs,
+        "draining: new calls get 503"
+    );
+    notifier.send(&format!(
+        "STOPPING=1\nSTATUS=draining, {calls} calls in progress"
+    ));
+    let drain = gateway.drain(Duration::from_secs(config.gateway.drain_secs));
+    let cut = tokio::select! {
+        cut = drain => cut,
+        _ = term.recv() => stop_at_once(),
+        _ = int.recv() => stop_at_once(),
+    };
+    health.abort();
+    tracing::info!(cut, "stopped");
     Ok(())
+}
+
+/// SIGHUP (systemctl reload): checks the config file again. Applying it live is not built
+/// yet, so a valid file is reported as needing a restart and a broken one is refused; the
+/// running configuration never changes and no call is touched.
+fn check_reload(path: Option<&PathBuf>) {
+    let Some(path) = path else {
+        tracing::info!("SIGHUP: no config file to reload (running on defaults)");
+        return;
+    };
+    match Config::load(path) {
+        Ok(_) => tracing::warn!(
+            file = %path.display(),
+            "SIGHUP: the config file is valid, but live reload is not implemented yet: restart agentgw to apply it"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the new config is refused; the running one stays")
+        }
+    }
+}
+
+fn stop_at_once() -> usize {
+    tracing::warn!("second signal: stopping at once");
+    std::process::exit(1)
+}
+
+/// Tells systemd the gateway is alive (WATCHDOG=1, sent from a task of the runtime that runs
+/// the calls: a stalled runtime stops the pings) and what it is doing (STATUS=).
+async fn health_loop(notifier: std::sync::Arc<Notifier>, status: GatewayStatus) {
+    let watchdog = Notifier::watchdog_interval();
+    let every = watchdog
+        .unwrap_or(Duration::from_secs(10))
+        .min(Duration::from_secs(10));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let (calls, agents) = status.snapshot().await;
+        let mut msg = format!("STATUS={calls} calls in progress, {agents} agents logged on");
+        if watchdog.is_some() {
+            msg.push_str("\nWATCHDOG=1");
+        }
+        notifier.send(&msg);
+    }
 }
 
 /// The address this host uses for outside traffic (no packet is sent: a UDP connect only
@@ -314,14 +395,6 @@ fn config_hint(config: &Config) -> String {
         String::new()
     } else {
         format!(" --db {}", config.store.url)
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
 }
 

@@ -1,6 +1,8 @@
 //! The real `agentgw` binary, driven from outside: the SIPp scenarios against `serve --demo`,
 //! and the command line an administrator uses.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,6 +31,11 @@ struct Daemon {
 impl Daemon {
     /// `agentgw serve --demo` on a free port, ringing 500 ms (as sip-scenarios/gateway.toml).
     fn start() -> Daemon {
+        Daemon::start_with("", &[])
+    }
+
+    /// The same with more config (`extra` is TOML appended after [store]) and environment.
+    fn start_with(extra: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("agentgw.toml");
@@ -36,14 +43,35 @@ impl Daemon {
             &config,
             format!(
                 "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\nanswer_after_ms = 500\n\
-                 [store]\nurl = \"sqlite://{}\"\n",
+                 [store]\nurl = \"sqlite://{}\"\n{extra}\n",
                 dir.path().join("agentgw.db").display()
             ),
         )
         .unwrap();
+        Daemon::run(dir, config, port, env)
+    }
+
+    /// Starts the binary on an existing config (a restart).
+    fn run(dir: tempfile::TempDir, config: PathBuf, port: u16, env: &[(&str, &str)]) -> Daemon {
+        let child = Daemon::spawn(&config, port, env);
+        Daemon {
+            child,
+            config,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Starts the process again on the same config and store (after it died).
+    fn restart(&mut self) {
+        self.child = Daemon::spawn(&self.config, self.port, &[]);
+    }
+
+    fn spawn(config: &Path, port: u16, env: &[(&str, &str)]) -> Child {
         let mut child = Command::new(BIN)
             .args(["--config", config.to_str().unwrap(), "serve", "--demo"])
             .env("RUST_LOG", "info,rsipstack=warn,sqlx=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -74,12 +102,7 @@ impl Daemon {
             "serve printed {seen:?}"
         );
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        Daemon {
-            child,
-            config,
-            port,
-            _dir: dir,
-        }
+        child
     }
 
     fn cli(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -102,6 +125,29 @@ impl Daemon {
             String::from_utf8_lossy(&o.stdout).into(),
             String::from_utf8_lossy(&o.stderr).into(),
         )
+    }
+}
+
+impl Daemon {
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    /// Waits for the process to exit; its exit code (None: still running after `secs`).
+    fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 }
 
@@ -300,5 +346,93 @@ fn config_check_prints_the_effective_config_or_the_error() {
     assert!(
         v.starts_with("agentgw 0.1.0 (") && v.trim_end().ends_with(')'),
         "{v}"
+    );
+}
+
+#[test]
+fn systemd_hears_ready_status_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut d = Daemon::start_with(
+        "[gateway]\ndrain_secs = 2\n",
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let mut seen = String::new();
+    let read_until = |seen: &mut String, what: &str, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut buf = [0u8; 4096];
+        while !seen.contains(what) && Instant::now() < deadline {
+            if let Ok(n) = sock.recv(&mut buf) {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                seen.push('\n');
+            }
+        }
+        seen.contains(what)
+    };
+    assert!(read_until(&mut seen, "READY=1", 10), "{seen}");
+    assert!(read_until(&mut seen, "WATCHDOG=1", 5), "{seen}");
+    assert!(read_until(&mut seen, "agents logged on", 5), "{seen}");
+    d.signal("-TERM");
+    assert!(read_until(&mut seen, "STOPPING=1", 5), "{seen}");
+    assert_eq!(d.wait_exit(10), Some(0));
+}
+
+#[test]
+fn sigterm_drains_logins_in_progress_refuses_new_calls_and_exits_0() {
+    let mut d = Daemon::start_with("[gateway]\ndrain_secs = 20\n", &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", d.port).parse().unwrap();
+    rt.block_on(async {
+        let mut a = support::Phone::new(addr, support::PhoneOptions::default()).await;
+        assert_eq!(a.call().await, 200);
+        a.press("1001#").await;
+        d.signal("-TERM");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut b = support::Phone::new(addr, support::PhoneOptions::default()).await;
+        assert_eq!(b.call().await, 503, "a new call during the drain");
+        let options = b.options().await.unwrap();
+        assert_eq!(
+            options.status(),
+            Some(503),
+            "OPTIONS too, so PBXs fail over"
+        );
+        a.press("1234#").await;
+        assert_eq!(a.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    });
+    assert_eq!(d.wait_exit(15), Some(0));
+    let (ok, list, _) = d.cli(&["session", "list"], None);
+    assert!(ok && list.contains("1001 "), "the login finished: {list}");
+}
+
+#[test]
+fn a_restart_closes_the_sessions_of_stay_lines_that_died_with_the_old_process() {
+    let mut d = Daemon::start_with("[login]\nafter_login = \"stay\"\n", &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", d.port).parse().unwrap();
+    rt.block_on(async {
+        let mut a = support::Phone::new(addr, support::PhoneOptions::default()).await;
+        a.call().await;
+        a.press("1002#2345#").await;
+        assert!(
+            a.wait_for_prompt(agentgw::media::prompts::PromptId::AgentLoginOk, 10)
+                .await
+        );
+    });
+    let (_, list, _) = d.cli(&["session", "list"], None);
+    assert!(list.contains("1002 "), "{list}");
+    d.signal("-KILL");
+    d.wait_exit(5);
+    // Start again on the same config and store.
+    d.restart();
+    let (_, list, _) = d.cli(&["session", "list"], None);
+    assert!(
+        !list.contains("1002 "),
+        "the dead stay line's session is closed: {list}"
     );
 }

@@ -118,6 +118,8 @@ pub enum Outcome {
     /// A stay line whose session was ended elsewhere (a log on at another station, an
     /// administrator).
     Dropped,
+    /// The gateway shut down.
+    Shutdown,
 }
 
 impl Outcome {
@@ -137,6 +139,7 @@ impl Outcome {
             Outcome::LoggedOff => "logged-off",
             Outcome::NotLoggedOn => "not-logged-on",
             Outcome::Dropped => "dropped",
+            Outcome::Shutdown => "shutdown",
         }
     }
 }
@@ -158,6 +161,9 @@ pub enum Input {
     Hangup,
     /// (Stay lines) the session was ended elsewhere; `moved`: by a log on at another station.
     SessionEnded { moved: bool },
+    /// The gateway is shutting down after its drain time: goodbye now (a stay line also logs
+    /// its agent out).
+    Shutdown,
 }
 
 /// What the driver must do.
@@ -285,6 +291,7 @@ pub struct FlowConfig {
 pub const REASON_STATION_HUNG_UP: &str = "station hung up";
 pub const REASON_BY_PHONE: &str = "logged off by phone";
 pub const REASON_MAX_HOURS: &str = rules::REASON_SESSION_EXPIRED;
+pub const REASON_SHUTDOWN: &str = "gateway shutdown";
 
 impl From<&LoginConfig> for FlowConfig {
     fn from(c: &LoginConfig) -> Self {
@@ -405,6 +412,22 @@ impl Flow {
                 let checking = self.checking_agent();
                 self.state = State::Done { checking };
             }
+            Input::Shutdown => match &self.state {
+                State::Checking { agent, .. } => {
+                    self.state = State::Done {
+                        checking: Some(agent.clone()),
+                    };
+                    self.actions.push_back(Action::Hangup(Outcome::Shutdown));
+                }
+                State::Done { .. } | State::Closing { .. } => {}
+                State::Staying { .. } => {
+                    self.actions.push_back(Action::Logout {
+                        reason: REASON_SHUTDOWN,
+                    });
+                    self.close(&[PromptId::Goodbye], Outcome::Shutdown);
+                }
+                _ => self.close(&[PromptId::Goodbye], Outcome::Shutdown),
+            },
             Input::SessionEnded { moved } => {
                 // While a change of this line's own is pending, its answer tells what happened.
                 if let State::Staying { pending: false } = self.state {

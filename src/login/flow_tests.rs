@@ -637,3 +637,26 @@ fn with_station_prompt_the_extension_is_asked_after_the_passcode() {
         matches!(c.keys("#").last(), Some(Action::Check { extension: Some(e), .. }) if e.is_empty())
     );
 }
+
+#[test]
+fn shutdown_says_goodbye_and_a_stay_line_logs_its_agent_out() {
+    let mut c = Call::new();
+    assert_eq!(
+        c.input(Input::Shutdown),
+        vec![Action::StopPrompt, Action::Play(PromptId::Goodbye)]
+    );
+    assert_eq!(
+        c.done(PromptId::Goodbye),
+        vec![Action::Hangup(Outcome::Shutdown)]
+    );
+    let mut c = staying();
+    assert_eq!(
+        c.input(Input::Shutdown),
+        vec![
+            Action::Logout {
+                reason: REASON_SHUTDOWN
+            },
+            Action::Play(PromptId::Goodbye)
+        ]
+    );
+}

@@ -56,6 +56,8 @@ pub enum ClaimDecision {
 
 /// Reason recorded for a session ended by a log on elsewhere (Genesys' wording).
 pub const REASON_MOVED: &str = "subsequent log on at a different station";
+/// Reason recorded for the session of a stay line whose gateway restarted.
+pub const REASON_RESTART: &str = "gateway restart";
 /// Reason recorded for a session older than `session_max_hours`.
 pub const REASON_SESSION_EXPIRED: &str = "session_max_hours reached";
 /// Reason recorded for a session ended because another agent took its station.

@@ -19,7 +19,7 @@ use rsipstack::transport::{SipConnection, TcpListenerConnection, TransportLayer}
 use rsipstack::EndpointBuilder;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -164,6 +164,8 @@ pub struct SipServer {
     pub calls: CallCounter,
     /// Kept to count open dialogs (a leak shows here first).
     dialogs: Arc<DialogLayer>,
+    /// Set when the gateway drains: new calls and keepalives get 503 so PBXs fail over.
+    draining: Arc<AtomicBool>,
     cancel: CancellationToken,
 }
 
@@ -252,7 +254,9 @@ impl SipServer {
         ));
         let mut settings = settings;
         settings.listen = listening.clone();
+        let draining = Arc::new(AtomicBool::new(false));
         let acceptor = Acceptor {
+            draining: draining.clone(),
             dialogs: dialogs.clone(),
             state_tx,
             routes,
@@ -266,10 +270,17 @@ impl SipServer {
                 listening,
                 calls,
                 dialogs,
+                draining,
                 cancel,
             },
             calls_rx,
         ))
+    }
+
+    /// Refuses new calls (INVITE and OPTIONS get 503 with Retry-After) from now on; calls
+    /// in progress go on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// Dialogs the SIP stack holds open.
@@ -316,6 +327,8 @@ fn route(routes: &Routes, id: &str) -> Option<mpsc::Sender<SipEvent>> {
 }
 
 struct Acceptor {
+    /// New calls are refused while the gateway drains.
+    draining: Arc<AtomicBool>,
     dialogs: Arc<DialogLayer>,
     state_tx: rsipstack::dialog::dialog::DialogStateSender,
     routes: Routes,
@@ -361,6 +374,16 @@ impl Acceptor {
                 }
                 _ => spawn_reply(tx, StatusCode::CallTransactionDoesNotExist, vec![]),
             }
+            return;
+        }
+        if self.draining.load(Ordering::Acquire)
+            && matches!(method, Method::Invite | Method::Options)
+        {
+            spawn_reply(
+                tx,
+                StatusCode::ServiceUnavailable,
+                vec![Header::RetryAfter("30".into())],
+            );
             return;
         }
         match method {

@@ -80,6 +80,8 @@ pub struct LoginPolicy {
     pub networks: Vec<Network>,
     /// The status a new session starts in.
     pub initial_status: AgentStatus,
+    /// Sessions are held by a line kept up (`after_login = "stay"`).
+    pub stay: bool,
 }
 
 impl From<&crate::config::LoginConfig> for LoginPolicy {
@@ -90,6 +92,7 @@ impl From<&crate::config::LoginConfig> for LoginPolicy {
             lockout: c.lockout(),
             networks: c.allowed_networks.clone(),
             initial_status: c.initial_status,
+            stay: c.after_login == crate::config::AfterLogin::Stay,
         }
     }
 }
@@ -387,6 +390,19 @@ impl Store {
 
     pub async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
         self.db.list_sessions(&self.tenant).await
+    }
+
+    /// Closes the sessions of stay lines this gateway held before it restarted (their lines
+    /// are gone); how many.
+    pub async fn close_stay_sessions(&self) -> Result<usize, StoreError> {
+        self.db
+            .close_stay_sessions(&self.node_id, rules::REASON_RESTART)
+            .await
+    }
+
+    /// Sessions of every tenant.
+    pub async fn count_sessions(&self) -> Result<usize, StoreError> {
+        self.db.count_sessions().await
     }
 
     /// Ends the sessions (of every tenant) older than `max_age`; how many.

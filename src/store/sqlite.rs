@@ -511,6 +511,34 @@ impl SqliteStore {
         Ok(found)
     }
 
+    pub(super) async fn close_stay_sessions(
+        &self,
+        node_id: &str,
+        reason: &str,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let held: Vec<(String, String)> =
+            sqlx::query_as("SELECT tenant, agent FROM sessions WHERE node_id = ? AND stay = 1")
+                .bind(node_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut ended = Vec::new();
+        for (tenant, agent) in &held {
+            ended.extend(delete_session(&mut tx, tenant, SessionOf::Agent(agent), reason).await?);
+        }
+        tx.commit().await?;
+        let n = ended.len();
+        self.tell(ended);
+        Ok(n)
+    }
+
+    pub(super) async fn count_sessions(&self) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as usize)
+    }
+
     /// Ends every session (of every tenant) logged on before `before_ms`.
     pub(super) async fn expire_sessions(
         &self,
@@ -606,8 +634,8 @@ impl SqliteStore {
                 }
                 let now = now_ms();
                 sqlx::query(
-                    "INSERT INTO sessions (tenant, agent, station, source, node_id, call_id, status, logged_in_at, last_seen_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO sessions (tenant, agent, station, source, node_id, call_id, status, stay, logged_in_at, last_seen_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(tenant)
                 .bind(&a.agent.0)
@@ -616,6 +644,7 @@ impl SqliteStore {
                 .bind(node_id)
                 .bind(&a.call_id)
                 .bind(policy.initial_status.as_str())
+                .bind(policy.stay as i64)
                 .bind(now)
                 .bind(now)
                 .execute(&mut *tx)

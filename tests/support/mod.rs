@@ -703,6 +703,7 @@ impl Phone {
 
     pub async fn options(&mut self) -> Option<SipMsg> {
         self.call_id = format!("{}@test-phone", rand_token());
+        self.to_tag = None;
         let req = self.request("OPTIONS", 1, "Accept: application/sdp\r\n", "", true);
         self.send_raw(req.as_bytes()).await;
         self.final_response("OPTIONS", 5).await
