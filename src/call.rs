@@ -8,30 +8,28 @@ use crate::media::dtmf::rfc4733::EventReceiver;
 use crate::media::dtmf::{Digit, DtmfCounters, DtmfMethod, KeyMerger};
 use crate::media::g711;
 use crate::media::player::{MediaClock, Player};
-use crate::media::prompts::{Catalog, Codec, Frame, FRAME_SAMPLES};
+use crate::media::prompts::{Catalog, Codec, Frame, PromptError, FRAME_SAMPLES};
 use crate::media::rtp::{self, PortAllocator, RemoteTarget, RtpWriter, MAX_RTP_PACKET};
 use crate::sdp::{self, Negotiated, Origin, RemoteMedia};
 use crate::sip::{CallSlot, IncomingCall, SipEvent};
 use crate::store::{LoginAttempt, LoginPolicy, LoginResult, Store, StoreError};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
-/// What every call shares.
+/// What a SIGHUP can change: each call takes the settings current when it starts and keeps
+/// them to its end.
 #[derive(Debug)]
-pub struct CallContext {
+pub struct Settings {
     /// The prompts of every language in use, by language.
     pub catalogs: HashMap<String, Catalog>,
-    /// The configuration the gateway started with (tenant routing).
+    /// The configuration (tenant routing).
     pub config: crate::config::Config,
-    pub store: Store,
-    pub clock: MediaClock,
-    pub ports: PortAllocator,
     pub flow: FlowConfig,
     /// Longest a call may last before it is ended with goodbye.
     pub max_call: Duration,
@@ -39,16 +37,72 @@ pub struct CallContext {
     pub answer_after: Duration,
     /// DTMF methods accepted.
     pub dtmf_methods: Vec<DtmfMethod>,
-    /// Keys received by method, for the whole process.
-    pub dtmf_counters: DtmfCounters,
     /// The login rules.
     pub policy: LoginPolicy,
     /// How long a stay line (and its session) may last.
     pub session_max: Duration,
+}
+
+impl Settings {
+    /// Builds the settings of `config`, loading every prompt language it uses (and every
+    /// language directory under `[prompts] dir`, for agents' own languages).
+    pub fn from_config(config: &crate::config::Config) -> Result<Settings, PromptError> {
+        let mut languages = config.languages();
+        if let Some(dir) = config.prompts.dir.as_deref() {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let is_lang = e.path().is_dir()
+                        && name.len() <= 16
+                        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+                    if is_lang && !languages.contains(&name) {
+                        languages.push(name);
+                    }
+                }
+            }
+        }
+        let mut catalogs = HashMap::new();
+        for lang in languages {
+            let catalog = Catalog::load_language(config.prompts.dir.as_deref(), &lang)?;
+            catalogs.insert(lang, catalog);
+        }
+        Ok(Settings {
+            catalogs,
+            config: config.clone(),
+            flow: FlowConfig::from(&config.login),
+            max_call: Duration::from_secs(config.sip.max_call_secs),
+            answer_after: Duration::from_millis(config.sip.answer_after_ms),
+            dtmf_methods: config.dtmf.methods.clone(),
+            policy: LoginPolicy::from(&config.login),
+            session_max: Duration::from_secs(config.login.session_max_hours * 3600),
+        })
+    }
+}
+
+/// What every call shares.
+#[derive(Debug)]
+pub struct CallContext {
+    /// The current settings; replaced whole by a reload.
+    pub settings: RwLock<Arc<Settings>>,
+    pub store: Store,
+    pub clock: MediaClock,
+    pub ports: PortAllocator,
+    /// Keys received by method, for the whole process.
+    pub dtmf_counters: DtmfCounters,
     /// The calls up on this gateway.
     pub lines: Lines,
     /// Login attempts per minute per calling station and per source address.
     pub limiters: Mutex<AttemptLimiters>,
+}
+
+impl CallContext {
+    /// The settings a call starting now uses.
+    pub fn settings(&self) -> Arc<Settings> {
+        match self.settings.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 /// The per-station and per-source attempt limits of the gateway.
@@ -59,6 +113,13 @@ pub struct AttemptLimiters {
 }
 
 impl AttemptLimiters {
+    pub fn from_config(login: &crate::config::LoginConfig) -> AttemptLimiters {
+        AttemptLimiters {
+            station: SourceLimiter::new(login.station_attempts_per_min),
+            source: SourceLimiter::new(login.source_attempts_per_min),
+        }
+    }
+
     /// Counts an attempt; false when the station or the source is over its limit.
     fn allow(&mut self, station: &str, source: IpAddr) -> bool {
         let now = std::time::Instant::now();
@@ -180,6 +241,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, slot: CallSlot) {
 
 async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot) {
     let started_at = Instant::now();
+    let settings = ctx.settings();
     let any = match call.local_ip {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -206,7 +268,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         writer: RtpWriter::default(),
         player: Player::new(Codec::Pcmu),
         events: EventReceiver::default(),
-        inband: ctx
+        inband: settings
             .dtmf_methods
             .contains(&DtmfMethod::Inband)
             .then(InbandDetector::new),
@@ -221,10 +283,10 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         }
         None => sdp::offer(media.origin, media.local),
     };
-    if !ctx.answer_after.is_zero() {
+    if !settings.answer_after.is_zero() {
         call.handle.ring();
         tokio::select! {
-            _ = tokio::time::sleep(ctx.answer_after) => {}
+            _ = tokio::time::sleep(settings.answer_after) => {}
             _ = call.events.recv() => {
                 info!(outcome = Outcome::CallerHungUp.as_str(), "call ended before answer");
                 return;
@@ -235,7 +297,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         return;
     }
 
-    let route = ctx.config.route(&call.dialed);
+    let route = settings.config.route(&call.dialed);
     let mode = if route.logout {
         Mode::Logout
     } else {
@@ -245,18 +307,18 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let policy = Arc::new(LoginPolicy {
         already_logged_on: route.already_logged_on,
         same_station: route.same_station,
-        ..ctx.policy.clone()
+        ..settings.policy.clone()
     });
-    let Some(mut catalog) = ctx
+    let Some(mut catalog) = settings
         .catalogs
         .get(&route.language)
-        .or_else(|| ctx.catalogs.values().next())
+        .or_else(|| settings.catalogs.values().next())
     else {
         return;
     };
     // The language of the agent identified by the last check, if it has one of its own.
     let agent_language: Arc<Mutex<Option<String>>> = Arc::default();
-    let mut flow = Flow::with_mode(ctx.flow.clone(), mode);
+    let mut flow = Flow::with_mode(settings.flow.clone(), mode);
     let mut ticks = ctx.clock.subscribe();
     let mut last_tick = *ticks.borrow_and_update();
     let mut check: Option<JoinHandle<Result<CheckOutcome, StoreError>>> = None;
@@ -266,8 +328,8 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let mut keys = KeyLog::default();
     let mut merger = KeyMerger::default();
     let mut heard_a_prompt = false;
-    let call_deadline = started_at + ctx.max_call;
-    let stay_deadline = started_at + ctx.session_max;
+    let call_deadline = started_at + settings.max_call;
+    let stay_deadline = started_at + settings.session_max;
     // This call's line, for the gateway to tell it that its session ended elsewhere.
     let (line_tx, mut line_rx) = tokio::sync::mpsc::channel(4);
     let _line = LineRegistration::new(&ctx, &call.call_id, line_tx);
@@ -299,7 +361,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 }
                 Some(SipEvent::InfoKey(d)) => {
                     if started {
-                        keys.take(&ctx, &mut merger, d, DtmfMethod::Info, &mut flow);
+                        keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, DtmfMethod::Info, &mut flow);
                     }
                 }
                 Some(SipEvent::Reoffer { offer, answer }) => {
@@ -340,7 +402,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                                 debug!("RFC 4733 events arrive: in-band detection off for this call");
                             }
                             if let Some(d) = media.events.on_packet(hdr.ssrc, hdr.timestamp, payload) {
-                                keys.take(&ctx, &mut merger, d, DtmfMethod::Rfc4733, &mut flow);
+                                keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, DtmfMethod::Rfc4733, &mut flow);
                             }
                         } else if let (true, Some(codec), Some(detector)) = (started, audio_pt, media.inband.as_mut()) {
                             if codec.payload_type() == hdr.payload_type {
@@ -349,7 +411,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                                 let n = decode(codec, payload, &mut pcm);
                                 detector.feed(&pcm[..n], |d| found = Some(d));
                                 if let Some(d) = found {
-                                    keys.take(&ctx, &mut merger, d, DtmfMethod::Inband, &mut flow);
+                                    keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, DtmfMethod::Inband, &mut flow);
                                 }
                             }
                         }
@@ -367,7 +429,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                         let lang = agent_language.lock().ok().and_then(|l| l.clone());
                         let own = lang
                             .filter(|_| outcome != CheckOutcome::Incorrect)
-                            .and_then(|l| ctx.catalogs.get(&l));
+                            .and_then(|l| settings.catalogs.get(&l));
                         if let Some(c) = own {
                             catalog = c;
                         }
@@ -625,14 +687,13 @@ impl KeyLog {
     fn take(
         &mut self,
         ctx: &CallContext,
+        accepted: &[DtmfMethod],
         merger: &mut KeyMerger,
         d: Digit,
         method: DtmfMethod,
         flow: &mut Flow,
     ) {
-        if !ctx.dtmf_methods.contains(&method)
-            || !merger.accept(d, method, std::time::Instant::now())
-        {
+        if !accepted.contains(&method) || !merger.accept(d, method, std::time::Instant::now()) {
             return;
         }
         ctx.dtmf_counters.add(method);

@@ -1,19 +1,16 @@
 //! Wiring and lifecycle: load prompts, open the store, start the media clock and the SIP
 //! listeners, run one task per call, shut down.
 
-use crate::call::{self, AttemptLimiters, CallContext};
+use crate::call::{self, AttemptLimiters, CallContext, Settings};
 use crate::config::{Config, ListenAddr};
-use crate::login::rules::SourceLimiter;
-use crate::login::FlowConfig;
 use crate::media::dtmf::{DtmfCounters, DtmfMethod};
 use crate::media::player::MediaClock;
-use crate::media::prompts::{Catalog, PromptError};
+use crate::media::prompts::PromptError;
 use crate::media::rtp::PortAllocator;
 use crate::sip::{SipError, SipServer, SipSettings};
-use crate::store::LoginPolicy;
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// Why the gateway could not start.
@@ -81,44 +78,16 @@ impl Gateway {
             ),
             Err(e) => return Err(e.into()),
         }
-        let mut catalogs = HashMap::new();
-        let mut languages = config.languages();
-        // Agents may have a language of their own: every language directory is loaded.
-        if let Some(dir) = config.prompts.dir.as_deref() {
-            if let Ok(entries) = std::fs::read_dir(dir) {
-                for e in entries.flatten() {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    let is_lang = e.path().is_dir()
-                        && name.len() <= 16
-                        && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
-                    if is_lang && !languages.contains(&name) {
-                        languages.push(name);
-                    }
-                }
-            }
-        }
-        for lang in languages {
-            let catalog = Catalog::load_language(config.prompts.dir.as_deref(), &lang)?;
-            catalogs.insert(lang, catalog);
-        }
+        let settings = Settings::from_config(config)?;
+        let session_max = settings.session_max;
         let ctx = Arc::new(CallContext {
-            catalogs,
-            config: config.clone(),
+            settings: RwLock::new(Arc::new(settings)),
             store,
             clock: MediaClock::start(),
             ports: PortAllocator::new(config.media.rtp_ports),
-            flow: FlowConfig::from(&config.login),
-            max_call: Duration::from_secs(config.sip.max_call_secs),
-            answer_after: Duration::from_millis(config.sip.answer_after_ms),
-            dtmf_methods: config.dtmf.methods.clone(),
             dtmf_counters: DtmfCounters::default(),
-            policy: LoginPolicy::from(&config.login),
-            session_max: Duration::from_secs(config.login.session_max_hours * 3600),
             lines: Mutex::new(HashMap::new()),
-            limiters: Mutex::new(AttemptLimiters {
-                station: SourceLimiter::new(config.login.station_attempts_per_min),
-                source: SourceLimiter::new(config.login.source_attempts_per_min),
-            }),
+            limiters: Mutex::new(AttemptLimiters::from_config(&config.login)),
         });
         let (sip, mut calls) = SipServer::start(SipSettings {
             listen: config.sip.listen.clone(),
@@ -129,7 +98,7 @@ impl Gateway {
         })
         .await?;
         tokio::spawn(call::drop_ended_lines(ctx.clone()));
-        tokio::spawn(expire_sessions(ctx.store.clone(), ctx.session_max));
+        tokio::spawn(expire_sessions(ctx.store.clone(), session_max));
         let call_ctx = ctx.clone();
         tokio::spawn(async move {
             while let Some((incoming, slot)) = calls.recv().await {
@@ -182,6 +151,47 @@ impl Gateway {
         }
         self.sip.shutdown();
         cut
+    }
+
+    /// Applies a new configuration to the calls that start from now on (calls in progress
+    /// keep theirs): prompts, login rules, limits, DTMF methods, tenants. What only a restart
+    /// can change (listeners, store, RTP ports, admin listener, station source) is returned,
+    /// to be logged. A configuration whose prompts do not load is refused, changing nothing.
+    pub fn reload(&self, config: &Config) -> Result<Vec<&'static str>, GatewayError> {
+        let settings = Settings::from_config(config)?;
+        let old = self.ctx.settings();
+        let mut needs_restart = Vec::new();
+        let (o, n) = (&old.config, config);
+        if o.sip.listen != n.sip.listen {
+            needs_restart.push("sip.listen");
+        }
+        if o.sip.max_calls != n.sip.max_calls {
+            needs_restart.push("sip.max_calls");
+        }
+        if o.store.url != n.store.url {
+            needs_restart.push("store.url");
+        }
+        if o.media.rtp_ports != n.media.rtp_ports
+            || o.media.public_address != n.media.public_address
+        {
+            needs_restart.push("media");
+        }
+        if o.admin.listen != n.admin.listen {
+            needs_restart.push("admin.listen");
+        }
+        if o.login.station != n.login.station || o.login.station_header != n.login.station_header {
+            needs_restart.push("login.station");
+        }
+        if o.login.session_max_hours != n.login.session_max_hours {
+            needs_restart.push("login.session_max_hours (for sessions of hung-up lines)");
+        }
+        if let Ok(mut l) = self.ctx.limiters.lock() {
+            *l = AttemptLimiters::from_config(&config.login);
+        }
+        if let Ok(mut s) = self.ctx.settings.write() {
+            *s = Arc::new(settings);
+        }
+        Ok(needs_restart)
     }
 
     /// What the service status line reads, without holding the gateway.

@@ -311,7 +311,7 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => check_reload(config_path),
+            _ = hup.recv() => reload(config_path, &gateway),
         }
     }
     let calls = gateway.active_calls();
@@ -334,19 +334,31 @@ async fn serve(
     Ok(())
 }
 
-/// SIGHUP (systemctl reload): checks the config file again. Applying it live is not built
-/// yet, so a valid file is reported as needing a restart and a broken one is refused; the
-/// running configuration never changes and no call is touched.
-fn check_reload(path: Option<&PathBuf>) {
+/// SIGHUP (systemctl reload): reads the config file again and applies it to the calls that
+/// start from now on; calls in progress keep theirs. A broken file is refused and the running
+/// configuration stays. What needs a restart (listen addresses …) is logged as such.
+fn reload(path: Option<&PathBuf>, gateway: &Gateway) {
     let Some(path) = path else {
         tracing::info!("SIGHUP: no config file to reload (running on defaults)");
         return;
     };
-    match Config::load(path) {
-        Ok(_) => tracing::warn!(
-            file = %path.display(),
-            "SIGHUP: the config file is valid, but live reload is not implemented yet: restart agentgw to apply it"
-        ),
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the new config is refused; the running one stays");
+            return;
+        }
+    };
+    match gateway.reload(&new) {
+        Ok(needs_restart) => {
+            tracing::info!(file = %path.display(), "SIGHUP: config reloaded for new calls");
+            for key in needs_restart {
+                tracing::warn!(
+                    key,
+                    "SIGHUP: this change needs a restart; the running value stays"
+                );
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: the new config is refused; the running one stays")
         }

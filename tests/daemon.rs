@@ -436,3 +436,94 @@ fn a_restart_closes_the_sessions_of_stay_lines_that_died_with_the_old_process() 
         "the dead stay line's session is closed: {list}"
     );
 }
+
+#[test]
+fn sighup_applies_a_changed_prompt_and_rule_to_new_calls_and_refuses_a_broken_config() {
+    let prompts = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_with(
+        &format!(
+            "[prompts]\ndir = {:?}\n",
+            prompts.path().display().to_string()
+        ),
+        &[],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", d.port).parse().unwrap();
+    let tone_frame = rt.block_on(async {
+        let mut a = support::Phone::new(addr, support::PhoneOptions::default()).await;
+        assert_eq!(a.call().await, 200);
+        a.press("1001#").await;
+
+        // A new agent-user recording and after_login = "stay", then SIGHUP.
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(prompts.path().join("agent-user.wav"), spec).unwrap();
+        for n in 0..16000 {
+            w.write_sample(((n as f32 * 0.25).sin() * 7000.0) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+        let mut text = std::fs::read_to_string(&d.config).unwrap();
+        text.push_str("[login]\nafter_login = \"stay\"\n");
+        std::fs::write(&d.config, text).unwrap();
+        d.signal("-HUP");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        // The call in progress keeps its rules: hung up after the login.
+        a.press("1234#").await;
+        assert_eq!(a.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+
+        // A new call hears the new prompt and stays up.
+        let custom = agentgw::media::prompts::Catalog::load(Some(prompts.path())).unwrap();
+        let frame = custom
+            .get(agentgw::media::prompts::PromptId::AgentUser)
+            .pcmu[5];
+        let mut b = support::Phone::new(addr, support::PhoneOptions::default()).await;
+        b.call().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            b.received
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|r| r.payload == frame),
+            "new prompt"
+        );
+        b.press("1002#2345#").await;
+        assert!(
+            b.wait_for_prompt(agentgw::media::prompts::PromptId::AgentLoginOk, 10)
+                .await
+        );
+        assert_eq!(
+            b.wait_for_bye(2).await,
+            None,
+            "the new rule: the line stays up"
+        );
+        b.hangup().await;
+        frame
+    });
+
+    // A broken config is refused; the gateway goes on with the last good one.
+    let mut text = std::fs::read_to_string(&d.config).unwrap();
+    text.push_str("[login]\nmax_attempts = 0\n");
+    std::fs::write(&d.config, text).unwrap();
+    d.signal("-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    rt.block_on(async {
+        let mut c = support::Phone::new(addr, support::PhoneOptions::default()).await;
+        assert_eq!(c.call().await, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(c
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.payload == tone_frame));
+        c.hangup().await;
+    });
+    assert_eq!(d.wait_exit(0), None, "still running");
+}
