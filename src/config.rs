@@ -41,6 +41,32 @@ pub struct Config {
     /// Tenants (OneContact tenants, 8x8 services): the number dialed picks one.
     pub tenant: Vec<TenantConfig>,
     pub gateway: GatewayConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A RUST_LOG-style filter ("info,rsipstack=warn,sqlx=warn"); `RUST_LOG` overrides it.
+    pub filter: String,
+    /// "text" or "json" (one object per line, for log shippers); `--log-format` overrides it.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info,rsipstack=warn,sqlx=warn".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -427,7 +453,7 @@ impl Config {
              lockout_mins = {}\nstation_attempts_per_min = {}\nsource_attempts_per_min = {}\n\
              allowed_networks = {}\nstation = {:?}\nstation_header = {:?}\nlogout_uri_user = {:?}\n\
              after_login = {:?}\ninitial_status = {:?}\nsession_max_hours = {}\nnew_agents_must_change = {}\n\n\
-             [dtmf]\nmethods = {}\n\n[gateway]\ndrain_secs = {}\n",
+             [dtmf]\nmethods = {}\n\n[gateway]\ndrain_secs = {}\n\n[log]\nfilter = {:?}\nformat = {:?}\n",
             list(self.sip.listen.iter().map(|l| l.to_string()).collect()),
             self.sip.max_calls,
             self.sip.max_call_secs,
@@ -459,6 +485,8 @@ impl Config {
             l.new_agents_must_change,
             list(self.dtmf.methods.iter().map(|m| m.to_string()).collect()),
             self.gateway.drain_secs,
+            self.log.filter,
+            format!("{:?}", self.log.format).to_lowercase(),
         );
         for t in &self.tenant {
             out.push_str(&format!(
@@ -554,6 +582,12 @@ impl Config {
         };
         if self.sip.listen.is_empty() {
             return invalid("sip.listen", "at least one listener is needed");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            return invalid(
+                "log.filter",
+                "is not a filter such as \"info,rsipstack=warn\"",
+            );
         }
         if self.gateway.drain_secs > 3600 {
             return invalid("gateway.drain_secs", "must be at most 3600");

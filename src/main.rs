@@ -27,9 +27,10 @@ const VERSION: &str = concat!(
 #[derive(Debug, Parser)]
 #[command(name = "agentgw", version = VERSION, about)]
 struct Cli {
-    /// Log format: "text" (default) or "json" (one JSON object per line, for log shippers).
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Log format: "text" or "json" (one JSON object per line, for log shippers); default:
+    /// [log] format.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
     /// The TOML config file (every key optional; see systemd/agentgw.toml).
     #[arg(long, global = true, env = "AGENTGW_CONFIG")]
     config: Option<PathBuf>,
@@ -174,15 +175,15 @@ fn node_id() -> String {
         .unwrap_or_else(|| "agentgw".into())
 }
 
-fn init_logging(format: &str) {
+fn init_logging(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
     // Plain text unless on a terminal: the journal and fail2ban read these lines.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if json {
         fmt.json().init();
     } else {
         fmt.with_ansi(ansi).init();
@@ -223,7 +224,12 @@ async fn run() -> Result<()> {
     }
     match &cli.command {
         Command::Serve { demo } => {
-            serve(&config, cli.config.as_ref(), *demo, &cli.log_format).await
+            let json = match cli.log_format.as_deref() {
+                Some(f) => f == "json",
+                None => config.log.format == agentgw::config::LogFormat::Json,
+            };
+            init_logging(&config.log.filter, json);
+            serve(&config, cli.config.as_ref(), *demo).await
         }
         Command::Config(_) => Ok(()),
         Command::Agent(cmd) => agent(&config, &cli.tenant, cmd).await,
@@ -248,13 +254,7 @@ async fn open_store(config: &Config) -> Result<Store> {
     Ok(Store::open(&config.store.url, &node_id()).await?)
 }
 
-async fn serve(
-    config: &Config,
-    config_path: Option<&PathBuf>,
-    demo: bool,
-    log_format: &str,
-) -> Result<()> {
-    init_logging(log_format);
+async fn serve(config: &Config, config_path: Option<&PathBuf>, demo: bool) -> Result<()> {
     let store = open_store(config).await?;
     if demo {
         for (number, name, pass) in [

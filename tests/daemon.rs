@@ -527,3 +527,63 @@ fn sighup_applies_a_changed_prompt_and_rule_to_new_calls_and_refuses_a_broken_co
     });
     assert_eq!(d.wait_exit(0), None, "still running");
 }
+
+#[test]
+fn kill_9_during_a_storm_of_logins_leaves_only_complete_sessions() {
+    let mut d = Daemon::start_with("[log]\nformat = \"json\"\n", &[]);
+    for n in 0..20 {
+        let (ok, _, err) = d.cli(
+            &["agent", "add", &format!("30{n:02}"), "--passcode", "8642"],
+            None,
+        );
+        assert!(ok, "{err}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", d.port).parse().unwrap();
+    rt.block_on(async {
+        let mut phones = Vec::new();
+        for _ in 0..20 {
+            let mut p = support::Phone::new(addr, support::PhoneOptions::default()).await;
+            assert_eq!(p.call().await, 200);
+            phones.push(p);
+        }
+        for (n, mut p) in phones.into_iter().enumerate() {
+            tokio::spawn(async move { p.press(&format!("30{n:02}#8642#")).await });
+        }
+        // Kill while the checks and claims are running: once a few logins have completed.
+        let db = d.config.with_file_name("agentgw.db");
+        let watcher = agentgw::store::Store::open(&format!("sqlite://{}", db.display()), "watch")
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while watcher.count_sessions().await.unwrap_or(0) < 3
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        d.signal("-KILL");
+    });
+    d.wait_exit(5);
+    d.restart();
+    let db = d.config.with_file_name("agentgw.db");
+    rt.block_on(async {
+        let store = agentgw::store::Store::open(&format!("sqlite://{}", db.display()), "check")
+            .await
+            .unwrap();
+        let sessions = store.list_sessions().await.unwrap();
+        assert!((3..=20).contains(&sessions.len()), "{}", sessions.len());
+        for s in &sessions {
+            // A session exists only with the audit line of its login: one transaction.
+            assert_eq!(
+                store.audit_events(&s.agent, "login").await.unwrap(),
+                1,
+                "{s:?}"
+            );
+            assert!(!s.station.is_empty());
+        }
+        eprintln!(
+            "{} of 20 logins had completed when the process was killed",
+            sessions.len()
+        );
+    });
+}
