@@ -40,3 +40,4 @@ say passcode-again "Please enter the new passcode again followed by the pound ke
 say passcode-invalid "That passcode is not allowed. Use 4 to 12 digits, not all the same digit, not a sequence such as 1 2 3 4, and not your agent number. Please enter a new passcode followed by the pound key."
 say passcode-mismatch "The passcodes do not match. Please enter a new passcode followed by the pound key."
 say agent-extension "Please enter your extension followed by the pound key, or press pound to use your default extension."
+say admin-logout "You have been logged out by an administrator."

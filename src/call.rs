@@ -2,7 +2,7 @@
 //! every decision is in `login/`.
 
 use crate::login::rules::{SourceLimiter, REASON_MOVED};
-use crate::login::{Action, CheckOutcome, Flow, FlowConfig, Input, Mode, Outcome};
+use crate::login::{Action, CheckOutcome, EndedBy, Flow, FlowConfig, Input, Mode, Outcome};
 use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::rfc4733::EventReceiver;
 use crate::media::dtmf::{Digit, DtmfCounters, DtmfMethod, KeyMerger};
@@ -448,7 +448,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             },
             Some(event) = line_rx.recv() => {
                 let input = match event {
-                    LineEvent::SessionEnded { moved } => Input::SessionEnded { moved },
+                    LineEvent::SessionEnded { by } => Input::SessionEnded { by },
                     LineEvent::Shutdown => Input::Shutdown,
                 };
                 flow.handle(input, std::time::Instant::now());
@@ -602,8 +602,8 @@ fn outcome_of(r: LoginResult) -> CheckOutcome {
 /// What the gateway tells a call from outside.
 #[derive(Debug, Clone, Copy)]
 pub enum LineEvent {
-    /// Its session ended elsewhere; `moved`: by a log on at another station.
-    SessionEnded { moved: bool },
+    /// Its session ended elsewhere.
+    SessionEnded { by: EndedBy },
     /// The gateway shuts down.
     Shutdown,
 }
@@ -657,10 +657,12 @@ pub async fn drop_ended_lines(ctx: Arc<CallContext>) {
                 let Some(call_id) = e.call_id else { continue };
                 let line = ctx.lines.lock().ok().and_then(|l| l.get(&call_id).cloned());
                 if let Some(line) = line {
-                    line.try_send(LineEvent::SessionEnded {
-                        moved: e.reason == REASON_MOVED,
-                    })
-                    .ok();
+                    let by = match e.reason.as_str() {
+                        REASON_MOVED => EndedBy::LogOnElsewhere,
+                        crate::store::REASON_ADMINISTRATOR => EndedBy::Administrator,
+                        _ => EndedBy::Other,
+                    };
+                    line.try_send(LineEvent::SessionEnded { by }).ok();
                 }
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

@@ -179,14 +179,18 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Where the admin HTTP API will listen (accepted now, served by a later release).
+    /// Where the admin HTTP API listens.
     pub listen: SocketAddr,
+    /// A file holding the bearer token; none: one is generated on first start into the state
+    /// directory (`admin-token`, mode 0600).
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token_file: None,
         }
     }
 }

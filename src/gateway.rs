@@ -194,6 +194,29 @@ impl Gateway {
         Ok(needs_restart)
     }
 
+    /// Starts the admin API on `[admin] listen`, with the token of `[admin] token_file` or one
+    /// generated into `state_dir`; the address it listens on, and the token file when it was
+    /// just generated.
+    pub async fn start_admin(
+        &self,
+        config: &Config,
+        state_dir: &std::path::Path,
+    ) -> Result<(std::net::SocketAddr, Option<std::path::PathBuf>), crate::admin::AdminError> {
+        let (token, created) =
+            crate::admin::load_or_create_token(config.admin.token_file.as_deref(), state_dir)?;
+        let ctx = self.ctx.clone();
+        let dtmf = Arc::new(move |m| ctx.dtmf_counters.get(m));
+        let addr = crate::admin::start(
+            config.admin.listen,
+            token,
+            self.ctx.store.clone(),
+            self.status(),
+            dtmf,
+        )
+        .await?;
+        Ok((addr, created))
+    }
+
     /// What the service status line reads, without holding the gateway.
     pub fn status(&self) -> GatewayStatus {
         GatewayStatus {

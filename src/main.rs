@@ -301,6 +301,12 @@ async fn serve(config: &Config, config_path: Option<&PathBuf>, demo: bool) -> Re
         "agents logged on: agentgw session list{}",
         config_hint(config)
     );
+    let state_dir = state_dir(config);
+    let (admin, created) = gateway.start_admin(config, &state_dir).await?;
+    println!("admin API on http://{admin}/ (Authorization: Bearer TOKEN)");
+    if let Some(file) = created {
+        println!("admin token generated in {} (mode 0600)", file.display());
+    }
     let notifier = std::sync::Arc::new(Notifier::from_env());
     notifier.send("READY=1\nSTATUS=listening, no calls");
     let health = tokio::spawn(health_loop(notifier.clone(), gateway.status()));
@@ -368,6 +374,23 @@ fn reload(path: Option<&PathBuf>, gateway: &Gateway) {
 fn stop_at_once() -> usize {
     tracing::warn!("second signal: stopping at once");
     std::process::exit(1)
+}
+
+/// Where state (the generated admin token) is kept: systemd's `$STATE_DIRECTORY`, else the
+/// directory of the SQLite file, else the current directory.
+fn state_dir(config: &Config) -> PathBuf {
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
+        return PathBuf::from(d);
+    }
+    let path = config
+        .store
+        .url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    PathBuf::from(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
 
 /// Tells systemd the gateway is alive (WATCHDOG=1, sent from a task of the runtime that runs
@@ -507,7 +530,10 @@ async fn session(config: &Config, tenant: &str, cmd: &SessionCommand) -> Result<
             }
         }
         SessionCommand::Logout { number } => {
-            if store.logout(number, "administrator (CLI)").await? {
+            if store
+                .logout(number, agentgw::store::REASON_ADMINISTRATOR)
+                .await?
+            {
                 println!("agent {number} logged out");
             } else {
                 bail!("agent {number} is not logged on");

@@ -23,6 +23,8 @@ fn free_port() -> u16 {
 
 struct Daemon {
     child: Child,
+    /// Where the admin API listens.
+    admin: String,
     config: PathBuf,
     port: u16,
     _dir: tempfile::TempDir,
@@ -43,7 +45,7 @@ impl Daemon {
             &config,
             format!(
                 "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\nanswer_after_ms = 500\n\
-                 [store]\nurl = \"sqlite://{}\"\n{extra}\n",
+                 [store]\nurl = \"sqlite://{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}\n",
                 dir.path().join("agentgw.db").display()
             ),
         )
@@ -53,9 +55,10 @@ impl Daemon {
 
     /// Starts the binary on an existing config (a restart).
     fn run(dir: tempfile::TempDir, config: PathBuf, port: u16, env: &[(&str, &str)]) -> Daemon {
-        let child = Daemon::spawn(&config, port, env);
+        let (child, admin) = Daemon::spawn(&config, port, env);
         Daemon {
             child,
+            admin,
             config,
             port,
             _dir: dir,
@@ -64,10 +67,10 @@ impl Daemon {
 
     /// Starts the process again on the same config and store (after it died).
     fn restart(&mut self) {
-        self.child = Daemon::spawn(&self.config, self.port, &[]);
+        (self.child, self.admin) = Daemon::spawn(&self.config, self.port, &[]);
     }
 
-    fn spawn(config: &Path, port: u16, env: &[(&str, &str)]) -> Child {
+    fn spawn(config: &Path, port: u16, env: &[(&str, &str)]) -> (Child, String) {
         let mut child = Command::new(BIN)
             .args(["--config", config.to_str().unwrap(), "serve", "--demo"])
             .env("RUST_LOG", "info,rsipstack=warn,sqlx=warn")
@@ -83,7 +86,7 @@ impl Daemon {
         while Instant::now() < deadline {
             match lines.next() {
                 Some(Ok(l)) => {
-                    let done = l.starts_with("call sip:login@");
+                    let done = l.starts_with("admin API on ");
                     seen.push(l);
                     if done {
                         break;
@@ -102,7 +105,41 @@ impl Daemon {
             "serve printed {seen:?}"
         );
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        child
+        let admin = seen
+            .iter()
+            .find_map(|l| l.strip_prefix("admin API on http://"))
+            .and_then(|l| l.split('/').next())
+            .unwrap_or_default()
+            .to_string();
+        (child, admin)
+    }
+
+    /// The admin token the daemon generated next to its store.
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.config.with_file_name("admin-token")).unwrap()
+    }
+
+    /// One HTTP/1.1 request to the admin API; (status, body).
+    fn http(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(&self.admin).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
+            self.admin
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default();
+        (status, body)
     }
 
     fn cli(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -584,6 +621,69 @@ fn kill_9_during_a_storm_of_logins_leaves_only_complete_sessions() {
         eprintln!(
             "{} of 20 logins had completed when the process was killed",
             sessions.len()
+        );
+    });
+}
+
+#[test]
+fn the_admin_api_needs_the_token_lists_sessions_and_forces_a_logout() {
+    let d = Daemon::start_with("[login]\nafter_login = \"stay\"\n", &[]);
+    let token = d.token();
+    assert!(token.len() >= 32);
+    let mode = std::fs::metadata(d.config.with_file_name("admin-token"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert_eq!(d.http("GET", "/healthz", None).0, 200);
+    assert_eq!(d.http("GET", "/readyz", None).0, 200);
+    assert_eq!(d.http("GET", "/api/sessions", None).0, 401);
+    assert_eq!(
+        d.http("GET", "/api/sessions", Some("not-the-token-at-all"))
+            .0,
+        401
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", d.port).parse().unwrap();
+    rt.block_on(async {
+        let mut p = support::Phone::new(addr, support::PhoneOptions::default()).await;
+        p.call().await;
+        p.press("1001#1234#").await;
+        assert!(
+            p.wait_for_prompt(agentgw::media::prompts::PromptId::AgentLoginOk, 10)
+                .await
+        );
+        let (status, body) = d.http("GET", "/api/sessions", Some(&token));
+        assert_eq!(status, 200);
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(list[0]["agent"], "1001", "{body}");
+        let (_, agents) = d.http("GET", "/api/agents", Some(&token));
+        assert!(
+            agents.contains("\"logged_on\":true") && !agents.contains("argon2"),
+            "{agents}"
+        );
+        // Force logout: the stay line hears it and gets a BYE.
+        let (status, body) = d.http("POST", "/api/sessions/1001/logout", Some(&token));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("dropped"));
+        assert!(
+            p.heard_ids()
+                .contains(&agentgw::media::prompts::PromptId::AdminLogout),
+            "{:?}",
+            p.heard()
+        );
+        assert_eq!(
+            d.http("POST", "/api/sessions/1001/logout", Some(&token)).0,
+            404
+        );
+        let (status, metrics) = d.http("GET", "/metrics", Some(&token));
+        assert_eq!(status, 200);
+        assert!(
+            metrics.contains("agentgw_sessions 0")
+                && metrics.contains("agentgw_dtmf_keys_total{method=\"rfc4733\"} 10"),
+            "{metrics}"
         );
     });
 }

@@ -30,6 +30,17 @@ impl fmt::Debug for Passcode {
     }
 }
 
+/// Who ended a stay line's session from elsewhere: it decides what the line hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedBy {
+    /// A log on of the same agent at another station.
+    LogOnElsewhere,
+    /// An administrator (force logout).
+    Administrator,
+    /// Anything else (agent removed, station taken over, expiry).
+    Other,
+}
+
 /// What a logged-on agent is doing (8x8 VCC): a new session starts on break.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,8 +170,8 @@ pub enum Input {
     TimeLimit,
     /// The caller hung up (BYE or CANCEL).
     Hangup,
-    /// (Stay lines) the session was ended elsewhere; `moved`: by a log on at another station.
-    SessionEnded { moved: bool },
+    /// (Stay lines) the session was ended elsewhere.
+    SessionEnded { by: EndedBy },
     /// The gateway is shutting down after its drain time: goodbye now (a stay line also logs
     /// its agent out).
     Shutdown,
@@ -428,13 +439,13 @@ impl Flow {
                 }
                 _ => self.close(&[PromptId::Goodbye], Outcome::Shutdown),
             },
-            Input::SessionEnded { moved } => {
+            Input::SessionEnded { by } => {
                 // While a change of this line's own is pending, its answer tells what happened.
                 if let State::Staying { pending: false } = self.state {
-                    let prompt = if moved {
-                        PromptId::SessionDropped
-                    } else {
-                        PromptId::AgentLoggedOff
+                    let prompt = match by {
+                        EndedBy::LogOnElsewhere => PromptId::SessionDropped,
+                        EndedBy::Administrator => PromptId::AdminLogout,
+                        EndedBy::Other => PromptId::AgentLoggedOff,
                     };
                     self.close(&[prompt], Outcome::Dropped);
                 }

@@ -518,7 +518,9 @@ fn nine_logs_off_and_hanging_up_logs_off_too() {
 fn a_stay_line_whose_session_moved_hears_why_and_is_hung_up() {
     let mut c = staying();
     assert_eq!(
-        c.input(Input::SessionEnded { moved: true }),
+        c.input(Input::SessionEnded {
+            by: EndedBy::LogOnElsewhere
+        }),
         vec![Action::Play(PromptId::SessionDropped)]
     );
     assert_eq!(
@@ -527,12 +529,17 @@ fn a_stay_line_whose_session_moved_hears_why_and_is_hung_up() {
     );
     let mut c = staying();
     assert_eq!(
-        c.input(Input::SessionEnded { moved: false }),
+        c.input(Input::SessionEnded { by: EndedBy::Other }),
         vec![Action::Play(PromptId::AgentLoggedOff)]
     );
     // A login line (not staying) ignores it.
     let mut c = Call::new();
-    assert_eq!(c.input(Input::SessionEnded { moved: true }), vec![]);
+    assert_eq!(
+        c.input(Input::SessionEnded {
+            by: EndedBy::LogOnElsewhere
+        }),
+        vec![]
+    );
 }
 
 #[test]

@@ -4,6 +4,6 @@ pub mod flow;
 pub mod rules;
 
 pub use flow::{
-    Action, AgentNumber, AgentStatus, CheckOutcome, Flow, FlowConfig, Input, Mode, Outcome,
-    Passcode,
+    Action, AgentNumber, AgentStatus, CheckOutcome, EndedBy, Flow, FlowConfig, Input, Mode,
+    Outcome, Passcode,
 };

@@ -79,10 +79,11 @@ pub enum PromptId {
     PasscodeInvalid,
     PasscodeMismatch,
     AgentExtension,
+    AdminLogout,
 }
 
 impl PromptId {
-    pub const ALL: [PromptId; 24] = [
+    pub const ALL: [PromptId; 25] = [
         PromptId::AgentUser,
         PromptId::AgentPass,
         PromptId::AgentIncorrect,
@@ -107,6 +108,7 @@ impl PromptId {
         PromptId::PasscodeInvalid,
         PromptId::PasscodeMismatch,
         PromptId::AgentExtension,
+        PromptId::AdminLogout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -135,6 +137,7 @@ impl PromptId {
             PromptId::PasscodeInvalid => "passcode-invalid",
             PromptId::PasscodeMismatch => "passcode-mismatch",
             PromptId::AgentExtension => "agent-extension",
+            PromptId::AdminLogout => "admin-logout",
         }
     }
 
@@ -174,6 +177,7 @@ impl PromptId {
             PromptId::PasscodeInvalid => include_bytes!("../../prompts/en/passcode-invalid.wav"),
             PromptId::PasscodeMismatch => include_bytes!("../../prompts/en/passcode-mismatch.wav"),
             PromptId::AgentExtension => include_bytes!("../../prompts/en/agent-extension.wav"),
+            PromptId::AdminLogout => include_bytes!("../../prompts/en/admin-logout.wav"),
         }
     }
 }

@@ -17,6 +17,9 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
 use tracing::warn;
 
+/// Reason recorded for a force logout by an administrator (API or CLI).
+pub const REASON_ADMINISTRATOR: &str = "logged out by an administrator";
+
 /// The tenant every agent belongs to until tenants are configured.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -40,7 +43,7 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// An agent as listed (never with its passcode hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Agent {
     pub number: String,
     pub name: String,
@@ -98,7 +101,7 @@ impl From<&crate::config::LoginConfig> for LoginPolicy {
 }
 
 /// A logged-on agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Session {
     pub agent: String,
     pub station: String,
