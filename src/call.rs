@@ -12,7 +12,7 @@ use crate::media::prompts::{Catalog, Codec, Frame, PromptError, FRAME_SAMPLES};
 use crate::media::rtp::{self, PortAllocator, RemoteTarget, RtpWriter, MAX_RTP_PACKET};
 use crate::sdp::{self, Negotiated, Origin, RemoteMedia};
 use crate::sip::{CallSlot, IncomingCall, SipEvent};
-use crate::store::{LoginAttempt, LoginPolicy, LoginResult, Store, StoreError};
+use crate::store::{LoginAttempt, LoginPolicy, Store, StoreError};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
@@ -504,13 +504,12 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                         if let Ok(mut l) = language2.lock() {
                             *l = lang;
                         }
-                        let result = match mode {
+                        match mode {
                             Mode::Login => store2.login(&attempt, &policy2).await,
                             Mode::Logout => {
                                 store2.logout_with_credentials(&attempt, &policy2).await
                             }
-                        };
-                        result.map(outcome_of)
+                        }
                     }));
                 }
                 Action::LogoutStation => {
@@ -581,22 +580,6 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         secs = started_at.elapsed().as_secs_f32(),
         "call ended"
     );
-}
-
-/// Maps a store answer to what the flow understands.
-fn outcome_of(r: LoginResult) -> CheckOutcome {
-    match r {
-        LoginResult::LoggedIn => CheckOutcome::LoggedIn,
-        LoginResult::Incorrect => CheckOutcome::Incorrect,
-        LoginResult::AlreadyLoggedOn => CheckOutcome::AlreadyLoggedOn,
-        LoginResult::NeedsConfirm => CheckOutcome::NeedsConfirm,
-        LoginResult::Locked => CheckOutcome::Locked,
-        LoginResult::StationInUse => CheckOutcome::StationInUse,
-        LoginResult::StationNotAllowed => CheckOutcome::StationNotAllowed,
-        LoginResult::MustChangePasscode => CheckOutcome::MustChangePasscode,
-        LoginResult::LoggedOff => CheckOutcome::LoggedOff,
-        LoginResult::NotLoggedOn => CheckOutcome::NotLoggedOn,
-    }
 }
 
 /// What the gateway tells a call from outside.

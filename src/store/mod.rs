@@ -143,26 +143,9 @@ pub struct LoginAttempt {
     pub extension: Option<String>,
 }
 
-/// The store's decision on a login attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginResult {
-    LoggedIn,
-    /// Unknown agent, disabled agent, wrong passcode or refused network: the caller is told
-    /// the same.
-    Incorrect,
-    AlreadyLoggedOn,
-    /// The agent is logged on elsewhere and the policy asks the caller first.
-    NeedsConfirm,
-    Locked,
-    StationInUse,
-    StationNotAllowed,
-    /// Right, but the agent must choose a new passcode first.
-    MustChangePasscode,
-    /// (Logout) the agent's session was ended.
-    LoggedOff,
-    /// (Logout) the agent had no session.
-    NotLoggedOn,
-}
+/// The store's decision on a login attempt: the flow's own vocabulary (the store never
+/// answers `Status` or `Unavailable`; the caller maps a store error to `Unavailable`).
+pub type LoginResult = crate::login::CheckOutcome;
 
 /// Checks that an agent number is something a phone can key: 1 to 16 digits.
 pub fn validate_agent_number(n: &str) -> Result<(), StoreError> {

@@ -516,14 +516,31 @@ impl SqliteStore {
         node_id: &str,
         reason: &str,
     ) -> Result<usize, StoreError> {
+        self.end_selected(
+            "SELECT tenant, agent FROM sessions WHERE node_id = ? AND stay = 1",
+            node_id,
+            reason,
+        )
+        .await
+    }
+
+    /// Ends, in one transaction, the sessions `select` (tenant, agent) finds with `value`.
+    async fn end_selected<'q, T>(
+        &self,
+        select: &'q str,
+        value: T,
+        reason: &str,
+    ) -> Result<usize, StoreError>
+    where
+        T: 'q + Send + sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
         let mut tx = self.pool.begin().await?;
-        let held: Vec<(String, String)> =
-            sqlx::query_as("SELECT tenant, agent FROM sessions WHERE node_id = ? AND stay = 1")
-                .bind(node_id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let found: Vec<(String, String)> = sqlx::query_as(select)
+            .bind(value)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut ended = Vec::new();
-        for (tenant, agent) in &held {
+        for (tenant, agent) in &found {
             ended.extend(delete_session(&mut tx, tenant, SessionOf::Agent(agent), reason).await?);
         }
         tx.commit().await?;
@@ -545,20 +562,12 @@ impl SqliteStore {
         before_ms: i64,
         reason: &str,
     ) -> Result<usize, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let old: Vec<(String, String)> =
-            sqlx::query_as("SELECT tenant, agent FROM sessions WHERE logged_in_at < ?")
-                .bind(before_ms)
-                .fetch_all(&mut *tx)
-                .await?;
-        let mut ended = Vec::new();
-        for (tenant, agent) in &old {
-            ended.extend(delete_session(&mut tx, tenant, SessionOf::Agent(agent), reason).await?);
-        }
-        tx.commit().await?;
-        let n = ended.len();
-        self.tell(ended);
-        Ok(n)
+        self.end_selected(
+            "SELECT tenant, agent FROM sessions WHERE logged_in_at < ?",
+            before_ms,
+            reason,
+        )
+        .await
     }
 
     pub(super) async fn logout_station(

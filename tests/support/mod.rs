@@ -829,9 +829,10 @@ fn prompt_index(codec: Codec) -> Arc<PromptIndex> {
             }
         }
     }
+    // Silence is what the gateway sends between prompts: never evidence of a prompt.
     let frames: HashMap<Frame, (PromptId, usize)> = owners
         .into_iter()
-        .filter(|(_, v)| v.len() == 1)
+        .filter(|(f, v)| v.len() == 1 && f != codec.silence())
         .map(|(f, v)| (f, v[0]))
         .collect();
     let mut unique_count = HashMap::new();
