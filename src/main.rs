@@ -61,6 +61,15 @@ enum Command {
     /// Check configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show the audit log: every attempt, login, logout (with reason), lockout and change.
+    Audit {
+        /// Only this agent's entries.
+        #[arg(long)]
+        agent: Option<String>,
+        /// How many of the latest entries (at most 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +243,30 @@ async fn run() -> Result<()> {
         Command::Config(_) => Ok(()),
         Command::Agent(cmd) => agent(&config, &cli.tenant, cmd).await,
         Command::Session(cmd) => session(&config, &cli.tenant, cmd).await,
+        Command::Audit { agent, limit } => {
+            let store = open_store(&config).await?.for_tenant(&cli.tenant);
+            println!(
+                "{:<24} {:<8} {:<16} {:<28} {:<20} REASON",
+                "AT", "AGENT", "EVENT", "STATION", "SOURCE"
+            );
+            for e in store
+                .audit_log(agent.as_deref(), *limit)
+                .await?
+                .into_iter()
+                .rev()
+            {
+                println!(
+                    "{:<24} {:<8} {:<16} {:<28} {:<20} {}",
+                    e.at,
+                    e.agent.unwrap_or_default(),
+                    e.event,
+                    e.station.unwrap_or_default(),
+                    e.source.unwrap_or_default(),
+                    e.reason.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
     }
 }
 

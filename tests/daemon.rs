@@ -315,6 +315,15 @@ fn administrator_manages_agents_and_sessions_from_the_command_line() {
     assert!(ok);
     let (_, list, _) = d.cli(&["agent", "list"], None);
     assert!(!list.contains("2001"));
+    let (ok, audit, _) = d.cli(&["audit", "--agent", "2001"], None);
+    assert!(
+        ok && audit.contains("agent_added") && audit.contains("passcode_changed"),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains("97531") && !audit.contains("2468"),
+        "no passcode in the audit"
+    );
     let (ok, _, err) = d.cli(&["--tenant", "nope", "agent", "list"], None);
     assert!(!ok && err.contains("no [[tenant]] of that name"), "{err}");
     // Every command has --help.
@@ -676,6 +685,16 @@ fn the_admin_api_needs_the_token_lists_sessions_and_forces_a_logout() {
         );
         assert_eq!(
             d.http("POST", "/api/sessions/1001/logout", Some(&token)).0,
+            404
+        );
+        let (status, audit) = d.http("GET", "/api/audit?agent=1001&limit=5", Some(&token));
+        assert_eq!(status, 200);
+        assert!(audit.contains("logged out by an administrator"), "{audit}");
+        let (status, body) = d.http("POST", "/api/agents/1002/unlock", Some(&token));
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"was_locked\":false"), "{body}");
+        assert_eq!(
+            d.http("POST", "/api/agents/9999/unlock", Some(&token)).0,
             404
         );
         let (status, metrics) = d.http("GET", "/metrics", Some(&token));

@@ -105,6 +105,8 @@ pub async fn start(
     let api = Router::new()
         .route("/api/agents", get(agents))
         .route("/api/sessions", get(sessions))
+        .route("/api/agents/{number}/unlock", post(unlock))
+        .route("/api/audit", get(audit))
         .route("/api/sessions/{agent}/logout", post(force_logout))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -205,6 +207,44 @@ async fn force_logout(
             Json(serde_json::json!({ "error": format!("agent {agent} is not logged on") })),
         )
             .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn unlock(
+    State(s): State<AdminState>,
+    Path(number): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Response {
+    match q.store(&s.store).unlock(&number).await {
+        Ok(was_locked) => {
+            Json(serde_json::json!({ "agent": number, "was_locked": was_locked })).into_response()
+        }
+        Err(crate::store::StoreError::NoSuchAgent(n)) => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("agent {n} does not exist") })),
+        )
+            .into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    tenant: Option<String>,
+    agent: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn audit(State(s): State<AdminState>, Query(q): Query<AuditQuery>) -> Response {
+    let store = s
+        .store
+        .for_tenant(q.tenant.as_deref().unwrap_or(DEFAULT_TENANT));
+    match store
+        .audit_log(q.agent.as_deref(), q.limit.unwrap_or(100))
+        .await
+    {
+        Ok(list) => Json(list).into_response(),
         Err(e) => unavailable(e),
     }
 }

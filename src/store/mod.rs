@@ -123,6 +123,19 @@ pub struct SessionEnded {
     pub reason: String,
 }
 
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    /// RFC 3339, UTC, with milliseconds.
+    pub at: String,
+    pub agent: Option<String>,
+    pub station: Option<String>,
+    pub source: Option<String>,
+    pub event: String,
+    pub reason: Option<String>,
+}
+
 /// Who is trying to log in, from where.
 #[derive(Debug, Clone)]
 pub struct LoginAttempt {
@@ -315,6 +328,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.db
             .set_restrictions(&self.tenant, number, stations, networks)
+            .await
+    }
+
+    /// The latest audit entries (newest first), of one agent or all.
+    pub async fn audit_log(
+        &self,
+        agent: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.db
+            .audit_log(&self.tenant, agent, limit.clamp(1, 1000))
             .await
     }
 

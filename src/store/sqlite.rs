@@ -1,7 +1,8 @@
 //! The embedded default store: SQLite through sqlx, WAL mode, migrations embedded in the binary.
 
 use super::{
-    Agent, AgentRecord, LoginAttempt, LoginPolicy, LoginResult, Session, SessionEnded, StoreError,
+    Agent, AgentRecord, AuditRecord, LoginAttempt, LoginPolicy, LoginResult, Session, SessionEnded,
+    StoreError,
 };
 use crate::login::rules::{decide_claim, ClaimDecision, Failures, Holdings, Network};
 use crate::login::AgentStatus;
@@ -271,6 +272,36 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(super) async fn audit_log(
+        &self,
+        tenant: &str,
+        agent: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, strftime('%Y-%m-%dT%H:%M:%fZ', at / 1000.0, 'unixepoch'), agent, station, source, event, reason \
+             FROM audit WHERE tenant = ? AND (? IS NULL OR agent = ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(agent)
+        .bind(agent)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditRecord {
+                id: r.get(0),
+                at: r.get(1),
+                agent: r.get(2),
+                station: r.get(3),
+                source: r.get(4),
+                event: r.get(5),
+                reason: r.get(6),
+            })
+            .collect())
     }
 
     pub(super) async fn audit_count(
