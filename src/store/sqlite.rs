@@ -327,18 +327,13 @@ impl SqliteStore {
         number: &str,
         extension: &str,
     ) -> Result<(), StoreError> {
-        let n =
-            sqlx::query("UPDATE agents SET default_extension = ? WHERE tenant = ? AND number = ?")
-                .bind(extension)
-                .bind(tenant)
-                .bind(number)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NoSuchAgent(number.into()));
-        }
-        Ok(())
+        self.update_agent(
+            tenant,
+            number,
+            "UPDATE agents SET default_extension = ? WHERE tenant = ? AND number = ?",
+            extension,
+        )
+        .await
     }
 
     pub(super) async fn set_language(
@@ -347,17 +342,13 @@ impl SqliteStore {
         number: &str,
         language: &str,
     ) -> Result<(), StoreError> {
-        let n = sqlx::query("UPDATE agents SET language = ? WHERE tenant = ? AND number = ?")
-            .bind(language)
-            .bind(tenant)
-            .bind(number)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NoSuchAgent(number.into()));
-        }
-        Ok(())
+        self.update_agent(
+            tenant,
+            number,
+            "UPDATE agents SET language = ? WHERE tenant = ? AND number = ?",
+            language,
+        )
+        .await
     }
 
     pub(super) async fn set_must_change(
@@ -366,8 +357,29 @@ impl SqliteStore {
         number: &str,
         must_change: bool,
     ) -> Result<(), StoreError> {
-        let n = sqlx::query("UPDATE agents SET must_change = ? WHERE tenant = ? AND number = ?")
-            .bind(must_change as i64)
+        self.update_agent(
+            tenant,
+            number,
+            "UPDATE agents SET must_change = ? WHERE tenant = ? AND number = ?",
+            must_change as i64,
+        )
+        .await
+    }
+
+    /// Runs `update` (one `?` for `value`, then tenant and number) on an agent; `NoSuchAgent`
+    /// when there is none.
+    async fn update_agent<'q, T>(
+        &self,
+        tenant: &'q str,
+        number: &'q str,
+        update: &'q str,
+        value: T,
+    ) -> Result<(), StoreError>
+    where
+        T: 'q + Send + sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
+        let n = sqlx::query(update)
+            .bind(value)
             .bind(tenant)
             .bind(number)
             .execute(&self.pool)
