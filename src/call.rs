@@ -500,16 +500,16 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             tokio::time::sleep(OVER_LIMIT_DELAY).await;
                             return Ok(CheckOutcome::Incorrect);
                         }
-                        let lang = store2.agent_language(&attempt.agent.0).await.ok().flatten();
+                        let (outcome, lang) = match mode {
+                            Mode::Login => store2.login_identified(&attempt, &policy2).await?,
+                            Mode::Logout => {
+                                store2.logout_with_credentials(&attempt, &policy2).await?
+                            }
+                        };
                         if let Ok(mut l) = language2.lock() {
                             *l = lang;
                         }
-                        match mode {
-                            Mode::Login => store2.login(&attempt, &policy2).await,
-                            Mode::Logout => {
-                                store2.logout_with_credentials(&attempt, &policy2).await
-                            }
-                        }
+                        Ok(outcome)
                     }));
                 }
                 Action::LogoutStation => {

@@ -361,16 +361,6 @@ impl Store {
         self.db.set_language(&self.tenant, number, language).await
     }
 
-    /// An agent's prompt language, if it has one of its own.
-    pub async fn agent_language(&self, number: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .db
-            .agent_record(&self.tenant, number)
-            .await?
-            .map(|r| r.language)
-            .filter(|l| !l.is_empty()))
-    }
-
     /// Sets the extension an agent logs on at when pressing # at the extension prompt.
     pub async fn set_default_extension(
         &self,
@@ -452,10 +442,21 @@ impl Store {
         a: &LoginAttempt,
         policy: &LoginPolicy,
     ) -> Result<LoginResult, StoreError> {
+        Ok(self.login_identified(a, policy).await?.0)
+    }
+
+    /// `login`, with the agent's own prompt language when the credentials were right (read
+    /// with the credentials, not by a second query).
+    pub async fn login_identified(
+        &self,
+        a: &LoginAttempt,
+        policy: &LoginPolicy,
+    ) -> Result<(LoginResult, Option<String>), StoreError> {
         let r = match self.authenticate(a, policy).await? {
             Ok(r) => r,
-            Err(refused) => return Ok(refused),
+            Err(refused) => return Ok((refused, None)),
         };
+        let language = Some(r.language.clone()).filter(|l| !l.is_empty());
         // An extension keyed at the prompt is the station; # alone is the agent's default.
         let keyed;
         let a = match a.extension.as_deref() {
@@ -488,7 +489,7 @@ impl Store {
                             Some("the passcode must be changed"),
                         )
                         .await?;
-                    return Ok(LoginResult::MustChangePasscode);
+                    return Ok((LoginResult::MustChangePasscode, language));
                 }
                 Some(new) => {
                     if let Some(problem) = rules::new_passcode_problem(&new.0, &a.agent.0) {
@@ -504,11 +505,13 @@ impl Store {
         if !rules::station_allowed(&r.stations, &a.station) {
             self.refuse(a, "login_refused", "station not allowed for this agent")
                 .await?;
-            return Ok(LoginResult::StationNotAllowed);
+            return Ok((LoginResult::StationNotAllowed, language));
         }
-        self.db
+        let result = self
+            .db
             .claim_session(&self.tenant, a, &self.node_id, policy)
-            .await
+            .await?;
+        Ok((result, language))
     }
 
     /// Records (audit and the fail2ban line) a refusal decided outside the store.
@@ -527,15 +530,18 @@ impl Store {
         &self,
         a: &LoginAttempt,
         policy: &LoginPolicy,
-    ) -> Result<LoginResult, StoreError> {
-        if let Err(refused) = self.authenticate(a, policy).await? {
-            return Ok(refused);
-        }
-        Ok(if self.logout(&a.agent.0, "logged off by phone").await? {
+    ) -> Result<(LoginResult, Option<String>), StoreError> {
+        let r = match self.authenticate(a, policy).await? {
+            Ok(r) => r,
+            Err(refused) => return Ok((refused, None)),
+        };
+        let language = Some(r.language).filter(|l| !l.is_empty());
+        let result = if self.logout(&a.agent.0, "logged off by phone").await? {
             LoginResult::LoggedOff
         } else {
             LoginResult::NotLoggedOn
-        })
+        };
+        Ok((result, language))
     }
 
     /// Ends the session of whoever is logged on at `station`; the agent, if there was one.
