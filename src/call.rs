@@ -5,7 +5,7 @@ use crate::login::rules::{SourceLimiter, REASON_MOVED};
 use crate::login::{Action, CheckOutcome, EndedBy, Flow, FlowConfig, Input, Mode, Outcome};
 use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::rfc4733::EventReceiver;
-use crate::media::dtmf::{Digit, DtmfCounters, DtmfMethod, KeyMerger};
+use crate::media::dtmf::{Digit, DtmfMethod, KeyMerger};
 use crate::media::g711;
 use crate::media::player::{MediaClock, Player};
 use crate::media::prompts::{Catalog, Codec, Frame, PromptError, FRAME_SAMPLES};
@@ -87,8 +87,8 @@ pub struct CallContext {
     pub store: Store,
     pub clock: MediaClock,
     pub ports: PortAllocator,
-    /// Keys received by method, for the whole process.
-    pub dtmf_counters: DtmfCounters,
+    /// Counters for `/metrics` (keys by method, RTP, calls by outcome), for the whole process.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The calls up on this gateway.
     pub lines: Lines,
     /// Login attempts per minute per calling station and per source address.
@@ -158,6 +158,23 @@ struct Media {
     comfort_noise: bool,
     /// Ticks of comfort noise so far (a CN packet every `CN_EVERY` ticks).
     cn_ticks: u32,
+    /// RTP packets sent and received since the last flush to the process counters.
+    sent: u64,
+    received: u64,
+}
+
+impl Media {
+    /// Adds this call's packet counts to the process counters.
+    fn flush_counts(&mut self, m: &crate::metrics::Metrics) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.sent > 0 {
+            m.rtp_out.fetch_add(std::mem::take(&mut self.sent), Relaxed);
+        }
+        if self.received > 0 {
+            m.rtp_in
+                .fetch_add(std::mem::take(&mut self.received), Relaxed);
+        }
+    }
 }
 
 /// Ticks between comfort-noise packets while a stay line is idle (200 ms).
@@ -204,7 +221,9 @@ impl Media {
             if let Some(cn) = n.comfort_noise {
                 if self.cn_ticks % CN_EVERY == 0 {
                     let pkt = self.writer.packet(cn, &[CN_LEVEL], FRAME_SAMPLES as u32);
-                    let _ = self.socket.try_send_to(pkt, to);
+                    if self.socket.try_send_to(pkt, to).is_ok() {
+                        self.sent += 1;
+                    }
                 } else {
                     self.writer.skip(FRAME_SAMPLES as u32);
                 }
@@ -225,7 +244,9 @@ impl Media {
                     .writer
                     .packet(n.codec.payload_type(), &frame, FRAME_SAMPLES as u32);
                 // A full socket buffer drops this frame rather than stalling the call.
-                let _ = self.socket.try_send_to(pkt, to);
+                if self.socket.try_send_to(pkt, to).is_ok() {
+                    self.sent += 1;
+                }
             }
             _ => self.writer.skip(FRAME_SAMPLES as u32),
         }
@@ -250,6 +271,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "call refused: no RTP port");
+            ctx.metrics.call_ended("no-rtp-port");
             call.handle.reject(503);
             return;
         }
@@ -274,6 +296,8 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             .then(InbandDetector::new),
         comfort_noise: false,
         cn_ticks: 0,
+        sent: 0,
+        received: 0,
     };
     let sdp = match &call.offer {
         Some(offer) => {
@@ -289,6 +313,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             _ = tokio::time::sleep(settings.answer_after) => {}
             _ = call.events.recv() => {
                 info!(outcome = Outcome::CallerHungUp.as_str(), "call ended before answer");
+                ctx.metrics.call_ended(Outcome::CallerHungUp.as_str());
                 return;
             }
         }
@@ -388,10 +413,12 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                         }
                     }
                 }
+                media.flush_counts(&ctx.metrics);
             },
             r = media.socket.recv_from(&mut buf) => {
                 if let Ok((len, from)) = r {
                     if let Some((hdr, payload)) = rtp::parse(&buf[..len]) {
+                        media.received += 1;
                         if let Some(t) = media.target.as_mut() {
                             t.on_packet_from(from);
                         }
@@ -580,6 +607,8 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         secs = started_at.elapsed().as_secs_f32(),
         "call ended"
     );
+    media.flush_counts(&ctx.metrics);
+    ctx.metrics.call_ended(outcome.as_str());
 }
 
 /// What the gateway tells a call from outside.
@@ -630,17 +659,25 @@ pub fn shut_down_lines(ctx: &CallContext) {
 }
 
 /// Tells the stay lines of this gateway when their session ended elsewhere (a log on at
-/// another station, a station taken over, an agent removed): they play the drop prompt and
-/// hang up.
-pub async fn drop_ended_lines(ctx: Arc<CallContext>) {
-    let mut ended = ctx.store.subscribe();
+/// another station, a station taken over, an agent removed, a force logout from the API or the
+/// CLI): they play the drop prompt and hang up. The audit log's `logout` entries are the
+/// source, so an end written by another process reaches the line too.
+pub async fn drop_ended_lines(
+    ctx: Arc<CallContext>,
+    mut events: tokio::sync::broadcast::Receiver<Arc<crate::store::AuditRecord>>,
+) {
     loop {
-        match ended.recv().await {
+        match events.recv().await {
             Ok(e) => {
-                let Some(call_id) = e.call_id else { continue };
-                let line = ctx.lines.lock().ok().and_then(|l| l.get(&call_id).cloned());
+                if e.event != "logout" {
+                    continue;
+                }
+                let Some(call_id) = e.call_id.as_deref() else {
+                    continue;
+                };
+                let line = ctx.lines.lock().ok().and_then(|l| l.get(call_id).cloned());
                 if let Some(line) = line {
-                    let by = match e.reason.as_str() {
+                    let by = match e.reason.as_deref().unwrap_or("") {
                         REASON_MOVED => EndedBy::LogOnElsewhere,
                         crate::store::REASON_ADMINISTRATOR => EndedBy::Administrator,
                         _ => EndedBy::Other,
@@ -681,7 +718,7 @@ impl KeyLog {
         if !accepted.contains(&method) || !merger.accept(d, method, std::time::Instant::now()) {
             return;
         }
-        ctx.dtmf_counters.add(method);
+        ctx.metrics.dtmf.add(method);
         if !self.seen.contains(&method) {
             self.seen.push(method);
             info!(method = method.as_str(), "keys arrive by {method}");

@@ -42,6 +42,57 @@ pub struct Config {
     pub tenant: Vec<TenantConfig>,
     pub gateway: GatewayConfig,
     pub log: LogConfig,
+    /// Webhooks: a JSON POST per event to each endpoint.
+    pub webhook: Vec<WebhookConfig>,
+}
+
+/// Event names a webhook (or the event stream) can ask for.
+pub const EVENT_NAMES: [&str; 12] = [
+    "login",
+    "logout",
+    "login_failed",
+    "login_refused",
+    "login_held",
+    "lockout",
+    "unlock",
+    "status",
+    "agent_added",
+    "agent_updated",
+    "agent_removed",
+    "passcode_changed",
+];
+
+/// One `[[webhook]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST: `http://host:port/path`.
+    pub url: String,
+    /// The HMAC-SHA256 key of the `X-Agentgw-Signature` header (at least 16 characters).
+    pub secret: String,
+    /// Which events (see `EVENT_NAMES`); empty: every event.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Events waiting for this endpoint at most; beyond it new events are dropped, logged and
+    /// counted.
+    #[serde(default = "default_webhook_queue")]
+    pub queue: usize,
+    /// Tries per event (with backoff 0.5 s, 1 s, 2 s … up to 30 s between them).
+    #[serde(default = "default_webhook_tries")]
+    pub max_tries: u32,
+    /// How long one POST may take.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_webhook_queue() -> usize {
+    1000
+}
+fn default_webhook_tries() -> u32 {
+    8
+}
+fn default_webhook_timeout() -> u64 {
+    5000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -503,6 +554,16 @@ impl Config {
                     .unwrap_or_else(|| self.prompts.language.clone()),
             ));
         }
+        for w in &self.webhook {
+            out.push_str(&format!(
+                "\n[[webhook]]\nurl = {:?}\nsecret = \"****\"\nevents = {}\nqueue = {}\nmax_tries = {}\ntimeout_ms = {}\n",
+                w.url,
+                list(w.events.clone()),
+                w.queue,
+                w.max_tries,
+                w.timeout_ms
+            ));
+        }
         out
     }
 
@@ -610,6 +671,33 @@ impl Config {
                 "store.url",
                 "must start with sqlite:// (e.g. \"sqlite://agentgw.db\")",
             );
+        }
+        for (i, w) in self.webhook.iter().enumerate() {
+            let key = |k: &str| format!("webhook[{i}].{k}");
+            if let Err(e) = crate::admin::webhooks::parse_http_url(&w.url) {
+                return invalid(&key("url"), &e);
+            }
+            if w.secret.len() < 16 {
+                return invalid(&key("secret"), "must be at least 16 characters");
+            }
+            if let Some(e) = w.events.iter().find(|e| !EVENT_NAMES.contains(&e.as_str())) {
+                return invalid(
+                    &key("events"),
+                    &format!(
+                        "{e:?} is not an event; the events are {}",
+                        EVENT_NAMES.join(", ")
+                    ),
+                );
+            }
+            if !(1..=100_000).contains(&w.queue) {
+                return invalid(&key("queue"), "must be 1 to 100000");
+            }
+            if !(1..=100).contains(&w.max_tries) {
+                return invalid(&key("max_tries"), "must be 1 to 100");
+            }
+            if !(100..=60_000).contains(&w.timeout_ms) {
+                return invalid(&key("timeout_ms"), "must be 100 to 60000");
+            }
         }
         let mut seen_numbers = std::collections::HashSet::new();
         for (i, t) in self.tenant.iter().enumerate() {

@@ -3,7 +3,7 @@
 
 use crate::call::{self, AttemptLimiters, CallContext, Settings};
 use crate::config::{Config, ListenAddr};
-use crate::media::dtmf::{DtmfCounters, DtmfMethod};
+use crate::media::dtmf::DtmfMethod;
 use crate::media::player::MediaClock;
 use crate::media::prompts::PromptError;
 use crate::media::rtp::PortAllocator;
@@ -26,6 +26,21 @@ pub enum GatewayError {
 
 /// Ends sessions older than `session_max_hours`, once a minute (a stay line ends its own
 /// session at that time; this catches the sessions of lines that hung up after the login).
+/// Counts every audit event for `/metrics`.
+async fn count_events(
+    metrics: Arc<crate::metrics::Metrics>,
+    mut events: tokio::sync::broadcast::Receiver<Arc<crate::store::AuditRecord>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(e) => metrics.event(&e),
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => break,
+        }
+    }
+}
+
 async fn expire_sessions(store: Store, max_age: Duration) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -59,6 +74,7 @@ impl GatewayStatus {
 pub struct Gateway {
     sip: SipServer,
     ctx: Arc<CallContext>,
+    events: crate::events::Events,
 }
 
 impl Gateway {
@@ -85,7 +101,7 @@ impl Gateway {
             store,
             clock: MediaClock::start(),
             ports: PortAllocator::new(config.media.rtp_ports),
-            dtmf_counters: DtmfCounters::default(),
+            metrics: Arc::default(),
             lines: Mutex::new(HashMap::new()),
             limiters: Mutex::new(AttemptLimiters::from_config(&config.login)),
         });
@@ -97,7 +113,9 @@ impl Gateway {
             station_header: config.login.station_header.clone(),
         })
         .await?;
-        tokio::spawn(call::drop_ended_lines(ctx.clone()));
+        let events = crate::events::Events::start(ctx.store.clone()).await?;
+        tokio::spawn(call::drop_ended_lines(ctx.clone(), events.subscribe()));
+        tokio::spawn(count_events(ctx.metrics.clone(), events.subscribe()));
         tokio::spawn(expire_sessions(ctx.store.clone(), session_max));
         let call_ctx = ctx.clone();
         tokio::spawn(async move {
@@ -105,7 +123,7 @@ impl Gateway {
                 tokio::spawn(call::run(call_ctx.clone(), incoming, slot));
             }
         });
-        Ok(Gateway { sip, ctx })
+        Ok(Gateway { sip, ctx, events })
     }
 
     /// The SIP listeners, with the ports actually bound.
@@ -124,7 +142,7 @@ impl Gateway {
 
     /// Keys received by `method` since start.
     pub fn dtmf_keys(&self, method: DtmfMethod) -> u64 {
-        self.ctx.dtmf_counters.get(method)
+        self.ctx.metrics.dtmf.get(method)
     }
 
     /// SIP dialogs open; zero when no call is up (anything else is a leak).
@@ -204,15 +222,16 @@ impl Gateway {
     ) -> Result<(std::net::SocketAddr, Option<std::path::PathBuf>), crate::admin::AdminError> {
         let (token, created) =
             crate::admin::load_or_create_token(config.admin.token_file.as_deref(), state_dir)?;
-        let ctx = self.ctx.clone();
-        let dtmf = Arc::new(move |m| ctx.dtmf_counters.get(m));
-        let addr = crate::admin::start(
-            config.admin.listen,
+        let addr = crate::admin::start(crate::admin::AdminSetup {
+            listen: config.admin.listen,
             token,
-            self.ctx.store.clone(),
-            self.status(),
-            dtmf,
-        )
+            store: self.ctx.store.clone(),
+            status: self.status(),
+            metrics: self.ctx.metrics.clone(),
+            events: self.events.clone(),
+            webhooks: config.webhook.clone(),
+            new_agents_must_change: config.login.new_agents_must_change,
+        })
         .await?;
         Ok((addr, created))
     }

@@ -4,9 +4,11 @@
 pub mod admin;
 pub mod call;
 pub mod config;
+pub mod events;
 pub mod gateway;
 pub mod login;
 pub mod media;
+pub mod metrics;
 pub mod notify;
 pub mod sdp;
 pub mod sip;

@@ -7,7 +7,7 @@ use agentgw::login::Passcode;
 use agentgw::notify::Notifier;
 use agentgw::store::Store;
 use agentgw::Gateway;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
@@ -69,6 +69,10 @@ enum Command {
         /// How many of the latest entries (at most 1000).
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Keep printing new entries as they are written (by the gateway or any other
+        /// process using the store) until interrupted.
+        #[arg(long, short)]
+        follow: bool,
     },
 }
 
@@ -118,6 +122,11 @@ enum AgentCommand {
     Unlock { number: String },
     /// Remove an agent (and its session, if logged on).
     Remove { number: String },
+    /// Create or update agents from a file, all or nothing: CSV with a header row (number,
+    /// name, passcode, enabled, stations, networks, default_extension, language, must_change;
+    /// lists separated by ; or spaces) or a JSON array of objects with those names. A new agent
+    /// needs a passcode; an existing one keeps what the file leaves out.
+    Import { file: PathBuf },
     /// Set an agent's passcode.
     Passcode {
         number: String,
@@ -243,18 +252,17 @@ async fn run() -> Result<()> {
         Command::Config(_) => Ok(()),
         Command::Agent(cmd) => agent(&config, &cli.tenant, cmd).await,
         Command::Session(cmd) => session(&config, &cli.tenant, cmd).await,
-        Command::Audit { agent, limit } => {
+        Command::Audit {
+            agent,
+            limit,
+            follow,
+        } => {
             let store = open_store(&config).await?.for_tenant(&cli.tenant);
             println!(
                 "{:<24} {:<8} {:<16} {:<28} {:<20} REASON",
                 "AT", "AGENT", "EVENT", "STATION", "SOURCE"
             );
-            for e in store
-                .audit_log(agent.as_deref(), *limit)
-                .await?
-                .into_iter()
-                .rev()
-            {
+            let print = |e: agentgw::store::AuditRecord| {
                 println!(
                     "{:<24} {:<8} {:<16} {:<28} {:<20} {}",
                     e.at,
@@ -264,6 +272,35 @@ async fn run() -> Result<()> {
                     e.source.unwrap_or_default(),
                     e.reason.unwrap_or_default()
                 );
+            };
+            let mut last = store.last_audit_id().await?;
+            for e in store
+                .audit_log(agent.as_deref(), *limit)
+                .await?
+                .into_iter()
+                .rev()
+            {
+                last = last.max(e.id);
+                print(e);
+            }
+            if *follow {
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                loop {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => break,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                    }
+                    for e in store.audit_after(last, 1000).await? {
+                        last = e.id;
+                        let mine =
+                            e.tenant == store.tenant() && (agent.is_none() || e.agent == *agent);
+                        if mine {
+                            print(e);
+                        }
+                    }
+                    let _ = std::io::stdout().flush();
+                }
             }
             Ok(())
         }
@@ -479,19 +516,18 @@ async fn agent(config: &Config, tenant: &str, cmd: &AgentCommand) -> Result<()> 
             extension,
             language,
         } => {
-            store.add_agent(number, name, &passcode.read()?).await?;
-            if !stations.is_empty() || !networks.is_empty() {
-                store.set_restrictions(number, stations, networks).await?;
-            }
-            if *must_change || config.login.new_agents_must_change {
-                store.set_must_change(number, true).await?;
-            }
-            if let Some(ext) = extension {
-                store.set_default_extension(number, ext).await?;
-            }
-            if let Some(lang) = language {
-                store.set_language(number, lang).await?;
-            }
+            let changes = agentgw::store::AgentChanges {
+                name: Some(name.clone()),
+                stations: Some(stations.clone()),
+                networks: Some(networks.clone()),
+                must_change: Some(*must_change || config.login.new_agents_must_change),
+                default_extension: extension.clone(),
+                language: language.clone(),
+                ..Default::default()
+            };
+            store
+                .create_agent(number, &passcode.read()?, &changes)
+                .await?;
             println!("agent {number} added");
         }
         AgentCommand::Unlock { number } => {
@@ -511,10 +547,10 @@ async fn agent(config: &Config, tenant: &str, cmd: &AgentCommand) -> Result<()> 
             for a in agents {
                 let mut restrictions = Vec::new();
                 if !a.stations.is_empty() {
-                    restrictions.push(format!("stations {}", a.stations));
+                    restrictions.push(format!("stations {}", a.stations.join(",")));
                 }
                 if !a.networks.is_empty() {
-                    restrictions.push(format!("networks {}", a.networks));
+                    restrictions.push(format!("networks {}", a.networks.join(",")));
                 }
                 println!(
                     "{:<16} {:<24} {:<8} {:<10} {:<7} {}",
@@ -527,6 +563,30 @@ async fn agent(config: &Config, tenant: &str, cmd: &AgentCommand) -> Result<()> 
                 );
             }
         }
+        AgentCommand::Import { file } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let json = text.trim_start().starts_with('[');
+            let mut rows = agentgw::store::parse_import(&text, json)
+                .map_err(|e| anyhow!("{}: {}", file.display(), import_error(&e)))?;
+            if config.login.new_agents_must_change {
+                for r in &mut rows {
+                    if r.passcode.is_some() && r.changes.must_change.is_none() {
+                        r.changes.must_change = Some(true);
+                    }
+                }
+            }
+            let done = store
+                .import_agents(&rows)
+                .await
+                .map_err(|e| anyhow!("{}: {}", file.display(), import_error(&e)))?;
+            println!(
+                "{}: {} agents created, {} updated",
+                file.display(),
+                done.created,
+                done.updated
+            );
+        }
         AgentCommand::Remove { number } => {
             store.remove_agent(number).await?;
             println!("agent {number} removed");
@@ -536,14 +596,23 @@ async fn agent(config: &Config, tenant: &str, cmd: &AgentCommand) -> Result<()> 
             passcode,
             must_change,
         } => {
-            store.set_passcode(number, &passcode.read()?).await?;
-            if *must_change {
-                store.set_must_change(number, true).await?;
-            }
+            store
+                .reset_passcode(number, &passcode.read()?, *must_change)
+                .await?;
             println!("passcode of agent {number} changed");
         }
     }
     Ok(())
+}
+
+/// An import error, one line per problem.
+fn import_error(e: &agentgw::store::StoreError) -> String {
+    match e {
+        agentgw::store::StoreError::Import(lines) => {
+            format!("nothing was imported:\n  {}", lines.join("\n  "))
+        }
+        e => e.to_string(),
+    }
 }
 
 async fn session(config: &Config, tenant: &str, cmd: &SessionCommand) -> Result<()> {

@@ -1,18 +1,20 @@
-//! The admin listener (axum): a bearer token guards everything but the health probes.
-//! This first part serves what an administrator needs to see and act on sessions: the agents,
-//! the sessions, force logout (a stay line hears "You have been logged out by an
-//! administrator." and gets a BYE), `/metrics`, `/healthz` and `/readyz`.
+//! The admin listener (axum): the status page, the REST API with its OpenAPI document, the
+//! event stream, `/metrics`, and the health probes. A bearer token guards everything but the
+//! probes and the page itself (a static file that shows nothing until given the token).
 
+mod api;
+pub mod webhooks;
+
+use crate::events::Events;
 use crate::gateway::GatewayStatus;
-use crate::media::dtmf::DtmfMethod;
-use crate::store::{Store, DEFAULT_TENANT, REASON_ADMINISTRATOR};
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use crate::metrics::{Gauges, Metrics};
+use crate::store::Store;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -29,13 +31,27 @@ pub enum AdminError {
 
 /// What the handlers share.
 #[derive(Clone)]
-struct AdminState {
+pub(crate) struct AdminState {
     store: Store,
     status: GatewayStatus,
     /// The bearer token every API call must carry.
     token: Arc<String>,
-    /// Keys received by method (for /metrics).
-    dtmf: Arc<dyn Fn(DtmfMethod) -> u64 + Send + Sync>,
+    metrics: Arc<Metrics>,
+    events: Events,
+    /// `[login] new_agents_must_change`, for agents created by the API.
+    new_agents_must_change: bool,
+}
+
+/// What the admin listener is started with.
+pub struct AdminSetup {
+    pub listen: SocketAddr,
+    pub token: String,
+    pub store: Store,
+    pub status: GatewayStatus,
+    pub metrics: Arc<Metrics>,
+    pub events: Events,
+    pub webhooks: Vec<crate::config::WebhookConfig>,
+    pub new_agents_must_change: bool,
 }
 
 /// The admin token: read from `token_file` when configured, else generated once into
@@ -88,32 +104,48 @@ pub fn load_or_create_token(
     Ok((token, Some(path)))
 }
 
-/// Starts the admin listener; returns the address it listens on.
-pub async fn start(
-    listen: SocketAddr,
-    token: String,
-    store: Store,
-    status: GatewayStatus,
-    dtmf: Arc<dyn Fn(DtmfMethod) -> u64 + Send + Sync>,
-) -> Result<SocketAddr, AdminError> {
+/// Starts the admin listener (and the webhooks); returns the address it listens on.
+pub async fn start(setup: AdminSetup) -> Result<SocketAddr, AdminError> {
+    let listen = setup.listen;
     let state = AdminState {
-        store,
-        status,
-        token: Arc::new(token),
-        dtmf,
+        store: setup.store,
+        status: setup.status,
+        token: Arc::new(setup.token),
+        metrics: setup.metrics.clone(),
+        events: setup.events.clone(),
+        new_agents_must_change: setup.new_agents_must_change,
     };
     let api = Router::new()
-        .route("/api/agents", get(agents))
-        .route("/api/sessions", get(sessions))
-        .route("/api/agents/{number}/unlock", post(unlock))
-        .route("/api/audit", get(audit))
-        .route("/api/sessions/{agent}/logout", post(force_logout))
+        .route("/api/agents", get(api::list_agents).post(api::create_agent))
+        .route("/api/agents:import", post(api::import))
+        .route(
+            "/api/agents/{number}",
+            get(api::get_agent)
+                .patch(api::patch_agent)
+                .delete(api::delete_agent),
+        )
+        .route("/api/agents/{number}/passcode", post(api::set_passcode))
+        .route("/api/agents/{number}/unlock", post(api::unlock))
+        .route("/api/sessions", get(api::sessions))
+        .route("/api/sessions/{agent}/logout", post(api::force_logout))
+        .route("/api/sessions/{agent}/status", put(api::set_status))
+        .route("/api/audit", get(api::audit))
+        .route("/api/events", get(api::events))
+        .route("/api/openapi.json", get(api::openapi))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
+        .route("/", get(page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(api)
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({ "error": "no such path; see /api/openapi.json" })),
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -122,6 +154,7 @@ pub async fn start(
             reason: e.to_string(),
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
+    webhooks::start(&setup.webhooks, &setup.events, setup.metrics);
     tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).await {
@@ -129,6 +162,26 @@ pub async fn start(
         }
     });
     Ok(bound)
+}
+
+/// The largest request body (an import of 10,000 agents fits).
+const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// The status page: static, served from the binary; everything it shows comes from API calls
+/// made with the token the administrator types in.
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ],
+        include_str!("page.html"),
+    )
+        .into_response()
 }
 
 /// 401 without the right `Authorization: Bearer TOKEN`, logged with the source address (the
@@ -162,93 +215,6 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-#[derive(serde::Deserialize)]
-struct TenantQuery {
-    tenant: Option<String>,
-}
-
-impl TenantQuery {
-    fn store(&self, store: &Store) -> Store {
-        store.for_tenant(self.tenant.as_deref().unwrap_or(DEFAULT_TENANT))
-    }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(serde_json::json!({ "error": e.to_string() })),
-    )
-        .into_response()
-}
-
-async fn agents(State(s): State<AdminState>, Query(q): Query<TenantQuery>) -> Response {
-    match q.store(&s.store).list_agents().await {
-        Ok(a) => Json(a).into_response(),
-        Err(e) => unavailable(e),
-    }
-}
-
-async fn sessions(State(s): State<AdminState>, Query(q): Query<TenantQuery>) -> Response {
-    match q.store(&s.store).list_sessions().await {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => unavailable(e),
-    }
-}
-
-async fn force_logout(
-    State(s): State<AdminState>,
-    Path(agent): Path<String>,
-    Query(q): Query<TenantQuery>,
-) -> Response {
-    match q.store(&s.store).logout(&agent, REASON_ADMINISTRATOR).await {
-        Ok(true) => Json(serde_json::json!({ "agent": agent, "logged_out": true })).into_response(),
-        Ok(false) => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": format!("agent {agent} is not logged on") })),
-        )
-            .into_response(),
-        Err(e) => unavailable(e),
-    }
-}
-
-async fn unlock(
-    State(s): State<AdminState>,
-    Path(number): Path<String>,
-    Query(q): Query<TenantQuery>,
-) -> Response {
-    match q.store(&s.store).unlock(&number).await {
-        Ok(was_locked) => {
-            Json(serde_json::json!({ "agent": number, "was_locked": was_locked })).into_response()
-        }
-        Err(crate::store::StoreError::NoSuchAgent(n)) => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": format!("agent {n} does not exist") })),
-        )
-            .into_response(),
-        Err(e) => unavailable(e),
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct AuditQuery {
-    tenant: Option<String>,
-    agent: Option<String>,
-    limit: Option<u32>,
-}
-
-async fn audit(State(s): State<AdminState>, Query(q): Query<AuditQuery>) -> Response {
-    let store = s
-        .store
-        .for_tenant(q.tenant.as_deref().unwrap_or(DEFAULT_TENANT));
-    match store
-        .audit_log(q.agent.as_deref(), q.limit.unwrap_or(100))
-        .await
-    {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => unavailable(e),
-    }
-}
-
 async fn readyz(State(s): State<AdminState>) -> Response {
     match s.store.count_sessions().await {
         Ok(_) => "ready\n".into_response(),
@@ -262,16 +228,14 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 
 async fn metrics(State(s): State<AdminState>) -> Response {
     let (calls, sessions) = s.status.snapshot().await;
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP agentgw_active_calls Calls in progress.\n# TYPE agentgw_active_calls gauge\nagentgw_active_calls {calls}");
-    let _ = writeln!(out, "# HELP agentgw_sessions Agents logged on, every tenant.\n# TYPE agentgw_sessions gauge\nagentgw_sessions {sessions}");
-    let _ = writeln!(out, "# HELP agentgw_dtmf_keys_total Keys received, by method.\n# TYPE agentgw_dtmf_keys_total counter");
-    for m in DtmfMethod::ALL {
-        let _ = writeln!(
-            out,
-            "agentgw_dtmf_keys_total{{method=\"{m}\"}} {}",
-            (s.dtmf)(m)
-        );
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    let gauges = Gauges {
+        calls,
+        sessions,
+        by_status: s.store.sessions_by_status().await.unwrap_or_default(),
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(&gauges, s.store.latency()),
+    )
+        .into_response()
 }

@@ -2,7 +2,13 @@
 //! with argon2id on the blocking pool behind a semaphore (a login storm cannot stall media) and
 //! are never logged, returned or stored in clear.
 
+mod agents;
 mod sqlite;
+
+pub use agents::{
+    parse_import, parse_networks, AgentChanges, AgentFieldsInput, AgentInput, ImportRow,
+    ImportSummary, IMPORT_COLUMNS, MAX_IMPORT_ROWS,
+};
 
 use crate::login::rules::{
     self, AlreadyLoggedOnPolicy, Failures, Lockout, Network, SameStationPolicy,
@@ -34,6 +40,9 @@ pub enum StoreError {
     AgentExists(String),
     #[error("{0}")]
     Invalid(String),
+    /// An import refused as a whole: one message per bad line.
+    #[error("nothing was imported: {}", .0.join("; "))]
+    Import(Vec<String>),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -43,18 +52,25 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// An agent as listed (never with its passcode hash).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Agent {
+    pub tenant: String,
     pub number: String,
     pub name: String,
     pub enabled: bool,
     pub logged_on: bool,
     /// Locked after too many wrong passcodes, now.
     pub locked: bool,
-    /// "Logon Stations" patterns, comma-separated (empty: any station).
-    pub stations: String,
-    /// Networks the agent may log on from, comma-separated (empty: any).
-    pub networks: String,
+    /// "Logon Stations" patterns (empty: any station).
+    pub stations: Vec<String>,
+    /// Networks the agent may log on from (empty: any).
+    pub networks: Vec<String>,
+    /// The station used when the agent presses # at the extension prompt.
+    pub default_extension: String,
+    /// Prompt language; empty: the tenant's.
+    pub language: String,
+    /// The passcode must be changed at the next login.
+    pub must_change: bool,
 }
 
 /// What a login needs to know about an agent.
@@ -101,7 +117,7 @@ impl From<&crate::config::LoginConfig> for LoginPolicy {
 }
 
 /// A logged-on agent.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Session {
     pub agent: String,
     pub station: String,
@@ -123,17 +139,32 @@ pub struct SessionEnded {
     pub reason: String,
 }
 
-/// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One line of the audit log (and one event of the event stream and webhooks).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
+    /// Increasing: the event stream's `id`, a consumer's Last-Event-ID.
     pub id: i64,
     /// RFC 3339, UTC, with milliseconds.
     pub at: String,
+    pub tenant: String,
     pub agent: Option<String>,
     pub station: Option<String>,
     pub source: Option<String>,
+    /// The SIP Call-ID of the call the event happened on.
+    pub call_id: Option<String>,
     pub event: String,
     pub reason: Option<String>,
+}
+
+/// Which page of the audit log to read: newest first, or oldest first after an id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditQuery<'a> {
+    pub agent: Option<&'a str>,
+    /// Entries older than this id, newest first (the previous page's last id).
+    pub before: Option<i64>,
+    /// Entries newer than this id, oldest first (paging forward, as the event stream does).
+    pub after: Option<i64>,
+    pub limit: u32,
 }
 
 /// Who is trying to log in, from where.
@@ -257,6 +288,8 @@ pub struct Store {
     /// The tenant this view of the store works in: agent numbers, stations and sessions are
     /// per tenant.
     tenant: String,
+    /// How long the login path's queries take (for `/metrics`).
+    latency: Arc<crate::metrics::Histogram>,
 }
 
 impl Store {
@@ -272,6 +305,7 @@ impl Store {
             hasher: Hasher::new(),
             node_id: node_id.to_string(),
             tenant: DEFAULT_TENANT.to_string(),
+            latency: Arc::default(),
         })
     }
 
@@ -281,6 +315,23 @@ impl Store {
             tenant: tenant.to_string(),
             ..self.clone()
         }
+    }
+
+    /// The latency of the login path's queries.
+    pub fn latency(&self) -> &crate::metrics::Histogram {
+        &self.latency
+    }
+
+    async fn timed<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let r = f.await;
+        self.latency.observe(started.elapsed());
+        r
+    }
+
+    /// Sessions of every tenant by status.
+    pub async fn sessions_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.timed(self.db.sessions_by_status()).await
     }
 
     /// The tenant this view works in.
@@ -299,10 +350,108 @@ impl Store {
         name: &str,
         passcode: &Passcode,
     ) -> Result<(), StoreError> {
+        let changes = AgentChanges {
+            name: Some(name.to_string()),
+            ..AgentChanges::default()
+        };
+        self.create_agent(number, passcode, &changes).await
+    }
+
+    /// Creates an agent with its settings in one transaction.
+    pub async fn create_agent(
+        &self,
+        number: &str,
+        passcode: &Passcode,
+        changes: &AgentChanges,
+    ) -> Result<(), StoreError> {
         validate_agent_number(number)?;
         validate_passcode(passcode)?;
+        changes.validate()?;
         let hash = self.hasher.hash(passcode).await?;
-        self.db.add_agent(&self.tenant, number, name, &hash).await
+        self.db
+            .create_agent(&self.tenant, number, &hash, changes)
+            .await
+    }
+
+    /// Changes an agent's settings in one transaction.
+    pub async fn update_agent(
+        &self,
+        number: &str,
+        changes: &AgentChanges,
+    ) -> Result<(), StoreError> {
+        changes.validate()?;
+        self.db
+            .update_agent(&self.tenant, number, None, changes)
+            .await
+    }
+
+    /// One agent, if it exists.
+    pub async fn agent(&self, number: &str) -> Result<Option<Agent>, StoreError> {
+        self.db.agent(&self.tenant, number).await
+    }
+
+    /// Sets a passcode and whether it must be changed at the next login.
+    pub async fn reset_passcode(
+        &self,
+        number: &str,
+        passcode: &Passcode,
+        must_change: bool,
+    ) -> Result<(), StoreError> {
+        validate_passcode(passcode)?;
+        let hash = self.hasher.hash(passcode).await?;
+        let changes = AgentChanges {
+            must_change: Some(must_change),
+            ..AgentChanges::default()
+        };
+        self.db
+            .update_agent(&self.tenant, number, Some(&hash), &changes)
+            .await
+    }
+
+    /// Creates or updates every agent of an import in one transaction, or none: every row is
+    /// checked first and all the problems are reported together, with their lines.
+    pub async fn import_agents(&self, rows: &[ImportRow]) -> Result<ImportSummary, StoreError> {
+        let mut errors = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for r in rows {
+            if let Err(e) = r.validate() {
+                errors.push(format!("line {}: {e}", r.line));
+            }
+            if let Some(first) = seen.insert(r.number.as_str(), r.line) {
+                errors.push(format!(
+                    "line {}: agent {} is also on line {first}",
+                    r.line, r.number
+                ));
+            }
+        }
+        let numbers: Vec<&str> = rows.iter().map(|r| r.number.as_str()).collect();
+        let existing = self.db.existing_agents(&self.tenant, &numbers).await?;
+        for r in rows {
+            if r.passcode.is_none() && !existing.contains(&r.number) {
+                errors.push(format!(
+                    "line {}: agent {} does not exist, so it needs a passcode",
+                    r.line, r.number
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| {
+                e.trim_start_matches("line ")
+                    .split(':')
+                    .next()
+                    .and_then(|n| n.parse::<usize>().ok())
+            });
+            return Err(StoreError::Import(errors));
+        }
+        let mut hashed = Vec::with_capacity(rows.len());
+        for r in rows {
+            let hash = match &r.passcode {
+                Some(p) => Some(self.hasher.hash(p).await?),
+                None => None,
+            };
+            hashed.push((r.line, r.number.clone(), hash, r.changes.clone()));
+        }
+        self.db.import(&self.tenant, &hashed).await
     }
 
     pub async fn set_passcode(&self, number: &str, passcode: &Passcode) -> Result<(), StoreError> {
@@ -326,9 +475,12 @@ impl Store {
         stations: &[String],
         networks: &[Network],
     ) -> Result<(), StoreError> {
-        self.db
-            .set_restrictions(&self.tenant, number, stations, networks)
-            .await
+        let changes = AgentChanges {
+            stations: Some(stations.to_vec()),
+            networks: Some(networks.to_vec()),
+            ..AgentChanges::default()
+        };
+        self.update_agent(number, &changes).await
     }
 
     /// The latest audit entries (newest first), of one agent or all.
@@ -337,9 +489,35 @@ impl Store {
         agent: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        self.db
-            .audit_log(&self.tenant, agent, limit.clamp(1, 1000))
-            .await
+        self.audit_page(AuditQuery {
+            agent,
+            limit,
+            ..AuditQuery::default()
+        })
+        .await
+    }
+
+    /// A page of the audit log (at most 1000 entries).
+    pub async fn audit_page(&self, q: AuditQuery<'_>) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = AuditQuery {
+            limit: q.limit.clamp(1, 1000),
+            ..q
+        };
+        self.db.audit_log(&self.tenant, &q).await
+    }
+
+    /// Audit entries of every tenant after the id `after`, oldest first (at most `limit`).
+    pub async fn audit_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.db.audit_after(after, limit.clamp(1, 1000)).await
+    }
+
+    /// The id of the latest audit entry of every tenant (0: none).
+    pub async fn last_audit_id(&self) -> Result<i64, StoreError> {
+        self.db.last_audit_id().await
     }
 
     /// How many audit entries of `event` an agent has.
@@ -349,16 +527,11 @@ impl Store {
 
     /// Sets an agent's prompt language (empty: the tenant's).
     pub async fn set_language(&self, number: &str, language: &str) -> Result<(), StoreError> {
-        let ok = language.len() <= 16
-            && language
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'-');
-        if !ok {
-            return Err(StoreError::Invalid(format!(
-                "language {language:?} must be a lowercase name such as \"es\" or \"pt-br\""
-            )));
-        }
-        self.db.set_language(&self.tenant, number, language).await
+        let changes = AgentChanges {
+            language: Some(language.to_string()),
+            ..AgentChanges::default()
+        };
+        self.update_agent(number, &changes).await
     }
 
     /// Sets the extension an agent logs on at when pressing # at the extension prompt.
@@ -367,16 +540,20 @@ impl Store {
         number: &str,
         extension: &str,
     ) -> Result<(), StoreError> {
-        self.db
-            .set_default_extension(&self.tenant, number, extension)
-            .await
+        let changes = AgentChanges {
+            default_extension: Some(extension.to_string()),
+            ..AgentChanges::default()
+        };
+        self.update_agent(number, &changes).await
     }
 
     /// Flags (or clears) an agent's "change the passcode at the next login".
     pub async fn set_must_change(&self, number: &str, must_change: bool) -> Result<(), StoreError> {
-        self.db
-            .set_must_change(&self.tenant, number, must_change)
-            .await
+        let changes = AgentChanges {
+            must_change: Some(must_change),
+            ..AgentChanges::default()
+        };
+        self.update_agent(number, &changes).await
     }
 
     /// Lifts a lockout; false when the agent was not locked.
@@ -430,7 +607,8 @@ impl Store {
 
     /// Ends an agent's session; false when it had none.
     pub async fn logout(&self, agent: &str, reason: &str) -> Result<bool, StoreError> {
-        self.db.logout(&self.tenant, agent, reason).await
+        self.timed(self.db.logout(&self.tenant, agent, reason))
+            .await
     }
 
     /// Checks a login against the credentials and the rules and, when everything allows it,
@@ -508,8 +686,10 @@ impl Store {
             return Ok((LoginResult::StationNotAllowed, language));
         }
         let result = self
-            .db
-            .claim_session(&self.tenant, a, &self.node_id, policy)
+            .timed(
+                self.db
+                    .claim_session(&self.tenant, a, &self.node_id, policy),
+            )
             .await?;
         Ok((result, language))
     }
@@ -522,7 +702,8 @@ impl Store {
         reason: &str,
     ) -> Result<(), StoreError> {
         security_log(event, reason, a);
-        self.db.audit(&self.tenant, a, event, Some(reason)).await
+        self.timed(self.db.audit(&self.tenant, a, event, Some(reason)))
+            .await
     }
 
     /// Logs an agent off by phone with its credentials (checked like a login).
@@ -561,7 +742,9 @@ impl Store {
         a: &LoginAttempt,
         policy: &LoginPolicy,
     ) -> Result<Result<AgentRecord, LoginResult>, StoreError> {
-        let record = self.db.agent_record(&self.tenant, &a.agent.0).await?;
+        let record = self
+            .timed(self.db.agent_record(&self.tenant, &a.agent.0))
+            .await?;
         let hash = record.as_ref().map(|r| r.passcode_hash.clone());
         // Verified even for unknown agents (against a dummy), so every answer takes as long.
         let right = self.hasher.verify(&a.passcode, hash).await?;

@@ -1,10 +1,10 @@
 //! The embedded default store: SQLite through sqlx, WAL mode, migrations embedded in the binary.
 
 use super::{
-    Agent, AgentRecord, AuditRecord, LoginAttempt, LoginPolicy, LoginResult, Session, SessionEnded,
-    StoreError,
+    Agent, AgentChanges, AgentRecord, AuditQuery, AuditRecord, ImportSummary, LoginAttempt,
+    LoginPolicy, LoginResult, Session, SessionEnded, StoreError,
 };
-use crate::login::rules::{decide_claim, ClaimDecision, Failures, Holdings, Network};
+use crate::login::rules::{decide_claim, ClaimDecision, Failures, Holdings};
 use crate::login::AgentStatus;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -128,40 +128,6 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    pub(super) async fn add_agent(
-        &self,
-        tenant: &str,
-        number: &str,
-        name: &str,
-        hash: &str,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "INSERT INTO agents (tenant, number, name, passcode_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(tenant)
-        .bind(number)
-        .bind(name)
-        .bind(hash)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await;
-        match r {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::AgentExists(number.into()))
-            }
-            r => r?,
-        };
-        audit_row(
-            &mut tx,
-            tenant,
-            AuditEntry::agent(number, "agent_added", None),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub(super) async fn set_passcode(
         &self,
         tenant: &str,
@@ -274,34 +240,52 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// A page of one tenant's audit log, of one agent or all: newest first before the id
+    /// `before`, or oldest first after the id `after`.
     pub(super) async fn audit_log(
         &self,
         tenant: &str,
-        agent: Option<&str>,
+        q: &AuditQuery<'_>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let order = if q.after.is_some() { "ASC" } else { "DESC" };
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE tenant = ? AND (? IS NULL OR agent = ?) \
+             AND (? IS NULL OR id < ?) AND (? IS NULL OR id > ?) ORDER BY id {order} LIMIT ?"
+        ))
+        .bind(tenant)
+        .bind(q.agent)
+        .bind(q.agent)
+        .bind(q.before)
+        .bind(q.before)
+        .bind(q.after)
+        .bind(q.after)
+        .bind(q.limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(audit_record).collect())
+    }
+
+    /// Audit entries of every tenant after the id `after`, oldest first (the event stream).
+    pub(super) async fn audit_after(
+        &self,
+        after: i64,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, strftime('%Y-%m-%dT%H:%M:%fZ', at / 1000.0, 'unixepoch'), agent, station, source, event, reason \
-             FROM audit WHERE tenant = ? AND (? IS NULL OR agent = ?) ORDER BY id DESC LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(agent)
-        .bind(agent)
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(after)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AuditRecord {
-                id: r.get(0),
-                at: r.get(1),
-                agent: r.get(2),
-                station: r.get(3),
-                source: r.get(4),
-                event: r.get(5),
-                reason: r.get(6),
-            })
-            .collect())
+        Ok(rows.into_iter().map(audit_record).collect())
+    }
+
+    /// The id of the latest audit entry (0 when there is none).
+    pub(super) async fn last_audit_id(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM audit")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     pub(super) async fn audit_count(
@@ -319,76 +303,6 @@ impl SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(n as usize)
-    }
-
-    pub(super) async fn set_default_extension(
-        &self,
-        tenant: &str,
-        number: &str,
-        extension: &str,
-    ) -> Result<(), StoreError> {
-        self.update_agent(
-            tenant,
-            number,
-            "UPDATE agents SET default_extension = ? WHERE tenant = ? AND number = ?",
-            extension,
-        )
-        .await
-    }
-
-    pub(super) async fn set_language(
-        &self,
-        tenant: &str,
-        number: &str,
-        language: &str,
-    ) -> Result<(), StoreError> {
-        self.update_agent(
-            tenant,
-            number,
-            "UPDATE agents SET language = ? WHERE tenant = ? AND number = ?",
-            language,
-        )
-        .await
-    }
-
-    pub(super) async fn set_must_change(
-        &self,
-        tenant: &str,
-        number: &str,
-        must_change: bool,
-    ) -> Result<(), StoreError> {
-        self.update_agent(
-            tenant,
-            number,
-            "UPDATE agents SET must_change = ? WHERE tenant = ? AND number = ?",
-            must_change as i64,
-        )
-        .await
-    }
-
-    /// Runs `update` (one `?` for `value`, then tenant and number) on an agent; `NoSuchAgent`
-    /// when there is none.
-    async fn update_agent<'q, T>(
-        &self,
-        tenant: &'q str,
-        number: &'q str,
-        update: &'q str,
-        value: T,
-    ) -> Result<(), StoreError>
-    where
-        T: 'q + Send + sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-    {
-        let n = sqlx::query(update)
-            .bind(value)
-            .bind(tenant)
-            .bind(number)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NoSuchAgent(number.into()));
-        }
-        Ok(())
     }
 
     /// Lifts a lock; false when the agent was not locked.
@@ -426,37 +340,115 @@ impl SqliteStore {
         Ok(was_locked)
     }
 
-    pub(super) async fn set_restrictions(
+    /// Creates an agent with `changes` applied, in one transaction.
+    pub(super) async fn create_agent(
         &self,
         tenant: &str,
         number: &str,
-        stations: &[String],
-        networks: &[Network],
+        hash: &str,
+        changes: &AgentChanges,
     ) -> Result<(), StoreError> {
-        let networks: Vec<String> = networks.iter().map(|n| n.to_string()).collect();
-        let n = sqlx::query("UPDATE agents SET allowed_stations = ?, allowed_networks = ? WHERE tenant = ? AND number = ?")
-            .bind(stations.join(","))
-            .bind(networks.join(","))
-            .bind(tenant)
-            .bind(number)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NoSuchAgent(number.into()));
-        }
+        let mut tx = self.pool.begin().await?;
+        insert_agent(&mut tx, tenant, number, hash, changes).await?;
+        tx.commit().await?;
         Ok(())
     }
 
+    /// Changes an agent's fields (and its passcode, when `hash` is given) in one transaction.
+    pub(super) async fn update_agent(
+        &self,
+        tenant: &str,
+        number: &str,
+        hash: Option<&str>,
+        changes: &AgentChanges,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !apply_changes(&mut tx, tenant, number, hash, changes).await? {
+            return Err(StoreError::NoSuchAgent(number.into()));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Which of `numbers` exist.
+    pub(super) async fn existing_agents(
+        &self,
+        tenant: &str,
+        numbers: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in numbers.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT number FROM agents WHERE tenant = ? AND number IN ({marks})");
+            let mut q = sqlx::query_scalar::<_, String>(&sql).bind(tenant);
+            for n in chunk {
+                q = q.bind(*n);
+            }
+            found.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(found)
+    }
+
+    /// Creates or updates every row in one transaction: all of them or none.
+    pub(super) async fn import(
+        &self,
+        tenant: &str,
+        rows: &[(usize, String, Option<String>, AgentChanges)],
+    ) -> Result<ImportSummary, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut summary = ImportSummary {
+            created: 0,
+            updated: 0,
+        };
+        for (line, number, hash, changes) in rows {
+            if apply_changes(&mut tx, tenant, number, hash.as_deref(), changes).await? {
+                summary.updated += 1;
+            } else if let Some(hash) = hash {
+                insert_agent(&mut tx, tenant, number, hash, changes).await?;
+                summary.created += 1;
+            } else {
+                return Err(StoreError::Import(vec![format!(
+                    "line {line}: agent {number} does not exist, so it needs a passcode"
+                )]));
+            }
+        }
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    /// One agent, if it exists.
+    pub(super) async fn agent(
+        &self,
+        tenant: &str,
+        number: &str,
+    ) -> Result<Option<Agent>, StoreError> {
+        Ok(self
+            .query_agents(tenant, Some(number))
+            .await?
+            .into_iter()
+            .next())
+    }
+
     pub(super) async fn list_agents(&self, tenant: &str) -> Result<Vec<Agent>, StoreError> {
+        self.query_agents(tenant, None).await
+    }
+
+    async fn query_agents(
+        &self,
+        tenant: &str,
+        number: Option<&str>,
+    ) -> Result<Vec<Agent>, StoreError> {
         let rows = sqlx::query(
             "SELECT a.number, a.name, a.enabled, s.agent IS NOT NULL, \
-             a.locked_until IS NOT NULL AND a.locked_until > ?, a.allowed_stations, a.allowed_networks FROM agents a \
+             a.locked_until IS NOT NULL AND a.locked_until > ?, a.allowed_stations, a.allowed_networks, \
+             a.default_extension, a.language, a.must_change, a.tenant FROM agents a \
              LEFT JOIN sessions s ON s.tenant = a.tenant AND s.agent = a.number \
-             WHERE a.tenant = ? ORDER BY length(a.number), a.number",
+             WHERE a.tenant = ? AND (? IS NULL OR a.number = ?) ORDER BY length(a.number), a.number",
         )
         .bind(now_ms())
         .bind(tenant)
+        .bind(number)
+        .bind(number)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -467,8 +459,12 @@ impl SqliteStore {
                 enabled: r.get::<i64, _>(2) != 0,
                 logged_on: r.get::<i64, _>(3) != 0,
                 locked: r.get::<i64, _>(4) != 0,
-                stations: r.get(5),
-                networks: r.get(6),
+                stations: split_list(&r.get::<String, _>(5)),
+                networks: split_list(&r.get::<String, _>(6)),
+                default_extension: r.get(7),
+                language: r.get(8),
+                must_change: r.get::<i64, _>(9) != 0,
+                tenant: r.get(10),
             })
             .collect())
     }
@@ -590,6 +586,14 @@ impl SqliteStore {
         let n = ended.len();
         self.tell(ended);
         Ok(n)
+    }
+
+    pub(super) async fn sessions_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM sessions GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(s, n)| (s, n as u64)).collect())
     }
 
     pub(super) async fn count_sessions(&self) -> Result<usize, StoreError> {
@@ -720,6 +724,118 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         audit_row(&mut conn, tenant, AuditEntry::attempt(a, event, reason)).await
+    }
+}
+
+/// Inserts an agent and applies `changes`; audits `agent_added`.
+async fn insert_agent(
+    tx: &mut sqlx::SqliteConnection,
+    tenant: &str,
+    number: &str,
+    hash: &str,
+    changes: &AgentChanges,
+) -> Result<(), StoreError> {
+    let r = sqlx::query(
+        "INSERT INTO agents (tenant, number, passcode_hash, created_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(tenant)
+    .bind(number)
+    .bind(hash)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await;
+    match r {
+        Err(e) if is_unique_violation(&e) => return Err(StoreError::AgentExists(number.into())),
+        r => r?,
+    };
+    set_fields(tx, tenant, number, None, changes).await?;
+    audit_row(tx, tenant, AuditEntry::agent(number, "agent_added", None)).await
+}
+
+/// Applies `changes` (and a new passcode hash) to an existing agent and audits what changed;
+/// false when there is no such agent.
+async fn apply_changes(
+    tx: &mut sqlx::SqliteConnection,
+    tenant: &str,
+    number: &str,
+    hash: Option<&str>,
+    changes: &AgentChanges,
+) -> Result<bool, StoreError> {
+    if !set_fields(tx, tenant, number, hash, changes).await? {
+        return Ok(false);
+    }
+    let fields = changes.field_names().join(",");
+    if !fields.is_empty() {
+        audit_row(
+            tx,
+            tenant,
+            AuditEntry::agent(number, "agent_updated", Some(&fields)),
+        )
+        .await?;
+    }
+    if hash.is_some() {
+        audit_row(
+            tx,
+            tenant,
+            AuditEntry::agent(number, "passcode_changed", None),
+        )
+        .await?;
+    }
+    Ok(true)
+}
+
+async fn set_fields(
+    tx: &mut sqlx::SqliteConnection,
+    tenant: &str,
+    number: &str,
+    hash: Option<&str>,
+    c: &AgentChanges,
+) -> Result<bool, StoreError> {
+    let networks = c.networks.as_ref().map(|n| {
+        n.iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let n = sqlx::query(
+        "UPDATE agents SET name = COALESCE(?, name), enabled = COALESCE(?, enabled), \
+         allowed_stations = COALESCE(?, allowed_stations), allowed_networks = COALESCE(?, allowed_networks), \
+         default_extension = COALESCE(?, default_extension), language = COALESCE(?, language), \
+         must_change = COALESCE(?, must_change), passcode_hash = COALESCE(?, passcode_hash), \
+         failed_attempts = CASE WHEN ? IS NULL THEN failed_attempts ELSE 0 END \
+         WHERE tenant = ? AND number = ?",
+    )
+    .bind(c.name.as_deref())
+    .bind(c.enabled.map(i64::from))
+    .bind(c.stations.as_ref().map(|s| s.join(",")))
+    .bind(networks)
+    .bind(c.default_extension.as_deref())
+    .bind(c.language.as_deref())
+    .bind(c.must_change.map(i64::from))
+    .bind(hash)
+    .bind(hash)
+    .bind(tenant)
+    .bind(number)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+const AUDIT_COLUMNS: &str = "id, strftime('%Y-%m-%dT%H:%M:%fZ', at / 1000.0, 'unixepoch'), \
+     tenant, agent, station, source, call_id, event, reason";
+
+fn audit_record(r: sqlx::sqlite::SqliteRow) -> AuditRecord {
+    AuditRecord {
+        id: r.get(0),
+        at: r.get(1),
+        tenant: r.get(2),
+        agent: r.get(3),
+        station: r.get(4),
+        source: r.get(5),
+        call_id: r.get(6),
+        event: r.get(7),
+        reason: r.get(8),
     }
 }
 

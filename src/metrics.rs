@@ -1,0 +1,256 @@
+//! Process-wide counters for `/metrics` (Prometheus text format). Hot paths touch only relaxed
+//! atomics; per-call counts are added once per media tick, not per packet.
+
+use crate::media::dtmf::{DtmfCounters, DtmfMethod};
+use crate::store::AuditRecord;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the store latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| s <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn write(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+/// Everything counted since the process started.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub dtmf: DtmfCounters,
+    pub rtp_in: AtomicU64,
+    pub rtp_out: AtomicU64,
+    /// Calls ended, by outcome (the `X-Agentgw-Result` values, plus SIP rejections).
+    calls: Mutex<BTreeMap<String, u64>>,
+    /// Audit events seen by this process's follower, by event and reason.
+    events: Mutex<BTreeMap<(String, String), u64>>,
+    /// Webhook deliveries dropped (queue full, or out of retries).
+    pub webhooks_dropped: AtomicU64,
+    pub webhooks_delivered: AtomicU64,
+}
+
+impl Metrics {
+    pub fn call_ended(&self, outcome: &str) {
+        if let Ok(mut m) = self.calls.lock() {
+            *m.entry(outcome.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Counts an audit event (login, logout by reason, failure, lockout…).
+    pub fn event(&self, r: &AuditRecord) {
+        let reason = match r.event.as_str() {
+            "logout" => r.reason.clone().unwrap_or_default(),
+            _ => String::new(),
+        };
+        if let Ok(mut m) = self.events.lock() {
+            *m.entry((r.event.clone(), reason)).or_default() += 1;
+        }
+    }
+
+    /// The text of `/metrics`; `gauges` are the values read at scrape time.
+    pub fn render(&self, gauges: &Gauges, store_latency: &Histogram) -> String {
+        let mut out = String::new();
+        let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        one(
+            "agentgw_active_calls",
+            "gauge",
+            "Calls in progress.",
+            gauges.calls as u64,
+        );
+        one(
+            "agentgw_sessions",
+            "gauge",
+            "Agents logged on, every tenant.",
+            gauges.sessions as u64,
+        );
+        one(
+            "agentgw_rtp_packets_received_total",
+            "counter",
+            "RTP packets received.",
+            self.rtp_in.load(Ordering::Relaxed),
+        );
+        one(
+            "agentgw_rtp_packets_sent_total",
+            "counter",
+            "RTP packets sent.",
+            self.rtp_out.load(Ordering::Relaxed),
+        );
+        one(
+            "agentgw_webhook_deliveries_total",
+            "counter",
+            "Webhook deliveries acknowledged by the endpoint.",
+            self.webhooks_delivered.load(Ordering::Relaxed),
+        );
+        one(
+            "agentgw_webhook_dropped_total",
+            "counter",
+            "Webhook deliveries dropped (queue full or out of retries).",
+            self.webhooks_dropped.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(out, "# HELP agentgw_sessions_by_status Agents logged on, by status.\n# TYPE agentgw_sessions_by_status gauge");
+        for (status, n) in &gauges.by_status {
+            let _ = writeln!(out, "agentgw_sessions_by_status{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP agentgw_calls_total Calls ended, by outcome.\n# TYPE agentgw_calls_total counter");
+        if let Ok(m) = self.calls.lock() {
+            for (outcome, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "agentgw_calls_total{{outcome=\"{}\"}} {n}",
+                    label(outcome)
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP agentgw_dtmf_keys_total Keys received, by method.\n# TYPE agentgw_dtmf_keys_total counter");
+        for m in DtmfMethod::ALL {
+            let _ = writeln!(
+                out,
+                "agentgw_dtmf_keys_total{{method=\"{m}\"}} {}",
+                self.dtmf.get(m)
+            );
+        }
+        let events = self.events.lock().map(|m| m.clone()).unwrap_or_default();
+        let count = |event: &str| -> u64 {
+            events
+                .iter()
+                .filter(|((e, _), _)| e == event)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let mut simple = |name: &str, help: &str, event: &str| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                count(event)
+            );
+        };
+        simple("agentgw_logins_total", "Agents logged on.", "login");
+        simple(
+            "agentgw_login_failures_total",
+            "Failed login attempts (unknown agent, wrong passcode, disabled).",
+            "login_failed",
+        );
+        simple(
+            "agentgw_login_refusals_total",
+            "Logins refused by a rule (already on, station, network, locked, over the limit).",
+            "login_refused",
+        );
+        simple("agentgw_lockouts_total", "Agents locked.", "lockout");
+        let _ = writeln!(out, "# HELP agentgw_logouts_total Sessions ended, by reason.\n# TYPE agentgw_logouts_total counter");
+        for ((e, reason), n) in &events {
+            if e == "logout" {
+                let _ = writeln!(
+                    out,
+                    "agentgw_logouts_total{{reason=\"{}\"}} {n}",
+                    label(reason)
+                );
+            }
+        }
+        store_latency.write(
+            &mut out,
+            "agentgw_store_query_seconds",
+            "Store query latency (login path and administration).",
+        );
+        out
+    }
+}
+
+/// Values read at scrape time.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub calls: usize,
+    pub sessions: usize,
+    pub by_status: Vec<(String, u64)>,
+}
+
+/// Escapes a label value.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.call_ended("logged-in");
+        m.call_ended("logged-in");
+        let rec = |event: &str, reason: Option<&str>| AuditRecord {
+            id: 1,
+            at: String::new(),
+            tenant: "default".into(),
+            agent: None,
+            station: None,
+            source: None,
+            call_id: None,
+            event: event.into(),
+            reason: reason.map(String::from),
+        };
+        m.event(&rec("login", None));
+        m.event(&rec("logout", Some("logged out by an administrator")));
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(700));
+        let text = m.render(
+            &Gauges {
+                calls: 3,
+                sessions: 1,
+                by_status: vec![("available".into(), 1)],
+            },
+            &h,
+        );
+        for line in [
+            "agentgw_active_calls 3",
+            "agentgw_calls_total{outcome=\"logged-in\"} 2",
+            "agentgw_logins_total 1",
+            "agentgw_logouts_total{reason=\"logged out by an administrator\"} 1",
+            "agentgw_sessions_by_status{status=\"available\"} 1",
+            "agentgw_store_query_seconds_bucket{le=\"0.0005\"} 0",
+            "agentgw_store_query_seconds_bucket{le=\"0.001\"} 1",
+            "agentgw_store_query_seconds_count 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+}
