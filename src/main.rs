@@ -567,7 +567,7 @@ async fn agent(config: &Config, tenant: &str, cmd: &AgentCommand) -> Result<()> 
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let json = text.trim_start().starts_with('[');
-            let mut rows = agentgw::store::parse_import(&text, json)
+            let (mut rows, errors) = agentgw::store::parse_import(&text, json)
                 .map_err(|e| anyhow!("{}: {}", file.display(), import_error(&e)))?;
             if config.login.new_agents_must_change {
                 for r in &mut rows {
@@ -577,7 +577,7 @@ async fn agent(config: &Config, tenant: &str, cmd: &AgentCommand) -> Result<()> 
                 }
             }
             let done = store
-                .import_agents(&rows)
+                .import_agents(&rows, errors)
                 .await
                 .map_err(|e| anyhow!("{}: {}", file.display(), import_error(&e)))?;
             println!(

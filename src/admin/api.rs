@@ -284,7 +284,7 @@ pub async fn import(
             || text.trim_start().starts_with('['),
             |ct| ct.contains("json"),
         );
-    let mut rows = crate::store::parse_import(text, json)?;
+    let (mut rows, errors) = crate::store::parse_import(text, json)?;
     if s.new_agents_must_change {
         for r in &mut rows {
             if r.passcode.is_some() && r.changes.must_change.is_none() {
@@ -293,7 +293,7 @@ pub async fn import(
         }
     }
     let done = tenant_store(&s.store, q.tenant.as_deref())
-        .import_agents(&rows)
+        .import_agents(&rows, errors)
         .await?;
     Ok(Json(done))
 }

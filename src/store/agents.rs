@@ -155,14 +155,15 @@ pub const IMPORT_COLUMNS: [&str; 9] = [
 
 /// Parses an import: CSV with a header row naming the columns (lists inside a field separated
 /// by `;` or spaces), or a JSON array of objects with the same names (lists as arrays).
-/// Every problem is reported with its line (CSV) or item number (JSON).
-pub fn parse_import(text: &str, json: bool) -> Result<Vec<ImportRow>, StoreError> {
-    let rows = if json {
+/// The rows that parsed and one message per row that did not, with its line (CSV) or item
+/// number (JSON); `Err` when the whole file is unusable.
+pub fn parse_import(text: &str, json: bool) -> Result<(Vec<ImportRow>, Vec<String>), StoreError> {
+    let (rows, errors) = if json {
         parse_json(text)?
     } else {
         parse_csv(text)?
     };
-    if rows.is_empty() {
+    if rows.is_empty() && errors.is_empty() {
         return Err(StoreError::Invalid("the import holds no agents".into()));
     }
     if rows.len() > MAX_IMPORT_ROWS {
@@ -171,7 +172,7 @@ pub fn parse_import(text: &str, json: bool) -> Result<Vec<ImportRow>, StoreError
             rows.len()
         )));
     }
-    Ok(rows)
+    Ok((rows, errors))
 }
 
 fn row_error(errors: &mut Vec<String>, line: usize, e: impl std::fmt::Display) {
@@ -187,7 +188,7 @@ fn parse_bool(field: &str, v: &str) -> Result<Option<bool>, String> {
     }
 }
 
-fn parse_csv(text: &str) -> Result<Vec<ImportRow>, StoreError> {
+fn parse_csv(text: &str) -> Result<(Vec<ImportRow>, Vec<String>), StoreError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
@@ -282,11 +283,7 @@ fn parse_csv(text: &str) -> Result<Vec<ImportRow>, StoreError> {
             Err(e) => row_error(&mut errors, line, e),
         }
     }
-    if errors.is_empty() {
-        Ok(rows)
-    } else {
-        Err(StoreError::Import(errors))
-    }
+    Ok((rows, errors))
 }
 
 /// One agent of a JSON import (also the body of `POST /api/agents`).
@@ -358,7 +355,7 @@ impl AgentFieldsInput {
     }
 }
 
-fn parse_json(text: &str) -> Result<Vec<ImportRow>, StoreError> {
+fn parse_json(text: &str) -> Result<(Vec<ImportRow>, Vec<String>), StoreError> {
     let items: Vec<serde_json::Value> = serde_json::from_str(text)
         .map_err(|e| StoreError::Invalid(format!("not a JSON array of agents: {e}")))?;
     let mut rows = Vec::new();
@@ -389,11 +386,7 @@ fn parse_json(text: &str) -> Result<Vec<ImportRow>, StoreError> {
             Err(e) => errors.push(format!("item {line}: {e}")),
         }
     }
-    if errors.is_empty() {
-        Ok(rows)
-    } else {
-        Err(StoreError::Import(errors))
-    }
+    Ok((rows, errors))
 }
 
 #[cfg(test)]
@@ -402,7 +395,7 @@ mod tests {
 
     #[test]
     fn csv_rows_with_lists_and_errors_with_line_numbers() {
-        let rows = parse_import(
+        let (rows, _) = parse_import(
             "number,name,passcode,stations,networks,enabled\n\
              1001,Ann,1234,desk-*@pbx;2001@pbx,10.0.0.0/8,yes\n\
              1002,\"Bo, Jr\",,,,\n",
@@ -418,14 +411,11 @@ mod tests {
         assert_eq!(rows[1].changes.name.as_deref(), Some("Bo, Jr"));
         assert!(rows[1].passcode.is_none());
 
-        let err = parse_import(
+        let (_, lines) = parse_import(
             "number,passcode,networks\n1001,1234,\n12x,1234,\n1003,12,\n1004,1234,300.1.1.1/8\n",
             false,
         )
-        .unwrap_err();
-        let StoreError::Import(lines) = err else {
-            panic!("{err}")
-        };
+        .unwrap();
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(lines[0].starts_with("line 3: "), "{lines:?}");
         assert!(lines[1].starts_with("line 4: passcode"), "{lines:?}");
@@ -438,7 +428,7 @@ mod tests {
 
     #[test]
     fn json_items_name_the_field() {
-        let rows = parse_import(
+        let (rows, _) = parse_import(
             r#"[{"number":"1001","passcode":"1234","stations":["a@b"]},{"number":"1002"}]"#,
             true,
         )
@@ -448,8 +438,9 @@ mod tests {
             r#"[{"number":"1001","colour":"red"},{"number":"1002","enabled":"x"}]"#,
             true,
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap()
+        .1
+        .join("; ");
         assert!(
             err.contains("item 1: colour: unknown field `colour`"),
             "{err}"

@@ -410,8 +410,12 @@ impl Store {
 
     /// Creates or updates every agent of an import in one transaction, or none: every row is
     /// checked first and all the problems are reported together, with their lines.
-    pub async fn import_agents(&self, rows: &[ImportRow]) -> Result<ImportSummary, StoreError> {
-        let mut errors = Vec::new();
+    /// `errors` are problems already found (parse errors), reported with the rest.
+    pub async fn import_agents(
+        &self,
+        rows: &[ImportRow],
+        mut errors: Vec<String>,
+    ) -> Result<ImportSummary, StoreError> {
         let mut seen = std::collections::HashMap::new();
         for r in rows {
             if let Err(e) = r.validate() {
@@ -436,9 +440,8 @@ impl Store {
         }
         if !errors.is_empty() {
             errors.sort_by_key(|e| {
-                e.trim_start_matches("line ")
-                    .split(':')
-                    .next()
+                e.split_once(' ')
+                    .and_then(|(_, rest)| rest.split(':').next())
                     .and_then(|n| n.parse::<usize>().ok())
             });
             return Err(StoreError::Import(errors));

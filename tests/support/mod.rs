@@ -27,6 +27,7 @@ pub struct TestGateway {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
     pub store: Store,
+    pub config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -83,11 +84,26 @@ pub async fn start_gateway_with(ip: &str, tweak: impl FnOnce(&mut Config)) -> Te
         udp: SocketAddr::new(ip, port),
         tcp: SocketAddr::new(ip, port),
         store,
+        config,
         _dir: dir,
     }
 }
 
 impl TestGateway {
+    /// Starts the admin listener on a free loopback port; its address and token.
+    pub async fn start_admin(&self) -> (SocketAddr, String) {
+        let mut config = self.config.clone();
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
+        let (addr, created) = self
+            .gateway
+            .start_admin(&config, self._dir.path())
+            .await
+            .unwrap();
+        let file = created.unwrap_or_else(|| self._dir.path().join("admin-token"));
+        let token = std::fs::read_to_string(file).unwrap();
+        (addr, token.trim().to_string())
+    }
+
     /// Waits until no call and no dialog is left; false if some stay (a leak).
     pub async fn settles(&self) -> bool {
         for _ in 0..100 {
@@ -897,4 +913,168 @@ fn frame_tcp(buf: &[u8]) -> Option<(SipMsg, usize)> {
         return None;
     }
     Some((SipMsg::parse(&buf2[..total])?, start + total))
+}
+
+/// One HTTP/1.1 request (Connection: close); the status and the body (chunked bodies
+/// decoded).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let (ct, body) = body.unwrap_or(("", ""));
+    let ct = if ct.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Type: {ct}\r\n")
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{ct}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    timeout(Duration::from_secs(30), s.read_to_end(&mut resp))
+        .await
+        .expect("the admin API answers within 30 s")
+        .unwrap();
+    let resp = String::from_utf8_lossy(&resp).to_string();
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut dec = Chunked::default();
+        dec.feed(body.as_bytes())
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+/// An incremental decoder of a chunked HTTP body.
+#[derive(Default)]
+pub struct Chunked {
+    buf: Vec<u8>,
+}
+
+impl Chunked {
+    /// Adds bytes; returns the body text decoded so far from complete chunks.
+    pub fn feed(&mut self, data: &[u8]) -> String {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        while let Some(nl) = self.buf.windows(2).position(|w| w == b"\r\n") {
+            let size = std::str::from_utf8(&self.buf[..nl])
+                .ok()
+                .and_then(|h| usize::from_str_radix(h.trim(), 16).ok())
+                .unwrap_or(0);
+            if self.buf.len() < nl + 2 + size + 2 {
+                break;
+            }
+            out.extend_from_slice(&self.buf[nl + 2..nl + 2 + size]);
+            self.buf.drain(..nl + 2 + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&out).to_string()
+    }
+}
+
+/// A consumer of the admin event stream (`GET /api/events`).
+pub struct EventStream {
+    stream: TcpStream,
+    chunks: Chunked,
+    text: String,
+    /// Was the answer 200 with `text/event-stream`?
+    pub status: u16,
+}
+
+/// One event of the stream.
+#[derive(Debug, Clone)]
+pub struct StreamEvent {
+    pub id: i64,
+    pub event: String,
+    pub data: serde_json::Value,
+}
+
+impl EventStream {
+    pub async fn connect(
+        addr: SocketAddr,
+        token: &str,
+        last_event_id: Option<i64>,
+        query: &str,
+    ) -> EventStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let resume = last_event_id
+            .map(|i| format!("Last-Event-ID: {i}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "GET /api/events{query} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{resume}Accept: text/event-stream\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        // The head.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if timeout(Duration::from_secs(10), stream.read_exact(&mut byte))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        EventStream {
+            stream,
+            chunks: Chunked::default(),
+            text: String::new(),
+            status,
+        }
+    }
+
+    /// The next event, or None after `secs` without one.
+    pub async fn next(&mut self, secs: u64) -> Option<StreamEvent> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            while let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let mut ev = StreamEvent {
+                    id: 0,
+                    event: String::new(),
+                    data: serde_json::Value::Null,
+                };
+                let mut has_data = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = v.trim().parse().unwrap_or(0);
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev.event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        ev.data = serde_json::from_str(v.trim()).unwrap_or_default();
+                        has_data = true;
+                    }
+                }
+                if has_data {
+                    return Some(ev);
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => return None,
+            };
+            let text = self.chunks.feed(&buf[..n]);
+            self.text.push_str(&text);
+        }
+    }
 }
