@@ -939,11 +939,39 @@ pub async fn http(
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
-    let mut resp = Vec::new();
-    timeout(Duration::from_secs(30), s.read_to_end(&mut resp))
+    // Read the head, then the body by its Content-Length, its chunks, or to the end (some
+    // servers keep the connection open whatever the request said).
+    let read = async {
+        let mut resp = Vec::new();
+        let mut buf = [0u8; 16384];
+        loop {
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            resp.extend_from_slice(&buf[..n]);
+            let Some(end) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&resp[..end]).to_ascii_lowercase();
+            let body = &resp[end + 4..];
+            if let Some(len) = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+            {
+                if body.len() >= len {
+                    break;
+                }
+            } else if head.contains("transfer-encoding: chunked") && body.ends_with(b"0\r\n\r\n") {
+                break;
+            }
+        }
+        resp
+    };
+    let resp = timeout(Duration::from_secs(30), read)
         .await
-        .expect("the admin API answers within 30 s")
-        .unwrap();
+        .expect("the HTTP server answers within 30 s");
     let resp = String::from_utf8_lossy(&resp).to_string();
     let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
