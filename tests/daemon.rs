@@ -706,3 +706,100 @@ fn the_admin_api_needs_the_token_lists_sessions_and_forces_a_logout() {
         );
     });
 }
+
+#[test]
+fn the_cli_imports_agents_follows_the_audit_and_its_force_logout_drops_a_stay_line() {
+    let d = Daemon::start_with("[login]\nafter_login = \"stay\"\n", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "number,name,passcode\n4001,Ida,4444\n40x2,Jo,5555\n4003,Kai,\n",
+    )
+    .unwrap();
+    let (ok, _, err) = d.cli(&["agent", "import", bad.to_str().unwrap()], None);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("nothing was imported") && err.contains("line 3:") && err.contains("line 4:"),
+        "{err}"
+    );
+    let (_, list, _) = d.cli(&["agent", "list"], None);
+    assert!(!list.contains("4001"), "all or nothing: {list}");
+    let good = dir.path().join("agents.json");
+    std::fs::write(
+        &good,
+        r#"[{"number":"4001","name":"Ida","passcode":"4444"},{"number":"1001","name":"Renamed"}]"#,
+    )
+    .unwrap();
+    let (ok, out, err) = d.cli(&["agent", "import", good.to_str().unwrap()], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("1 agents created, 1 updated"), "{out}");
+
+    // audit --follow prints what the daemon writes after it started.
+    let mut follow = Command::new(BIN)
+        .arg("--config")
+        .arg(&d.config)
+        .args(["audit", "--follow", "--limit", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", d.port).parse().unwrap();
+    rt.block_on(async {
+        let mut p = support::Phone::new(addr, support::PhoneOptions::default()).await;
+        p.call().await;
+        p.press("4001#4444#").await;
+        assert!(
+            p.wait_for_prompt(agentgw::media::prompts::PromptId::AgentLoginOk, 10)
+                .await
+        );
+        // Another process (the CLI) forces the agent out: the daemon's stay line hears it.
+        let (ok, out, err) = d.cli(&["session", "logout", "4001"], None);
+        assert!(ok && out.contains("logged out"), "{err}");
+        assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("dropped"));
+        assert!(
+            p.heard_ids()
+                .contains(&agentgw::media::prompts::PromptId::AdminLogout),
+            "{:?}",
+            p.heard()
+        );
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(l);
+        }
+        if lines.iter().any(|l| l.contains(" logout ")) {
+            break;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("4001") && l.contains(" login ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" logout ") && l.contains("logged out by an administrator")),
+        "{lines:#?}"
+    );
+}
