@@ -831,6 +831,38 @@ mod tests {
             e.to_string().starts_with("a.toml: login.max_digits: "),
             "{e}"
         );
+        let hook = |extra: &str| {
+            Config::parse(
+                &format!("[[webhook]]\nurl = \"http://127.0.0.1:9/x\"\nsecret = \"0123456789abcdef\"\n{extra}"),
+                "a.toml",
+            )
+        };
+        assert!(hook("").is_ok());
+        let e = hook("events = [\"logon\"]\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("a.toml: webhook[0].events: \"logon\" is not an event"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "[[webhook]]\nurl = \"https://x\"\nsecret = \"0123456789abcdef\"\n",
+            "a.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("a.toml: webhook[0].url: https is not supported"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "[[webhook]]\nurl = \"http://x\"\nsecret = \"short\"\n",
+            "a.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "a.toml: webhook[0].secret: must be at least 16 characters"
+        );
     }
 
     #[test]
