@@ -217,12 +217,22 @@ impl Default for MediaConfig {
 pub struct StoreConfig {
     /// `sqlite://PATH` (created when missing).
     pub url: String,
+    /// argon2id memory per passcode hash, KiB.
+    pub hash_memory_kib: u32,
+    /// argon2id passes.
+    pub hash_iterations: u32,
+    /// The pepper: a secret mixed into every passcode hash, kept outside the database. None:
+    /// generated on first start into the state directory as `pepper` (mode 0600).
+    pub pepper_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: "sqlite://agentgw.db".into(),
+            hash_memory_kib: crate::store::DEFAULT_HASH_MEMORY_KIB,
+            hash_iterations: crate::store::DEFAULT_HASH_ITERATIONS,
+            pepper_file: None,
         }
     }
 }
@@ -501,7 +511,7 @@ impl Config {
         let mut out = format!(
             "[sip]\nlisten = {}\nmax_calls = {}\nmax_call_secs = {}\nanswer_after_ms = {}\n\n\
              [media]\nrtp_ports = \"{}-{}\"\npublic_address = {}\n\n\
-             [store]\nurl = {url:?}\n\n[admin]\nlisten = \"{}\"\n\n\
+             [store]\nurl = {url:?}\nhash_memory_kib = {}\nhash_iterations = {}\npepper_file = {}\n\n[admin]\nlisten = \"{}\"\n\n\
              [prompts]\ndir = {}\nlanguage = {:?}\n\n\
              [login]\nmax_attempts = {}\ndigit_timeout_secs = {}\nfirst_digit_timeout_secs = {}\nmax_digits = {}\n\
              already_logged_on = {:?}\nsame_station = {:?}\nlockout_after = {}\nlockout_window_mins = {}\n\
@@ -516,6 +526,9 @@ impl Config {
             self.media.rtp_ports.low,
             self.media.rtp_ports.high,
             self.media.public_address.map_or("(the address the INVITE came in on)".to_string(), |a| format!("{:?}", a.to_string())),
+            self.store.hash_memory_kib,
+            self.store.hash_iterations,
+            self.store.pepper_file.as_ref().map_or("(generated in the state directory)".to_string(), |d| format!("{:?}", d.display().to_string())),
             self.admin.listen,
             self.prompts.dir.as_ref().map_or("(built-in)".to_string(), |d| format!("{:?}", d.display().to_string())),
             self.prompts.language,
@@ -698,6 +711,12 @@ impl Config {
             if !(100..=60_000).contains(&w.timeout_ms) {
                 return invalid(&key("timeout_ms"), "must be 100 to 60000");
             }
+        }
+        if !(8..=1_048_576).contains(&self.store.hash_memory_kib) {
+            return invalid("store.hash_memory_kib", "must be 8 to 1048576 (KiB)");
+        }
+        if !(1..=10).contains(&self.store.hash_iterations) {
+            return invalid("store.hash_iterations", "must be 1 to 10");
         }
         let mut seen_numbers = std::collections::HashSet::new();
         for (i, t) in self.tenant.iter().enumerate() {

@@ -9,8 +9,8 @@ use agentgw::store::Store;
 use agentgw::Gateway;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -320,8 +320,77 @@ fn config_check(file: Option<&PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Opens the store with the configured hashing and the pepper: read from `[store]
+/// pepper_file`, else from `agentgw.pepper` next to the database, generated there (mode 0600)
+/// on first use, unless passcodes already hashed with a pepper show it was lost.
 async fn open_store(config: &Config) -> Result<Store> {
-    Ok(Store::open(&config.store.url, &node_id()).await?)
+    let path = config
+        .store
+        .pepper_file
+        .clone()
+        .unwrap_or_else(|| db_dir(config).join("agentgw.pepper"));
+    let existing = match std::fs::read(&path) {
+        Ok(p) => {
+            let p: Vec<u8> = p.trim_ascii().to_vec();
+            if p.len() < 16 {
+                bail!("{}: a pepper must be at least 16 bytes", path.display());
+            }
+            Some(p)
+        }
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound && config.store.pepper_file.is_none() =>
+        {
+            None
+        }
+        Err(e) => bail!("{}: cannot read the pepper: {e}", path.display()),
+    };
+    let created = existing.is_none();
+    let pepper = existing.unwrap_or_else(|| {
+        (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect::<String>()
+            .into_bytes()
+    });
+    let settings = agentgw::store::HashSettings {
+        memory_kib: config.store.hash_memory_kib,
+        iterations: config.store.hash_iterations,
+        pepper: Some(pepper.clone()),
+    };
+    let store = Store::open_with(&config.store.url, &node_id(), &settings).await?;
+    let (peppered, other) = store.peppered_hashes().await?;
+    if created {
+        if peppered > 0 {
+            bail!(
+                "{}: the pepper file is missing, but {peppered} agents' passcodes were hashed with \
+                 one: restore the file (or set [store] pepper_file to where it is); without it \
+                 those agents cannot log in",
+                path.display()
+            );
+        }
+        write_secret(&path, &pepper)
+            .with_context(|| format!("cannot write the pepper to {}", path.display()))?;
+        eprintln!(
+            "passcode pepper generated in {} (mode 0600): back it up apart from the database",
+            path.display()
+        );
+    } else if other > 0 {
+        eprintln!(
+            "warning: {other} agents' passcodes were hashed with another pepper than {}; they cannot log in until their passcodes are reset",
+            path.display()
+        );
+    }
+    Ok(store)
+}
+
+/// Writes a new file readable by its owner only.
+fn write_secret(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
 }
 
 async fn serve(config: &Config, config_path: Option<&PathBuf>, demo: bool) -> Result<()> {
@@ -452,6 +521,11 @@ fn state_dir(config: &Config) -> PathBuf {
     if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
         return PathBuf::from(d);
     }
+    db_dir(config)
+}
+
+/// The directory of the SQLite file (the current directory for a bare file name).
+fn db_dir(config: &Config) -> PathBuf {
     let path = config
         .store
         .url

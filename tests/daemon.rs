@@ -803,3 +803,77 @@ fn the_cli_imports_agents_follows_the_audit_and_its_force_logout_drops_a_stay_li
         "{lines:#?}"
     );
 }
+
+#[test]
+fn a_lost_pepper_is_refused_rather_than_silently_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agentgw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n",
+            dir.path().join("agentgw.db").display()
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (ok, err) = cli(&["agent", "add", "2001", "--passcode", "97531"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("passcode pepper generated in"), "{err}");
+    let pepper = dir.path().join("agentgw.pepper");
+    let mode = std::fs::metadata(&pepper).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    std::fs::remove_file(&pepper).unwrap();
+    let (ok, err) = cli(&["agent", "list"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("agentgw.pepper: the pepper file is missing, but 1 agents' passcodes were hashed with one"),
+        "{err}"
+    );
+    assert!(!pepper.exists(), "no new pepper written over a lost one");
+}
+
+/// The CI smoke run of the load generator: a few hundred complete logins against the real
+/// binary; any call that does not end logged in fails it (the figures are for BENCHMARKS.md,
+/// not for CI).
+#[test]
+fn load_smoke_run_every_call_logs_in() {
+    let d = Daemon::start_with(
+        "[login]\nalready_logged_on = \"replace\"\n[log]\nfilter = \"warn\"\n",
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("agents.csv");
+    std::fs::write(&csv, "number,passcode\n1001,1234\n1002,2345\n1003,3456\n").unwrap();
+    let json = dir.path().join("summary.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_agentgw-load"))
+        .arg(format!("127.0.0.1:{}", d.port))
+        .args(["--calls", "200", "--rate", "50", "--type-ahead", "--csv"])
+        .arg(&csv)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(summary["outcomes"]["logged-in"], 200, "{summary}");
+    assert_eq!(summary["setup"]["count"], 200);
+    assert_eq!(summary["rtp_lost"], 0, "{summary}");
+}

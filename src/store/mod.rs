@@ -213,26 +213,102 @@ pub fn validate_passcode(p: &Passcode) -> Result<(), StoreError> {
     }
 }
 
+/// How passcodes are hashed: argon2id parameters and the pepper.
+#[derive(Debug, Clone)]
+pub struct HashSettings {
+    /// Memory per hash, KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+    /// A server-side secret mixed into every new hash (argon2's secret input), kept outside
+    /// the database: a stolen database alone cannot be brute-forced. Hashes made with it carry
+    /// its id (`keyid`), so hashes made before it (or with none) still verify.
+    pub pepper: Option<Vec<u8>>,
+}
+
+impl Default for HashSettings {
+    fn default() -> Self {
+        HashSettings {
+            memory_kib: DEFAULT_HASH_MEMORY_KIB,
+            iterations: DEFAULT_HASH_ITERATIONS,
+            pepper: None,
+        }
+    }
+}
+
+/// Default argon2id memory (KiB) and passes: about 2 ms of one core here, with the pepper
+/// doing the work of keeping a stolen database useless (BENCHMARKS.md: "Cost per login").
+pub const DEFAULT_HASH_MEMORY_KIB: u32 = 4096;
+pub const DEFAULT_HASH_ITERATIONS: u32 = 1;
+
+/// The id of a pepper as stored in hashes: the first 8 bytes of its SHA-256.
+fn pepper_id(pepper: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(pepper)[..8].to_vec()
+}
+
 /// Argon2id hashing off the async runtime, a bounded number at a time.
 #[derive(Debug, Clone)]
 struct Hasher {
     permits: Arc<Semaphore>,
+    /// Hashes new passcodes (with the pepper, when there is one).
+    hashing: Arc<Argon2<'static>>,
+    /// Verifies hashes made with the pepper (their `keyid` is `pepper_id`).
+    peppered: Option<(Vec<u8>, Arc<Argon2<'static>>)>,
+    dummy: Arc<OnceLock<String>>,
 }
 
 impl Hasher {
-    fn new() -> Hasher {
+    fn new(settings: &HashSettings) -> Result<Hasher, StoreError> {
         let n = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Hasher {
+        let bad = |e: argon2::Error| StoreError::Invalid(format!("passcode hashing: {e}"));
+        let mut params = argon2::ParamsBuilder::new();
+        params
+            .m_cost(settings.memory_kib)
+            .t_cost(settings.iterations)
+            .p_cost(1);
+        let (hashing, peppered) = match &settings.pepper {
+            Some(pepper) => {
+                let id = pepper_id(pepper);
+                let keyid = argon2::KeyId::new(&id).map_err(bad)?;
+                let params = params.keyid(keyid).build().map_err(bad)?;
+                // The hasher lives as long as the process: the secret is leaked once.
+                let secret: &'static [u8] = Box::leak(pepper.clone().into_boxed_slice());
+                let a = Arc::new(
+                    Argon2::new_with_secret(
+                        secret,
+                        argon2::Algorithm::Argon2id,
+                        argon2::Version::V0x13,
+                        params,
+                    )
+                    .map_err(bad)?,
+                );
+                (a.clone(), Some((id, a)))
+            }
+            None => (
+                Arc::new(Argon2::new(
+                    argon2::Algorithm::Argon2id,
+                    argon2::Version::V0x13,
+                    params.build().map_err(bad)?,
+                )),
+                None,
+            ),
+        };
+        Ok(Hasher {
             permits: Arc::new(Semaphore::new(n)),
-        }
+            hashing,
+            peppered,
+            dummy: Arc::default(),
+        })
     }
 
     async fn hash(&self, p: &Passcode) -> Result<String, StoreError> {
         let _permit = self.permits.acquire().await.map_err(|_| closed())?;
         let p = p.clone();
+        let argon = self.hashing.clone();
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
-            Argon2::default()
+            argon
                 .hash_password(p.0.as_bytes(), &salt)
                 .map(|h| h.to_string())
                 .map_err(|e| StoreError::Invalid(format!("cannot hash passcode: {e}")))
@@ -242,40 +318,52 @@ impl Hasher {
     }
 
     /// Verifies `p` against `phc`; with no hash (unknown agent) it verifies against a dummy so
-    /// that unknown agents and wrong passcodes take the same time.
+    /// that unknown agents and wrong passcodes take the same time. A hash made with a pepper
+    /// is verified with it; one made without, without.
     async fn verify(&self, p: &Passcode, phc: Option<String>) -> Result<bool, StoreError> {
         let _permit = self.permits.acquire().await.map_err(|_| closed())?;
         let p = p.clone();
+        let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let known = phc.is_some();
-            let phc = phc.unwrap_or_else(|| dummy_hash().to_string());
-            let ok = PasswordHash::new(&phc)
-                .map(|h| {
-                    Argon2::default()
-                        .verify_password(p.0.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false);
+            let phc = phc.unwrap_or_else(|| this.dummy_hash().to_string());
+            let Ok(h) = PasswordHash::new(&phc) else {
+                return false;
+            };
+            let keyid = h.params.get_str("keyid").and_then(|k| {
+                use argon2::password_hash::Encoding;
+                let mut buf = [0u8; 8];
+                Encoding::B64.decode(k, &mut buf).ok().map(|b| b.to_vec())
+            });
+            let ok = match (&keyid, &this.peppered) {
+                (None, _) => Argon2::default()
+                    .verify_password(p.0.as_bytes(), &h)
+                    .is_ok(),
+                (Some(id), Some((ours, argon))) if id == ours => {
+                    argon.verify_password(p.0.as_bytes(), &h).is_ok()
+                }
+                // Made with another pepper: it cannot match.
+                _ => false,
+            };
             known && ok
         })
         .await
         .map_err(|_| closed())
     }
+
+    fn dummy_hash(&self) -> &str {
+        self.dummy.get_or_init(|| {
+            let salt = SaltString::generate(&mut OsRng);
+            self.hashing
+                .hash_password(b"not-a-passcode", &salt)
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        })
+    }
 }
 
 fn closed() -> StoreError {
     StoreError::Unavailable("the hashing pool is shut down".into())
-}
-
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(b"not-a-passcode", &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
 }
 
 /// The store: SQLite today (embedded, WAL), PostgreSQL when several nodes share it.
@@ -293,8 +381,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating when missing) the store at `url` and runs its migrations.
+    /// Opens (creating when missing) the store at `url` and runs its migrations, hashing with
+    /// the default parameters and no pepper.
     pub async fn open(url: &str, node_id: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, node_id, &HashSettings::default()).await
+    }
+
+    /// Opens the store, hashing passcodes as `hashing` says.
+    pub async fn open_with(
+        url: &str,
+        node_id: &str,
+        hashing: &HashSettings,
+    ) -> Result<Store, StoreError> {
         if !url.starts_with("sqlite:") {
             return Err(StoreError::Invalid(format!(
                 "store URL {url:?} is not supported: use sqlite://PATH"
@@ -302,7 +400,7 @@ impl Store {
         }
         Ok(Store {
             db: sqlite::SqliteStore::open(url).await?,
-            hasher: Hasher::new(),
+            hasher: Hasher::new(hashing)?,
             node_id: node_id.to_string(),
             tenant: DEFAULT_TENANT.to_string(),
             latency: Arc::default(),
@@ -332,6 +430,28 @@ impl Store {
     /// Sessions of every tenant by status.
     pub async fn sessions_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.timed(self.db.sessions_by_status()).await
+    }
+
+    /// How many agents' passcodes were hashed with a pepper, and how many of those with
+    /// another pepper than this store's (they cannot log in).
+    pub async fn peppered_hashes(&self) -> Result<(usize, usize), StoreError> {
+        let hashes = self.db.peppered_hashes().await?;
+        let ours = self.hasher.peppered.as_ref().map(|(id, _)| {
+            use argon2::password_hash::Encoding;
+            let mut buf = [0u8; 16];
+            Encoding::B64
+                .encode(id, &mut buf)
+                .map(str::to_string)
+                .unwrap_or_default()
+        });
+        let other = hashes
+            .iter()
+            .filter(|h| {
+                ours.as_ref()
+                    .is_none_or(|o| !h.contains(&format!("keyid={o}")))
+            })
+            .count();
+        Ok((hashes.len(), other))
     }
 
     /// The tenant this view works in.
@@ -903,6 +1023,64 @@ mod tests {
                 .passcode_hash;
         assert!(h.starts_with("$argon2id$"), "{h}");
         assert!(!h.contains("86420"));
+    }
+
+    #[tokio::test]
+    async fn the_pepper_is_needed_to_verify_and_old_hashes_still_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        // Made before the pepper: no keyid.
+        let plain = Store::open(&url, "n").await.unwrap();
+        plain
+            .add_agent("1001", "", &Passcode("1234".into()))
+            .await
+            .unwrap();
+        let with = |pepper: &[u8]| HashSettings {
+            pepper: Some(pepper.to_vec()),
+            ..HashSettings::default()
+        };
+        let peppered = Store::open_with(&url, "n", &with(b"0123456789abcdef0123"))
+            .await
+            .unwrap();
+        peppered
+            .add_agent("1002", "", &Passcode("2345".into()))
+            .await
+            .unwrap();
+        let h = peppered
+            .db
+            .agent_record(DEFAULT_TENANT, "1002")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(h.passcode_hash.contains("keyid="), "{}", h.passcode_hash);
+        assert!(
+            h.passcode_hash.contains("m=4096,t=1,p=1"),
+            "{}",
+            h.passcode_hash
+        );
+        assert_eq!(peppered.peppered_hashes().await.unwrap(), (1, 0));
+        let ok = |s: &Store, a: &str, p: &str| {
+            let (s, a, p) = (s.clone(), a.to_string(), p.to_string());
+            async move {
+                s.login(&attempt(&a, &p, &format!("st-{a}")), &policy())
+                    .await
+                    .unwrap()
+                    == LoginResult::LoggedIn
+            }
+        };
+        assert!(
+            ok(&peppered, "1001", "1234").await,
+            "a hash made before the pepper"
+        );
+        assert!(ok(&peppered, "1002", "2345").await);
+        peppered.logout("1002", "t").await.unwrap();
+        // The database alone (no pepper), or another pepper, cannot verify it.
+        assert!(!ok(&plain, "1002", "2345").await);
+        let other = Store::open_with(&url, "n", &with(b"another-pepper-entirely"))
+            .await
+            .unwrap();
+        assert!(!ok(&other, "1002", "2345").await);
+        assert_eq!(other.peppered_hashes().await.unwrap(), (1, 1));
     }
 
     #[tokio::test]

@@ -596,6 +596,15 @@ impl SqliteStore {
         Ok(rows.into_iter().map(|(s, n)| (s, n as u64)).collect())
     }
 
+    /// The passcode hashes made with a pepper (`keyid=` in the PHC string).
+    pub(super) async fn peppered_hashes(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT passcode_hash FROM agents WHERE passcode_hash LIKE '%keyid=%'",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub(super) async fn count_sessions(&self) -> Result<usize, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
             .fetch_one(&self.pool)

@@ -1,0 +1,222 @@
+//! agentgw-load: simulated phones logging agents on, for load tests and benchmarks. See
+//! `agentgw-load --help` and the README's "Load testing" section.
+
+use agentgw::load::{self, LoadOptions, Outcome};
+use agentgw::media::prompts::Codec;
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agentgw-load",
+    version,
+    about = "Simulated phones: call a SIP login IVR, key agent numbers and passcodes as RFC 4733 events, classify and time every call"
+)]
+struct Args {
+    /// The gateway: HOST:PORT.
+    target: String,
+    /// The Request-URI user to call.
+    #[arg(long, default_value = "login")]
+    user: String,
+    /// Transport: udp or tcp.
+    #[arg(long, default_value = "udp")]
+    transport: String,
+    /// New calls per second.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Calls up at once at most.
+    #[arg(long, default_value_t = 1000)]
+    concurrency: usize,
+    /// Stop after this many calls.
+    #[arg(long)]
+    calls: Option<u64>,
+    /// Stop starting calls after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Agent numbers, FIRST-LAST (used in turn).
+    #[arg(long, default_value = "1001-1003")]
+    agents: String,
+    /// The passcode of every agent of --agents; "same" uses the agent number itself.
+    #[arg(long, default_value = "1234")]
+    passcode: String,
+    /// A CSV of number,passcode instead of --agents/--passcode.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Key everything right after the answer instead of after each prompt.
+    #[arg(long)]
+    type_ahead: bool,
+    /// Keep each line up SECS after the login (agentgw's after_login = "stay"), then hang up.
+    #[arg(long)]
+    stay: Option<f64>,
+    /// pcmu or pcma.
+    #[arg(long, default_value = "pcmu")]
+    codec: String,
+    /// Send no audio (only the key events); a phone normally sends 20 ms frames all along.
+    #[arg(long)]
+    no_audio: bool,
+    /// Offer comfort noise (CN).
+    #[arg(long)]
+    cn: bool,
+    /// Longest a call may take, seconds (not counting --stay).
+    #[arg(long, default_value_t = 60.0)]
+    call_timeout: f64,
+    /// The outcome every call should have; the exit status is 1 when any other happened.
+    #[arg(long, default_value = "logged-in")]
+    expect: String,
+    /// Write the summary as JSON to FILE.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Print the agents as CSV (number,passcode) for `agentgw agent import` and exit.
+    #[arg(long)]
+    print_agents_csv: bool,
+}
+
+fn agents(a: &Args) -> Result<Vec<(String, String)>> {
+    if let Some(f) = &a.csv {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        return load::read_agents_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()));
+    }
+    let (first, last) = a
+        .agents
+        .split_once('-')
+        .unwrap_or((a.agents.as_str(), a.agents.as_str()));
+    let (first, last): (u64, u64) = (
+        first
+            .parse()
+            .context("--agents: FIRST-LAST agent numbers")?,
+        last.parse().context("--agents: FIRST-LAST agent numbers")?,
+    );
+    if last < first || last - first > 1_000_000 {
+        bail!("--agents {}: FIRST-LAST with FIRST <= LAST", a.agents);
+    }
+    Ok((first..=last)
+        .map(|n| {
+            let p = if a.passcode == "same" {
+                n.to_string()
+            } else {
+                a.passcode.clone()
+            };
+            (n.to_string(), p)
+        })
+        .collect())
+}
+
+/// The local address that reaches `target`.
+fn local_ip(target: SocketAddr) -> std::net::IpAddr {
+    let bind = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    std::net::UdpSocket::bind(bind)
+        .and_then(|s| s.connect(target).map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(if target.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        })
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let agents = agents(&a)?;
+    if a.print_agents_csv {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "number,passcode")?;
+        for (n, p) in &agents {
+            writeln!(out, "{n},{p}")?;
+        }
+        return Ok(());
+    }
+    let target: SocketAddr = a
+        .target
+        .to_socket_addrs()
+        .with_context(|| format!("target {:?}: HOST:PORT", a.target))?
+        .next()
+        .context("target resolves to no address")?;
+    let codec = match a.codec.as_str() {
+        "pcmu" => Codec::Pcmu,
+        "pcma" => Codec::Pcma,
+        c => bail!("--codec {c}: pcmu or pcma"),
+    };
+    let expect = Outcome::ALL
+        .into_iter()
+        .find(|o| o.as_str() == a.expect)
+        .with_context(|| format!("--expect {}: an outcome such as logged-in", a.expect))?;
+    if a.rate.is_nan() || a.rate <= 0.0 {
+        bail!("--rate must be above 0");
+    }
+    let opts = LoadOptions {
+        target,
+        uri_user: a.user.clone(),
+        tcp: match a.transport.as_str() {
+            "udp" => false,
+            "tcp" => true,
+            t => bail!("--transport {t}: udp or tcp"),
+        },
+        rate: a.rate,
+        concurrency: a.concurrency,
+        calls: a.calls,
+        duration: a.duration.map(Duration::from_secs_f64),
+        agents,
+        type_ahead: a.type_ahead,
+        stay: a.stay.map(Duration::from_secs_f64),
+        codec,
+        send_audio: !a.no_audio,
+        comfort_noise: a.cn,
+        call_timeout: Duration::from_secs_f64(a.call_timeout),
+        local_ip: local_ip(target),
+    };
+    if opts.calls.is_none() && opts.duration.is_none() {
+        bail!("give --calls N or --duration SECS");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.threads.max(1))
+        .enable_all()
+        .build()?;
+    let tty = std::io::stderr().is_terminal();
+    let summary = rt.block_on(load::run(opts, |s, t| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = s.started.load(Relaxed);
+        let finished = s.finished.load(Relaxed);
+        let line = format!(
+            "{:>6.1}s started {started} finished {finished} up {} ({:.0} calls/s)",
+            t.as_secs_f64(),
+            started.saturating_sub(finished),
+            started as f64 / t.as_secs_f64().max(1e-9)
+        );
+        if tty {
+            eprint!("\r{line}   ");
+        } else {
+            eprintln!("{line}");
+        }
+    }));
+    if tty {
+        eprintln!();
+    }
+    print!("{}", summary.table());
+    if let Some(f) = &a.json {
+        std::fs::write(f, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    let failures = summary.failures(expect);
+    if failures > 0 {
+        eprintln!(
+            "{failures} of {} calls did not end {}",
+            summary.calls,
+            expect.as_str()
+        );
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,850 @@
+//! `agentgw-load`: simulated phones for load tests. Each call INVITEs (PCMU or PCMA plus
+//! telephone-event), ACKs, receives the prompts, keys the agent number and passcode as RFC 4733
+//! events (after each prompt, or type-ahead), and is classified by the prompts it hears: the
+//! prompt frames are matched exactly against the built-in catalog, so the same run measures the
+//! result latency (last key → first packet of the result prompt). Against another IVR, whose
+//! prompts are not agentgw's, a call is classified by how it ends.
+//!
+//! Its own fair share: one shared 20 ms media clock for every call (no timer per call), fixed
+//! receive buffers, and RTP packets built in place, so that no packet allocates.
+
+pub mod sip;
+
+use crate::media::dtmf::{rfc4733, Digit};
+use crate::media::player::MediaClock;
+use crate::media::prompts::{Catalog, Codec, Frame, PromptId, FRAME_SAMPLES};
+use crate::media::rtp::{self, RtpWriter};
+use sip::{sdp_media, Channel};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+/// The telephone-event payload type offered.
+const TE_PT: u8 = 101;
+/// Inter-arrival deviation histogram: 0.1 ms buckets up to 100 ms.
+const DEV_BUCKETS: usize = 1000;
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub target: SocketAddr,
+    /// The Request-URI user to call.
+    pub uri_user: String,
+    pub tcp: bool,
+    /// New calls per second.
+    pub rate: f64,
+    /// Calls up at once at most.
+    pub concurrency: usize,
+    /// Stop after this many calls (or at `duration`, whichever first).
+    pub calls: Option<u64>,
+    pub duration: Option<Duration>,
+    /// (agent number, passcode), used in turn.
+    pub agents: Vec<(String, String)>,
+    /// Key everything right after the answer instead of after each prompt.
+    pub type_ahead: bool,
+    /// Keep the line up this long after the login, then hang up.
+    pub stay: Option<Duration>,
+    pub codec: Codec,
+    /// Send 20 ms silence packets while not keying, as a phone does.
+    pub send_audio: bool,
+    /// Offer comfort noise (CN).
+    pub comfort_noise: bool,
+    /// The longest a call may take (not counting `stay`).
+    pub call_timeout: Duration,
+    /// The local address to send from.
+    pub local_ip: IpAddr,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    LoggedIn,
+    Incorrect,
+    AlreadyOn,
+    Locked,
+    /// Another agentgw prompt ended the attempt (station in use, service unavailable, …).
+    OtherPrompt,
+    /// Not agentgw's prompts: the peer hung up (another IVR).
+    PeerHungUp,
+    NoAnswer,
+    SipError,
+    Timeout,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::LoggedIn,
+        Outcome::Incorrect,
+        Outcome::AlreadyOn,
+        Outcome::Locked,
+        Outcome::OtherPrompt,
+        Outcome::PeerHungUp,
+        Outcome::NoAnswer,
+        Outcome::SipError,
+        Outcome::Timeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::LoggedIn => "logged-in",
+            Outcome::Incorrect => "incorrect",
+            Outcome::AlreadyOn => "already-on",
+            Outcome::Locked => "locked",
+            Outcome::OtherPrompt => "other-prompt",
+            Outcome::PeerHungUp => "peer-hung-up",
+            Outcome::NoAnswer => "no-answer",
+            Outcome::SipError => "sip-error",
+            Outcome::Timeout => "timeout",
+        }
+    }
+
+    /// What a result prompt says about the attempt.
+    fn of_prompt(p: PromptId) -> Option<Outcome> {
+        Some(match p {
+            PromptId::AgentUser | PromptId::AgentPass => return None,
+            PromptId::AgentLoginOk => Outcome::LoggedIn,
+            PromptId::AgentIncorrect | PromptId::LoginIncorrect => Outcome::Incorrect,
+            PromptId::AgentAlreadyOn | PromptId::AgentAlreadyOnRetry => Outcome::AlreadyOn,
+            PromptId::AgentLocked => Outcome::Locked,
+            _ => Outcome::OtherPrompt,
+        })
+    }
+}
+
+/// One call's result.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    pub outcome: Outcome,
+    /// The final status of a refused INVITE.
+    pub sip_status: Option<u16>,
+    /// The result prompt heard (for `other-prompt`).
+    pub prompt: Option<PromptId>,
+    /// INVITE → 200.
+    pub setup: Option<Duration>,
+    /// Last key sent → first packet of the result prompt.
+    pub result: Option<Duration>,
+    pub rtp_received: u64,
+}
+
+/// The prompt frames, by content.
+struct PromptIndex {
+    frames: HashMap<Frame, (PromptId, u16)>,
+    /// Length of each prompt, in frames.
+    lengths: HashMap<PromptId, u32>,
+    silence: Frame,
+}
+
+impl PromptIndex {
+    fn new(codec: Codec) -> PromptIndex {
+        let catalog = Catalog::load(None).expect("the built-in prompts load");
+        let mut owners: HashMap<Frame, Vec<(PromptId, u16)>> = HashMap::new();
+        let mut lengths = HashMap::new();
+        for p in PromptId::ALL {
+            let prompt = catalog.get(p);
+            let frames = prompt.frames(codec);
+            lengths.insert(p, frames.len() as u32);
+            for (i, f) in frames.iter().enumerate() {
+                let e = owners.entry(*f).or_default();
+                if !e.iter().any(|(q, _)| *q == p) {
+                    e.push((p, i as u16));
+                }
+            }
+        }
+        let silence = *codec.silence();
+        let frames = owners
+            .into_iter()
+            .filter(|(f, v)| v.len() == 1 && *f != silence)
+            .map(|(f, v)| (f, v[0]))
+            .collect();
+        PromptIndex {
+            frames,
+            lengths,
+            silence,
+        }
+    }
+
+    fn find(&self, payload: &[u8]) -> Option<(PromptId, u16)> {
+        let frame: &Frame = payload.try_into().ok()?;
+        if *frame == self.silence {
+            return None;
+        }
+        self.frames.get(frame).copied()
+    }
+}
+
+/// What every call shares: the clock, the prompt index, the counters.
+pub struct Shared {
+    clock: MediaClock,
+    index: PromptIndex,
+    pub started: AtomicU64,
+    pub finished: AtomicU64,
+    pub failed: AtomicU64,
+    pub rtp_received: AtomicU64,
+    pub rtp_lost: AtomicU64,
+    pub rtp_out_of_order: AtomicU64,
+    pub rtp_sent: AtomicU64,
+    deviation: Vec<AtomicU64>,
+}
+
+impl Shared {
+    pub fn new(codec: Codec) -> Arc<Shared> {
+        Arc::new(Shared {
+            clock: MediaClock::start(),
+            index: PromptIndex::new(codec),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            rtp_received: AtomicU64::new(0),
+            rtp_lost: AtomicU64::new(0),
+            rtp_out_of_order: AtomicU64::new(0),
+            rtp_sent: AtomicU64::new(0),
+            deviation: (0..DEV_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    fn deviation(&self, d: Duration) {
+        let i = ((d.as_micros() / 100) as usize).min(DEV_BUCKETS - 1);
+        self.deviation[i].fetch_add(1, Relaxed);
+    }
+}
+
+/// The keys of one entry being sent: per digit 3 event packets, 3 end packets, 2 ticks gap.
+struct Keying {
+    digits: Vec<Digit>,
+    pos: usize,
+    phase: u8,
+    /// The tick to start at.
+    start: u64,
+}
+
+impl Keying {
+    fn new(keys: &str, start: u64) -> Keying {
+        Keying {
+            digits: keys.chars().filter_map(Digit::from_char).collect(),
+            pos: 0,
+            phase: 0,
+            start,
+        }
+    }
+}
+
+/// RTP of one call: what arrives and what it means.
+struct Media {
+    socket: UdpSocket,
+    remote: Option<SocketAddr>,
+    writer: RtpWriter,
+    codec: Codec,
+    last_seq: Option<u16>,
+    last_arrival: Option<Instant>,
+    received: u64,
+    last_prompt: Option<PromptId>,
+}
+
+/// What happened on the media that the call flow must act on.
+enum Heard {
+    Nothing,
+    PromptStarted(PromptId),
+}
+
+impl Media {
+    fn on_packet(&mut self, data: &[u8], shared: &Shared) -> Heard {
+        let Some((hdr, payload)) = rtp::parse(data) else {
+            return Heard::Nothing;
+        };
+        let now = Instant::now();
+        self.received += 1;
+        shared.rtp_received.fetch_add(1, Relaxed);
+        if let Some(last) = self.last_seq {
+            let delta = hdr.sequence.wrapping_sub(last);
+            if delta == 0 || delta > 0x8000 {
+                shared.rtp_out_of_order.fetch_add(1, Relaxed);
+                return Heard::Nothing;
+            }
+            if delta > 1 {
+                shared.rtp_lost.fetch_add(u64::from(delta - 1), Relaxed);
+            }
+            if delta == 1 {
+                if let Some(prev) = self.last_arrival {
+                    let gap = now.duration_since(prev);
+                    shared.deviation(gap.abs_diff(crate::media::player::PTIME));
+                }
+            }
+        }
+        self.last_seq = Some(hdr.sequence);
+        self.last_arrival = Some(now);
+        if hdr.payload_type != self.codec.payload_type() || payload.len() != FRAME_SAMPLES {
+            return Heard::Nothing;
+        }
+        match shared.index.find(payload) {
+            Some((p, _)) if Some(p) != self.last_prompt => {
+                self.last_prompt = Some(p);
+                Heard::PromptStarted(p)
+            }
+            _ => Heard::Nothing,
+        }
+    }
+
+    /// One tick: the next key packet, else a silence frame when sending audio. Returns true
+    /// when the first packet of the last key of an entry went out (the moment a gateway
+    /// counts the key).
+    fn tick(
+        &mut self,
+        tick: u64,
+        keying: &mut VecDeque<Keying>,
+        send_audio: bool,
+        shared: &Shared,
+    ) -> bool {
+        let Some(to) = self.remote else {
+            return false;
+        };
+        if let Some(k) = keying.front_mut().filter(|k| tick >= k.start) {
+            if k.phase < 6 {
+                let d = k.digits[k.pos];
+                let end = k.phase >= 3;
+                let payload = rfc4733::encode(d, end, 160 * (u16::from(k.phase.min(3)) + 1));
+                let pkt = self.writer.packet(TE_PT, &payload, 0);
+                if self.socket.try_send_to(pkt, to).is_ok() {
+                    shared.rtp_sent.fetch_add(1, Relaxed);
+                }
+                let last_key_down = k.phase == 0 && k.pos + 1 == k.digits.len();
+                if k.phase == 5 {
+                    self.writer.skip(160 * 6);
+                    if k.pos + 1 == k.digits.len() {
+                        keying.pop_front();
+                        return last_key_down;
+                    }
+                }
+                k.phase += 1;
+                return last_key_down;
+            }
+            k.phase += 1;
+            if k.phase == 8 {
+                k.phase = 0;
+                k.pos += 1;
+            }
+        }
+        if send_audio {
+            let pkt = self.writer.packet(
+                self.codec.payload_type(),
+                self.codec.silence(),
+                FRAME_SAMPLES as u32,
+            );
+            if self.socket.try_send_to(pkt, to).is_ok() {
+                shared.rtp_sent.fetch_add(1, Relaxed);
+            }
+        }
+        false
+    }
+}
+
+fn random_token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Places one call and reports how it went.
+pub async fn one_call(
+    n: u64,
+    agent: (String, String),
+    opts: Arc<LoadOptions>,
+    shared: Arc<Shared>,
+) -> CallReport {
+    let mut report = CallReport {
+        outcome: Outcome::Timeout,
+        sip_status: None,
+        prompt: None,
+        setup: None,
+        result: None,
+        rtp_received: 0,
+    };
+    let deadline = tokio::time::Instant::now() + opts.call_timeout + opts.stay.unwrap_or_default();
+    let r =
+        tokio::time::timeout_at(deadline, call_flow(n, &agent, &opts, &shared, &mut report)).await;
+    if r.is_err() {
+        report.outcome = if report.setup.is_none() {
+            Outcome::NoAnswer
+        } else {
+            Outcome::Timeout
+        };
+    }
+    report
+}
+
+async fn call_flow(
+    n: u64,
+    agent: &(String, String),
+    opts: &LoadOptions,
+    shared: &Shared,
+    report: &mut CallReport,
+) {
+    let Ok(mut ch) = Channel::open(opts.tcp, opts.local_ip, opts.target).await else {
+        report.outcome = Outcome::SipError;
+        return;
+    };
+    let Ok(rtp_socket) = UdpSocket::bind(SocketAddr::new(opts.local_ip, 0)).await else {
+        report.outcome = Outcome::SipError;
+        return;
+    };
+    let local = ch
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::new(opts.local_ip, 0));
+    let rtp_port = rtp_socket.local_addr().map_or(0, |a| a.port());
+    let mut media = Media {
+        socket: rtp_socket,
+        remote: None,
+        writer: RtpWriter::default(),
+        codec: opts.codec,
+        last_seq: None,
+        last_arrival: None,
+        received: 0,
+        last_prompt: None,
+    };
+    let transport = if ch.is_tcp() { "TCP" } else { "UDP" };
+    let call_id = format!("{}-{n}@agentgw-load", random_token());
+    let from_tag = random_token();
+    let fam = if local.is_ipv4() { "IP4" } else { "IP6" };
+    let ip = local.ip();
+    let cn = if opts.comfort_noise { " 13" } else { "" };
+    let sdp = format!(
+        "v=0\r\no=load {n} 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP {pt} {TE_PT}{cn}\r\n\
+         a=rtpmap:{pt} {name}/8000\r\na=rtpmap:{TE_PT} telephone-event/8000\r\na=fmtp:{TE_PT} 0-16\r\n{cnmap}a=ptime:20\r\na=sendrecv\r\n",
+        pt = opts.codec.payload_type(),
+        name = opts.codec.name(),
+        cnmap = if opts.comfort_noise { "a=rtpmap:13 CN/8000\r\n" } else { "" },
+    );
+    let target = opts.target;
+    let ruri = format!("sip:{}@{target}", opts.uri_user);
+    let station = format!("load{n}");
+    let from = format!("<sip:{station}@{ip}>;tag={from_tag}");
+    let request = |method: &str, uri: &str, cseq: u32, to: &str, body: &str, ctype: bool| {
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{station}@{local}>\r\n\
+             User-Agent: agentgw-load\r\n{}Content-Length: {}\r\n\r\n{body}",
+            random_token(),
+            if ctype { "Content-Type: application/sdp\r\n" } else { "" },
+            body.len()
+        )
+    };
+    let to_plain = format!("<{ruri}>");
+    let invite = request("INVITE", &ruri, 1, &to_plain, &sdp, true);
+    let sent_at = Instant::now();
+    shared.started.fetch_add(1, Relaxed);
+    if ch.send(&invite).await.is_err() {
+        report.outcome = Outcome::SipError;
+        return;
+    }
+
+    // Until the final response: retransmit over UDP (T1 doubling).
+    let mut rto = Duration::from_millis(500);
+    let mut next_rtx = tokio::time::Instant::now() + rto;
+    let ok = loop {
+        tokio::select! {
+            m = ch.recv() => {
+                let Some(m) = m else { report.outcome = Outcome::SipError; return; };
+                let Some(status) = m.status() else { continue; };
+                if m.cseq_method() != "INVITE" || status < 200 {
+                    if status >= 100 { next_rtx = tokio::time::Instant::now() + Duration::from_secs(3600); }
+                    continue;
+                }
+                if status >= 300 {
+                    report.outcome = Outcome::SipError;
+                    report.sip_status = Some(status);
+                    let to = m.header("To", "t").unwrap_or("").to_string();
+                    let ack = request("ACK", &ruri, 1, &to, "", false);
+                    let _ = ch.send(&ack).await;
+                    return;
+                }
+                break m;
+            }
+            _ = tokio::time::sleep_until(next_rtx), if !ch.is_tcp() => {
+                let _ = ch.send(&invite).await;
+                rto = (rto * 2).min(Duration::from_secs(4));
+                next_rtx = tokio::time::Instant::now() + rto;
+            }
+        }
+    };
+    report.setup = Some(sent_at.elapsed());
+    let to = ok.header("To", "t").unwrap_or("").to_string();
+    let remote_uri = ok
+        .header("Contact", "m")
+        .and_then(|c| Some(c.split('<').nth(1)?.split('>').next()?.to_string()))
+        .unwrap_or_else(|| ruri.clone());
+    media.remote = sdp_media(ok.body());
+    let ack = request("ACK", &remote_uri, 1, &to, "", false);
+    let _ = ch.send(&ack).await;
+
+    let mut ticks = shared.clock.subscribe();
+    let mut tick = *ticks.borrow_and_update();
+    // Entries to key, in order; an entry waits for the one before it to finish.
+    let mut keying = VecDeque::with_capacity(2);
+    if opts.type_ahead {
+        keying.push_back(Keying::new(&format!("{}#{}#", agent.0, agent.1), tick + 5));
+    }
+    let mut keyed_user = opts.type_ahead;
+    let mut keyed_pass = opts.type_ahead;
+    let mut last_key_at: Option<Instant> = None;
+    let mut hangup_at: Option<tokio::time::Instant> = None;
+    let mut bye_sent = false;
+    let mut buf = [0u8; 2048];
+    loop {
+        let hangup_due =
+            hangup_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            r = ticks.changed() => {
+                if r.is_err() { break; }
+                let now_tick = *ticks.borrow_and_update();
+                // Catch up after a stall, a bounded number of frames.
+                let due = now_tick.saturating_sub(tick).min(5);
+                for i in 0..due {
+                    if media.tick(tick + i + 1, &mut keying, opts.send_audio, shared) {
+                        last_key_at = Some(Instant::now());
+                    }
+                }
+                tick = now_tick;
+            }
+            r = media.socket.recv_from(&mut buf) => {
+                let Ok((len, _)) = r else { continue };
+                if let Heard::PromptStarted(p) = media.on_packet(&buf[..len], shared) {
+                    let frames = shared.index.lengths.get(&p).copied().unwrap_or(0) as u64;
+                    match p {
+                        PromptId::AgentUser if !keyed_user => {
+                            keyed_user = true;
+                            keying.push_back(Keying::new(&format!("{}#", agent.0), tick + frames));
+                        }
+                        PromptId::AgentPass if !keyed_pass => {
+                            keyed_pass = true;
+                            keying.push_back(Keying::new(&format!("{}#", agent.1), tick + frames));
+                        }
+                        p => {
+                            if let (Some(o), None) = (Outcome::of_prompt(p), report.result) {
+                                report.outcome = o;
+                                report.prompt = Some(p);
+                                report.result = last_key_at.map(|t| t.elapsed());
+                                if report.result.is_none() {
+                                    report.result = Some(Duration::ZERO);
+                                }
+                                hangup_at = Some(match (o, opts.stay) {
+                                    (Outcome::LoggedIn, Some(stay)) => tokio::time::Instant::now() + stay,
+                                    // agentgw hangs up after its result; give it the prompt's length and some.
+                                    (Outcome::LoggedIn, None) => tokio::time::Instant::now() + Duration::from_millis(frames * 20 + 5000),
+                                    _ => tokio::time::Instant::now(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            m = ch.recv() => {
+                let Some(m) = m else { break };
+                match m.method() {
+                    Some("BYE") => {
+                        let _ = ch.send(&m.ok()).await;
+                        if report.result.is_none() {
+                            report.outcome = Outcome::PeerHungUp;
+                        }
+                        break;
+                    }
+                    Some("OPTIONS") | Some("INFO") | Some("INVITE") | Some("UPDATE") => {
+                        let _ = ch.send(&m.ok()).await;
+                    }
+                    Some(_) => {}
+                    None => {
+                        if m.cseq_method() == "INVITE" && m.status() == Some(200) {
+                            let _ = ch.send(&ack).await; // a retransmitted 200
+                        } else if m.cseq_method() == "BYE" && bye_sent {
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(hangup_due), if hangup_at.is_some() => {
+                if bye_sent {
+                    break; // no answer to our BYE: give up
+                }
+                let bye = request("BYE", &remote_uri, 2, &to, "", false);
+                let _ = ch.send(&bye).await;
+                bye_sent = true;
+                hangup_at = Some(tokio::time::Instant::now() + Duration::from_secs(4));
+            }
+        }
+    }
+    report.rtp_received = media.received;
+}
+
+/// Percentiles of a set of durations, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Spread {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Spread {
+    fn of(mut v: Vec<Duration>) -> Spread {
+        if v.is_empty() {
+            return Spread::default();
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1000.0;
+        Spread {
+            count: v.len(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        }
+    }
+
+    fn from_histogram(h: &[u64]) -> Spread {
+        let total: u64 = h.iter().sum();
+        if total == 0 {
+            return Spread::default();
+        }
+        let at = |q: f64| {
+            let want = ((total as f64) * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (i, n) in h.iter().enumerate() {
+                seen += n;
+                if seen >= want {
+                    return (i as f64 + 1.0) * 0.1;
+                }
+            }
+            h.len() as f64 * 0.1
+        };
+        let max = h
+            .iter()
+            .rposition(|n| *n > 0)
+            .map_or(0.0, |i| (i as f64 + 1.0) * 0.1);
+        Spread {
+            count: total as usize,
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: max,
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    pub calls: u64,
+    pub elapsed_secs: f64,
+    /// Calls started per second, over the run.
+    pub rate: f64,
+    pub outcomes: std::collections::BTreeMap<String, u64>,
+    pub sip_errors: std::collections::BTreeMap<u16, u64>,
+    pub setup: Spread,
+    pub result: Spread,
+    pub rtp_received_per_call: f64,
+    pub rtp_received: u64,
+    pub rtp_lost: u64,
+    pub rtp_out_of_order: u64,
+    pub rtp_sent: u64,
+    /// |inter-arrival − 20 ms| of consecutive packets (0.1 ms resolution).
+    pub rtp_deviation: Spread,
+}
+
+impl Summary {
+    /// Calls whose outcome is not `expect`.
+    pub fn failures(&self, expect: Outcome) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|(o, _)| o.as_str() != expect.as_str())
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        use std::fmt::Write;
+        let _ = writeln!(
+            s,
+            "calls        {} in {:.1} s (started at {:.1} calls/s)",
+            self.calls, self.elapsed_secs, self.rate
+        );
+        for (o, n) in &self.outcomes {
+            let _ = writeln!(s, "  {o:<14} {n}");
+        }
+        for (code, n) in &self.sip_errors {
+            let _ = writeln!(s, "  SIP {code:<10} {n}");
+        }
+        let row = |name: &str, sp: &Spread| {
+            format!(
+                "{name:<28} p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  (n={})\n",
+                sp.p50_ms, sp.p99_ms, sp.max_ms, sp.count
+            )
+        };
+        s += &row("setup (INVITE → 200)", &self.setup);
+        s += &row("result (last key → prompt)", &self.result);
+        s += &row("RTP inter-arrival − 20 ms", &self.rtp_deviation);
+        let _ = writeln!(
+            s,
+            "RTP received {} ({:.0} per call), lost {}, out of order {}; sent {}",
+            self.rtp_received,
+            self.rtp_received_per_call,
+            self.rtp_lost,
+            self.rtp_out_of_order,
+            self.rtp_sent
+        );
+        s
+    }
+}
+
+/// Runs the load: calls at `rate` up to `concurrency`, until `calls` or `duration`.
+/// `progress` is called about once a second with the shared counters.
+pub async fn run(opts: LoadOptions, mut progress: impl FnMut(&Shared, Duration)) -> Summary {
+    let opts = Arc::new(opts);
+    let shared = Shared::new(opts.codec);
+    let permits = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<CallReport>();
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / opts.rate.max(0.001));
+    let mut next = tokio::time::Instant::now();
+    let mut n: u64 = 0;
+    let mut reports = Vec::new();
+    let mut last_progress = Instant::now();
+    let mut starting = Duration::ZERO;
+    loop {
+        if opts.calls.is_some_and(|c| n >= c)
+            || opts.duration.is_some_and(|d| started.elapsed() >= d)
+        {
+            break;
+        }
+        tokio::time::sleep_until(next).await;
+        next += interval;
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let agent = opts.agents[(n as usize) % opts.agents.len()].clone();
+        let (o, s, t) = (opts.clone(), shared.clone(), tx.clone());
+        tokio::spawn(async move {
+            let r = one_call(n, agent, o, s.clone()).await;
+            s.finished.fetch_add(1, Relaxed);
+            drop(permit);
+            let _ = t.send(r);
+        });
+        n += 1;
+        starting = started.elapsed();
+        while let Ok(r) = rx.try_recv() {
+            reports.push(r);
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            progress(&shared, started.elapsed());
+        }
+    }
+    drop(tx);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => reports.push(r),
+                None => break,
+            },
+            _ = tick.tick() => progress(&shared, started.elapsed()),
+        }
+    }
+    let elapsed = started.elapsed();
+    let mut s = Summary {
+        calls: reports.len() as u64,
+        elapsed_secs: elapsed.as_secs_f64(),
+        rate: if n > 1 {
+            (n - 1) as f64 / starting.as_secs_f64().max(1e-9)
+        } else {
+            n as f64
+        },
+        setup: Spread::of(reports.iter().filter_map(|r| r.setup).collect()),
+        result: Spread::of(reports.iter().filter_map(|r| r.result).collect()),
+        rtp_received: shared.rtp_received.load(Relaxed),
+        rtp_lost: shared.rtp_lost.load(Relaxed),
+        rtp_out_of_order: shared.rtp_out_of_order.load(Relaxed),
+        rtp_sent: shared.rtp_sent.load(Relaxed),
+        ..Summary::default()
+    };
+    s.rtp_received_per_call = s.rtp_received as f64 / (s.calls.max(1) as f64);
+    let hist: Vec<u64> = shared.deviation.iter().map(|a| a.load(Relaxed)).collect();
+    s.rtp_deviation = Spread::from_histogram(&hist);
+    for r in &reports {
+        *s.outcomes
+            .entry(r.outcome.as_str().to_string())
+            .or_default() += 1;
+        if let Some(code) = r.sip_status {
+            *s.sip_errors.entry(code).or_default() += 1;
+        }
+    }
+    s
+}
+
+/// Reads `number,passcode` lines (a header line is skipped).
+pub fn read_agents_csv(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (i == 0 && line.starts_with(|c: char| c.is_ascii_alphabetic())) {
+            continue;
+        }
+        let mut f = line.split(',').map(str::trim);
+        match (f.next(), f.next()) {
+            (Some(n), Some(p)) if !n.is_empty() && !p.is_empty() => {
+                out.push((n.to_string(), p.to_string()))
+            }
+            _ => return Err(format!("line {}: expected number,passcode", i + 1)),
+        }
+    }
+    if out.is_empty() {
+        return Err("no agents".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads() {
+        let s = Spread::of((1..=100).map(Duration::from_millis).collect());
+        assert_eq!(
+            (s.p50_ms.round(), s.p99_ms.round(), s.max_ms),
+            (51.0, 99.0, 100.0)
+        );
+        let mut h = vec![0u64; DEV_BUCKETS];
+        h[2] = 99;
+        h[40] = 1;
+        let s = Spread::from_histogram(&h);
+        assert!(
+            (s.p50_ms - 0.3).abs() < 1e-9 && (s.p99_ms - 0.3).abs() < 1e-9,
+            "{s:?}"
+        );
+        assert!((s.max_ms - 4.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn agents_csv() {
+        assert_eq!(
+            read_agents_csv("number,passcode\n1001,1234\n1002,2345\n").unwrap(),
+            vec![
+                ("1001".into(), "1234".into()),
+                ("1002".into(), "2345".into())
+            ]
+        );
+        assert!(read_agents_csv("1001\n").is_err());
+    }
+
+    #[test]
+    fn every_prompt_has_an_outcome_or_is_an_entry_prompt() {
+        assert_eq!(
+            Outcome::of_prompt(PromptId::AgentLoginOk),
+            Some(Outcome::LoggedIn)
+        );
+        assert_eq!(Outcome::of_prompt(PromptId::AgentUser), None);
+        assert_eq!(
+            Outcome::of_prompt(PromptId::StationInUse),
+            Some(Outcome::OtherPrompt)
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! The load generator against a real gateway: it classifies each outcome from the prompts it
+//! hears (logged in, incorrect, already on, locked), from SIP (an error answer, no answer),
+//! and, against an IVR that is not agentgw, from how the call ends.
+
+mod support;
+
+use agentgw::load::{self, LoadOptions, Outcome, Summary};
+use agentgw::media::prompts::Codec;
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::start_gateway_with;
+
+fn opts(target: SocketAddr, agents: &[(&str, &str)], calls: u64) -> LoadOptions {
+    LoadOptions {
+        target,
+        uri_user: "login".into(),
+        tcp: false,
+        rate: 20.0,
+        concurrency: 50,
+        calls: Some(calls),
+        duration: None,
+        agents: agents
+            .iter()
+            .map(|(a, p)| (a.to_string(), p.to_string()))
+            .collect(),
+        type_ahead: false,
+        stay: None,
+        codec: Codec::Pcmu,
+        send_audio: true,
+        comfort_noise: false,
+        call_timeout: Duration::from_secs(30),
+        local_ip: "127.0.0.1".parse().unwrap(),
+    }
+}
+
+async fn run(o: LoadOptions) -> Summary {
+    load::run(o, |_, _| {}).await
+}
+
+fn count(s: &Summary, o: Outcome) -> u64 {
+    s.outcomes.get(o.as_str()).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_in_after_the_prompts_and_type_ahead_over_udp_and_tcp() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.already_logged_on = agentgw::login::rules::AlreadyLoggedOnPolicy::Replace;
+    })
+    .await;
+    let agents = [("1001", "1234"), ("1002", "2345"), ("1003", "3456")];
+    let s = run(opts(gw.udp, &agents, 6)).await;
+    assert_eq!(count(&s, Outcome::LoggedIn), 6, "{}", s.table());
+    assert_eq!(s.setup.count, 6);
+    assert_eq!(s.result.count, 6);
+    assert!(s.result.p50_ms > 0.0, "{}", s.table());
+    assert!(s.rtp_received_per_call > 100.0, "{}", s.table());
+    assert_eq!(s.rtp_lost, 0, "{}", s.table());
+    let mut o = opts(gw.tcp, &agents, 6);
+    o.tcp = true;
+    o.type_ahead = true;
+    o.codec = Codec::Pcma;
+    let s = run(o).await;
+    assert_eq!(count(&s, Outcome::LoggedIn), 6, "{}", s.table());
+    assert_eq!(gw.store.list_sessions().await.unwrap().len(), 3);
+    assert!(gw.settles().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incorrect_already_on_and_locked_are_told_apart_by_the_prompts() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.lockout_after = 2;
+    })
+    .await;
+    let s = run(opts(gw.udp, &[("1001", "9999")], 1)).await;
+    assert_eq!(count(&s, Outcome::Incorrect), 1, "{}", s.table());
+    // 1002 logs on, then a second login of 1002 is refused (reject policy).
+    let mut o = opts(gw.udp, &[("1002", "2345")], 2);
+    o.concurrency = 1;
+    let s = run(o).await;
+    assert_eq!(
+        (count(&s, Outcome::LoggedIn), count(&s, Outcome::AlreadyOn)),
+        (1, 1),
+        "{}",
+        s.table()
+    );
+    // Two wrong passcodes lock 1003; the right one then hears "locked".
+    let mut o = opts(gw.udp, &[("1003", "0000")], 2);
+    o.concurrency = 1;
+    run(o).await;
+    let s = run(opts(gw.udp, &[("1003", "3456")], 1)).await;
+    assert_eq!(count(&s, Outcome::Locked), 1, "{}", s.table());
+    assert_eq!(s.failures(Outcome::Locked), 0);
+    assert_eq!(s.failures(Outcome::LoggedIn), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip_error_and_no_answer() {
+    // max_calls = 1: of two calls at once, one is refused with 503.
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.sip.max_calls = 1;
+    })
+    .await;
+    let mut o = opts(gw.udp, &[("1001", "1234")], 2);
+    o.rate = 100.0;
+    let s = run(o).await;
+    assert_eq!(count(&s, Outcome::SipError), 1, "{}", s.table());
+    assert_eq!(s.sip_errors.get(&503), Some(&1), "{}", s.table());
+    // Nothing listening.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let mut o = opts(addr, &[("1001", "1234")], 1);
+    o.call_timeout = Duration::from_secs(2);
+    let s = run(o).await;
+    assert_eq!(count(&s, Outcome::NoAnswer), 1, "{}", s.table());
+}
+
+/// Another IVR: answers, plays nothing agentgw would, hangs up after a second.
+async fn other_ivr() -> SocketAddr {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _rtp = rtp;
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Some(m) = load::sip::Msg::parse(&buf[..n]) else {
+                continue;
+            };
+            match m.method() {
+                Some("INVITE") => {
+                    let sdp = format!("v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
+                    let ok = m.ok().replace(
+                        "Content-Length: 0\r\n\r\n",
+                        &format!("Contact: <sip:ivr@{addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()),
+                    );
+                    let ok = ok.replacen(
+                        &format!("To: {}", m.header("To", "t").unwrap()),
+                        &format!("To: {};tag=ivr1", m.header("To", "t").unwrap()),
+                        1,
+                    );
+                    sock.send_to(ok.as_bytes(), from).await.unwrap();
+                    let (from_h, to_h, call_id) = (
+                        m.header("From", "f").unwrap().to_string(),
+                        format!("{};tag=ivr1", m.header("To", "t").unwrap()),
+                        m.header("Call-ID", "i").unwrap().to_string(),
+                    );
+                    let sock2 = &sock;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let bye = format!(
+                        "BYE sip:load@{from} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKivr\r\nFrom: {to_h}\r\nTo: {from_h}\r\nCall-ID: {call_id}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+                    );
+                    sock2.send_to(bye.as_bytes(), from).await.unwrap();
+                }
+                _ => continue,
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_ivr_is_classified_by_how_the_call_ends() {
+    let ivr = other_ivr().await;
+    let mut o = opts(ivr, &[("1001", "1234")], 1);
+    o.call_timeout = Duration::from_secs(10);
+    let s = run(o).await;
+    assert_eq!(count(&s, Outcome::PeerHungUp), 1, "{}", s.table());
+    assert_eq!(s.setup.count, 1);
+}
