@@ -14,13 +14,9 @@ use crate::login::rules::{
     self, AlreadyLoggedOnPolicy, Failures, Lockout, Network, SameStationPolicy,
 };
 use crate::login::{AgentNumber, AgentStatus, Passcode};
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
-use argon2::Argon2;
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex, OnceLock};
 use tracing::warn;
 
 /// Reason recorded for a force logout by an administrator (API or CLI).
@@ -247,118 +243,243 @@ fn pepper_id(pepper: &[u8]) -> Vec<u8> {
     sha2::Sha256::digest(pepper)[..8].to_vec()
 }
 
-/// Argon2id hashing off the async runtime, a bounded number at a time.
+/// Argon2id hashing on a fixed pool of threads (one per core), off the async runtime: a
+/// login storm cannot stall media, and each thread reuses one block of hash memory instead of
+/// allocating (and leaving resident) megabytes per hash.
 #[derive(Debug, Clone)]
 struct Hasher {
-    permits: Arc<Semaphore>,
-    /// Hashes new passcodes (with the pepper, when there is one).
-    hashing: Arc<Argon2<'static>>,
-    /// Verifies hashes made with the pepper (their `keyid` is `pepper_id`).
-    peppered: Option<(Vec<u8>, Arc<Argon2<'static>>)>,
+    jobs: Arc<Mutex<std::sync::mpsc::Sender<HashJob>>>,
+    keys: Arc<HashKeys>,
     dummy: Arc<OnceLock<String>>,
+}
+
+/// What hashes are made with.
+#[derive(Debug)]
+struct HashKeys {
+    params: argon2::Params,
+    /// The pepper and its id (the `keyid` of hashes made with it).
+    pepper: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+enum HashJob {
+    Hash(
+        Passcode,
+        tokio::sync::oneshot::Sender<Result<String, StoreError>>,
+    ),
+    Verify(Passcode, String, tokio::sync::oneshot::Sender<bool>),
+}
+
+impl std::fmt::Debug for HashJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashJob") // never the passcode
+    }
+}
+
+impl HashKeys {
+    /// A new PHC string for `p`.
+    fn hash(&self, p: &Passcode, memory: &mut Vec<argon2::Block>) -> Result<String, StoreError> {
+        let bad = |e: String| StoreError::Invalid(format!("cannot hash passcode: {e}"));
+        let salt = SaltString::generate(&mut OsRng);
+        let mut salt_bytes = [0u8; 64];
+        let salt_raw = salt
+            .decode_b64(&mut salt_bytes)
+            .map_err(|e| bad(e.to_string()))?;
+        let mut out = [0u8; 32];
+        self.run(
+            &self.params,
+            argon2::Version::V0x13,
+            self.pepper.is_some(),
+            p,
+            salt_raw,
+            &mut out,
+            memory,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let hash = PasswordHash {
+            algorithm: argon2::ARGON2ID_IDENT,
+            version: Some(argon2::Version::V0x13.into()),
+            params: argon2::password_hash::ParamsString::try_from(&self.params)
+                .map_err(|e| bad(e.to_string()))?,
+            salt: Some(salt.as_salt()),
+            hash: Some(argon2::password_hash::Output::new(&out).map_err(|e| bad(e.to_string()))?),
+        };
+        Ok(hash.to_string())
+    }
+
+    /// Whether `p` matches `phc`: with the pepper when the hash carries its id, without when
+    /// it carries none; never when it carries another pepper's.
+    fn verify(&self, p: &Passcode, phc: &str, memory: &mut Vec<argon2::Block>) -> bool {
+        let Ok(h) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let (Ok(params), Some(salt), Some(expected)) =
+            (argon2::Params::try_from(&h), h.salt, h.hash)
+        else {
+            return false;
+        };
+        let peppered = !params.keyid().is_empty();
+        if peppered
+            && self
+                .pepper
+                .as_ref()
+                .is_none_or(|(_, id)| id.as_slice() != params.keyid())
+        {
+            return false;
+        }
+        let version = h
+            .version
+            .and_then(|v| argon2::Version::try_from(v).ok())
+            .unwrap_or_default();
+        let mut salt_bytes = [0u8; 64];
+        let Ok(salt_raw) = salt.decode_b64(&mut salt_bytes) else {
+            return false;
+        };
+        let mut out = vec![0u8; expected.len()];
+        if self
+            .run(&params, version, peppered, p, salt_raw, &mut out, memory)
+            .is_err()
+        {
+            return false;
+        }
+        // Constant time.
+        out.iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        params: &argon2::Params,
+        version: argon2::Version,
+        peppered: bool,
+        p: &Passcode,
+        salt: &[u8],
+        out: &mut [u8],
+        memory: &mut Vec<argon2::Block>,
+    ) -> Result<(), argon2::Error> {
+        let argon = match (&self.pepper, peppered) {
+            (Some((secret, _)), true) => argon2::Argon2::new_with_secret(
+                secret,
+                argon2::Algorithm::Argon2id,
+                version,
+                params.clone(),
+            )?,
+            _ => argon2::Argon2::new(argon2::Algorithm::Argon2id, version, params.clone()),
+        };
+        // The thread's memory, grown once to the largest hash it has seen.
+        if memory.len() < params.block_count() {
+            memory.resize(params.block_count(), argon2::Block::default());
+        }
+        argon.hash_password_into_with_memory(
+            p.0.as_bytes(),
+            salt,
+            out,
+            &mut memory[..params.block_count()],
+        )
+    }
 }
 
 impl Hasher {
     fn new(settings: &HashSettings) -> Result<Hasher, StoreError> {
-        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
         let bad = |e: argon2::Error| StoreError::Invalid(format!("passcode hashing: {e}"));
-        let mut params = argon2::ParamsBuilder::new();
-        params
+        let mut builder = argon2::ParamsBuilder::new();
+        builder
             .m_cost(settings.memory_kib)
             .t_cost(settings.iterations)
             .p_cost(1);
-        let (hashing, peppered) = match &settings.pepper {
-            Some(pepper) => {
-                let id = pepper_id(pepper);
-                let keyid = argon2::KeyId::new(&id).map_err(bad)?;
-                let params = params.keyid(keyid).build().map_err(bad)?;
-                // The hasher lives as long as the process: the secret is leaked once.
-                let secret: &'static [u8] = Box::leak(pepper.clone().into_boxed_slice());
-                let a = Arc::new(
-                    Argon2::new_with_secret(
-                        secret,
-                        argon2::Algorithm::Argon2id,
-                        argon2::Version::V0x13,
-                        params,
-                    )
-                    .map_err(bad)?,
-                );
-                (a.clone(), Some((id, a)))
+        let pepper = match &settings.pepper {
+            Some(p) => {
+                let id = pepper_id(p);
+                builder.keyid(argon2::KeyId::new(&id).map_err(bad)?);
+                Some((p.clone(), id))
             }
-            None => (
-                Arc::new(Argon2::new(
-                    argon2::Algorithm::Argon2id,
-                    argon2::Version::V0x13,
-                    params.build().map_err(bad)?,
-                )),
-                None,
-            ),
+            None => None,
         };
+        let keys = Arc::new(HashKeys {
+            params: builder.build().map_err(bad)?,
+            pepper,
+        });
+        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for i in 0..n {
+            let (rx, keys) = (rx.clone(), keys.clone());
+            std::thread::Builder::new()
+                .name(format!("agentgw-hash-{i}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        // Ends when every Store (every sender) is gone.
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(HashJob::Hash(p, reply)) => {
+                                let _ = reply.send(keys.hash(&p, &mut memory));
+                            }
+                            Ok(HashJob::Verify(p, phc, reply)) => {
+                                let _ = reply.send(keys.verify(&p, &phc, &mut memory));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot start hashing threads: {e}"))
+                })?;
+        }
         Ok(Hasher {
-            permits: Arc::new(Semaphore::new(n)),
-            hashing,
-            peppered,
+            jobs: Arc::new(Mutex::new(tx)),
+            keys,
             dummy: Arc::default(),
         })
     }
 
+    fn submit(&self, job: HashJob) -> Result<(), StoreError> {
+        self.jobs
+            .lock()
+            .map_err(|_| closed())?
+            .send(job)
+            .map_err(|_| closed())
+    }
+
     async fn hash(&self, p: &Passcode) -> Result<String, StoreError> {
-        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
-        let p = p.clone();
-        let argon = self.hashing.clone();
-        tokio::task::spawn_blocking(move || {
-            let salt = SaltString::generate(&mut OsRng);
-            argon
-                .hash_password(p.0.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| StoreError::Invalid(format!("cannot hash passcode: {e}")))
-        })
-        .await
-        .map_err(|_| closed())?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(HashJob::Hash(p.clone(), tx))?;
+        rx.await.map_err(|_| closed())?
     }
 
     /// Verifies `p` against `phc`; with no hash (unknown agent) it verifies against a dummy so
-    /// that unknown agents and wrong passcodes take the same time. A hash made with a pepper
-    /// is verified with it; one made without, without.
+    /// that unknown agents and wrong passcodes take the same time.
     async fn verify(&self, p: &Passcode, phc: Option<String>) -> Result<bool, StoreError> {
-        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
-        let p = p.clone();
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let known = phc.is_some();
-            let phc = phc.unwrap_or_else(|| this.dummy_hash().to_string());
-            let Ok(h) = PasswordHash::new(&phc) else {
-                return false;
-            };
-            let keyid = h.params.get_str("keyid").and_then(|k| {
-                use argon2::password_hash::Encoding;
-                let mut buf = [0u8; 8];
-                Encoding::B64.decode(k, &mut buf).ok().map(|b| b.to_vec())
-            });
-            let ok = match (&keyid, &this.peppered) {
-                (None, _) => Argon2::default()
-                    .verify_password(p.0.as_bytes(), &h)
-                    .is_ok(),
-                (Some(id), Some((ours, argon))) if id == ours => {
-                    argon.verify_password(p.0.as_bytes(), &h).is_ok()
-                }
-                // Made with another pepper: it cannot match.
-                _ => false,
-            };
-            known && ok
-        })
-        .await
-        .map_err(|_| closed())
+        let known = phc.is_some();
+        let phc = match phc {
+            Some(h) => h,
+            None => self.dummy_hash().await?,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(HashJob::Verify(p.clone(), phc, tx))?;
+        let ok = rx.await.map_err(|_| closed())?;
+        Ok(known && ok)
     }
 
-    fn dummy_hash(&self) -> &str {
-        self.dummy.get_or_init(|| {
-            let salt = SaltString::generate(&mut OsRng);
-            self.hashing
-                .hash_password(b"not-a-passcode", &salt)
-                .map(|h| h.to_string())
-                .unwrap_or_default()
-        })
+    async fn dummy_hash(&self) -> Result<String, StoreError> {
+        if let Some(h) = self.dummy.get() {
+            return Ok(h.clone());
+        }
+        let h = self.hash(&Passcode("not-a-passcode".into())).await?;
+        Ok(self.dummy.get_or_init(|| h).clone())
+    }
+
+    /// The id of the pepper, as `keyid=` shows it in a PHC string.
+    fn pepper_keyid_b64(&self) -> Option<String> {
+        use argon2::password_hash::Encoding;
+        let (_, id) = self.keys.pepper.as_ref()?;
+        let mut buf = [0u8; 16];
+        Encoding::B64.encode(id, &mut buf).ok().map(str::to_string)
     }
 }
 
@@ -436,14 +557,7 @@ impl Store {
     /// another pepper than this store's (they cannot log in).
     pub async fn peppered_hashes(&self) -> Result<(usize, usize), StoreError> {
         let hashes = self.db.peppered_hashes().await?;
-        let ours = self.hasher.peppered.as_ref().map(|(id, _)| {
-            use argon2::password_hash::Encoding;
-            let mut buf = [0u8; 16];
-            Encoding::B64
-                .encode(id, &mut buf)
-                .map(str::to_string)
-                .unwrap_or_default()
-        });
+        let ours = self.hasher.pepper_keyid_b64();
         let other = hashes
             .iter()
             .filter(|h| {

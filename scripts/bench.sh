@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One load benchmark: a release gateway on loopback in a fresh directory, N agents imported,
+# agentgw-load run against it with the arguments given; then the gateway's CPU seconds
+# (utime+stime from /proc/PID/stat) and peak RSS (VmHWM) for the run, and its RSS at the end.
+#
+#   scripts/bench.sh [agentgw-load args…]        e.g. scripts/bench.sh --rate 100 --duration 60
+#
+# Environment: AGENTS (default 2000), STAY=1 (after_login = "stay"), HASH_MEMORY_KIB and
+# HASH_ITERATIONS (argon2id), PORT (default 5090), EXTRA (more TOML for the gateway).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --bins -q
+bin=$PWD/target/release
+dir=$(mktemp -d)
+trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -rf "$dir"' EXIT
+port=${PORT:-5090}
+agents=${AGENTS:-2000}
+first=100000
+last=$((first + agents - 1))
+cat > "$dir/gw.toml" <<EOF
+[sip]
+listen = ["udp:127.0.0.1:$port", "tcp:127.0.0.1:$port"]
+max_calls = 20000
+max_call_secs = 3600
+[media]
+rtp_ports = "20000-60000"
+[store]
+url = "sqlite://$dir/agentgw.db"
+hash_memory_kib = ${HASH_MEMORY_KIB:-4096}
+hash_iterations = ${HASH_ITERATIONS:-1}
+[admin]
+listen = "127.0.0.1:0"
+[login]
+already_logged_on = "replace"
+station_attempts_per_min = 1000
+source_attempts_per_min = 10000000
+after_login = "${STAY:+stay}${STAY:-hangup}"
+[log]
+filter = "warn"
+${EXTRA:-}
+EOF
+sed -i 's/after_login = "stay1"/after_login = "stay"/' "$dir/gw.toml"
+"$bin/agentgw-load" x:1 --agents "$first-$last" --passcode 2468 --print-agents-csv > "$dir/agents.csv"
+"$bin/agentgw" --config "$dir/gw.toml" agent import "$dir/agents.csv" >/dev/null 2>&1
+ulimit -n 65536 2>/dev/null || true
+"$bin/agentgw" --config "$dir/gw.toml" serve > "$dir/gw.log" 2>&1 &
+gw=$!
+sleep 1
+cpu() { awk '{print ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$gw/stat"; }
+rss() { awk "/^$1:/ {print \$2}" "/proc/$gw/status"; }
+cpu0=$(cpu)
+rss0=$(rss VmRSS)
+echo "gateway pid $gw, RSS before: $rss0 KiB; agentgw-load $*" >&2
+set +e
+"$bin/agentgw-load" "127.0.0.1:$port" --agents "$first-$last" --passcode 2468 "$@"
+status=$?
+set -e
+cpu1=$(cpu)
+echo "gateway CPU: $(awk "BEGIN {print $cpu1 - $cpu0}") s; RSS before $rss0 KiB, peak $(rss VmHWM) KiB, after $(rss VmRSS) KiB"
+grep -E "WARN|ERROR" "$dir/gw.log" | sort | uniq -c | sort -rn | head -5 >&2 || true
+exit $status
