@@ -65,5 +65,51 @@ fn rtp(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, inband, rtp);
+/// A whole login through the flow (sans-IO): start, 10 keys, the store's answer, the prompts'
+/// ends; every action drained. What one call costs the gateway outside SIP, RTP and the store.
+fn login_flow(c: &mut Criterion) {
+    use agentgw::login::{CheckOutcome, Flow, FlowConfig, Input};
+    use agentgw::media::dtmf::Digit;
+    use agentgw::media::prompts::PromptId;
+    use std::time::{Duration, Instant};
+    let cfg = FlowConfig {
+        max_attempts: 3,
+        digit_timeout: Duration::from_secs(5),
+        first_digit_timeout: Duration::from_secs(10),
+        max_digits: 16,
+        stay: false,
+        ask_extension: false,
+    };
+    let keys: Vec<Digit> = "1001#1234#".chars().filter_map(Digit::from_char).collect();
+    let now = Instant::now();
+    c.bench_function("login_flow_whole_call", |b| {
+        b.iter(|| {
+            let mut f = Flow::new(cfg.clone());
+            let mut n = 0;
+            let mut drain = |f: &mut Flow| {
+                while let Some(a) = f.poll_action() {
+                    black_box(a);
+                    n += 1;
+                }
+            };
+            f.handle(Input::Started, now);
+            drain(&mut f);
+            f.handle(Input::PromptDone(PromptId::AgentUser), now);
+            for (i, k) in keys.iter().enumerate() {
+                f.handle(Input::Digit(*k), now);
+                if i == 4 {
+                    f.handle(Input::PromptDone(PromptId::AgentPass), now);
+                }
+                drain(&mut f);
+            }
+            f.handle(Input::CheckResult(CheckOutcome::LoggedIn), now);
+            f.handle(Input::PromptDone(PromptId::AgentLoginOk), now);
+            f.handle(Input::PromptDone(PromptId::Goodbye), now);
+            drain(&mut f);
+            n
+        })
+    });
+}
+
+criterion_group!(benches, inband, rtp, login_flow);
 criterion_main!(benches);

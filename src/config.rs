@@ -528,7 +528,7 @@ impl Config {
             self.media.public_address.map_or("(the address the INVITE came in on)".to_string(), |a| format!("{:?}", a.to_string())),
             self.store.hash_memory_kib,
             self.store.hash_iterations,
-            self.store.pepper_file.as_ref().map_or("(generated in the state directory)".to_string(), |d| format!("{:?}", d.display().to_string())),
+            self.store.pepper_file.as_ref().map_or("(agentgw.pepper next to the database, generated)".to_string(), |d| format!("{:?}", d.display().to_string())),
             self.admin.listen,
             self.prompts.dir.as_ref().map_or("(built-in)".to_string(), |d| format!("{:?}", d.display().to_string())),
             self.prompts.language,

@@ -273,8 +273,10 @@ impl Failures {
 #[derive(Debug)]
 pub struct SourceLimiter {
     per_minute: u32,
-    /// Source → (start of its current minute, attempts in it). Bounded by `MAX_SOURCES`.
+    /// Source → (start of its current minute, attempts in it). Bounded by `MAX_SOURCES`;
+    /// minutes that ended are dropped once a minute.
     seen: HashMap<String, (Instant, u32)>,
+    last_prune: Option<Instant>,
 }
 
 /// Sources remembered at once; past it, the oldest minutes are forgotten first.
@@ -285,7 +287,13 @@ impl SourceLimiter {
         SourceLimiter {
             per_minute,
             seen: HashMap::new(),
+            last_prune: None,
         }
+    }
+
+    /// How many sources it remembers now.
+    pub fn remembered(&self) -> usize {
+        self.seen.len()
     }
 
     /// Counts an attempt from `source`; false when it is over the limit.
@@ -293,10 +301,14 @@ impl SourceLimiter {
         if self.per_minute == 0 {
             return true;
         }
-        if self.seen.len() >= MAX_SOURCES {
-            self.seen.retain(|_, (start, _)| {
-                now.saturating_duration_since(*start) < Duration::from_secs(60)
-            });
+        let minute = Duration::from_secs(60);
+        let due = self
+            .last_prune
+            .is_none_or(|t| now.saturating_duration_since(t) >= minute);
+        if due || self.seen.len() >= MAX_SOURCES {
+            self.seen
+                .retain(|_, (start, _)| now.saturating_duration_since(*start) < minute);
+            self.last_prune = Some(now);
         }
         let entry = match self.seen.get_mut(source) {
             Some(e) => e,

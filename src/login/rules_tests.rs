@@ -150,6 +150,19 @@ fn a_source_over_its_attempts_per_minute_is_refused_until_the_minute_ends() {
 }
 
 #[test]
+fn sources_whose_minute_ended_are_forgotten_within_a_minute() {
+    // One station per call (a load generator, a large PBX): the map must not grow for ever.
+    let mut l = SourceLimiter::new(10);
+    let t0 = Instant::now();
+    for i in 0..1000 {
+        l.allow(&format!("station-{i}"), t0);
+    }
+    assert_eq!(l.remembered(), 1000);
+    l.allow("one-more", t0 + Duration::from_secs(61));
+    assert_eq!(l.remembered(), 1);
+}
+
+#[test]
 fn new_passcodes_follow_the_rules() {
     assert_eq!(new_passcode_problem("8642", "1001"), None);
     assert_eq!(new_passcode_problem("975310", "1001"), None);
