@@ -360,8 +360,31 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let _line = LineRegistration::new(&ctx, &call.call_id, line_tx);
     let mut buf = [0u8; MAX_RTP_PACKET];
 
+    // Two timers for the whole call, moved only when their deadline changes (a timer made
+    // afresh on every wake-up costs a timer-wheel insert and removal each time: 100 a second
+    // per call).
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    let flow_timer = tokio::time::sleep_until(far);
+    tokio::pin!(flow_timer);
+    let mut flow_timer_at: Option<Instant> = None;
+    let end_timer = tokio::time::sleep_until(call_deadline);
+    tokio::pin!(end_timer);
+    let mut end_is_stay = false;
+
     let outcome = 'call: loop {
         let flow_deadline = flow.poll_timeout().map(Instant::from_std);
+        if flow_deadline != flow_timer_at {
+            flow_timer.as_mut().reset(flow_deadline.unwrap_or(far));
+            flow_timer_at = flow_deadline;
+        }
+        if flow.is_staying() != end_is_stay {
+            end_is_stay = !end_is_stay;
+            end_timer.as_mut().reset(if end_is_stay {
+                stay_deadline
+            } else {
+                call_deadline
+            });
+        }
         tokio::select! {
             ev = call.events.recv() => match ev {
                 None | Some(SipEvent::Hangup) => {
@@ -445,7 +468,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     }
                 }
             },
-            _ = sleep_until_opt(flow_deadline) => {
+            _ = &mut flow_timer, if flow_timer_at.is_some() => {
                 flow.handle_timeout(std::time::Instant::now());
             },
             r = join_opt(&mut check) => {
@@ -480,7 +503,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 };
                 flow.handle(input, std::time::Instant::now());
             },
-            _ = tokio::time::sleep_until(if flow.is_staying() { stay_deadline } else { call_deadline }) => {
+            _ = &mut end_timer => {
                 flow.handle(Input::TimeLimit, std::time::Instant::now());
             },
         }
@@ -746,13 +769,6 @@ fn decode(codec: Codec, payload: &[u8], out: &mut [i16]) -> usize {
         };
     }
     payload.len().min(out.len())
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn join_opt<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
