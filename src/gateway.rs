@@ -58,9 +58,15 @@ async fn expire_sessions(store: Store, max_age: Duration) {
 pub struct GatewayStatus {
     calls: crate::sip::CallCounter,
     store: Store,
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl GatewayStatus {
+    /// Whether the gateway has stopped taking calls (SIGTERM).
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// (calls in progress, agents logged on in every tenant).
     pub async fn snapshot(&self) -> (usize, usize) {
         (
@@ -241,6 +247,7 @@ impl Gateway {
         GatewayStatus {
             calls: self.sip.calls.clone(),
             store: self.ctx.store.clone(),
+            draining: self.sip.draining_flag(),
         }
     }
 

@@ -448,6 +448,13 @@ fn sigterm_drains_logins_in_progress_refuses_new_calls_and_exits_0() {
             Some(503),
             "OPTIONS too, so PBXs fail over"
         );
+        // A load balancer's readiness probe says so too; the process is still healthy.
+        let (status, body) = d.http("GET", "/readyz", None);
+        assert_eq!(
+            (status, body.as_str()),
+            (503, "draining: new calls are refused\n")
+        );
+        assert_eq!(d.http("GET", "/healthz", None).0, 200);
         a.press("1234#").await;
         assert_eq!(a.wait_for_bye(10).await.as_deref(), Some("logged-in"));
     });

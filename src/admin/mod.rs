@@ -215,7 +215,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// 200 when calls are taken: the SIP listeners are up (they are bound before the admin
+/// listener starts), the gateway is not draining, and the store answers.
 async fn readyz(State(s): State<AdminState>) -> Response {
+    if s.status.draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: new calls are refused\n",
+        )
+            .into_response();
+    }
     match s.store.count_sessions().await {
         Ok(_) => "ready\n".into_response(),
         Err(e) => (

@@ -283,6 +283,11 @@ impl SipServer {
         self.draining.store(true, Ordering::Release);
     }
 
+    /// The drain flag, to read from elsewhere (`/readyz`).
+    pub fn draining_flag(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
+    }
+
     /// Dialogs the SIP stack holds open.
     pub fn open_dialogs(&self) -> usize {
         self.dialogs.len()
