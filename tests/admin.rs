@@ -662,3 +662,25 @@ async fn metrics_count_calls_logins_logouts_failures_rtp_and_store_latency() {
     assert!(counter("agentgw_rtp_packets_received_total") > 10, "{text}");
     assert!(counter("agentgw_store_query_seconds_count") >= 4, "{text}");
 }
+
+#[tokio::test]
+async fn event_streams_are_limited() {
+    let gw = start_gateway_with("127.0.0.1", |_| {}).await;
+    let (admin, token) = gw.start_admin().await;
+    let mut open = Vec::new();
+    for _ in 0..agentgw::admin::MAX_EVENT_STREAMS {
+        let s = EventStream::connect(admin, &token, None, "").await;
+        assert_eq!(s.status, 200);
+        open.push(s);
+    }
+    let (status, body) = http(admin, "GET", "/api/events", Some(&token), None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("event streams are open already"), "{body}");
+    // The rest of the API still answers.
+    assert_eq!(
+        http(admin, "GET", "/api/sessions", Some(&token), None)
+            .await
+            .0,
+        200
+    );
+}

@@ -458,12 +458,22 @@ pub struct EventParams {
 /// name, `data:` the entry as JSON). Reconnect with `Last-Event-ID` to receive, once each,
 /// the events written while away.
 #[utoipa::path(get, path = "/api/events", params(EventParams), tag = "events",
-    responses((status = 200, content_type = "text/event-stream", description = "the stream", body = AuditRecord)))]
+    responses((status = 200, content_type = "text/event-stream", description = "the stream", body = AuditRecord),
+              (status = 503, description = "too many event streams open")))]
 pub async fn events(
     State(s): State<AdminState>,
     Query(q): Query<EventParams>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
+    let permit = s.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} event streams are open already",
+                super::MAX_EVENT_STREAMS
+            ),
+        )
+    })?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -487,6 +497,7 @@ pub async fn events(
         catching_up: resume.is_some(),
         tenant: q.tenant,
         wanted,
+        _permit: permit,
     };
     let stream = futures_util::stream::unfold(follower, |mut f| async move {
         let e = f.next().await?;
@@ -510,6 +521,8 @@ struct Follower {
     catching_up: bool,
     tenant: Option<String>,
     wanted: Option<Vec<String>>,
+    /// This stream's place among `MAX_EVENT_STREAMS`, given back when it closes.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Follower {

@@ -40,7 +40,12 @@ pub(crate) struct AdminState {
     events: Events,
     /// `[login] new_agents_must_change`, for agents created by the API.
     new_agents_must_change: bool,
+    /// Event streams open at once at most (`MAX_EVENT_STREAMS`).
+    streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Event streams (`GET /api/events`) open at once at most; past it, 503.
+pub const MAX_EVENT_STREAMS: usize = 64;
 
 /// What the admin listener is started with.
 pub struct AdminSetup {
@@ -114,6 +119,7 @@ pub async fn start(setup: AdminSetup) -> Result<SocketAddr, AdminError> {
         metrics: setup.metrics.clone(),
         events: setup.events.clone(),
         new_agents_must_change: setup.new_agents_must_change,
+        streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
     };
     let api = Router::new()
         .route("/api/agents", get(api::list_agents).post(api::create_agent))
