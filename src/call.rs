@@ -89,6 +89,8 @@ pub struct CallContext {
     pub ports: PortAllocator,
     /// Counters for `/metrics` (keys by method, RTP, calls by outcome), for the whole process.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Sends every call's frames every 20 ms.
+    pub pump: Arc<MediaPump>,
     /// The calls up on this gateway.
     pub lines: Lines,
     /// Login attempts per minute per calling station and per source address.
@@ -138,11 +140,38 @@ const OVER_LIMIT_DELAY: Duration = Duration::from_secs(3);
 /// How many 20 ms frames one wake-up may catch up after the task was late.
 const MAX_CATCH_UP_FRAMES: u64 = 5;
 
-/// Media state of one call.
+/// Media state of one call: the receiving side, kept by the call's task. The sending side
+/// (`Outbound`) is driven by the gateway's media pump.
 struct Media {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     local: SocketAddr,
     origin: Origin,
+    events: EventReceiver,
+    /// The in-band detector, while this call needs it (off once RFC 4733 events arrive).
+    inband: Option<InbandDetector>,
+    /// RTP packets received since the last flush to the process counters.
+    received: u64,
+    shared: Arc<CallMedia>,
+}
+
+/// The sending side of one call, shared between the call's task and the media pump.
+pub struct CallMedia {
+    out: Mutex<Outbound>,
+    /// Wakes the call's task when a prompt finished.
+    wake: tokio::sync::Notify,
+}
+
+impl CallMedia {
+    fn out(&self) -> std::sync::MutexGuard<'_, Outbound> {
+        match self.out.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+struct Outbound {
+    socket: Arc<UdpSocket>,
     /// Known once the SDP exchange is complete (at once for an offer, at ACK for a late offer).
     negotiated: Option<Negotiated>,
     target: Option<RemoteTarget>,
@@ -150,31 +179,17 @@ struct Media {
     peer_receives: bool,
     writer: RtpWriter,
     player: Player,
-    events: EventReceiver,
-    /// The in-band detector, while this call needs it (off once RFC 4733 events arrive).
-    inband: Option<InbandDetector>,
     /// Send comfort noise instead of silence frames while nothing plays (a stay line whose
     /// peer offered CN).
     comfort_noise: bool,
     /// Ticks of comfort noise so far (a CN packet every `CN_EVERY` ticks).
     cn_ticks: u32,
-    /// RTP packets sent and received since the last flush to the process counters.
+    /// Frames go out (answered, started, not hung up).
+    active: bool,
+    /// Prompts that finished, for the call's task.
+    finished: Vec<crate::media::prompts::PromptId>,
+    /// RTP packets sent since the last flush to the process counters.
     sent: u64,
-    received: u64,
-}
-
-impl Media {
-    /// Adds this call's packet counts to the process counters.
-    fn flush_counts(&mut self, m: &crate::metrics::Metrics) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.sent > 0 {
-            m.rtp_out.fetch_add(std::mem::take(&mut self.sent), Relaxed);
-        }
-        if self.received > 0 {
-            m.rtp_in
-                .fetch_add(std::mem::take(&mut self.received), Relaxed);
-        }
-    }
 }
 
 /// Ticks between comfort-noise packets while a stay line is idle (200 ms).
@@ -184,30 +199,47 @@ const CN_LEVEL: u8 = 78;
 
 impl Media {
     fn apply_remote(&mut self, remote: &RemoteMedia) {
-        let keep = self
+        let mut out = self.shared.out();
+        let keep = out
             .negotiated
             .filter(|n| remote.codecs.contains(&n.codec))
             .map(|n| n.codec);
         let codec = keep.unwrap_or(remote.codecs[0]);
-        self.negotiated = Some(Negotiated {
+        out.negotiated = Some(Negotiated {
             codec,
             telephone_event: remote.telephone_event,
             comfort_noise: remote.comfort_noise,
         });
-        self.player.set_codec(codec);
-        match self.target.as_mut() {
+        out.player.set_codec(codec);
+        match out.target.as_mut() {
             Some(t) => t.on_sdp(remote.addr),
-            None => self.target = Some(RemoteTarget::new(remote.addr)),
+            None => out.target = Some(RemoteTarget::new(remote.addr)),
         }
-        self.peer_receives = remote.direction.peer_receives();
+        out.peer_receives = remote.direction.peer_receives();
+    }
+
+    fn negotiated(&self) -> Option<Negotiated> {
+        self.shared.out().negotiated
     }
 
     fn answer_sdp(&mut self, remote: &RemoteMedia) -> String {
         self.origin.version += 1;
-        let n = self.negotiated.unwrap_or(remote.negotiate());
+        let n = self.negotiated().unwrap_or(remote.negotiate());
         sdp::answer(self.origin, self.local, n, remote.direction.answer())
     }
 
+    /// Adds this call's received-packet count to the process counters.
+    fn flush_counts(&mut self, m: &crate::metrics::Metrics) {
+        if self.received > 0 {
+            m.rtp_in.fetch_add(
+                std::mem::take(&mut self.received),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+impl Outbound {
     /// Sends one 20 ms frame (or just advances time when there is nowhere to send it) and
     /// returns the prompt that finished with it.
     fn tick(&mut self) -> Option<crate::media::prompts::PromptId> {
@@ -254,6 +286,100 @@ impl Media {
     }
 }
 
+/// The media pump: one thread sends every call's frame every 20 ms, in the same order every
+/// time, so each call's packets leave at a steady offset within the period and no call task
+/// wakes just to send (a call task wakes when a prompt ends or a packet arrives).
+pub struct MediaPump {
+    calls: Mutex<Vec<std::sync::Weak<CallMedia>>>,
+}
+
+impl std::fmt::Debug for MediaPump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaPump").finish_non_exhaustive()
+    }
+}
+
+impl MediaPump {
+    /// Starts the pump on a thread of its own: its 20 ms schedule does not wait behind the
+    /// tasks of the async runtime. It stops when the gateway is gone.
+    pub fn start(metrics: Arc<crate::metrics::Metrics>) -> std::io::Result<Arc<MediaPump>> {
+        use crate::media::player::PTIME;
+        let pump = Arc::new(MediaPump {
+            calls: Mutex::new(Vec::new()),
+        });
+        let weak = Arc::downgrade(&pump);
+        std::thread::Builder::new()
+            .name("agentgw-media".into())
+            .spawn(move || {
+                let mut next = std::time::Instant::now() + PTIME;
+                let mut live: Vec<Arc<CallMedia>> = Vec::new();
+                loop {
+                    let now = std::time::Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    }
+                    // Frames due: one per 20 ms period passed, a few at most after a stall.
+                    let now = std::time::Instant::now();
+                    let mut due = 1;
+                    next += PTIME;
+                    while next <= now && due < MAX_CATCH_UP_FRAMES {
+                        next += PTIME;
+                        due += 1;
+                    }
+                    if next <= now {
+                        next = now + PTIME;
+                    }
+                    let Some(pump) = weak.upgrade() else { break };
+                    {
+                        let mut calls = match pump.calls.lock() {
+                            Ok(c) => c,
+                            Err(p) => p.into_inner(),
+                        };
+                        calls.retain(|w| match w.upgrade() {
+                            Some(c) => {
+                                live.push(c);
+                                true
+                            }
+                            None => false,
+                        });
+                    }
+                    drop(pump);
+                    let mut sent = 0;
+                    for call in &live {
+                        let mut out = call.out();
+                        if out.active {
+                            let mut done = false;
+                            for _ in 0..due {
+                                if let Some(p) = out.tick() {
+                                    out.finished.push(p);
+                                    done = true;
+                                }
+                            }
+                            sent += std::mem::take(&mut out.sent);
+                            drop(out);
+                            if done {
+                                call.wake.notify_one();
+                            }
+                        }
+                    }
+                    live.clear();
+                    if sent > 0 {
+                        metrics
+                            .rtp_out
+                            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })?;
+        Ok(pump)
+    }
+
+    fn add(&self, call: &Arc<CallMedia>) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(Arc::downgrade(call));
+        }
+    }
+}
+
 /// Runs one call from answer to hang-up.
 pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, slot: CallSlot) {
     let span = tracing::info_span!("call", call_id = %call.call_id, station = %call.station, source = %call.source);
@@ -277,6 +403,23 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         }
     };
     let port = socket.local_addr().map_or(0, |a| a.port());
+    let socket = Arc::new(socket);
+    let shared = Arc::new(CallMedia {
+        out: Mutex::new(Outbound {
+            socket: socket.clone(),
+            negotiated: None,
+            target: None,
+            peer_receives: true,
+            writer: RtpWriter::default(),
+            player: Player::new(Codec::Pcmu),
+            comfort_noise: false,
+            cn_ticks: 0,
+            active: false,
+            finished: Vec::new(),
+            sent: 0,
+        }),
+        wake: tokio::sync::Notify::new(),
+    });
     let mut media = Media {
         socket,
         local: SocketAddr::new(call.local_ip, port),
@@ -284,25 +427,18 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             session_id: rand::random::<u32>() as u64,
             version: 1,
         },
-        negotiated: None,
-        target: None,
-        peer_receives: true,
-        writer: RtpWriter::default(),
-        player: Player::new(Codec::Pcmu),
         events: EventReceiver::default(),
         inband: settings
             .dtmf_methods
             .contains(&DtmfMethod::Inband)
             .then(InbandDetector::new),
-        comfort_noise: false,
-        cn_ticks: 0,
-        sent: 0,
         received: 0,
+        shared,
     };
     let sdp = match &call.offer {
         Some(offer) => {
             media.apply_remote(offer);
-            let n = media.negotiated.unwrap_or(offer.negotiate());
+            let n = media.negotiated().unwrap_or(offer.negotiate());
             sdp::answer(media.origin, media.local, n, offer.direction.answer())
         }
         None => sdp::offer(media.origin, media.local),
@@ -344,8 +480,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     // The language of the agent identified by the last check, if it has one of its own.
     let agent_language: Arc<Mutex<Option<String>>> = Arc::default();
     let mut flow = Flow::with_mode(settings.flow.clone(), mode);
-    let mut ticks = ctx.clock.subscribe();
-    let mut last_tick = *ticks.borrow_and_update();
+    ctx.pump.add(&media.shared);
     let mut check: Option<JoinHandle<Result<CheckOutcome, StoreError>>> = None;
     let mut started = false;
     let mut hung_up = false;
@@ -379,6 +514,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         }
         if flow.is_staying() != end_is_stay {
             end_is_stay = !end_is_stay;
+            media.shared.out().comfort_noise = end_is_stay;
             end_timer.as_mut().reset(if end_is_stay {
                 stay_deadline
             } else {
@@ -389,11 +525,12 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             ev = call.events.recv() => match ev {
                 None | Some(SipEvent::Hangup) => {
                     hung_up = true;
+                    media.shared.out().active = false;
                     flow.handle(Input::Hangup, std::time::Instant::now());
                 }
                 Some(SipEvent::Acked { body }) => {
                     if !started {
-                        if media.negotiated.is_none() {
+                        if media.negotiated().is_none() {
                             match sdp::parse(&body) {
                                 Ok(answer) => media.apply_remote(&answer),
                                 Err(e) => {
@@ -404,6 +541,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             }
                         }
                         started = true;
+                        media.shared.out().active = !hung_up;
                         flow.handle(Input::Started, std::time::Instant::now());
                     }
                 }
@@ -420,21 +558,11 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     answer.send(reply).ok();
                 }
             },
-            changed = ticks.changed() => {
-                if changed.is_err() {
-                    break 'call Outcome::CallerHungUp;
-                }
-                let now_tick = *ticks.borrow_and_update();
-                let due = now_tick.saturating_sub(last_tick).min(MAX_CATCH_UP_FRAMES);
-                last_tick = now_tick;
-                if started && !hung_up {
-                    media.comfort_noise = flow.is_staying();
-                    for _ in 0..due {
-                        if let Some(done) = media.tick() {
-                            heard_a_prompt = true;
-                            flow.handle(Input::PromptDone(done), std::time::Instant::now());
-                        }
-                    }
+            _ = media.shared.wake.notified() => {
+                let finished = std::mem::take(&mut media.shared.out().finished);
+                for done in finished {
+                    heard_a_prompt = true;
+                    flow.handle(Input::PromptDone(done), std::time::Instant::now());
                 }
                 media.flush_counts(&ctx.metrics);
             },
@@ -442,11 +570,15 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 if let Ok((len, from)) = r {
                     if let Some((hdr, payload)) = rtp::parse(&buf[..len]) {
                         media.received += 1;
-                        if let Some(t) = media.target.as_mut() {
-                            t.on_packet_from(from);
-                        }
-                        let te = media.negotiated.and_then(|n| n.telephone_event);
-                        let audio_pt = media.negotiated.map(|n| n.codec);
+                        let negotiated = {
+                            let mut out = media.shared.out();
+                            if let Some(t) = out.target.as_mut() {
+                                t.on_packet_from(from);
+                            }
+                            out.negotiated
+                        };
+                        let te = negotiated.and_then(|n| n.telephone_event);
+                        let audio_pt = negotiated.map(|n| n.codec);
                         if started && te == Some(hdr.payload_type) {
                             if media.inband.take().is_some() {
                                 debug!("RFC 4733 events arrive: in-band detection off for this call");
@@ -510,9 +642,9 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
 
         while let Some(action) = flow.poll_action() {
             match action {
-                Action::Play(p) => media.player.play(p, catalog.get(p)),
+                Action::Play(p) => media.shared.out().player.play(p, catalog.get(p)),
                 Action::StopPrompt => {
-                    media.player.stop();
+                    media.shared.out().player.stop();
                 }
                 Action::Check {
                     agent: a,

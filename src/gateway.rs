@@ -22,10 +22,10 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sip(#[from] SipError),
+    #[error("{0}")]
+    Media(String),
 }
 
-/// Ends sessions older than `session_max_hours`, once a minute (a stay line ends its own
-/// session at that time; this catches the sessions of lines that hung up after the login).
 /// Counts every audit event for `/metrics`.
 async fn count_events(
     metrics: Arc<crate::metrics::Metrics>,
@@ -41,6 +41,8 @@ async fn count_events(
     }
 }
 
+/// Ends sessions older than `session_max_hours`, once a minute (a stay line ends its own
+/// session at that time; this catches the sessions of lines that hung up after the login).
 async fn expire_sessions(store: Store, max_age: Duration) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -102,12 +104,16 @@ impl Gateway {
         }
         let settings = Settings::from_config(config)?;
         let session_max = settings.session_max;
+        let clock = MediaClock::start();
+        let metrics: Arc<crate::metrics::Metrics> = Arc::default();
         let ctx = Arc::new(CallContext {
             settings: RwLock::new(Arc::new(settings)),
             store,
-            clock: MediaClock::start(),
+            pump: call::MediaPump::start(metrics.clone())
+                .map_err(|e| GatewayError::Media(format!("cannot start the media thread: {e}")))?,
+            clock,
             ports: PortAllocator::new(config.media.rtp_ports),
-            metrics: Arc::default(),
+            metrics,
             lines: Mutex::new(HashMap::new()),
             limiters: Mutex::new(AttemptLimiters::from_config(&config.login)),
         });
