@@ -7,7 +7,7 @@ use crate::media::dtmf::inband::InbandDetector;
 use crate::media::dtmf::rfc4733::EventReceiver;
 use crate::media::dtmf::{Digit, DtmfMethod, KeyMerger};
 use crate::media::g711;
-use crate::media::player::{MediaClock, Player};
+use crate::media::player::Player;
 use crate::media::prompts::{Catalog, Codec, Frame, PromptError, FRAME_SAMPLES};
 use crate::media::rtp::{self, PortAllocator, RemoteTarget, RtpWriter, MAX_RTP_PACKET};
 use crate::sdp::{self, Negotiated, Origin, RemoteMedia};
@@ -85,7 +85,6 @@ pub struct CallContext {
     /// The current settings; replaced whole by a reload.
     pub settings: RwLock<Arc<Settings>>,
     pub store: Store,
-    pub clock: MediaClock,
     pub ports: PortAllocator,
     /// Counters for `/metrics` (keys by method, RTP, calls by outcome), for the whole process.
     pub metrics: Arc<crate::metrics::Metrics>,

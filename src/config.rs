@@ -98,7 +98,8 @@ fn default_webhook_timeout() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// A RUST_LOG-style filter ("info,rsipstack=warn,sqlx=warn"); `RUST_LOG` overrides it.
+    /// A RUST_LOG-style filter (the default quiets the SIP stack and sqlx); `RUST_LOG`
+    /// overrides it.
     pub filter: String,
     /// "text" or "json" (one object per line, for log shippers); `--log-format` overrides it.
     pub format: LogFormat,
@@ -107,7 +108,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            filter: "info,rsipstack=warn,sqlx=warn".into(),
+            filter: format!("info,{},sqlx=warn", crate::sip::STACK_LOG_FILTER),
             format: LogFormat::Text,
         }
     }
@@ -662,10 +663,7 @@ impl Config {
             return invalid("sip.listen", "at least one listener is needed");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
-            return invalid(
-                "log.filter",
-                "is not a filter such as \"info,rsipstack=warn\"",
-            );
+            return invalid("log.filter", "is not a filter such as \"info,sqlx=warn\"");
         }
         if self.gateway.drain_secs > 3600 {
             return invalid("gateway.drain_secs", "must be at most 3600");

@@ -1,10 +1,9 @@
-//! Wiring and lifecycle: load prompts, open the store, start the media clock and the SIP
+//! Wiring and lifecycle: load prompts, open the store, start the media thread and the SIP
 //! listeners, run one task per call, shut down.
 
 use crate::call::{self, AttemptLimiters, CallContext, Settings};
 use crate::config::{Config, ListenAddr};
 use crate::media::dtmf::DtmfMethod;
-use crate::media::player::MediaClock;
 use crate::media::prompts::PromptError;
 use crate::media::rtp::PortAllocator;
 use crate::sip::{SipError, SipServer, SipSettings};
@@ -104,14 +103,12 @@ impl Gateway {
         }
         let settings = Settings::from_config(config)?;
         let session_max = settings.session_max;
-        let clock = MediaClock::start();
         let metrics: Arc<crate::metrics::Metrics> = Arc::default();
         let ctx = Arc::new(CallContext {
             settings: RwLock::new(Arc::new(settings)),
             store,
             pump: call::MediaPump::start(metrics.clone())
                 .map_err(|e| GatewayError::Media(format!("cannot start the media thread: {e}")))?,
-            clock,
             ports: PortAllocator::new(config.media.rtp_ports),
             metrics,
             lines: Mutex::new(HashMap::new()),

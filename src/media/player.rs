@@ -1,6 +1,7 @@
-//! Paced playback. One `MediaClock` ticks every 20 ms for the whole process and wakes every
-//! call's player: thousands of calls cost one timer. A `Player` is sans-IO: each tick it fills
-//! one frame (prompt audio, or silence between prompts) and says when a prompt has finished.
+//! Paced playback. A `Player` is sans-IO: each 20 ms it fills one frame (prompt audio, or
+//! silence between prompts) and says when a prompt has finished; the gateway's media thread
+//! drives every call's player. `MediaClock` is one shared 20 ms tick for many tasks (the load
+//! generator's phones): thousands of them cost one timer.
 
 use super::prompts::{Codec, EncodedPrompt, Frame, PromptId};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use tokio::sync::watch;
 /// The packetisation interval of every stream.
 pub const PTIME: Duration = Duration::from_millis(20);
 
-/// The shared 20 ms clock: a tick counter every call watches.
+/// A shared 20 ms clock: a tick counter every subscriber watches.
 #[derive(Debug, Clone)]
 pub struct MediaClock {
     ticks: watch::Receiver<u64>,

@@ -5,6 +5,9 @@
 //! (or a 487 would never be retransmitted); every dialog is removed from the dialog layer when
 //! it ends (or it leaks); every in-dialog request gets an answer; `timer` is never advertised.
 
+/// The log filter that quiets the SIP stack's own chatter (part of `[log] filter`'s default).
+pub const STACK_LOG_FILTER: &str = "rsipstack=warn";
+
 use crate::config::{ListenAddr, StationFrom, Transport};
 use crate::media::dtmf::{info, Digit};
 use crate::sdp::{self, RemoteMedia, SdpError};

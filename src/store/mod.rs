@@ -248,7 +248,7 @@ fn pepper_id(pepper: &[u8]) -> Vec<u8> {
 /// allocating (and leaving resident) megabytes per hash.
 #[derive(Debug, Clone)]
 struct Hasher {
-    jobs: Arc<Mutex<std::sync::mpsc::Sender<HashJob>>>,
+    jobs: std::sync::mpsc::Sender<HashJob>,
     keys: Arc<HashKeys>,
     dummy: Arc<OnceLock<String>>,
 }
@@ -432,18 +432,14 @@ impl Hasher {
                 })?;
         }
         Ok(Hasher {
-            jobs: Arc::new(Mutex::new(tx)),
+            jobs: tx,
             keys,
             dummy: Arc::default(),
         })
     }
 
     fn submit(&self, job: HashJob) -> Result<(), StoreError> {
-        self.jobs
-            .lock()
-            .map_err(|_| closed())?
-            .send(job)
-            .map_err(|_| closed())
+        self.jobs.send(job).map_err(|_| closed())
     }
 
     async fn hash(&self, p: &Passcode) -> Result<String, StoreError> {
