@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One load benchmark: a release gateway on loopback in a fresh directory, N agents imported,
 # agentgw-load run against it with the arguments given; then the gateway's CPU seconds
-# (utime+stime from /proc/PID/stat) and peak RSS (VmHWM) for the run, and its RSS at the end.
+# (utime+stime from /proc/PID/stat) and peak RSS (VmHWM) for the run, and its RSS at the end;
+# the generator's own CPU time too.
 #
 #   scripts/bench.sh [agentgw-load args…]        e.g. scripts/bench.sh --rate 100 --duration 60
 #
@@ -52,7 +53,8 @@ cpu0=$(cpu)
 rss0=$(rss VmRSS)
 echo "gateway pid $gw, RSS before: $rss0 KiB; agentgw-load $*" >&2
 set +e
-"$bin/agentgw-load" "127.0.0.1:$port" --agents "$first-$last" --passcode 2468 "$@"
+TIMEFORMAT="generator CPU: %U s user + %S s sys"
+time "$bin/agentgw-load" "127.0.0.1:$port" --agents "$first-$last" --passcode 2468 "$@"
 status=$?
 set -e
 cpu1=$(cpu)

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
@@ -139,38 +138,37 @@ const OVER_LIMIT_DELAY: Duration = Duration::from_secs(3);
 /// How many 20 ms frames one wake-up may catch up after the task was late.
 const MAX_CATCH_UP_FRAMES: u64 = 5;
 
-/// Media state of one call: the receiving side, kept by the call's task. The sending side
-/// (`Outbound`) is driven by the gateway's media pump.
+/// What the call's task keeps of its media: the SDP side. Everything per packet lives in
+/// `Line`, driven by the media pump.
 struct Media {
-    socket: Arc<UdpSocket>,
     local: SocketAddr,
     origin: Origin,
-    events: EventReceiver,
-    /// The in-band detector, while this call needs it (off once RFC 4733 events arrive).
-    inband: Option<InbandDetector>,
-    /// RTP packets received since the last flush to the process counters.
-    received: u64,
     shared: Arc<CallMedia>,
 }
 
-/// The sending side of one call, shared between the call's task and the media pump.
+/// One call's RTP, shared between the call's task and the media pump.
 pub struct CallMedia {
-    out: Mutex<Outbound>,
-    /// Wakes the call's task when a prompt finished.
+    line: Mutex<Line>,
+    /// Wakes the call's task when a prompt finished or a key was detected.
     wake: tokio::sync::Notify,
+    /// Set when the call's task is done; the pump then drops the line (closing its socket).
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl CallMedia {
-    fn out(&self) -> std::sync::MutexGuard<'_, Outbound> {
-        match self.out.lock() {
+    fn line(&self) -> std::sync::MutexGuard<'_, Line> {
+        match self.line.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
 }
 
-struct Outbound {
-    socket: Arc<UdpSocket>,
+/// Per-packet state of one call: sending its frames, reading its packets and finding keys in
+/// them. Only the media pump touches it every 20 ms; the call's task sets what to play and
+/// takes what was found.
+struct Line {
+    socket: std::net::UdpSocket,
     /// Known once the SDP exchange is complete (at once for an offer, at ACK for a late offer).
     negotiated: Option<Negotiated>,
     target: Option<RemoteTarget>,
@@ -183,42 +181,54 @@ struct Outbound {
     comfort_noise: bool,
     /// Ticks of comfort noise so far (a CN packet every `CN_EVERY` ticks).
     cn_ticks: u32,
-    /// Frames go out (answered, started, not hung up).
+    /// The call is up (answered, started, not hung up): frames go out, keys are looked for.
     active: bool,
+    events: EventReceiver,
+    /// The in-band detector, while this call needs it (off once RFC 4733 events arrive).
+    inband: Option<InbandDetector>,
     /// Prompts that finished, for the call's task.
     finished: Vec<crate::media::prompts::PromptId>,
-    /// RTP packets sent since the last flush to the process counters.
+    /// Keys found, for the call's task (at most `MAX_PENDING_KEYS`).
+    keys: Vec<(Digit, DtmfMethod)>,
+    /// RTP packets sent and received since the last flush to the process counters.
     sent: u64,
+    received: u64,
 }
 
 /// Ticks between comfort-noise packets while a stay line is idle (200 ms).
 const CN_EVERY: u32 = 10;
 /// Comfort-noise level: -78 dBov, a quiet line (RFC 3389).
 const CN_LEVEL: u8 = 78;
+/// Keys kept for a call's task that has not taken them yet; more are dropped.
+const MAX_PENDING_KEYS: usize = 32;
+/// Packets read per call per 20 ms at most (a flood waits in, and overflows, its socket's
+/// buffer instead of taking the pump's time from other calls).
+const MAX_PACKETS_PER_TICK: usize = 4 * RECV_BATCH;
+const RECV_BATCH: usize = 8;
 
 impl Media {
     fn apply_remote(&mut self, remote: &RemoteMedia) {
-        let mut out = self.shared.out();
-        let keep = out
+        let mut line = self.shared.line();
+        let keep = line
             .negotiated
             .filter(|n| remote.codecs.contains(&n.codec))
             .map(|n| n.codec);
         let codec = keep.unwrap_or(remote.codecs[0]);
-        out.negotiated = Some(Negotiated {
+        line.negotiated = Some(Negotiated {
             codec,
             telephone_event: remote.telephone_event,
             comfort_noise: remote.comfort_noise,
         });
-        out.player.set_codec(codec);
-        match out.target.as_mut() {
+        line.player.set_codec(codec);
+        match line.target.as_mut() {
             Some(t) => t.on_sdp(remote.addr),
-            None => out.target = Some(RemoteTarget::new(remote.addr)),
+            None => line.target = Some(RemoteTarget::new(remote.addr)),
         }
-        out.peer_receives = remote.direction.peer_receives();
+        line.peer_receives = remote.direction.peer_receives();
     }
 
     fn negotiated(&self) -> Option<Negotiated> {
-        self.shared.out().negotiated
+        self.shared.line().negotiated
     }
 
     fn answer_sdp(&mut self, remote: &RemoteMedia) -> String {
@@ -226,19 +236,9 @@ impl Media {
         let n = self.negotiated().unwrap_or(remote.negotiate());
         sdp::answer(self.origin, self.local, n, remote.direction.answer())
     }
-
-    /// Adds this call's received-packet count to the process counters.
-    fn flush_counts(&mut self, m: &crate::metrics::Metrics) {
-        if self.received > 0 {
-            m.rtp_in.fetch_add(
-                std::mem::take(&mut self.received),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
-    }
 }
 
-impl Outbound {
+impl Line {
     /// Sends one 20 ms frame (or just advances time when there is nowhere to send it) and
     /// returns the prompt that finished with it.
     fn tick(&mut self) -> Option<crate::media::prompts::PromptId> {
@@ -252,7 +252,7 @@ impl Outbound {
             if let Some(cn) = n.comfort_noise {
                 if self.cn_ticks % CN_EVERY == 0 {
                     let pkt = self.writer.packet(cn, &[CN_LEVEL], FRAME_SAMPLES as u32);
-                    if self.socket.try_send_to(pkt, to).is_ok() {
+                    if self.socket.send_to(pkt, to).is_ok() {
                         self.sent += 1;
                     }
                 } else {
@@ -274,8 +274,8 @@ impl Outbound {
                 let pkt = self
                     .writer
                     .packet(n.codec.payload_type(), &frame, FRAME_SAMPLES as u32);
-                // A full socket buffer drops this frame rather than stalling the call.
-                if self.socket.try_send_to(pkt, to).is_ok() {
+                // A full socket buffer drops this frame rather than stalling the pump.
+                if self.socket.send_to(pkt, to).is_ok() {
                     self.sent += 1;
                 }
             }
@@ -283,98 +283,237 @@ impl Outbound {
         }
         finished
     }
+
+    /// Takes one received packet: latches the RTP target to its source and looks for a key
+    /// in it; returns true when one was found.
+    fn on_packet(&mut self, data: &[u8], from: Option<SocketAddr>) -> bool {
+        let Some((hdr, payload)) = rtp::parse(data) else {
+            return false;
+        };
+        self.received += 1;
+        if let (Some(t), Some(from)) = (self.target.as_mut(), from) {
+            t.on_packet_from(from);
+        }
+        let Some(n) = self.negotiated.filter(|_| self.active) else {
+            return false;
+        };
+        let found = if n.telephone_event == Some(hdr.payload_type) {
+            // RFC 4733 events arrive: in-band detection off for this call.
+            self.inband = None;
+            self.events
+                .on_packet(hdr.ssrc, hdr.timestamp, payload)
+                .map(|d| (d, DtmfMethod::Rfc4733))
+        } else if let (true, Some(detector)) = (
+            n.codec.payload_type() == hdr.payload_type,
+            self.inband.as_mut(),
+        ) {
+            let mut found = None;
+            let mut pcm = [0i16; MAX_RTP_PACKET];
+            let len = decode(n.codec, payload, &mut pcm);
+            detector.feed(&pcm[..len], |d| found = Some(d));
+            found.map(|d| (d, DtmfMethod::Inband))
+        } else {
+            None
+        };
+        match found {
+            Some(k) if self.keys.len() < MAX_PENDING_KEYS => {
+                self.keys.push(k);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
-/// The media pump: one thread sends every call's frame every 20 ms, in the same order every
-/// time, so each call's packets leave at a steady offset within the period and no call task
-/// wakes just to send (a call task wakes when a prompt ends or a packet arrives).
+/// The media pump: a thread per core, each owning a share of the calls. Every 20 ms a thread
+/// reads the packets that arrived on its calls' sockets (one epoll query, one `recvmmsg` per
+/// socket that has any) and sends each call's frame, in the same order every time, so a
+/// call's packets leave at a steady offset within the period. No call task wakes to send or
+/// to read a packet: only when a prompt ended or a key was found.
 pub struct MediaPump {
-    calls: Mutex<Vec<std::sync::Weak<CallMedia>>>,
+    shards: Vec<Arc<Shard>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Calls handed to one pump thread, waiting for its next tick.
+#[derive(Default)]
+struct Shard {
+    added: Mutex<Vec<Arc<CallMedia>>>,
 }
 
 impl std::fmt::Debug for MediaPump {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MediaPump").finish_non_exhaustive()
+        f.debug_struct("MediaPump")
+            .field("threads", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ends a call's part in the pump when the call's task ends, however it ends.
+struct PumpRegistration(Arc<CallMedia>);
+
+impl Drop for PumpRegistration {
+    fn drop(&mut self) {
+        self.0
+            .ended
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
 impl MediaPump {
-    /// Starts the pump on a thread of its own: its 20 ms schedule does not wait behind the
-    /// tasks of the async runtime. It stops when the gateway is gone.
-    pub fn start(metrics: Arc<crate::metrics::Metrics>) -> std::io::Result<Arc<MediaPump>> {
-        use crate::media::player::PTIME;
-        let pump = Arc::new(MediaPump {
-            calls: Mutex::new(Vec::new()),
-        });
-        let weak = Arc::downgrade(&pump);
-        std::thread::Builder::new()
-            .name("agentgw-media".into())
-            .spawn(move || {
-                let mut next = std::time::Instant::now() + PTIME;
-                let mut live: Vec<Arc<CallMedia>> = Vec::new();
-                loop {
-                    let now = std::time::Instant::now();
-                    if next > now {
-                        std::thread::sleep(next - now);
-                    }
-                    // Frames due: one per 20 ms period passed, a few at most after a stall.
-                    let now = std::time::Instant::now();
-                    let mut due = 1;
-                    next += PTIME;
-                    while next <= now && due < MAX_CATCH_UP_FRAMES {
-                        next += PTIME;
-                        due += 1;
-                    }
-                    if next <= now {
-                        next = now + PTIME;
-                    }
-                    let Some(pump) = weak.upgrade() else { break };
-                    {
-                        let mut calls = match pump.calls.lock() {
-                            Ok(c) => c,
-                            Err(p) => p.into_inner(),
-                        };
-                        calls.retain(|w| match w.upgrade() {
-                            Some(c) => {
-                                live.push(c);
-                                true
-                            }
-                            None => false,
-                        });
-                    }
-                    drop(pump);
-                    let mut sent = 0;
-                    for call in &live {
-                        let mut out = call.out();
-                        if out.active {
-                            let mut done = false;
-                            for _ in 0..due {
-                                if let Some(p) = out.tick() {
-                                    out.finished.push(p);
-                                    done = true;
-                                }
-                            }
-                            sent += std::mem::take(&mut out.sent);
-                            drop(out);
-                            if done {
-                                call.wake.notify_one();
-                            }
-                        }
-                    }
-                    live.clear();
-                    if sent > 0 {
-                        metrics
-                            .rtp_out
-                            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            })?;
-        Ok(pump)
+    /// Starts the pump: `threads` threads (at least one) of its own, so that the 20 ms
+    /// schedule does not wait behind the async runtime's tasks. They stop when the pump is
+    /// dropped.
+    pub fn start(
+        metrics: Arc<crate::metrics::Metrics>,
+        threads: usize,
+    ) -> std::io::Result<Arc<MediaPump>> {
+        let mut shards = Vec::new();
+        for i in 0..threads.max(1) {
+            let shard = Arc::new(Shard::default());
+            let poller = crate::media::poll::Poller::new(256)?;
+            let (weak, metrics) = (Arc::downgrade(&shard), metrics.clone());
+            std::thread::Builder::new()
+                .name(format!("agentgw-media-{i}"))
+                .spawn(move || pump_thread(weak, poller, metrics))?;
+            shards.push(shard);
+        }
+        Ok(Arc::new(MediaPump {
+            shards,
+            next: Default::default(),
+        }))
     }
 
-    fn add(&self, call: &Arc<CallMedia>) {
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.push(Arc::downgrade(call));
+    /// Hands a call to the next thread, round robin; its media runs until the returned
+    /// registration is dropped.
+    fn add(&self, call: &Arc<CallMedia>) -> PumpRegistration {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.shards.len();
+        match self.shards[i].added.lock() {
+            Ok(mut a) => a.push(call.clone()),
+            Err(p) => p.into_inner().push(call.clone()),
+        }
+        PumpRegistration(call.clone())
+    }
+}
+
+/// One pump thread: every 20 ms, read what arrived, then send a frame for every call.
+fn pump_thread(
+    shard: std::sync::Weak<Shard>,
+    mut poller: crate::media::poll::Poller,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    use crate::media::player::PTIME;
+    use std::sync::atomic::Ordering;
+    // The calls of this thread; a call's index is its epoll token.
+    let mut calls: Vec<Option<Arc<CallMedia>>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut added = Vec::new();
+    let mut batch = crate::media::poll::RecvBatch::<RECV_BATCH, MAX_RTP_PACKET>::default();
+    let mut ready = Vec::new();
+    let mut next = std::time::Instant::now() + PTIME;
+    loop {
+        let now = std::time::Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        // Frames due: one per 20 ms period passed, a few at most after a stall.
+        let now = std::time::Instant::now();
+        let mut due = 1;
+        next += PTIME;
+        while next <= now && due < MAX_CATCH_UP_FRAMES {
+            next += PTIME;
+            due += 1;
+        }
+        if next <= now {
+            next = now + PTIME;
+        }
+        let Some(shard) = shard.upgrade() else { break };
+        match shard.added.lock() {
+            Ok(mut a) => std::mem::swap(&mut *a, &mut added),
+            Err(p) => std::mem::swap(&mut *p.into_inner(), &mut added),
+        }
+        drop(shard);
+        for call in added.drain(..) {
+            let slot = free.pop().unwrap_or_else(|| {
+                calls.push(None);
+                calls.len() - 1
+            });
+            if let Err(e) = poller.add(&call.line().socket, slot as u64) {
+                warn!(error = %e, "cannot watch a call's RTP socket: its keys by RFC 4733 and in-band will not be heard");
+            }
+            calls[slot] = Some(call);
+        }
+
+        // Receive: the sockets with packets queued, each read in batches.
+        let (mut sent, mut received) = (0, 0);
+        for _ in 0..64 {
+            ready.clear();
+            ready.extend(poller.ready());
+            for &token in &ready {
+                let Some(Some(call)) = calls.get(token as usize) else {
+                    continue;
+                };
+                let mut line = call.line();
+                let mut found = false;
+                let mut read = 0;
+                while read < MAX_PACKETS_PER_TICK {
+                    let n = match batch.recv(&line.socket) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            debug!(error = %e, "RTP receive failed");
+                            0
+                        }
+                    };
+                    for i in 0..n {
+                        let (data, from) = batch.packet(i);
+                        found |= line.on_packet(data, from);
+                    }
+                    read += n;
+                    if n < RECV_BATCH {
+                        break;
+                    }
+                }
+                received += std::mem::take(&mut line.received);
+                drop(line);
+                if found {
+                    call.wake.notify_one();
+                }
+            }
+            if ready.len() < poller.batch() {
+                break;
+            }
+        }
+
+        // Send: every call's frame, in the same order every tick.
+        for (slot, entry) in calls.iter_mut().enumerate() {
+            let Some(call) = entry else { continue };
+            if call.ended.load(Ordering::Acquire) {
+                poller.remove(&call.line().socket);
+                *entry = None;
+                free.push(slot);
+                continue;
+            }
+            let mut line = call.line();
+            if line.active {
+                let mut done = false;
+                for _ in 0..due {
+                    if let Some(p) = line.tick() {
+                        line.finished.push(p);
+                        done = true;
+                    }
+                }
+                sent += std::mem::take(&mut line.sent);
+                drop(line);
+                if done {
+                    call.wake.notify_one();
+                }
+            }
+        }
+        if sent > 0 {
+            metrics.rtp_out.fetch_add(sent, Ordering::Relaxed);
+        }
+        if received > 0 {
+            metrics.rtp_in.fetch_add(received, Ordering::Relaxed);
         }
     }
 }
@@ -392,7 +531,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    let socket = match ctx.ports.bind(any).await {
+    let socket = match ctx.ports.bind(any) {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "call refused: no RTP port");
@@ -402,10 +541,9 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         }
     };
     let port = socket.local_addr().map_or(0, |a| a.port());
-    let socket = Arc::new(socket);
     let shared = Arc::new(CallMedia {
-        out: Mutex::new(Outbound {
-            socket: socket.clone(),
+        line: Mutex::new(Line {
+            socket,
             negotiated: None,
             target: None,
             peer_receives: true,
@@ -414,24 +552,25 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             comfort_noise: false,
             cn_ticks: 0,
             active: false,
+            events: EventReceiver::default(),
+            inband: settings
+                .dtmf_methods
+                .contains(&DtmfMethod::Inband)
+                .then(InbandDetector::new),
             finished: Vec::new(),
+            keys: Vec::new(),
             sent: 0,
+            received: 0,
         }),
         wake: tokio::sync::Notify::new(),
+        ended: Default::default(),
     });
     let mut media = Media {
-        socket,
         local: SocketAddr::new(call.local_ip, port),
         origin: Origin {
             session_id: rand::random::<u32>() as u64,
             version: 1,
         },
-        events: EventReceiver::default(),
-        inband: settings
-            .dtmf_methods
-            .contains(&DtmfMethod::Inband)
-            .then(InbandDetector::new),
-        received: 0,
         shared,
     };
     let sdp = match &call.offer {
@@ -479,7 +618,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     // The language of the agent identified by the last check, if it has one of its own.
     let agent_language: Arc<Mutex<Option<String>>> = Arc::default();
     let mut flow = Flow::with_mode(settings.flow.clone(), mode);
-    ctx.pump.add(&media.shared);
+    let _pumped = ctx.pump.add(&media.shared);
     let mut check: Option<JoinHandle<Result<CheckOutcome, StoreError>>> = None;
     let mut started = false;
     let mut hung_up = false;
@@ -492,7 +631,9 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     // This call's line, for the gateway to tell it that its session ended elsewhere.
     let (line_tx, mut line_rx) = tokio::sync::mpsc::channel(4);
     let _line = LineRegistration::new(&ctx, &call.call_id, line_tx);
-    let mut buf = [0u8; MAX_RTP_PACKET];
+    // What the pump found since the last wake-up (swapped, so neither side allocates).
+    let mut finished = Vec::new();
+    let mut found = Vec::new();
 
     // Two timers for the whole call, moved only when their deadline changes (a timer made
     // afresh on every wake-up costs a timer-wheel insert and removal each time: 100 a second
@@ -513,7 +654,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         }
         if flow.is_staying() != end_is_stay {
             end_is_stay = !end_is_stay;
-            media.shared.out().comfort_noise = end_is_stay;
+            media.shared.line().comfort_noise = end_is_stay;
             end_timer.as_mut().reset(if end_is_stay {
                 stay_deadline
             } else {
@@ -524,7 +665,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             ev = call.events.recv() => match ev {
                 None | Some(SipEvent::Hangup) => {
                     hung_up = true;
-                    media.shared.out().active = false;
+                    media.shared.line().active = false;
                     flow.handle(Input::Hangup, std::time::Instant::now());
                 }
                 Some(SipEvent::Acked { body }) => {
@@ -540,7 +681,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             }
                         }
                         started = true;
-                        media.shared.out().active = !hung_up;
+                        media.shared.line().active = !hung_up;
                         flow.handle(Input::Started, std::time::Instant::now());
                     }
                 }
@@ -558,45 +699,19 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 }
             },
             _ = media.shared.wake.notified() => {
-                let finished = std::mem::take(&mut media.shared.out().finished);
-                for done in finished {
+                {
+                    let mut line = media.shared.line();
+                    std::mem::swap(&mut line.finished, &mut finished);
+                    std::mem::swap(&mut line.keys, &mut found);
+                }
+                for (d, method) in found.drain(..) {
+                    if started {
+                        keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, method, &mut flow);
+                    }
+                }
+                for done in finished.drain(..) {
                     heard_a_prompt = true;
                     flow.handle(Input::PromptDone(done), std::time::Instant::now());
-                }
-                media.flush_counts(&ctx.metrics);
-            },
-            r = media.socket.recv_from(&mut buf) => {
-                if let Ok((len, from)) = r {
-                    if let Some((hdr, payload)) = rtp::parse(&buf[..len]) {
-                        media.received += 1;
-                        let negotiated = {
-                            let mut out = media.shared.out();
-                            if let Some(t) = out.target.as_mut() {
-                                t.on_packet_from(from);
-                            }
-                            out.negotiated
-                        };
-                        let te = negotiated.and_then(|n| n.telephone_event);
-                        let audio_pt = negotiated.map(|n| n.codec);
-                        if started && te == Some(hdr.payload_type) {
-                            if media.inband.take().is_some() {
-                                debug!("RFC 4733 events arrive: in-band detection off for this call");
-                            }
-                            if let Some(d) = media.events.on_packet(hdr.ssrc, hdr.timestamp, payload) {
-                                keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, DtmfMethod::Rfc4733, &mut flow);
-                            }
-                        } else if let (true, Some(codec), Some(detector)) = (started, audio_pt, media.inband.as_mut()) {
-                            if codec.payload_type() == hdr.payload_type {
-                                let mut found = None;
-                                let mut pcm = [0i16; MAX_RTP_PACKET];
-                                let n = decode(codec, payload, &mut pcm);
-                                detector.feed(&pcm[..n], |d| found = Some(d));
-                                if let Some(d) = found {
-                                    keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, DtmfMethod::Inband, &mut flow);
-                                }
-                            }
-                        }
-                    }
                 }
             },
             _ = &mut flow_timer, if flow_timer_at.is_some() => {
@@ -641,9 +756,9 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
 
         while let Some(action) = flow.poll_action() {
             match action {
-                Action::Play(p) => media.shared.out().player.play(p, catalog.get(p)),
+                Action::Play(p) => media.shared.line().player.play(p, catalog.get(p)),
                 Action::StopPrompt => {
-                    media.shared.out().player.stop();
+                    media.shared.line().player.stop();
                 }
                 Action::Check {
                     agent: a,
@@ -761,7 +876,6 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         secs = started_at.elapsed().as_secs_f32(),
         "call ended"
     );
-    media.flush_counts(&ctx.metrics);
     ctx.metrics.call_ended(outcome.as_str());
 }
 

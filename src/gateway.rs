@@ -107,8 +107,11 @@ impl Gateway {
         let ctx = Arc::new(CallContext {
             settings: RwLock::new(Arc::new(settings)),
             store,
-            pump: call::MediaPump::start(metrics.clone())
-                .map_err(|e| GatewayError::Media(format!("cannot start the media thread: {e}")))?,
+            pump: call::MediaPump::start(
+                metrics.clone(),
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )
+            .map_err(|e| GatewayError::Media(format!("cannot start the media thread: {e}")))?,
             ports: PortAllocator::new(config.media.rtp_ports),
             metrics,
             lines: Mutex::new(HashMap::new()),

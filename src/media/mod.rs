@@ -3,5 +3,6 @@
 pub mod dtmf;
 pub mod g711;
 pub mod player;
+pub mod poll;
 pub mod prompts;
 pub mod rtp;

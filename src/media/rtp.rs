@@ -4,9 +4,9 @@
 
 use crate::config::PortRange;
 use std::io;
+use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use tokio::net::UdpSocket;
 
 /// Largest RTP packet read; anything longer is truncated and ignored by the parsers.
 pub const MAX_RTP_PACKET: usize = 1500;
@@ -28,8 +28,8 @@ impl PortAllocator {
         }
     }
 
-    /// Binds a UDP socket on `ip` at the next free even port of the range.
-    pub async fn bind(&self, ip: IpAddr) -> io::Result<UdpSocket> {
+    /// Binds a non-blocking UDP socket on `ip` at the next free even port of the range.
+    pub fn bind(&self, ip: IpAddr) -> io::Result<UdpSocket> {
         let low = u32::from(self.range.low.div_ceil(2) * 2);
         let count = (u32::from(self.range.high) + 1 - low) / 2;
         if count == 0 {
@@ -41,8 +41,11 @@ impl PortAllocator {
         for _ in 0..count.min(256) {
             let n = self.next.fetch_add(1, Ordering::Relaxed) % count;
             let port = (low + n * 2) as u16;
-            match UdpSocket::bind(SocketAddr::new(ip, port)).await {
-                Ok(s) => return Ok(s),
+            match UdpSocket::bind(SocketAddr::new(ip, port)) {
+                Ok(s) => {
+                    s.set_nonblocking(true)?;
+                    return Ok(s);
+                }
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(e) => return Err(e),
             }

@@ -26,13 +26,13 @@ fn latches_once_to_the_real_source() {
     assert!(hold.addr.is_some());
 }
 
-#[tokio::test]
-async fn allocator_uses_even_ports_in_range() {
+#[test]
+fn allocator_uses_even_ports_in_range() {
     let a = PortAllocator::new(PortRange {
         low: 40001,
         high: 40011,
     });
-    let s = a.bind("127.0.0.1".parse().unwrap()).await.unwrap();
+    let s = a.bind("127.0.0.1".parse().unwrap()).unwrap();
     let p = s.local_addr().unwrap().port();
     assert!(p % 2 == 0 && (40002..=40010).contains(&p), "{p}");
 }

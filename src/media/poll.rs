@@ -1,0 +1,237 @@
+//! Many UDP sockets read from one thread once per 20 ms tick, without a task per socket: an
+//! epoll set asked (without waiting) which sockets hold packets, and `recvmmsg` reading each
+//! one's queue in one system call. A sender to a socket nobody is waiting on pays no wake-up,
+//! and a packet costs its receiver one system call shared with the packets queued beside it.
+//!
+//! Linux only (epoll, recvmmsg), as the gateway is.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Socket readiness for one thread: which of its sockets have packets queued.
+#[derive(Debug)]
+pub struct Poller {
+    epoll: OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Poller {
+    /// A poller reporting up to `batch` ready sockets per call of [`Poller::ready`].
+    pub fn new(batch: usize) -> io::Result<Poller> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new descriptor
+        // this value then owns.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Poller {
+            // SAFETY: `fd` was just returned by epoll_create1 and is owned by nothing else.
+            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; batch.max(1)],
+        })
+    }
+
+    /// Watches `socket` for packets (level-triggered), reported as `token`.
+    pub fn add(&self, socket: &UdpSocket, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: both descriptors are open (borrowed for the call); `ev` is a valid event.
+        let r = unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                socket.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `socket` (closing a socket also does).
+    pub fn remove(&self, socket: &UdpSocket) {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in `add`; a socket not in the set only makes the call fail.
+        unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                socket.as_raw_fd(),
+                &mut ev,
+            )
+        };
+    }
+
+    /// The tokens of sockets holding packets now, up to the batch size; does not wait. A
+    /// full batch means there may be more: read these, then ask again.
+    pub fn ready(&mut self) -> impl Iterator<Item = u64> + '_ {
+        // SAFETY: `events` is a live buffer of `len` entries the kernel fills.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                0,
+            )
+        };
+        let n = n.max(0) as usize;
+        self.events[..n].iter().map(|e| e.u64)
+    }
+
+    /// The most tokens one [`Poller::ready`] returns.
+    pub fn batch(&self) -> usize {
+        self.events.len()
+    }
+}
+
+/// Packets read from one socket in one system call.
+pub struct RecvBatch<const N: usize, const SIZE: usize> {
+    bufs: Box<[[u8; SIZE]; N]>,
+    addrs: [MaybeUninit<libc::sockaddr_storage>; N],
+    lens: [usize; N],
+    count: usize,
+}
+
+impl<const N: usize, const SIZE: usize> Default for RecvBatch<N, SIZE> {
+    fn default() -> Self {
+        RecvBatch {
+            bufs: Box::new([[0; SIZE]; N]),
+            addrs: [MaybeUninit::zeroed(); N],
+            lens: [0; N],
+            count: 0,
+        }
+    }
+}
+
+impl<const N: usize, const SIZE: usize> std::fmt::Debug for RecvBatch<N, SIZE> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<const N: usize, const SIZE: usize> RecvBatch<N, SIZE> {
+    /// Reads up to `N` queued packets of `socket` without waiting; returns how many (0 when
+    /// none is queued). Longer packets are truncated to `SIZE` bytes.
+    pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.count = 0;
+        let mut iov: [libc::iovec; N] = std::array::from_fn(|i| libc::iovec {
+            iov_base: self.bufs[i].as_mut_ptr().cast(),
+            iov_len: SIZE,
+        });
+        // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
+        let mut msgs: [libc::mmsghdr; N] = unsafe { std::mem::zeroed() };
+        for (i, m) in msgs.iter_mut().enumerate() {
+            m.msg_hdr.msg_name = self.addrs[i].as_mut_ptr().cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            m.msg_hdr.msg_iov = &mut iov[i];
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every pointer in `msgs` points into `self.bufs`, `self.addrs` or `iov`,
+        // all alive and not otherwise borrowed for the duration of the call, with the sizes
+        // given.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                N as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        for (i, m) in msgs[..n].iter().enumerate() {
+            self.lens[i] = (m.msg_len as usize).min(SIZE);
+            if m.msg_hdr.msg_namelen == 0 {
+                // No source address: mark it so `packet` reports none.
+                // SAFETY: writing a family field of a zeroable struct we own.
+                unsafe { (*self.addrs[i].as_mut_ptr()).ss_family = libc::AF_UNSPEC as u16 };
+            }
+        }
+        self.count = n;
+        Ok(n)
+    }
+
+    /// Packet `i` of the last read and where it came from.
+    pub fn packet(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        debug_assert!(i < self.count);
+        // SAFETY: entries start zeroed and are only written by the kernel or `recv`; every
+        // bit pattern of sockaddr_storage is valid.
+        let storage = unsafe { self.addrs[i].assume_init_ref() };
+        (&self.bufs[i][..self.lens[i]], socket_addr(storage))
+    }
+}
+
+fn socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(s.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is big enough
+            // and aligned enough for.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_sockets_and_batched_reads() {
+        for ip in ["127.0.0.1", "::1"] {
+            let a = UdpSocket::bind((ip, 0)).unwrap();
+            let b = UdpSocket::bind((ip, 0)).unwrap();
+            let idle = UdpSocket::bind((ip, 0)).unwrap();
+            let mut poller = Poller::new(8).unwrap();
+            poller.add(&b, 7).unwrap();
+            poller.add(&idle, 9).unwrap();
+            assert_eq!(poller.ready().count(), 0);
+            for i in 0..5u8 {
+                a.send_to(&[i; 20], b.local_addr().unwrap()).unwrap();
+            }
+            let ready: Vec<u64> = poller.ready().collect();
+            assert_eq!(ready, vec![7]);
+            let mut batch = RecvBatch::<4, 16>::default();
+            assert_eq!(batch.recv(&b).unwrap(), 4);
+            let (data, from) = batch.packet(3);
+            assert_eq!(data, &[3u8; 16][..], "truncated to the buffer");
+            assert_eq!(from, Some(a.local_addr().unwrap()));
+            assert_eq!(batch.recv(&b).unwrap(), 1);
+            assert_eq!(batch.packet(0).0, &[4u8; 16][..]);
+            assert_eq!(batch.recv(&b).unwrap(), 0, "nothing queued: no wait");
+            assert_eq!(poller.ready().count(), 0);
+            poller.remove(&b);
+            a.send_to(&[1], b.local_addr().unwrap()).unwrap();
+            assert_eq!(poller.ready().count(), 0, "removed");
+        }
+    }
+}
