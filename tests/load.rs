@@ -34,7 +34,9 @@ fn opts(target: SocketAddr, agents: &[(&str, &str)], calls: u64) -> LoadOptions 
 }
 
 async fn run(o: LoadOptions) -> Summary {
-    load::run(o, |_, _| {}).await
+    load::run(o, |_, _| {})
+        .await
+        .expect("the generator's media threads start")
 }
 
 fn count(s: &Summary, o: Outcome) -> u64 {

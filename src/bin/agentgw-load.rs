@@ -200,7 +200,7 @@ fn main() -> Result<()> {
         } else {
             eprintln!("{line}");
         }
-    }));
+    }))?;
     if tty {
         eprintln!();
     }

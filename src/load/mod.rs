@@ -5,22 +5,20 @@
 //! result latency (last key → first packet of the result prompt). Against another IVR, whose
 //! prompts are not agentgw's, a call is classified by how it ends.
 //!
-//! Its own fair share: one shared 20 ms media clock for every call (no timer per call), fixed
-//! receive buffers, and RTP packets built in place, so that no packet allocates.
+//! Its own fair share: the phones' RTP is sent and read by one thread per core every 20 ms
+//! (no timer or task wake-up per phone or per packet), fixed receive buffers, and RTP packets
+//! built in place, so that no packet allocates; arrival times are the kernel's.
 
+mod rtp;
 pub mod sip;
 
-use crate::media::dtmf::{rfc4733, Digit};
-use crate::media::player::MediaClock;
-use crate::media::prompts::{Catalog, Codec, Frame, PromptId, FRAME_SAMPLES};
-use crate::media::rtp::{self, RtpWriter};
+use crate::media::prompts::{Catalog, Codec, Frame, PromptId};
 use sip::{sdp_media, Channel};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 
 /// The telephone-event payload type offered.
 const TE_PT: u8 = 101;
@@ -176,9 +174,9 @@ impl PromptIndex {
     }
 }
 
-/// What every call shares: the clock, the prompt index, the counters.
+/// What every call shares: the media threads, the prompt index, the counters.
 pub struct Shared {
-    clock: MediaClock,
+    pump: rtp::Pump,
     index: PromptIndex,
     pub started: AtomicU64,
     pub finished: AtomicU64,
@@ -191,9 +189,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(codec: Codec) -> Arc<Shared> {
-        Arc::new(Shared {
-            clock: MediaClock::start(),
+    /// The shared state and its media threads (one per core), which stop when it is dropped.
+    pub fn new(codec: Codec) -> std::io::Result<Arc<Shared>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shared = Arc::new(Shared {
+            pump: rtp::Pump::new(threads),
             index: PromptIndex::new(codec),
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
@@ -203,141 +203,14 @@ impl Shared {
             rtp_out_of_order: AtomicU64::new(0),
             rtp_sent: AtomicU64::new(0),
             deviation: (0..DEV_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-        })
+        });
+        rtp::Pump::start(&shared)?;
+        Ok(shared)
     }
 
     fn deviation(&self, d: Duration) {
         let i = ((d.as_micros() / 100) as usize).min(DEV_BUCKETS - 1);
         self.deviation[i].fetch_add(1, Relaxed);
-    }
-}
-
-/// The keys of one entry being sent: per digit 3 event packets, 3 end packets, 2 ticks gap.
-struct Keying {
-    digits: Vec<Digit>,
-    pos: usize,
-    phase: u8,
-    /// The tick to start at.
-    start: u64,
-}
-
-impl Keying {
-    fn new(keys: &str, start: u64) -> Keying {
-        Keying {
-            digits: keys.chars().filter_map(Digit::from_char).collect(),
-            pos: 0,
-            phase: 0,
-            start,
-        }
-    }
-}
-
-/// RTP of one call: what arrives and what it means.
-struct Media {
-    socket: UdpSocket,
-    remote: Option<SocketAddr>,
-    writer: RtpWriter,
-    codec: Codec,
-    last_seq: Option<u16>,
-    last_arrival: Option<Instant>,
-    received: u64,
-    last_prompt: Option<PromptId>,
-}
-
-/// What happened on the media that the call flow must act on.
-enum Heard {
-    Nothing,
-    PromptStarted(PromptId),
-}
-
-impl Media {
-    fn on_packet(&mut self, data: &[u8], shared: &Shared) -> Heard {
-        let Some((hdr, payload)) = rtp::parse(data) else {
-            return Heard::Nothing;
-        };
-        let now = Instant::now();
-        self.received += 1;
-        shared.rtp_received.fetch_add(1, Relaxed);
-        if let Some(last) = self.last_seq {
-            let delta = hdr.sequence.wrapping_sub(last);
-            if delta == 0 || delta > 0x8000 {
-                shared.rtp_out_of_order.fetch_add(1, Relaxed);
-                return Heard::Nothing;
-            }
-            if delta > 1 {
-                shared.rtp_lost.fetch_add(u64::from(delta - 1), Relaxed);
-            }
-            if delta == 1 {
-                if let Some(prev) = self.last_arrival {
-                    let gap = now.duration_since(prev);
-                    shared.deviation(gap.abs_diff(crate::media::player::PTIME));
-                }
-            }
-        }
-        self.last_seq = Some(hdr.sequence);
-        self.last_arrival = Some(now);
-        if hdr.payload_type != self.codec.payload_type() || payload.len() != FRAME_SAMPLES {
-            return Heard::Nothing;
-        }
-        match shared.index.find(payload) {
-            Some((p, _)) if Some(p) != self.last_prompt => {
-                self.last_prompt = Some(p);
-                Heard::PromptStarted(p)
-            }
-            _ => Heard::Nothing,
-        }
-    }
-
-    /// One tick: the next key packet, else a silence frame when sending audio. Returns true
-    /// when the first packet of the last key of an entry went out (the moment a gateway
-    /// counts the key).
-    fn tick(
-        &mut self,
-        tick: u64,
-        keying: &mut VecDeque<Keying>,
-        send_audio: bool,
-        shared: &Shared,
-    ) -> bool {
-        let Some(to) = self.remote else {
-            return false;
-        };
-        if let Some(k) = keying.front_mut().filter(|k| tick >= k.start) {
-            if k.phase < 6 {
-                let d = k.digits[k.pos];
-                let end = k.phase >= 3;
-                let payload = rfc4733::encode(d, end, 160 * (u16::from(k.phase.min(3)) + 1));
-                let pkt = self.writer.packet(TE_PT, &payload, 0);
-                if self.socket.try_send_to(pkt, to).is_ok() {
-                    shared.rtp_sent.fetch_add(1, Relaxed);
-                }
-                let last_key_down = k.phase == 0 && k.pos + 1 == k.digits.len();
-                if k.phase == 5 {
-                    self.writer.skip(160 * 6);
-                    if k.pos + 1 == k.digits.len() {
-                        keying.pop_front();
-                        return last_key_down;
-                    }
-                }
-                k.phase += 1;
-                return last_key_down;
-            }
-            k.phase += 1;
-            if k.phase == 8 {
-                k.phase = 0;
-                k.pos += 1;
-            }
-        }
-        if send_audio {
-            let pkt = self.writer.packet(
-                self.codec.payload_type(),
-                self.codec.silence(),
-                FRAME_SAMPLES as u32,
-            );
-            if self.socket.try_send_to(pkt, to).is_ok() {
-                shared.rtp_sent.fetch_add(1, Relaxed);
-            }
-        }
-        false
     }
 }
 
@@ -384,7 +257,12 @@ async fn call_flow(
         report.outcome = Outcome::SipError;
         return;
     };
-    let Ok(rtp_socket) = UdpSocket::bind(SocketAddr::new(opts.local_ip, 0)).await else {
+    let rtp_socket = std::net::UdpSocket::bind(SocketAddr::new(opts.local_ip, 0)).and_then(|s| {
+        s.set_nonblocking(true)?;
+        crate::media::poll::enable_timestamps(&s)?;
+        Ok(s)
+    });
+    let Ok(rtp_socket) = rtp_socket else {
         report.outcome = Outcome::SipError;
         return;
     };
@@ -392,16 +270,8 @@ async fn call_flow(
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::new(opts.local_ip, 0));
     let rtp_port = rtp_socket.local_addr().map_or(0, |a| a.port());
-    let mut media = Media {
-        socket: rtp_socket,
-        remote: None,
-        writer: RtpWriter::default(),
-        codec: opts.codec,
-        last_seq: None,
-        last_arrival: None,
-        received: 0,
-        last_prompt: None,
-    };
+    let phone = rtp::Phone::new(rtp_socket, opts.codec, opts.send_audio);
+    let _media = shared.pump.add(&phone);
     let transport = if ch.is_tcp() { "TCP" } else { "UDP" };
     let call_id = format!("{}-{n}@agentgw-load", random_token());
     let from_tag = random_token();
@@ -473,60 +343,55 @@ async fn call_flow(
         .header("Contact", "m")
         .and_then(|c| Some(c.split('<').nth(1)?.split('>').next()?.to_string()))
         .unwrap_or_else(|| ruri.clone());
-    media.remote = sdp_media(ok.body());
     let ack = request("ACK", &remote_uri, 1, &to, "", false);
     let _ = ch.send(&ack).await;
-
-    let mut ticks = shared.clock.subscribe();
-    let mut tick = *ticks.borrow_and_update();
-    // Entries to key, in order; an entry waits for the one before it to finish.
-    let mut keying = VecDeque::with_capacity(2);
-    if opts.type_ahead {
-        keying.push_back(Keying::new(&format!("{}#{}#", agent.0, agent.1), tick + 5));
+    {
+        let mut line = phone.line();
+        line.remote = sdp_media(ok.body());
+        if opts.type_ahead {
+            let start = shared.pump.tick() + 5;
+            line.keying.push_back(rtp::Keying::new(
+                &format!("{}#{}#", agent.0, agent.1),
+                start,
+            ));
+        }
     }
     let mut keyed_user = opts.type_ahead;
     let mut keyed_pass = opts.type_ahead;
-    let mut last_key_at: Option<Instant> = None;
     let mut hangup_at: Option<tokio::time::Instant> = None;
     let mut bye_sent = false;
-    let mut buf = [0u8; 2048];
+    let mut heard = Vec::new();
     loop {
         let hangup_due =
             hangup_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            r = ticks.changed() => {
-                if r.is_err() { break; }
-                let now_tick = *ticks.borrow_and_update();
-                // Catch up after a stall, a bounded number of frames.
-                let due = now_tick.saturating_sub(tick).min(5);
-                for i in 0..due {
-                    if media.tick(tick + i + 1, &mut keying, opts.send_audio, shared) {
-                        last_key_at = Some(Instant::now());
-                    }
-                }
-                tick = now_tick;
-            }
-            r = media.socket.recv_from(&mut buf) => {
-                let Ok((len, _)) = r else { continue };
-                if let Heard::PromptStarted(p) = media.on_packet(&buf[..len], shared) {
+            _ = phone.wake.notified() => {
+                let last_key_at = {
+                    let mut line = phone.line();
+                    std::mem::swap(&mut line.heard, &mut heard);
+                    line.last_key_at
+                };
+                for h in heard.drain(..) {
+                    let p = h.prompt;
                     let frames = shared.index.lengths.get(&p).copied().unwrap_or(0) as u64;
                     match p {
                         PromptId::AgentUser if !keyed_user => {
                             keyed_user = true;
-                            keying.push_back(Keying::new(&format!("{}#", agent.0), tick + frames));
+                            let k = rtp::Keying::new(&format!("{}#", agent.0), h.tick + frames);
+                            phone.line().keying.push_back(k);
                         }
                         PromptId::AgentPass if !keyed_pass => {
                             keyed_pass = true;
-                            keying.push_back(Keying::new(&format!("{}#", agent.1), tick + frames));
+                            let k = rtp::Keying::new(&format!("{}#", agent.1), h.tick + frames);
+                            phone.line().keying.push_back(k);
                         }
                         p => {
                             if let (Some(o), None) = (Outcome::of_prompt(p), report.result) {
                                 report.outcome = o;
                                 report.prompt = Some(p);
-                                report.result = last_key_at.map(|t| t.elapsed());
-                                if report.result.is_none() {
-                                    report.result = Some(Duration::ZERO);
-                                }
+                                report.result = Some(
+                                    last_key_at.map_or(Duration::ZERO, |k| h.arrival.saturating_sub(k)),
+                                );
                                 hangup_at = Some(match (o, opts.stay) {
                                     (Outcome::LoggedIn, Some(stay)) => tokio::time::Instant::now() + stay,
                                     // agentgw hangs up after its result; give it the prompt's length and some.
@@ -572,7 +437,7 @@ async fn call_flow(
             }
         }
     }
-    report.rtp_received = media.received;
+    report.rtp_received = phone.line().received;
 }
 
 /// Percentiles of a set of durations, in milliseconds.
@@ -696,9 +561,12 @@ impl Summary {
 
 /// Runs the load: calls at `rate` up to `concurrency`, until `calls` or `duration`.
 /// `progress` is called about once a second with the shared counters.
-pub async fn run(opts: LoadOptions, mut progress: impl FnMut(&Shared, Duration)) -> Summary {
+pub async fn run(
+    opts: LoadOptions,
+    mut progress: impl FnMut(&Shared, Duration),
+) -> std::io::Result<Summary> {
     let opts = Arc::new(opts);
-    let shared = Shared::new(opts.codec);
+    let shared = Shared::new(opts.codec)?;
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<CallReport>();
     let started = Instant::now();
@@ -776,7 +644,7 @@ pub async fn run(opts: LoadOptions, mut progress: impl FnMut(&Shared, Duration))
             *s.sip_errors.entry(code).or_default() += 1;
         }
     }
-    s
+    Ok(s)
 }
 
 /// Reads `number,passcode` lines (a header line is skipped).

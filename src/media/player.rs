@@ -1,47 +1,13 @@
 //! Paced playback. A `Player` is sans-IO: each 20 ms it fills one frame (prompt audio, or
-//! silence between prompts) and says when a prompt has finished; the gateway's media thread
-//! drives every call's player. `MediaClock` is one shared 20 ms tick for many tasks (the load
-//! generator's phones): thousands of them cost one timer.
+//! silence between prompts) and says when a prompt has finished; the gateway's media threads
+//! drive every call's player.
 
 use super::prompts::{Codec, EncodedPrompt, Frame, PromptId};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// The packetisation interval of every stream.
 pub const PTIME: Duration = Duration::from_millis(20);
-
-/// A shared 20 ms clock: a tick counter every subscriber watches.
-#[derive(Debug, Clone)]
-pub struct MediaClock {
-    ticks: watch::Receiver<u64>,
-}
-
-impl MediaClock {
-    /// Starts the clock task; it stops by itself once every subscriber is gone.
-    pub fn start() -> MediaClock {
-        let (tx, rx) = watch::channel(0u64);
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(PTIME);
-            // Burst keeps the long-run rate at exactly 50 ticks/s after a stall.
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut n = 0u64;
-            loop {
-                interval.tick().await;
-                n += 1;
-                if tx.send(n).is_err() {
-                    break;
-                }
-            }
-        });
-        MediaClock { ticks: rx }
-    }
-
-    /// A receiver that wakes on every tick; `borrow_and_update` gives the tick count.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.ticks.clone()
-    }
-}
 
 /// Plays prompts frame by frame for one call.
 #[derive(Debug)]

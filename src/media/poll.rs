@@ -90,11 +90,37 @@ impl Poller {
     }
 }
 
+/// Asks the kernel to stamp every packet `socket` receives with its arrival time (read with
+/// [`RecvBatch::arrival`]): a receiver busy elsewhere still learns when each packet came.
+pub fn enable_timestamps(socket: &UdpSocket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the socket is open; the option value is a live c_int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Room for one control message (a timestamp), aligned as cmsghdr needs.
+type Control = [u64; 8];
+
 /// Packets read from one socket in one system call.
 pub struct RecvBatch<const N: usize, const SIZE: usize> {
     bufs: Box<[[u8; SIZE]; N]>,
     addrs: [MaybeUninit<libc::sockaddr_storage>; N],
+    control: [Control; N],
     lens: [usize; N],
+    /// Arrival times (since the Unix epoch) of sockets with timestamps enabled.
+    arrivals: [Option<std::time::Duration>; N],
     count: usize,
 }
 
@@ -103,7 +129,9 @@ impl<const N: usize, const SIZE: usize> Default for RecvBatch<N, SIZE> {
         RecvBatch {
             bufs: Box::new([[0; SIZE]; N]),
             addrs: [MaybeUninit::zeroed(); N],
+            control: [[0; 8]; N],
             lens: [0; N],
+            arrivals: [None; N],
             count: 0,
         }
     }
@@ -133,8 +161,11 @@ impl<const N: usize, const SIZE: usize> RecvBatch<N, SIZE> {
             m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             m.msg_hdr.msg_iov = &mut iov[i];
             m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_control = self.control[i].as_mut_ptr().cast();
+            m.msg_hdr.msg_controllen = std::mem::size_of::<Control>() as _;
         }
-        // SAFETY: every pointer in `msgs` points into `self.bufs`, `self.addrs` or `iov`,
+        // SAFETY: every pointer in `msgs` points into `self.bufs`, `self.addrs`,
+        // `self.control` or `iov`,
         // all alive and not otherwise borrowed for the duration of the call, with the sizes
         // given.
         let n = unsafe {
@@ -161,6 +192,25 @@ impl<const N: usize, const SIZE: usize> RecvBatch<N, SIZE> {
                 // SAFETY: writing a family field of a zeroable struct we own.
                 unsafe { (*self.addrs[i].as_mut_ptr()).ss_family = libc::AF_UNSPEC as u16 };
             }
+            self.arrivals[i] = None;
+            // SAFETY: the kernel filled `msg_controllen` bytes of this message's control
+            // buffer (still alive) with well-formed cmsghdrs; the CMSG macros stay within it.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&m.msg_hdr);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_SOCKET
+                        && (*c).cmsg_type == libc::SCM_TIMESTAMPNS
+                    {
+                        let ts: libc::timespec =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                        self.arrivals[i] = Some(std::time::Duration::new(
+                            ts.tv_sec as u64,
+                            ts.tv_nsec as u32,
+                        ));
+                    }
+                    c = libc::CMSG_NXTHDR(&m.msg_hdr, c);
+                }
+            }
         }
         self.count = n;
         Ok(n)
@@ -173,6 +223,14 @@ impl<const N: usize, const SIZE: usize> RecvBatch<N, SIZE> {
         // bit pattern of sockaddr_storage is valid.
         let storage = unsafe { self.addrs[i].assume_init_ref() };
         (&self.bufs[i][..self.lens[i]], socket_addr(storage))
+    }
+}
+
+impl<const N: usize, const SIZE: usize> RecvBatch<N, SIZE> {
+    /// When packet `i` of the last read arrived (since the Unix epoch), if the socket has
+    /// timestamps enabled ([`enable_timestamps`]).
+    pub fn arrival(&self, i: usize) -> Option<std::time::Duration> {
+        self.arrivals[i]
     }
 }
 
@@ -227,7 +285,16 @@ mod tests {
             assert_eq!(from, Some(a.local_addr().unwrap()));
             assert_eq!(batch.recv(&b).unwrap(), 1);
             assert_eq!(batch.packet(0).0, &[4u8; 16][..]);
+            assert_eq!(batch.arrival(0), None, "no timestamps asked for");
             assert_eq!(batch.recv(&b).unwrap(), 0, "nothing queued: no wait");
+            enable_timestamps(&b).unwrap();
+            let before = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            a.send_to(&[9], b.local_addr().unwrap()).unwrap();
+            assert_eq!(batch.recv(&b).unwrap(), 1);
+            let at = batch.arrival(0).expect("a kernel timestamp");
+            assert!(at >= before && at < before + std::time::Duration::from_secs(5));
             assert_eq!(poller.ready().count(), 0);
             poller.remove(&b);
             a.send_to(&[1], b.local_addr().unwrap()).unwrap();

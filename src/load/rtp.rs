@@ -1,0 +1,328 @@
+//! The generator's media: one thread per core sends and reads every simulated phone's RTP
+//! every 20 ms (like the gateway's pump), so no phone has a timer or a task wake-up per
+//! packet. Arrival times come from the kernel (`SO_TIMESTAMPNS`): the inter-arrival deviation
+//! is that of the packets on the wire, not of when this busy process got round to them.
+
+use super::{Shared, TE_PT};
+use crate::media::dtmf::{rfc4733, Digit};
+use crate::media::player::PTIME;
+use crate::media::poll::{Poller, RecvBatch};
+use crate::media::prompts::{Codec, PromptId, FRAME_SAMPLES};
+use crate::media::rtp::{self, RtpWriter};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The keys of one entry being sent: per digit 3 event packets, 3 end packets, 2 ticks gap.
+pub(super) struct Keying {
+    digits: Vec<Digit>,
+    pos: usize,
+    phase: u8,
+    /// The tick to start at.
+    start: u64,
+}
+
+impl Keying {
+    pub(super) fn new(keys: &str, start: u64) -> Keying {
+        Keying {
+            digits: keys.chars().filter_map(Digit::from_char).collect(),
+            pos: 0,
+            phase: 0,
+            start,
+        }
+    }
+}
+
+/// A prompt heard: which, when its first packet arrived, and at which tick.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Heard {
+    pub prompt: PromptId,
+    pub arrival: Duration,
+    pub tick: u64,
+}
+
+/// One phone's RTP, shared by its call task and a media thread.
+pub(super) struct Phone {
+    line: Mutex<Line>,
+    /// Wakes the call task when a prompt starts.
+    pub wake: tokio::sync::Notify,
+    ended: AtomicBool,
+}
+
+impl Phone {
+    pub fn new(socket: std::net::UdpSocket, codec: Codec, send_audio: bool) -> Arc<Phone> {
+        Arc::new(Phone {
+            line: Mutex::new(Line {
+                socket,
+                remote: None,
+                writer: RtpWriter::default(),
+                codec,
+                send_audio,
+                keying: VecDeque::with_capacity(2),
+                last_seq: None,
+                last_arrival: None,
+                received: 0,
+                last_prompt: None,
+                heard: Vec::new(),
+                last_key_at: None,
+            }),
+            wake: tokio::sync::Notify::new(),
+            ended: AtomicBool::new(false),
+        })
+    }
+
+    pub fn line(&self) -> MutexGuard<'_, Line> {
+        match self.line.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// Stops a phone's media when its call task ends.
+pub(super) struct Registration(Arc<Phone>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Relaxed);
+    }
+}
+
+/// The per-packet state of one phone.
+pub(super) struct Line {
+    socket: std::net::UdpSocket,
+    /// Where to send (from the answer's SDP); nothing goes out before.
+    pub remote: Option<SocketAddr>,
+    writer: RtpWriter,
+    codec: Codec,
+    send_audio: bool,
+    /// Entries to key, in order; an entry waits for the one before it to finish.
+    pub keying: VecDeque<Keying>,
+    last_seq: Option<u16>,
+    last_arrival: Option<Duration>,
+    pub received: u64,
+    last_prompt: Option<PromptId>,
+    /// Prompts heard since the call task last looked.
+    pub heard: Vec<Heard>,
+    /// When the first packet of the last key of an entry went out (since the Unix epoch).
+    pub last_key_at: Option<Duration>,
+}
+
+impl Line {
+    /// One received packet; true when a new prompt started with it.
+    fn on_packet(&mut self, data: &[u8], arrival: Duration, tick: u64, shared: &Shared) -> bool {
+        let Some((hdr, payload)) = rtp::parse(data) else {
+            return false;
+        };
+        self.received += 1;
+        shared.rtp_received.fetch_add(1, Relaxed);
+        if let Some(last) = self.last_seq {
+            let delta = hdr.sequence.wrapping_sub(last);
+            if delta == 0 || delta > 0x8000 {
+                shared.rtp_out_of_order.fetch_add(1, Relaxed);
+                return false;
+            }
+            if delta > 1 {
+                shared.rtp_lost.fetch_add(u64::from(delta - 1), Relaxed);
+            }
+            if let (1, Some(prev)) = (delta, self.last_arrival) {
+                shared.deviation(arrival.saturating_sub(prev).abs_diff(PTIME));
+            }
+        }
+        self.last_seq = Some(hdr.sequence);
+        self.last_arrival = Some(arrival);
+        if hdr.payload_type != self.codec.payload_type() || payload.len() != FRAME_SAMPLES {
+            return false;
+        }
+        match shared.index.find(payload) {
+            Some((p, _)) if Some(p) != self.last_prompt => {
+                self.last_prompt = Some(p);
+                self.heard.push(Heard {
+                    prompt: p,
+                    arrival,
+                    tick,
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// One tick: the next key packet, else a silence frame when sending audio.
+    fn tick(&mut self, tick: u64, shared: &Shared) {
+        let Some(to) = self.remote else {
+            return;
+        };
+        if let Some(k) = self.keying.front_mut().filter(|k| tick >= k.start) {
+            if k.phase < 6 {
+                let d = k.digits[k.pos];
+                let end = k.phase >= 3;
+                let payload = rfc4733::encode(d, end, 160 * (u16::from(k.phase.min(3)) + 1));
+                let pkt = self.writer.packet(TE_PT, &payload, 0);
+                if self.socket.send_to(pkt, to).is_ok() {
+                    shared.rtp_sent.fetch_add(1, Relaxed);
+                }
+                // The moment a gateway counts the last key of the entry.
+                if k.phase == 0 && k.pos + 1 == k.digits.len() {
+                    self.last_key_at = Some(since_epoch());
+                }
+                if k.phase == 5 {
+                    self.writer.skip(160 * 6);
+                    if k.pos + 1 == k.digits.len() {
+                        self.keying.pop_front();
+                        return;
+                    }
+                }
+                k.phase += 1;
+                return;
+            }
+            k.phase += 1;
+            if k.phase == 8 {
+                k.phase = 0;
+                k.pos += 1;
+            }
+        }
+        if self.send_audio {
+            let pkt = self.writer.packet(
+                self.codec.payload_type(),
+                self.codec.silence(),
+                FRAME_SAMPLES as u32,
+            );
+            if self.socket.send_to(pkt, to).is_ok() {
+                shared.rtp_sent.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+pub(super) fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The media threads and their clock: tick n is `epoch + n × 20 ms` for every thread.
+pub(super) struct Pump {
+    epoch: Instant,
+    shards: Vec<Mutex<Vec<Arc<Phone>>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Pump {
+    pub fn new(threads: usize) -> Pump {
+        Pump {
+            epoch: Instant::now(),
+            shards: (0..threads.max(1)).map(|_| Mutex::default()).collect(),
+            next: Default::default(),
+        }
+    }
+
+    /// Starts the threads; they stop when `shared` is gone.
+    pub fn start(shared: &Arc<Shared>) -> std::io::Result<()> {
+        for i in 0..shared.pump.shards.len() {
+            let poller = Poller::new(256)?;
+            let weak = Arc::downgrade(shared);
+            std::thread::Builder::new()
+                .name(format!("load-media-{i}"))
+                .spawn(move || pump_thread(weak, i, poller))?;
+        }
+        Ok(())
+    }
+
+    /// The current tick.
+    pub fn tick(&self) -> u64 {
+        (self.epoch.elapsed().as_nanos() / PTIME.as_nanos()) as u64
+    }
+
+    /// Hands a phone to a media thread until the registration is dropped.
+    pub fn add(&self, phone: &Arc<Phone>) -> Registration {
+        let i = self.next.fetch_add(1, Relaxed) % self.shards.len();
+        match self.shards[i].lock() {
+            Ok(mut s) => s.push(phone.clone()),
+            Err(p) => p.into_inner().push(phone.clone()),
+        }
+        Registration(phone.clone())
+    }
+}
+
+const RECV_BATCH: usize = 8;
+
+fn pump_thread(shared: Weak<Shared>, shard: usize, mut poller: Poller) {
+    let mut phones: Vec<Option<Arc<Phone>>> = Vec::new();
+    let mut free = Vec::new();
+    let mut added = Vec::new();
+    let mut ready = Vec::new();
+    let mut batch = RecvBatch::<RECV_BATCH, 2048>::default();
+    let mut last_tick: Option<u64> = None;
+    loop {
+        let Some(s) = shared.upgrade() else { break };
+        let now_tick = s.pump.tick();
+        let due = last_tick.map_or(1, |t| now_tick.saturating_sub(t).min(5));
+        let first = now_tick + 1 - due;
+        last_tick = Some(now_tick);
+        match s.pump.shards[shard].lock() {
+            Ok(mut a) => std::mem::swap(&mut *a, &mut added),
+            Err(p) => std::mem::swap(&mut *p.into_inner(), &mut added),
+        }
+        for phone in added.drain(..) {
+            let slot = free.pop().unwrap_or_else(|| {
+                phones.push(None);
+                phones.len() - 1
+            });
+            if poller.add(&phone.line().socket, slot as u64).is_err() {
+                s.rtp_lost.fetch_add(1, Relaxed);
+            }
+            phones[slot] = Some(phone);
+        }
+        for _ in 0..64 {
+            ready.clear();
+            ready.extend(poller.ready());
+            for &token in &ready {
+                let Some(Some(phone)) = phones.get(token as usize) else {
+                    continue;
+                };
+                let mut line = phone.line();
+                let mut started = false;
+                loop {
+                    let n = batch.recv(&line.socket).unwrap_or(0);
+                    for i in 0..n {
+                        let (data, _) = batch.packet(i);
+                        let arrival = batch.arrival(i).unwrap_or_else(since_epoch);
+                        started |= line.on_packet(data, arrival, now_tick, &s);
+                    }
+                    if n < RECV_BATCH {
+                        break;
+                    }
+                }
+                drop(line);
+                if started {
+                    phone.wake.notify_one();
+                }
+            }
+            if ready.len() < poller.batch() {
+                break;
+            }
+        }
+        for (slot, entry) in phones.iter_mut().enumerate() {
+            let Some(phone) = entry else { continue };
+            if phone.ended.load(Relaxed) {
+                poller.remove(&phone.line().socket);
+                *entry = None;
+                free.push(slot);
+                continue;
+            }
+            let mut line = phone.line();
+            for t in first..=now_tick {
+                line.tick(t, &s);
+            }
+        }
+        let next = s.pump.epoch + PTIME * (now_tick as u32 + 1);
+        drop(s);
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+    }
+}
