@@ -396,6 +396,23 @@ impl MediaPump {
     }
 }
 
+/// The frames due at `now` for a tick planned at `next` (one per 20 ms period passed, at
+/// most `MAX_CATCH_UP_FRAMES` after a stall, the rest of the stall skipped) and when the next
+/// tick is.
+fn frames_due(next: std::time::Instant, now: std::time::Instant) -> (u64, std::time::Instant) {
+    use crate::media::player::PTIME;
+    let mut due = 1;
+    let mut next = next + PTIME;
+    while next <= now && due < MAX_CATCH_UP_FRAMES {
+        next += PTIME;
+        due += 1;
+    }
+    if next <= now {
+        next = now + PTIME;
+    }
+    (due, next)
+}
+
 /// One pump thread: every 20 ms, read what arrived, then send a frame for every call.
 fn pump_thread(
     shard: std::sync::Weak<Shard>,
@@ -416,16 +433,10 @@ fn pump_thread(
         if next > now {
             std::thread::sleep(next - now);
         }
-        // Frames due: one per 20 ms period passed, a few at most after a stall.
-        let now = std::time::Instant::now();
-        let mut due = 1;
-        next += PTIME;
-        while next <= now && due < MAX_CATCH_UP_FRAMES {
-            next += PTIME;
-            due += 1;
-        }
-        if next <= now {
-            next = now + PTIME;
+        let due;
+        (due, next) = frames_due(next, std::time::Instant::now());
+        if due > 1 {
+            metrics.media_late_ticks.fetch_add(1, Ordering::Relaxed);
         }
         let Some(shard) = shard.upgrade() else { break };
         match shard.added.lock() {
@@ -1020,5 +1031,24 @@ async fn join_opt<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::Jo
     match h {
         Some(h) => h.await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::player::PTIME;
+
+    #[test]
+    fn media_ticks_catch_up_a_few_frames_then_skip() {
+        let t0 = std::time::Instant::now();
+        // On time: one frame, the next tick a period later.
+        assert_eq!(frames_due(t0, t0), (1, t0 + PTIME));
+        // Woken 2.5 periods late: the missed frames too, and back on the old schedule.
+        let (due, next) = frames_due(t0, t0 + PTIME * 5 / 2);
+        assert_eq!((due, next), (3, t0 + PTIME * 3));
+        // A long stall: at most MAX_CATCH_UP_FRAMES, and a new schedule from now.
+        let late = t0 + PTIME * 40;
+        assert_eq!(frames_due(t0, late), (MAX_CATCH_UP_FRAMES, late + PTIME));
     }
 }

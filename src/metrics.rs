@@ -53,6 +53,8 @@ pub struct Metrics {
     pub dtmf: DtmfCounters,
     pub rtp_in: AtomicU64,
     pub rtp_out: AtomicU64,
+    /// Media ticks that started a period or more late (the media threads were short of CPU).
+    pub media_late_ticks: AtomicU64,
     /// Calls ended, by outcome (the `X-Agentgw-Result` values, plus SIP rejections).
     calls: Mutex<BTreeMap<String, u64>>,
     /// Audit events seen by this process's follower, by event and reason.
@@ -112,6 +114,12 @@ impl Metrics {
             "counter",
             "RTP packets sent.",
             self.rtp_out.load(Ordering::Relaxed),
+        );
+        one(
+            "agentgw_media_late_ticks_total",
+            "counter",
+            "20 ms media ticks that started a period or more late: the media threads are short of CPU and audio leaves in bursts.",
+            self.media_late_ticks.load(Ordering::Relaxed),
         );
         one(
             "agentgw_webhook_deliveries_total",
