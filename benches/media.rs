@@ -65,6 +65,78 @@ fn rtp(c: &mut Criterion) {
     });
 }
 
+/// The kernel's part of one RTP packet on loopback, as the media threads do it: one tick of
+/// `SOCKETS` calls, each sending a 172-byte packet from its own socket (timed: the sends,
+/// which on loopback include delivery into the receiver's queue), then the receiving side
+/// reading them (timed: one epoll query and one `recvmmsg` per socket). Divide by `SOCKETS`
+/// for the cost per packet: the floor under every figure of the load benchmarks.
+fn udp_loopback(c: &mut Criterion) {
+    use agentgw::media::poll::{Poller, RecvBatch};
+    use std::net::UdpSocket;
+    use std::time::{Duration, Instant};
+    const SOCKETS: usize = 400;
+    let bind = || {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.set_nonblocking(true).expect("nonblocking");
+        s
+    };
+    let senders: Vec<UdpSocket> = (0..SOCKETS).map(|_| bind()).collect();
+    let receivers: Vec<UdpSocket> = (0..SOCKETS).map(|_| bind()).collect();
+    let addrs: Vec<_> = receivers
+        .iter()
+        .map(|r| r.local_addr().expect("addr"))
+        .collect();
+    let mut poller = Poller::new(256).expect("epoll");
+    for (i, r) in receivers.iter().enumerate() {
+        poller.add(r, i as u64).expect("watch");
+    }
+    let mut batch = RecvBatch::<8, 1500>::default();
+    let pkt = [0x80u8; 172];
+    let mut ready = Vec::new();
+    let send_all = || {
+        for (s, to) in senders.iter().zip(&addrs) {
+            s.send_to(&pkt, to).expect("send");
+        }
+    };
+    let mut recv_all = |poller: &mut Poller| {
+        let mut got = 0;
+        while got < SOCKETS {
+            ready.clear();
+            ready.extend(poller.ready());
+            for &t in &ready {
+                got += batch.recv(&receivers[t as usize]).expect("recv");
+            }
+        }
+    };
+    let mut g = c.benchmark_group("udp_loopback");
+    g.throughput(criterion::Throughput::Elements(SOCKETS as u64));
+    g.bench_function("send_400_calls_one_packet_each", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let t0 = Instant::now();
+                send_all();
+                t += t0.elapsed();
+                recv_all(&mut poller);
+            }
+            t
+        })
+    });
+    g.bench_function("epoll_recvmmsg_400_calls_one_packet_each", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                send_all();
+                let t0 = Instant::now();
+                recv_all(&mut poller);
+                t += t0.elapsed();
+            }
+            t
+        })
+    });
+    g.finish();
+}
+
 /// A whole login through the flow (sans-IO): start, 10 keys, the store's answer, the prompts'
 /// ends; every action drained. What one call costs the gateway outside SIP, RTP and the store.
 fn login_flow(c: &mut Criterion) {
@@ -111,5 +183,5 @@ fn login_flow(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, inband, rtp, login_flow);
+criterion_group!(benches, inband, rtp, login_flow, udp_loopback);
 criterion_main!(benches);

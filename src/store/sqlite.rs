@@ -93,7 +93,12 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the login
+            // path reads a few index pages per query, and the audit table only grows, so a
+            // bigger cache is memory that fills with audit pages and never comes back. The
+            // OS page cache holds the file anyway.
+            .pragma("cache_size", "-1024");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
