@@ -305,6 +305,63 @@ async fn two_simultaneous_logins_of_one_agent_leave_exactly_one_session() {
 }
 
 #[tokio::test]
+async fn an_rtp_flood_on_one_call_leaves_it_and_the_other_calls_working() {
+    let gw = start_gateway().await;
+    let mut victim = Phone::new(gw.udp, PhoneOptions::default()).await;
+    let other_opts = PhoneOptions {
+        user: "other".into(),
+        ..Default::default()
+    };
+    let mut other = Phone::new(gw.udp, other_opts).await;
+    assert_eq!(victim.call().await, 200);
+    assert_eq!(other.call().await, 200);
+    // The victim's own packet first: the gateway latches its RTP to the phone.
+    victim.send_audio_frame().await;
+    assert!(victim.wait_for_prompt_start(PromptId::AgentUser, 5).await);
+    // RTP and junk at the victim's RTP port as fast as one socket sends, for 1.5 s, while the
+    // other caller keys: the gateway reads at most 32 packets per call per 20 ms, the rest
+    // overflow that one socket's buffer.
+    let target = victim.gateway_rtp().expect("the gateway's RTP address");
+    let flood = std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut rtp = [0u8; 172];
+        rtp[0] = 0x80;
+        let (start, mut sent) = (std::time::Instant::now(), 0u32);
+        while start.elapsed() < Duration::from_millis(1500) {
+            rtp[2..4].copy_from_slice(&(sent as u16).to_be_bytes());
+            let pkt: &[u8] = if sent % 2 == 0 { &rtp } else { &[0xff; 40] };
+            let _ = socket.send_to(pkt, target);
+            sent += 1;
+        }
+        sent
+    });
+    let sessions = async {
+        tokio::join!(
+            async {
+                // Keys once the flood is over (during it they would overflow with the rest).
+                while !flood.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                victim.press("1001#1234#").await;
+                victim.wait_for_bye(15).await
+            },
+            async {
+                assert!(other.wait_for_prompt_start(PromptId::AgentUser, 5).await);
+                other.press("1002#2345#").await;
+                other.wait_for_bye(15).await
+            }
+        )
+    };
+    let (v, o) = sessions.await;
+    let flooded = flood.join().unwrap();
+    assert!(flooded > 10_000, "only {flooded} packets sent");
+    assert_eq!(o.as_deref(), Some("logged-in"), "{:?}", other.heard());
+    assert_eq!(v.as_deref(), Some("logged-in"), "{:?}", victim.heard());
+    assert_eq!(gw.store.list_sessions().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn tcp_caller_logs_in() {
     let gw = start_gateway().await;
     let opts = PhoneOptions {

@@ -573,6 +573,11 @@ impl Phone {
         self.send_raw(req.as_bytes()).await;
     }
 
+    /// Where the gateway wants this call's RTP (from its SDP).
+    pub fn gateway_rtp(&self) -> Option<SocketAddr> {
+        self.remote_rtp
+    }
+
     pub async fn send_audio_frame(&mut self) {
         let Some(to) = self.remote_rtp else { return };
         let silence = *self.codec.silence();
