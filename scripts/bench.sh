@@ -7,13 +7,14 @@
 #   scripts/bench.sh [agentgw-load args…]        e.g. scripts/bench.sh --rate 100 --duration 60
 #
 # Environment: AGENTS (default 2000), STAY=1 (after_login = "stay"), HASH_MEMORY_KIB and
-# HASH_ITERATIONS (argon2id), PORT (default 5090), EXTRA (more TOML for the gateway).
+# HASH_ITERATIONS (argon2id), PORT (default 5090), EXTRA (more TOML for the gateway), BENCH_LOG
+# (where the gateway's log is copied at the end; default /tmp/agentgw-bench.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins -q
 bin=$PWD/target/release
 dir=$(mktemp -d)
-trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -rf "$dir"' EXIT
+trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; cp "$dir/gw.log" "${BENCH_LOG:-/tmp/agentgw-bench.log}" 2>/dev/null; rm -rf "$dir"' EXIT
 port=${PORT:-5090}
 agents=${AGENTS:-2000}
 first=100000
