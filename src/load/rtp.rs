@@ -271,8 +271,10 @@ fn pump_thread(shared: Weak<Shared>, shard: usize, mut poller: Poller) {
                 phones.push(None);
                 phones.len() - 1
             });
-            if poller.add(&phone.line().socket, slot as u64).is_err() {
-                s.rtp_lost.fetch_add(1, Relaxed);
+            if let Err(e) = poller.add(&phone.line().socket, slot as u64) {
+                eprintln!(
+                    "agentgw-load: cannot watch a phone's RTP socket ({e}): it hears nothing"
+                );
             }
             phones[slot] = Some(phone);
         }

@@ -143,10 +143,14 @@ pub fn parse(packet: &[u8]) -> Option<(RtpHeader, &[u8])> {
 }
 
 /// Where to send a call's RTP: the SDP address until the caller's own RTP arrives, then the
-/// address it came from (symmetric RTP, for phones behind NAT).
+/// address it came from (symmetric RTP, for phones behind NAT). A new SDP with the same
+/// address (a session refresh) keeps the latch; one with another address (the media moved)
+/// or none (hold) starts over from it.
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteTarget {
     pub addr: Option<SocketAddr>,
+    /// The address of the last SDP.
+    sdp: SocketAddr,
     latched: bool,
 }
 
@@ -154,16 +158,18 @@ impl RemoteTarget {
     pub fn new(sdp_addr: SocketAddr) -> RemoteTarget {
         RemoteTarget {
             addr: usable(sdp_addr),
+            sdp: sdp_addr,
             latched: false,
         }
     }
 
-    /// Follows a new SDP (re-INVITE) unless already latched to the real source.
+    /// Follows a new SDP (re-INVITE, UPDATE, a late offer's answer).
     pub fn on_sdp(&mut self, sdp_addr: SocketAddr) {
-        if !self.latched || usable(sdp_addr).is_none() {
+        if !self.latched || sdp_addr != self.sdp || usable(sdp_addr).is_none() {
             self.addr = usable(sdp_addr);
             self.latched = false;
         }
+        self.sdp = sdp_addr;
     }
 
     /// Latches to the source of the first packet received; returns true when it changed.

@@ -27,6 +27,22 @@ fn latches_once_to_the_real_source() {
 }
 
 #[test]
+fn a_refresh_keeps_the_latch_and_moved_media_is_followed() {
+    let nat: SocketAddr = "203.0.113.9:1234".parse().unwrap();
+    let mut t = RemoteTarget::new("10.0.0.1:4000".parse().unwrap());
+    t.on_packet_from(nat);
+    // A session refresh with the same SDP: still the NAT's address.
+    t.on_sdp("10.0.0.1:4000".parse().unwrap());
+    assert_eq!(t.addr, Some(nat));
+    // The media moved: the new SDP address, and a new latch to the new source.
+    t.on_sdp("10.0.0.2:5000".parse().unwrap());
+    assert_eq!(t.addr, Some("10.0.0.2:5000".parse().unwrap()));
+    let moved: SocketAddr = "203.0.113.10:999".parse().unwrap();
+    assert!(t.on_packet_from(moved));
+    assert_eq!(t.addr, Some(moved));
+}
+
+#[test]
 fn allocator_uses_even_ports_in_range() {
     let a = PortAllocator::new(PortRange {
         low: 40001,
