@@ -271,6 +271,8 @@ enum State {
     },
     /// Playing the last prompts, then hanging up.
     Closing {
+        /// The prompt playing: only its end moves on (not a late end of an earlier one).
+        playing: PromptId,
         rest: VecDeque<PromptId>,
         outcome: Outcome,
     },
@@ -751,8 +753,15 @@ impl Flow {
                 *playing = false;
                 *deadline = Some(now + self.cfg.first_digit_timeout);
             }
-            State::Closing { rest, outcome } => match rest.pop_front() {
-                Some(next) => self.actions.push_back(Action::Play(next)),
+            State::Closing {
+                playing,
+                rest,
+                outcome,
+            } if *playing == id => match rest.pop_front() {
+                Some(next) => {
+                    *playing = next;
+                    self.actions.push_back(Action::Play(next));
+                }
                 None => {
                     let outcome = *outcome;
                     self.state = State::Done { checking: None };
@@ -869,7 +878,11 @@ impl Flow {
         match rest.pop_front() {
             Some(first) => {
                 self.actions.push_back(Action::Play(first));
-                self.state = State::Closing { rest, outcome };
+                self.state = State::Closing {
+                    playing: first,
+                    rest,
+                    outcome,
+                };
             }
             None => {
                 self.state = State::Done { checking: None };

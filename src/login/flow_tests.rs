@@ -523,6 +523,8 @@ fn a_stay_line_whose_session_moved_hears_why_and_is_hung_up() {
         }),
         vec![Action::Play(PromptId::SessionDropped)]
     );
+    // A late end of an earlier prompt does not cut the closing one short.
+    assert_eq!(c.done(PromptId::AgentLoginOk), vec![]);
     assert_eq!(
         c.done(PromptId::SessionDropped),
         vec![Action::Hangup(Outcome::Dropped)]
