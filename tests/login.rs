@@ -415,6 +415,41 @@ async fn hold_and_unhold_keep_the_call_and_the_flow() {
 }
 
 #[tokio::test]
+async fn a_reinvite_that_moves_the_media_moves_where_the_gateway_sends() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.call().await, 200);
+    // The phone's own RTP first: the gateway latches to it.
+    phone.send_audio_frame().await;
+    assert!(phone.wait_for_prompt_start(PromptId::AgentUser, 5).await);
+    // The media moves to another socket (another port in the SDP).
+    let moved = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let old_port = phone
+        .our_sdp()
+        .split("m=audio ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let body = phone.our_sdp().replace(
+        &format!("m=audio {old_port} "),
+        &format!("m=audio {} ", moved.local_addr().unwrap().port()),
+    );
+    let resp = phone.reinvite_with(&body).await.expect("a final response");
+    assert_eq!(resp.status(), Some(200));
+    let mut buf = [0u8; 2048];
+    let got = tokio::time::timeout(Duration::from_secs(2), moved.recv_from(&mut buf)).await;
+    assert!(got.is_ok(), "no RTP at the new address after the re-INVITE");
+    // A refresh with the same SDP keeps sending there.
+    let resp = phone.reinvite_with(&body).await.expect("a final response");
+    assert_eq!(resp.status(), Some(200));
+    let got = tokio::time::timeout(Duration::from_secs(2), moved.recv_from(&mut buf)).await;
+    assert!(got.is_ok(), "no RTP at the new address after a refresh");
+}
+
+#[tokio::test]
 async fn unparseable_sdp_gets_400_with_a_warning_and_no_codec_gets_488() {
     let gw = start_gateway().await;
     let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;

@@ -732,11 +732,16 @@ impl Phone {
 
     /// Sends a re-INVITE with `direction` (sendonly = hold, sendrecv = unhold).
     pub async fn reinvite(&mut self, direction: &str) -> Option<SipMsg> {
-        self.cseq += 1;
         let body = self
             .our_sdp()
             .replace("a=sendrecv", &format!("a={direction}"));
-        let req = self.request("INVITE", self.cseq, "", &body, true);
+        self.reinvite_with(&body).await
+    }
+
+    /// A re-INVITE with this SDP body; the final response (ACKed).
+    pub async fn reinvite_with(&mut self, body: &str) -> Option<SipMsg> {
+        self.cseq += 1;
+        let req = self.request("INVITE", self.cseq, "", body, true);
         self.send_raw(req.as_bytes()).await;
         let resp = self.final_response("INVITE", 5).await?;
         let ack = self.request("ACK", self.cseq, "", "", true);
