@@ -143,15 +143,9 @@ fn login_flow(c: &mut Criterion) {
     use agentgw::login::{CheckOutcome, Flow, FlowConfig, Input};
     use agentgw::media::dtmf::Digit;
     use agentgw::media::prompts::PromptId;
-    use std::time::{Duration, Instant};
-    let cfg = FlowConfig {
-        max_attempts: 3,
-        digit_timeout: Duration::from_secs(5),
-        first_digit_timeout: Duration::from_secs(10),
-        max_digits: 16,
-        stay: false,
-        ask_extension: false,
-    };
+    use std::time::Instant;
+    // The flow as the default configuration sets it up.
+    let cfg = FlowConfig::from(&agentgw::Config::default().login);
     let keys: Vec<Digit> = "1001#1234#".chars().filter_map(Digit::from_char).collect();
     let now = Instant::now();
     c.bench_function("login_flow_whole_call", |b| {
