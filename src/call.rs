@@ -371,11 +371,11 @@ impl MediaPump {
         let mut shards = Vec::new();
         for i in 0..threads.max(1) {
             let shard = Arc::new(Shard::default());
-            let poller = crate::media::poll::Poller::new(256)?;
+            let set = crate::media::poll::SocketSet::new()?;
             let (weak, metrics) = (Arc::downgrade(&shard), metrics.clone());
             std::thread::Builder::new()
                 .name(format!("agentgw-media-{i}"))
-                .spawn(move || pump_thread(weak, poller, metrics))?;
+                .spawn(move || pump_thread(weak, set, metrics))?;
             shards.push(shard);
         }
         Ok(Arc::new(MediaPump {
@@ -416,17 +416,13 @@ fn frames_due(next: std::time::Instant, now: std::time::Instant) -> (u64, std::t
 /// One pump thread: every 20 ms, read what arrived, then send a frame for every call.
 fn pump_thread(
     shard: std::sync::Weak<Shard>,
-    mut poller: crate::media::poll::Poller,
+    mut calls: crate::media::poll::SocketSet<CallMedia>,
     metrics: Arc<crate::metrics::Metrics>,
 ) {
     use crate::media::player::PTIME;
     use std::sync::atomic::Ordering;
-    // The calls of this thread; a call's index is its epoll token.
-    let mut calls: Vec<Option<Arc<CallMedia>>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
     let mut added = Vec::new();
     let mut batch = crate::media::poll::RecvBatch::<RECV_BATCH, MAX_RTP_PACKET>::default();
-    let mut ready = Vec::new();
     let mut next = std::time::Instant::now() + PTIME;
     loop {
         let now = std::time::Instant::now();
@@ -445,64 +441,46 @@ fn pump_thread(
         }
         drop(shard);
         for call in added.drain(..) {
-            let slot = free.pop().unwrap_or_else(|| {
-                calls.push(None);
-                calls.len() - 1
-            });
-            if let Err(e) = poller.add(&call.line().socket, slot as u64) {
+            let watched = calls.insert(call.clone(), &call.line().socket);
+            if let Err(e) = watched {
                 warn!(error = %e, "cannot watch a call's RTP socket: its keys by RFC 4733 and in-band will not be heard");
             }
-            calls[slot] = Some(call);
         }
 
         // Receive: the sockets with packets queued, each read in batches.
         let (mut sent, mut received) = (0, 0);
-        for _ in 0..64 {
-            ready.clear();
-            ready.extend(poller.ready());
-            for &token in &ready {
-                let Some(Some(call)) = calls.get(token as usize) else {
-                    continue;
+        calls.for_each_ready(|call| {
+            let mut line = call.line();
+            let mut found = false;
+            let mut read = 0;
+            while read < MAX_PACKETS_PER_TICK {
+                let n = match batch.recv(&line.socket) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        debug!(error = %e, "RTP receive failed");
+                        0
+                    }
                 };
-                let mut line = call.line();
-                let mut found = false;
-                let mut read = 0;
-                while read < MAX_PACKETS_PER_TICK {
-                    let n = match batch.recv(&line.socket) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            debug!(error = %e, "RTP receive failed");
-                            0
-                        }
-                    };
-                    for i in 0..n {
-                        let (data, from) = batch.packet(i);
-                        found |= line.on_packet(data, from);
-                    }
-                    read += n;
-                    if n < RECV_BATCH {
-                        break;
-                    }
+                for i in 0..n {
+                    let (data, from) = batch.packet(i);
+                    found |= line.on_packet(data, from);
                 }
-                received += std::mem::take(&mut line.received);
-                drop(line);
-                if found {
-                    call.wake.notify_one();
+                read += n;
+                if n < RECV_BATCH {
+                    break;
                 }
             }
-            if ready.len() < poller.batch() {
-                break;
+            received += std::mem::take(&mut line.received);
+            drop(line);
+            if found {
+                call.wake.notify_one();
             }
-        }
+        });
 
         // Send: every call's frame, in the same order every tick.
-        for (slot, entry) in calls.iter_mut().enumerate() {
-            let Some(call) = entry else { continue };
+        calls.retain(|call| {
             if call.ended.load(Ordering::Acquire) {
-                poller.remove(&call.line().socket);
-                *entry = None;
-                free.push(slot);
-                continue;
+                return false;
             }
             let mut line = call.line();
             if line.active {
@@ -519,7 +497,8 @@ fn pump_thread(
                     call.wake.notify_one();
                 }
             }
-        }
+            true
+        });
         if sent > 0 {
             metrics.rtp_out.fetch_add(sent, Ordering::Relaxed);
         }

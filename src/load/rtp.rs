@@ -6,7 +6,7 @@
 use super::{Shared, TE_PT};
 use crate::media::dtmf::{rfc4733, Digit};
 use crate::media::player::PTIME;
-use crate::media::poll::{Poller, RecvBatch};
+use crate::media::poll::{RecvBatch, SocketSet};
 use crate::media::prompts::{Codec, PromptId, FRAME_SAMPLES};
 use crate::media::rtp::{self, RtpWriter};
 use std::collections::VecDeque;
@@ -222,11 +222,11 @@ impl Pump {
     /// Starts the threads; they stop when `shared` is gone.
     pub fn start(shared: &Arc<Shared>) -> std::io::Result<()> {
         for i in 0..shared.pump.shards.len() {
-            let poller = Poller::new(256)?;
+            let set = SocketSet::new()?;
             let weak = Arc::downgrade(shared);
             std::thread::Builder::new()
                 .name(format!("load-media-{i}"))
-                .spawn(move || pump_thread(weak, i, poller))?;
+                .spawn(move || pump_thread(weak, i, set))?;
         }
         Ok(())
     }
@@ -249,11 +249,8 @@ impl Pump {
 
 const RECV_BATCH: usize = 8;
 
-fn pump_thread(shared: Weak<Shared>, shard: usize, mut poller: Poller) {
-    let mut phones: Vec<Option<Arc<Phone>>> = Vec::new();
-    let mut free = Vec::new();
+fn pump_thread(shared: Weak<Shared>, shard: usize, mut phones: SocketSet<Phone>) {
     let mut added = Vec::new();
-    let mut ready = Vec::new();
     let mut batch = RecvBatch::<RECV_BATCH, 2048>::default();
     let mut last_tick: Option<u64> = None;
     loop {
@@ -267,59 +264,41 @@ fn pump_thread(shared: Weak<Shared>, shard: usize, mut poller: Poller) {
             Err(p) => std::mem::swap(&mut *p.into_inner(), &mut added),
         }
         for phone in added.drain(..) {
-            let slot = free.pop().unwrap_or_else(|| {
-                phones.push(None);
-                phones.len() - 1
-            });
-            if let Err(e) = poller.add(&phone.line().socket, slot as u64) {
+            if let Err(e) = phones.insert(phone.clone(), &phone.line().socket) {
                 eprintln!(
                     "agentgw-load: cannot watch a phone's RTP socket ({e}): it hears nothing"
                 );
             }
-            phones[slot] = Some(phone);
         }
-        for _ in 0..64 {
-            ready.clear();
-            ready.extend(poller.ready());
-            for &token in &ready {
-                let Some(Some(phone)) = phones.get(token as usize) else {
-                    continue;
-                };
-                let mut line = phone.line();
-                let mut started = false;
-                loop {
-                    let n = batch.recv(&line.socket).unwrap_or(0);
-                    for i in 0..n {
-                        let (data, _) = batch.packet(i);
-                        let arrival = batch.arrival(i).unwrap_or_else(since_epoch);
-                        started |= line.on_packet(data, arrival, now_tick, &s);
-                    }
-                    if n < RECV_BATCH {
-                        break;
-                    }
+        phones.for_each_ready(|phone| {
+            let mut line = phone.line();
+            let mut started = false;
+            loop {
+                let n = batch.recv(&line.socket).unwrap_or(0);
+                for i in 0..n {
+                    let (data, _) = batch.packet(i);
+                    let arrival = batch.arrival(i).unwrap_or_else(since_epoch);
+                    started |= line.on_packet(data, arrival, now_tick, &s);
                 }
-                drop(line);
-                if started {
-                    phone.wake.notify_one();
+                if n < RECV_BATCH {
+                    break;
                 }
             }
-            if ready.len() < poller.batch() {
-                break;
+            drop(line);
+            if started {
+                phone.wake.notify_one();
             }
-        }
-        for (slot, entry) in phones.iter_mut().enumerate() {
-            let Some(phone) = entry else { continue };
+        });
+        phones.retain(|phone| {
             if phone.ended.load(Relaxed) {
-                poller.remove(&phone.line().socket);
-                *entry = None;
-                free.push(slot);
-                continue;
+                return false;
             }
             let mut line = phone.line();
             for t in first..=now_tick {
                 line.tick(t, &s);
             }
-        }
+            true
+        });
         let next = s.pump.epoch + PTIME * (now_tick as u32 + 1);
         drop(s);
         let now = Instant::now();

@@ -54,18 +54,12 @@ impl Poller {
         Ok(())
     }
 
-    /// Stops watching `socket` (closing a socket also does).
-    pub fn remove(&self, socket: &UdpSocket) {
+    /// Stops watching a socket (closing it also does).
+    fn remove_fd(&self, fd: std::os::fd::RawFd) {
         let mut ev = libc::epoll_event { events: 0, u64: 0 };
-        // SAFETY: as in `add`; a socket not in the set only makes the call fail.
-        unsafe {
-            libc::epoll_ctl(
-                self.epoll.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                socket.as_raw_fd(),
-                &mut ev,
-            )
-        };
+        // SAFETY: `epoll` is open and `fd` is an open descriptor (callers hold its owner); a
+        // descriptor not in the set only makes the call fail.
+        unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
     }
 
     /// The tokens of sockets holding packets now, up to the batch size; does not wait. A
@@ -87,6 +81,68 @@ impl Poller {
     /// The most tokens one [`Poller::ready`] returns.
     pub fn batch(&self) -> usize {
         self.events.len()
+    }
+}
+
+/// What one media thread serves (the gateway's calls, the generator's phones): kept in a fixed
+/// order, their sockets watched by one epoll set, an item's slot being its token.
+pub struct SocketSet<T> {
+    poller: Poller,
+    /// Each item with its socket's descriptor (open while the item is held here).
+    items: Vec<Option<(std::sync::Arc<T>, std::os::fd::RawFd)>>,
+    free: Vec<usize>,
+    ready: Vec<u64>,
+}
+
+impl<T> SocketSet<T> {
+    pub fn new() -> io::Result<SocketSet<T>> {
+        Ok(SocketSet {
+            poller: Poller::new(256)?,
+            items: Vec::new(),
+            free: Vec::new(),
+            ready: Vec::new(),
+        })
+    }
+
+    /// Adds `item`, whose socket (owned by the item) is `socket`. The item is kept even when
+    /// the socket cannot be watched (then it is only never reported ready).
+    pub fn insert(&mut self, item: std::sync::Arc<T>, socket: &UdpSocket) -> io::Result<()> {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.items.push(None);
+            self.items.len() - 1
+        });
+        let watched = self.poller.add(socket, slot as u64);
+        self.items[slot] = Some((item, socket.as_raw_fd()));
+        watched
+    }
+
+    /// Calls `f` with every item whose socket holds packets now (without waiting).
+    pub fn for_each_ready(&mut self, mut f: impl FnMut(&std::sync::Arc<T>)) {
+        for _ in 0..64 {
+            self.ready.clear();
+            self.ready.extend(self.poller.ready());
+            for &token in &self.ready {
+                if let Some(Some((item, _))) = self.items.get(token as usize) {
+                    f(item);
+                }
+            }
+            if self.ready.len() < self.poller.batch() {
+                break;
+            }
+        }
+    }
+
+    /// Calls `f` with every item in the set's order; an item for which it returns false is
+    /// dropped (and its socket no longer watched).
+    pub fn retain(&mut self, mut f: impl FnMut(&std::sync::Arc<T>) -> bool) {
+        for (slot, entry) in self.items.iter_mut().enumerate() {
+            let Some((item, fd)) = entry else { continue };
+            if !f(item) {
+                self.poller.remove_fd(*fd);
+                *entry = None;
+                self.free.push(slot);
+            }
+        }
     }
 }
 
@@ -296,9 +352,44 @@ mod tests {
             let at = batch.arrival(0).expect("a kernel timestamp");
             assert!(at >= before && at < before + std::time::Duration::from_secs(5));
             assert_eq!(poller.ready().count(), 0);
-            poller.remove(&b);
+            poller.remove_fd(b.as_raw_fd());
             a.send_to(&[1], b.local_addr().unwrap()).unwrap();
             assert_eq!(poller.ready().count(), 0, "removed");
         }
+    }
+
+    #[test]
+    fn a_socket_set_serves_in_order_and_forgets_what_it_drops() {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sockets: Vec<std::sync::Arc<UdpSocket>> = (0..3)
+            .map(|_| std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap()))
+            .collect();
+        let mut set = SocketSet::new().unwrap();
+        for s in &sockets {
+            set.insert(s.clone(), s).unwrap();
+        }
+        tx.send_to(&[1], sockets[1].local_addr().unwrap()).unwrap();
+        let mut ready = Vec::new();
+        set.for_each_ready(|s| ready.push(s.local_addr().unwrap()));
+        assert_eq!(ready, vec![sockets[1].local_addr().unwrap()]);
+        let mut order = Vec::new();
+        set.retain(|s| {
+            order.push(s.local_addr().unwrap());
+            !std::sync::Arc::ptr_eq(s, &sockets[1])
+        });
+        let all: Vec<_> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+        assert_eq!(order, all);
+        // Dropped: its packets are no longer reported, and its slot is reused.
+        let mut ready = 0;
+        set.for_each_ready(|_| ready += 1);
+        assert_eq!(ready, 0);
+        let again = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        set.insert(again.clone(), &again).unwrap();
+        let mut order = Vec::new();
+        set.retain(|s| {
+            order.push(s.local_addr().unwrap());
+            true
+        });
+        assert_eq!(order[1], again.local_addr().unwrap());
     }
 }
