@@ -190,9 +190,13 @@ struct Line {
     finished: Vec<crate::media::prompts::PromptId>,
     /// Keys found, for the call's task (at most `MAX_PENDING_KEYS`).
     keys: Vec<(Digit, DtmfMethod)>,
-    /// RTP packets sent and received since the last flush to the process counters.
+    /// Strict RTP (`[media] strict_rtp`): once the source is learned, drop other sources.
+    strict: bool,
+    /// RTP packets sent, received, and dropped as from another source (strict RTP), since
+    /// the last flush to the process counters.
     sent: u64,
     received: u64,
+    foreign: u64,
 }
 
 /// Ticks between comfort-noise packets while a stay line is idle (200 ms).
@@ -284,16 +288,20 @@ impl Line {
         finished
     }
 
-    /// Takes one received packet: latches the RTP target to its source and looks for a key
-    /// in it; returns true when one was found.
+    /// Takes one received packet: latches the RTP target to its source (or, with strict RTP,
+    /// drops it when it comes from another) and looks for a key in it; returns true when one
+    /// was found.
     fn on_packet(&mut self, data: &[u8], from: Option<SocketAddr>) -> bool {
         let Some((hdr, payload)) = rtp::parse(data) else {
             return false;
         };
-        self.received += 1;
         if let (Some(t), Some(from)) = (self.target.as_mut(), from) {
-            t.on_packet_from(from);
+            if !t.admit(from, self.strict) {
+                self.foreign += 1;
+                return false;
+            }
         }
+        self.received += 1;
         let Some(n) = self.negotiated.filter(|_| self.active) else {
             return false;
         };
@@ -448,7 +456,7 @@ fn pump_thread(
         }
 
         // Receive: the sockets with packets queued, each read in batches.
-        let (mut sent, mut received) = (0, 0);
+        let (mut sent, mut received, mut foreign) = (0, 0, 0);
         calls.for_each_ready(|call| {
             let mut line = call.line();
             let mut found = false;
@@ -471,6 +479,7 @@ fn pump_thread(
                 }
             }
             received += std::mem::take(&mut line.received);
+            foreign += std::mem::take(&mut line.foreign);
             drop(line);
             if found {
                 call.wake.notify_one();
@@ -504,6 +513,9 @@ fn pump_thread(
         }
         if received > 0 {
             metrics.rtp_in.fetch_add(received, Ordering::Relaxed);
+        }
+        if foreign > 0 {
+            metrics.rtp_foreign.fetch_add(foreign, Ordering::Relaxed);
         }
     }
 }
@@ -549,8 +561,10 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 .then(InbandDetector::new),
             finished: Vec::new(),
             keys: Vec::new(),
+            strict: settings.config.media.strict_rtp,
             sent: 0,
             received: 0,
+            foreign: 0,
         }),
         wake: tokio::sync::Notify::new(),
         ended: Default::default(),

@@ -199,6 +199,9 @@ pub struct MediaConfig {
     pub rtp_ports: PortRange,
     /// The address put in SDP; by default the local address the INVITE came in on.
     pub public_address: Option<IpAddr>,
+    /// Strict RTP: once a call's RTP source is learned (its first packet), packets from any
+    /// other address are dropped, keys and audio alike, until a new SDP moves the media.
+    pub strict_rtp: bool,
 }
 
 impl Default for MediaConfig {
@@ -209,6 +212,7 @@ impl Default for MediaConfig {
                 high: 29999,
             },
             public_address: None,
+            strict_rtp: true,
         }
     }
 }
@@ -511,7 +515,7 @@ impl Config {
         };
         let mut out = format!(
             "[sip]\nlisten = {}\nmax_calls = {}\nmax_call_secs = {}\nanswer_after_ms = {}\n\n\
-             [media]\nrtp_ports = \"{}-{}\"\npublic_address = {}\n\n\
+             [media]\nrtp_ports = \"{}-{}\"\npublic_address = {}\nstrict_rtp = {}\n\n\
              [store]\nurl = {url:?}\nhash_memory_kib = {}\nhash_iterations = {}\npepper_file = {}\n\n[admin]\nlisten = \"{}\"\n\n\
              [prompts]\ndir = {}\nlanguage = {:?}\n\n\
              [login]\nmax_attempts = {}\ndigit_timeout_secs = {}\nfirst_digit_timeout_secs = {}\nmax_digits = {}\n\
@@ -527,6 +531,7 @@ impl Config {
             self.media.rtp_ports.low,
             self.media.rtp_ports.high,
             self.media.public_address.map_or("(the address the INVITE came in on)".to_string(), |a| format!("{:?}", a.to_string())),
+            self.media.strict_rtp,
             self.store.hash_memory_kib,
             self.store.hash_iterations,
             self.store.pepper_file.as_ref().map_or("(agentgw.pepper next to the database, generated)".to_string(), |d| format!("{:?}", d.display().to_string())),

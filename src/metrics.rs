@@ -53,6 +53,9 @@ pub struct Metrics {
     pub dtmf: DtmfCounters,
     pub rtp_in: AtomicU64,
     pub rtp_out: AtomicU64,
+    /// RTP packets dropped because they came from another address than the call's learned
+    /// source (strict RTP).
+    pub rtp_foreign: AtomicU64,
     /// Media ticks that started a period or more late (the media threads were short of CPU).
     pub media_late_ticks: AtomicU64,
     /// Calls ended, by outcome (the `X-Agentgw-Result` values, plus SIP rejections).
@@ -114,6 +117,12 @@ impl Metrics {
             "counter",
             "RTP packets sent.",
             self.rtp_out.load(Ordering::Relaxed),
+        );
+        one(
+            "agentgw_rtp_foreign_dropped_total",
+            "counter",
+            "RTP packets dropped because they came from another address than the call's learned source (strict RTP).",
+            self.rtp_foreign.load(Ordering::Relaxed),
         );
         one(
             "agentgw_media_late_ticks_total",

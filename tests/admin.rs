@@ -661,6 +661,10 @@ async fn metrics_count_calls_logins_logouts_failures_rtp_and_store_latency() {
     assert!(counter("agentgw_rtp_packets_sent_total") > 50, "{text}");
     assert!(counter("agentgw_rtp_packets_received_total") > 10, "{text}");
     assert!(text.contains("agentgw_media_late_ticks_total "), "{text}");
+    assert!(
+        text.contains("agentgw_rtp_foreign_dropped_total "),
+        "{text}"
+    );
     assert!(counter("agentgw_store_query_seconds_count") >= 4, "{text}");
 }
 

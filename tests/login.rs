@@ -361,6 +361,59 @@ async fn an_rtp_flood_on_one_call_leaves_it_and_the_other_calls_working() {
     assert_eq!(gw.store.list_sessions().await.unwrap().len(), 2);
 }
 
+/// Keys from a third party who found the call's RTP port (another address than the phone's),
+/// against the gateway with `strict_rtp` on or off: the intruder keys another agent's number
+/// and passcode while the phone keys its own.
+async fn intruder_keys(strict: bool) -> (Option<String>, Vec<String>, u64) {
+    let gw = start_gateway_with("127.0.0.1", |c| c.media.strict_rtp = strict).await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.call().await, 200);
+    // The phone's own packet first: the gateway learns its RTP source.
+    phone.send_audio_frame().await;
+    assert!(phone.wait_for_prompt_start(PromptId::AgentUser, 5).await);
+    let intruder = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    phone.press_from(&intruder, "1002#2345#").await;
+    phone.press("1001#1234#").await;
+    let result = phone.wait_for_bye(15).await;
+    let agents = gw
+        .store
+        .list_sessions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.agent)
+        .collect();
+    let (admin, token) = gw.start_admin().await;
+    let (_, metrics) = http(admin, "GET", "/metrics", Some(&token), None).await;
+    let dropped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("agentgw_rtp_foreign_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("agentgw_rtp_foreign_dropped_total in /metrics");
+    (result, agents, dropped)
+}
+
+#[tokio::test]
+async fn strict_rtp_drops_keys_from_another_address_than_the_phones() {
+    let (result, agents, dropped) = intruder_keys(true).await;
+    assert_eq!(result.as_deref(), Some("logged-in"));
+    assert_eq!(
+        agents,
+        vec!["1001".to_string()],
+        "only the phone's keys count"
+    );
+    // 10 keys of 6 packets each from the intruder.
+    assert_eq!(dropped, 60);
+}
+
+#[tokio::test]
+async fn without_strict_rtp_keys_from_anywhere_reach_the_call() {
+    // What strict RTP guards against: the intruder's keys log its agent in on this call.
+    let (_, agents, dropped) = intruder_keys(false).await;
+    assert_eq!(agents, vec!["1002".to_string()]);
+    assert_eq!(dropped, 0);
+}
+
 #[tokio::test]
 async fn tcp_caller_logs_in() {
     let gw = start_gateway().await;

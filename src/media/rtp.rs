@@ -145,7 +145,8 @@ pub fn parse(packet: &[u8]) -> Option<(RtpHeader, &[u8])> {
 /// Where to send a call's RTP: the SDP address until the caller's own RTP arrives, then the
 /// address it came from (symmetric RTP, for phones behind NAT). A new SDP with the same
 /// address (a session refresh) keeps the latch; one with another address (the media moved)
-/// or none (hold) starts over from it.
+/// or none (hold) starts over from it. With strict RTP, once latched, packets from any other
+/// address are not the call's (see `admit`).
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteTarget {
     pub addr: Option<SocketAddr>,
@@ -170,6 +171,19 @@ impl RemoteTarget {
             self.latched = false;
         }
         self.sdp = sdp_addr;
+    }
+
+    /// Whether a packet from `source` is the caller's: the first one after the SDP latches
+    /// the target to its source (learning); after that, with `strict`, only packets from the
+    /// latched address are (strict RTP, as Asterisk's `strictrtp`: a third party who finds
+    /// the port cannot key digits into someone else's login or talk into the line). A new SDP
+    /// address starts the learning again.
+    pub fn admit(&mut self, source: SocketAddr, strict: bool) -> bool {
+        if !self.latched {
+            self.on_packet_from(source);
+            return true;
+        }
+        !strict || self.addr == Some(source)
     }
 
     /// Latches to the source of the first packet received; returns true when it changed.

@@ -43,6 +43,32 @@ fn a_refresh_keeps_the_latch_and_moved_media_is_followed() {
 }
 
 #[test]
+fn strict_rtp_admits_only_the_latched_source_until_the_media_moves() {
+    let phone: SocketAddr = "203.0.113.9:1234".parse().unwrap();
+    let intruder: SocketAddr = "198.51.100.7:4000".parse().unwrap();
+    let mut t = RemoteTarget::new("10.0.0.1:4000".parse().unwrap());
+    assert!(t.admit(phone, true), "the first packet latches");
+    assert!(t.admit(phone, true));
+    assert!(!t.admit(intruder, true), "another source is dropped");
+    assert!(
+        !t.admit("203.0.113.9:1235".parse().unwrap(), true),
+        "another port too"
+    );
+    assert!(
+        t.admit(intruder, false),
+        "not strict: everything is the call's"
+    );
+    assert_eq!(t.addr, Some(phone), "and the latch stays");
+    // A refresh keeps the learned source; moved media learns again.
+    t.on_sdp("10.0.0.1:4000".parse().unwrap());
+    assert!(!t.admit(intruder, true));
+    t.on_sdp("10.0.0.2:5000".parse().unwrap());
+    assert!(t.admit(intruder, true));
+    assert!(!t.admit(phone, true));
+    assert_eq!(t.addr, Some(intruder));
+}
+
+#[test]
 fn allocator_uses_even_ports_in_range() {
     let a = PortAllocator::new(PortRange {
         low: 40001,

@@ -591,6 +591,13 @@ impl Phone {
     /// Keys `digits` as RFC 4733 events: per key three start packets and three end packets
     /// sharing one timestamp, 20 ms apart, then a 40 ms gap.
     pub async fn press(&mut self, digits: &str) {
+        let socket = self.rtp.clone();
+        self.press_from(&socket, digits).await
+    }
+
+    /// Keys `digits` as `press` does, but from `socket`: a third party who found this call's
+    /// RTP port, keying into the call.
+    pub async fn press_from(&mut self, socket: &UdpSocket, digits: &str) {
         let te = self.te_pt.expect("telephone-event negotiated");
         let to = self.remote_rtp.expect("call established");
         for c in digits.chars() {
@@ -606,7 +613,7 @@ impl Phone {
             w.skip(160 * 6);
             self.writer = w;
             for p in packets {
-                self.rtp.send_to(&p, to).await.ok();
+                socket.send_to(&p, to).await.ok();
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             tokio::time::sleep(Duration::from_millis(40)).await;
