@@ -8,11 +8,17 @@
 #
 # Environment: AGENTS (default 2000), STAY=1 (after_login = "stay"), HASH_MEMORY_KIB and
 # HASH_ITERATIONS (argon2id), PORT (default 5090), EXTRA (more TOML for the gateway), BENCH_LOG
-# (where the gateway's log is copied at the end; default /tmp/agentgw-bench.log).
+# (where the gateway's log is copied at the end; default /tmp/agentgw-bench.log), BIN (a directory
+# holding other agentgw and agentgw-load binaries, e.g. a copy of a previous build, for a
+# before/after pair in one session; default: build target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --bins -q
-bin=$PWD/target/release
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+else
+  cargo build --release --bins -q
+  bin=$PWD/target/release
+fi
 dir=$(mktemp -d)
 trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; cp "$dir/gw.log" "${BENCH_LOG:-/tmp/agentgw-bench.log}" 2>/dev/null; rm -rf "$dir"' EXIT
 port=${PORT:-5090}
@@ -50,7 +56,15 @@ gw=$!
 sleep 1
 cpu() { awk '{print ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$gw/stat"; }
 rss() { awk "/^$1:/ {print \$2}" "/proc/$gw/status"; }
+# CPU seconds by thread kind (the thread name without its number): tokio-rt-worker,
+# agentgw-media, agentgw-hash, sqlx-sqlite-wor…
+threads() {
+  for t in /proc/$gw/task/*; do
+    echo "$(sed 's/-[0-9]*$//' "$t/comm" 2>/dev/null) $(cut -d' ' -f14,15 "$t/stat" 2>/dev/null)"
+  done | awk -v hz="$(getconf CLK_TCK)" 'NF == 3 {c[$1] += ($2 + $3) / hz} END {for (k in c) print k, c[k]}' | sort
+}
 cpu0=$(cpu)
+threads > "$dir/threads0"
 rss0=$(rss VmRSS)
 echo "gateway pid $gw, RSS before: $rss0 KiB; agentgw-load $*" >&2
 set +e
@@ -60,5 +74,7 @@ status=$?
 set -e
 cpu1=$(cpu)
 echo "gateway CPU: $(awk "BEGIN {print $cpu1 - $cpu0}") s; RSS before $rss0 KiB, peak $(rss VmHWM) KiB, after $(rss VmRSS) KiB"
+threads > "$dir/threads1"
+echo "gateway CPU by thread: $(join -a 2 "$dir/threads0" "$dir/threads1" | awk 'NF == 2 {$3 = $2; $2 = 0} {printf "%s %.2f s, ", $1, $3 - $2}' | sed 's/, $//')"
 grep -E "WARN|ERROR" "$dir/gw.log" | sort | uniq -c | sort -rn | head -5 >&2 || true
 exit $status

@@ -101,6 +101,10 @@ impl SqliteStore {
             .pragma("cache_size", "-1024");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // sqlx pings a connection before lending it (a round trip to the connection's
+            // worker thread and back); an embedded database file has no link to lose, and a
+            // broken connection still fails its statement.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await
@@ -656,18 +660,24 @@ impl SqliteStore {
         policy: &LoginPolicy,
     ) -> Result<LoginResult, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let agent_station: Option<String> =
-            sqlx::query_scalar("SELECT station FROM sessions WHERE tenant = ? AND agent = ?")
-                .bind(tenant)
-                .bind(&a.agent.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let station_agent: Option<String> =
-            sqlx::query_scalar("SELECT agent FROM sessions WHERE tenant = ? AND station = ?")
-                .bind(tenant)
-                .bind(&a.station)
-                .fetch_optional(&mut *tx)
-                .await?;
+        // Who holds this agent and who holds this station, in one query (one round trip to
+        // the connection's thread instead of two).
+        let held: Vec<(String, String)> = sqlx::query_as(
+            "SELECT agent, station FROM sessions WHERE tenant = ? AND (agent = ? OR station = ?)",
+        )
+        .bind(tenant)
+        .bind(&a.agent.0)
+        .bind(&a.station)
+        .fetch_all(&mut *tx)
+        .await?;
+        let agent_station = held
+            .iter()
+            .find(|(agent, _)| *agent == a.agent.0)
+            .map(|(_, station)| station.clone());
+        let station_agent = held
+            .iter()
+            .find(|(_, station)| *station == a.station)
+            .map(|(agent, _)| agent.clone());
         let holdings = Holdings {
             agent_station,
             station_agent,
