@@ -7,7 +7,7 @@
 #   scripts/bench.sh [agentgw-load args…]        e.g. scripts/bench.sh --rate 100 --duration 60
 #
 # Environment: AGENTS (default 2000), STAY=1 (after_login = "stay"), HASH_MEMORY_KIB and
-# HASH_ITERATIONS (argon2id), PORT (default 5090), EXTRA (more TOML for the gateway), BENCH_LOG
+# HASH_ITERATIONS (argon2id), MEDIA_RT ([media] realtime_priority), PORT (default 5090), EXTRA (more TOML for the gateway), BENCH_LOG
 # (where the gateway's log is copied at the end; default /tmp/agentgw-bench.log), BIN (a directory
 # holding other agentgw and agentgw-load binaries, e.g. a copy of a previous build, for a
 # before/after pair in one session; default: build target/release).
@@ -32,6 +32,7 @@ max_calls = 20000
 max_call_secs = 3600
 [media]
 rtp_ports = "20000-60000"
+realtime_priority = ${MEDIA_RT:-0}
 [store]
 url = "sqlite://$dir/agentgw.db"
 hash_memory_kib = ${HASH_MEMORY_KIB:-4096}
@@ -58,10 +59,11 @@ cpu() { awk '{print ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$gw/stat"; }
 rss() { awk "/^$1:/ {print \$2}" "/proc/$gw/status"; }
 # CPU seconds by thread kind (the thread name without its number): tokio-rt-worker,
 # agentgw-media, agentgw-hash, sqlx-sqlite-wor…
+# Also their context switches (voluntary + involuntary: each sleep, wake-up or preemption).
 threads() {
   for t in /proc/$gw/task/*; do
-    echo "$(sed 's/-[0-9]*$//' "$t/comm" 2>/dev/null) $(cut -d' ' -f14,15 "$t/stat" 2>/dev/null)"
-  done | awk -v hz="$(getconf CLK_TCK)" 'NF == 3 {c[$1] += ($2 + $3) / hz} END {for (k in c) print k, c[k]}' | sort
+    echo "$(sed 's/-[0-9]*$//' "$t/comm" 2>/dev/null) $(cut -d' ' -f14,15 "$t/stat" 2>/dev/null) $(awk '/ctxt_switches/ {n += $2} END {print n}' "$t/status" 2>/dev/null)"
+  done | awk -v hz="$(getconf CLK_TCK)" 'NF == 4 {c[$1] += ($2 + $3) / hz; x[$1] += $4} END {for (k in c) print k, c[k], x[k]}' | sort
 }
 cpu0=$(cpu)
 threads > "$dir/threads0"
@@ -75,6 +77,6 @@ set -e
 cpu1=$(cpu)
 echo "gateway CPU: $(awk "BEGIN {print $cpu1 - $cpu0}") s; RSS before $rss0 KiB, peak $(rss VmHWM) KiB, after $(rss VmRSS) KiB"
 threads > "$dir/threads1"
-echo "gateway CPU by thread: $(join -a 2 "$dir/threads0" "$dir/threads1" | awk 'NF == 2 {$3 = $2; $2 = 0} {printf "%s %.2f s, ", $1, $3 - $2}' | sed 's/, $//')"
+echo "gateway CPU by thread: $(join -a 2 "$dir/threads0" "$dir/threads1" | awk 'NF == 3 {$5 = $3; $4 = $2; $2 = 0; $3 = 0} {printf "%s %.2f s (%d switches), ", $1, $4 - $2, $5 - $3}' | sed 's/, $//')"
 grep -E "WARN|ERROR" "$dir/gw.log" | sort | uniq -c | sort -rn | head -5 >&2 || true
 exit $status

@@ -370,11 +370,12 @@ impl Drop for PumpRegistration {
 
 impl MediaPump {
     /// Starts the pump: `threads` threads (at least one) of its own, so that the 20 ms
-    /// schedule does not wait behind the async runtime's tasks. They stop when the pump is
-    /// dropped.
+    /// schedule does not wait behind the async runtime's tasks, at SCHED_RR `realtime_priority`
+    /// when it is not 0 (see `Realtime`). They stop when the pump is dropped.
     pub fn start(
         metrics: Arc<crate::metrics::Metrics>,
         threads: usize,
+        realtime_priority: u8,
     ) -> std::io::Result<Arc<MediaPump>> {
         let mut shards = Vec::new();
         for i in 0..threads.max(1) {
@@ -383,7 +384,7 @@ impl MediaPump {
             let (weak, metrics) = (Arc::downgrade(&shard), metrics.clone());
             std::thread::Builder::new()
                 .name(format!("agentgw-media-{i}"))
-                .spawn(move || pump_thread(weak, set, metrics))?;
+                .spawn(move || pump_thread(weak, set, metrics, realtime_priority))?;
             shards.push(shard);
         }
         Ok(Arc::new(MediaPump {
@@ -421,14 +422,110 @@ fn frames_due(next: std::time::Instant, now: std::time::Instant) -> (u64, std::t
     (due, next)
 }
 
+/// A media thread's real-time scheduling (`[media] realtime_priority`). At SCHED_RR the
+/// thread's 20 ms burst of sends is not cut into by other work on the machine, which is what
+/// keeps each call's packets 20 ms apart (BENCHMARKS.md: 2,000 held lines, p99 deviation
+/// 6.5-8.3 ms → 1.3-1.6 ms). But a real-time thread that has more to do than the period
+/// allows would starve everything else (SIP, the store: new calls would fail), so a thread
+/// busy for more than three quarters of every period for `OVERLOAD_TICKS` goes back to normal
+/// scheduling, and takes real time again after `CALM_TICKS` under half.
+struct Realtime {
+    priority: u8,
+    on: bool,
+    busy_ticks: u32,
+    calm_ticks: u32,
+}
+
+/// Ticks (0.5 s) more than three quarters busy before a media thread gives up real-time
+/// priority.
+const OVERLOAD_TICKS: u32 = 25;
+/// Ticks (5 s) under half busy before it takes it again.
+const CALM_TICKS: u32 = 250;
+
+impl Realtime {
+    fn start(priority: u8) -> Realtime {
+        let mut rt = Realtime {
+            priority,
+            on: false,
+            busy_ticks: 0,
+            calm_ticks: 0,
+        };
+        if priority > 0 {
+            match set_scheduling(priority) {
+                Ok(()) => rt.on = true,
+                Err(e) => {
+                    rt.priority = 0;
+                    warn!(error = %e, priority, "cannot give the media thread real-time priority (needs CAP_SYS_NICE, or LimitRTPRIO= and RestrictRealtime=no under systemd); it runs at normal priority");
+                }
+            }
+        }
+        rt
+    }
+
+    /// After each tick: how long its work took.
+    fn after_tick(&mut self, work: Duration) {
+        match self.decide(work) {
+            Some(false) if set_scheduling(0).is_ok() => {
+                self.on = false;
+                warn!(
+                    "a media thread was busy for more than 15 ms of every 20 ms for 0.5 s: it leaves real-time priority so that SIP and the store keep running (the gateway is at its capacity)"
+                );
+            }
+            Some(true) if set_scheduling(self.priority).is_ok() => {
+                self.on = true;
+                info!("a media thread is back at real-time priority");
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether to leave (`Some(false)`) or take again (`Some(true)`) real-time priority after
+    /// a tick whose work took `work`.
+    fn decide(&mut self, work: Duration) -> Option<bool> {
+        use crate::media::player::PTIME;
+        if self.priority == 0 {
+            return None;
+        }
+        let (busy, calm) = (work > PTIME * 3 / 4, work < PTIME / 2);
+        self.busy_ticks = if busy { self.busy_ticks + 1 } else { 0 };
+        self.calm_ticks = if calm { self.calm_ticks + 1 } else { 0 };
+        if self.on && self.busy_ticks >= OVERLOAD_TICKS {
+            Some(false)
+        } else if !self.on && self.calm_ticks >= CALM_TICKS {
+            Some(true)
+        } else {
+            None
+        }
+    }
+}
+
+/// Puts the calling thread at SCHED_RR `priority`, or back to normal scheduling for 0.
+fn set_scheduling(priority: u8) -> std::io::Result<()> {
+    let (policy, priority) = match priority {
+        0 => (libc::SCHED_OTHER, 0),
+        p => (libc::SCHED_RR, i32::from(p)),
+    };
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: pthread_self() is the calling thread, and `param` lives across the call.
+    let r = unsafe { libc::pthread_setschedparam(libc::pthread_self(), policy, &param) };
+    match r {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}
+
 /// One pump thread: every 20 ms, read what arrived, then send a frame for every call.
 fn pump_thread(
     shard: std::sync::Weak<Shard>,
     mut calls: crate::media::poll::SocketSet<CallMedia>,
     metrics: Arc<crate::metrics::Metrics>,
+    realtime_priority: u8,
 ) {
     use crate::media::player::PTIME;
     use std::sync::atomic::Ordering;
+    let mut realtime = Realtime::start(realtime_priority);
     let mut added = Vec::new();
     let mut batch = crate::media::poll::RecvBatch::<RECV_BATCH, MAX_RTP_PACKET>::default();
     let mut next = std::time::Instant::now() + PTIME;
@@ -438,7 +535,8 @@ fn pump_thread(
             std::thread::sleep(next - now);
         }
         let due;
-        (due, next) = frames_due(next, std::time::Instant::now());
+        let tick_start = std::time::Instant::now();
+        (due, next) = frames_due(next, tick_start);
         if due > 1 {
             metrics.media_late_ticks.fetch_add(1, Ordering::Relaxed);
         }
@@ -517,6 +615,7 @@ fn pump_thread(
         if foreign > 0 {
             metrics.rtp_foreign.fetch_add(foreign, Ordering::Relaxed);
         }
+        realtime.after_tick(tick_start.elapsed());
     }
 }
 
@@ -1043,5 +1142,38 @@ mod tests {
         // A long stall: at most MAX_CATCH_UP_FRAMES, and a new schedule from now.
         let late = t0 + PTIME * 40;
         assert_eq!(frames_due(t0, late), (MAX_CATCH_UP_FRAMES, late + PTIME));
+    }
+
+    #[test]
+    fn a_real_time_media_thread_steps_down_when_overloaded_and_back_when_calm() {
+        let mut rt = Realtime {
+            priority: 10,
+            on: true,
+            busy_ticks: 0,
+            calm_ticks: 0,
+        };
+        let (busy, light, middling) = (PTIME * 9 / 10, PTIME / 10, PTIME * 6 / 10);
+        // Busy ticks with a normal one among them: the count starts over.
+        for _ in 0..OVERLOAD_TICKS - 1 {
+            assert_eq!(rt.decide(busy), None);
+        }
+        assert_eq!(rt.decide(middling), None);
+        for _ in 0..OVERLOAD_TICKS - 1 {
+            assert_eq!(rt.decide(busy), None);
+        }
+        assert_eq!(rt.decide(busy), Some(false), "0.5 s over 3/4 busy");
+        rt.on = false;
+        for _ in 0..CALM_TICKS - 1 {
+            assert_eq!(rt.decide(light), None);
+        }
+        assert_eq!(rt.decide(light), Some(true), "5 s under half");
+        // Normal scheduling asked for: never anything to do.
+        let mut off = Realtime {
+            priority: 0,
+            on: false,
+            busy_ticks: 0,
+            calm_ticks: 0,
+        };
+        assert!((0..CALM_TICKS * 2).all(|_| off.decide(light).is_none()));
     }
 }

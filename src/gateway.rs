@@ -109,7 +109,11 @@ impl Gateway {
             store,
             pump: call::MediaPump::start(
                 metrics.clone(),
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                match config.media.threads {
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    n => n,
+                },
+                config.media.realtime_priority,
             )
             .map_err(|e| GatewayError::Media(format!("cannot start the media thread: {e}")))?,
             ports: PortAllocator::new(config.media.rtp_ports),
@@ -203,6 +207,8 @@ impl Gateway {
         }
         if o.media.rtp_ports != n.media.rtp_ports
             || o.media.public_address != n.media.public_address
+            || o.media.threads != n.media.threads
+            || o.media.realtime_priority != n.media.realtime_priority
         {
             needs_restart.push("media");
         }

@@ -857,12 +857,69 @@ fn a_lost_pepper_is_refused_rather_than_silently_replaced() {
 /// The CI smoke run of the load generator: a few hundred complete logins against the real
 /// binary; any call that does not end logged in fails it (the figures are for BENCHMARKS.md,
 /// not for CI).
+/// Whether this process may put a thread at real-time priority (root, CAP_SYS_NICE or an
+/// RLIMIT_RTPRIO): tried on a thread of its own.
+fn realtime_permitted() -> bool {
+    std::thread::spawn(|| {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: the calling thread, which ends right after.
+        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_RR, &param) == 0 }
+    })
+    .join()
+    .unwrap()
+}
+
+/// The scheduling policy and real-time priority of each of `pid`'s threads named `prefix*`
+/// (fields 41 and 40 of /proc/PID/task/TID/stat; the name is read from `comm`).
+fn thread_scheduling(pid: u32, prefix: &str) -> Vec<(u32, u32)> {
+    let mut out = vec![];
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap();
+        // After the ")" closing the name: field 3 on, so field N is at N - 3.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        out.push((
+            fields[41 - 3].parse().unwrap(),
+            fields[40 - 3].parse().unwrap(),
+        ));
+    }
+    out
+}
+
 #[test]
 fn load_smoke_run_every_call_logs_in() {
+    // With three media threads at real-time priority (SCHED_RR 5).
     let d = Daemon::start_with(
-        "[login]\nalready_logged_on = \"replace\"\n[log]\nfilter = \"warn\"\n",
+        "[login]\nalready_logged_on = \"replace\"\n[log]\nfilter = \"warn\"\n\
+         [media]\nthreads = 3\nrealtime_priority = 5\n",
         &[],
     );
+    let media = thread_scheduling(d.child.id(), "agentgw-media-");
+    assert_eq!(media.len(), 3, "{media:?}");
+    if realtime_permitted() {
+        // Each thread sets its own scheduling as it starts.
+        let rr = (libc::SCHED_RR as u32, 5);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut media = media;
+        while !media.iter().all(|&p| p == rr) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            media = thread_scheduling(d.child.id(), "agentgw-media-");
+        }
+        assert!(media.iter().all(|&p| p == rr), "{media:?}");
+    } else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI runs as root: the media threads' real-time priority must be checked"
+        );
+        eprintln!("NOT CHECKED LOUDLY: this user may not use real-time priority; checking the fallback to normal scheduling only");
+        assert!(media.iter().all(|&p| p == (0, 0)), "{media:?}");
+    }
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("agents.csv");
     std::fs::write(&csv, "number,passcode\n1001,1234\n1002,2345\n1003,3456\n").unwrap();
