@@ -462,20 +462,23 @@ impl Realtime {
         rt
     }
 
-    /// After each tick: how long its work took.
-    fn after_tick(&mut self, work: Duration) {
+    /// After each tick: how long its work took. Returns whether the thread changed to real
+    /// time (`Some(true)`) or left it (`Some(false)`).
+    fn after_tick(&mut self, work: Duration) -> Option<bool> {
         match self.decide(work) {
             Some(false) if set_scheduling(0).is_ok() => {
                 self.on = false;
                 warn!(
                     "a media thread was busy for more than 15 ms of every 20 ms for 0.5 s: it leaves real-time priority so that SIP and the store keep running (the gateway is at its capacity)"
                 );
+                Some(false)
             }
             Some(true) if set_scheduling(self.priority).is_ok() => {
                 self.on = true;
                 info!("a media thread is back at real-time priority");
+                Some(true)
             }
-            _ => {}
+            _ => None,
         }
     }
 
@@ -526,6 +529,11 @@ fn pump_thread(
     use crate::media::player::PTIME;
     use std::sync::atomic::Ordering;
     let mut realtime = Realtime::start(realtime_priority);
+    if realtime.on {
+        metrics
+            .media_realtime_threads
+            .fetch_add(1, Ordering::Relaxed);
+    }
     let mut added = Vec::new();
     let mut batch = crate::media::poll::RecvBatch::<RECV_BATCH, MAX_RTP_PACKET>::default();
     let mut next = std::time::Instant::now() + PTIME;
@@ -615,7 +623,15 @@ fn pump_thread(
         if foreign > 0 {
             metrics.rtp_foreign.fetch_add(foreign, Ordering::Relaxed);
         }
-        realtime.after_tick(tick_start.elapsed());
+        match realtime.after_tick(tick_start.elapsed()) {
+            Some(true) => metrics
+                .media_realtime_threads
+                .fetch_add(1, Ordering::Relaxed),
+            Some(false) => metrics
+                .media_realtime_threads
+                .fetch_sub(1, Ordering::Relaxed),
+            None => 0,
+        };
     }
 }
 

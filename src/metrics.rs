@@ -58,6 +58,8 @@ pub struct Metrics {
     pub rtp_foreign: AtomicU64,
     /// Media ticks that started a period or more late (the media threads were short of CPU).
     pub media_late_ticks: AtomicU64,
+    /// Media threads at real-time priority now (`[media] realtime_priority`).
+    pub media_realtime_threads: AtomicU64,
     /// Calls ended, by outcome (the `X-Agentgw-Result` values, plus SIP rejections).
     calls: Mutex<BTreeMap<String, u64>>,
     /// Audit events seen by this process's follower, by event and reason.
@@ -129,6 +131,12 @@ impl Metrics {
             "counter",
             "20 ms media ticks that started a period or more late: the media threads are short of CPU and audio leaves in bursts.",
             self.media_late_ticks.load(Ordering::Relaxed),
+        );
+        one(
+            "agentgw_media_realtime_threads",
+            "gauge",
+            "Media threads at real-time priority now; fewer than configured: some stepped down at capacity (see the log).",
+            self.media_realtime_threads.load(Ordering::Relaxed),
         );
         one(
             "agentgw_webhook_deliveries_total",

@@ -665,6 +665,7 @@ async fn metrics_count_calls_logins_logouts_failures_rtp_and_store_latency() {
         text.contains("agentgw_rtp_foreign_dropped_total "),
         "{text}"
     );
+    assert!(text.contains("agentgw_media_realtime_threads 0"), "{text}");
     assert!(counter("agentgw_store_query_seconds_count") >= 4, "{text}");
 }
 

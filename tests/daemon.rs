@@ -912,6 +912,11 @@ fn load_smoke_run_every_call_logs_in() {
             media = thread_scheduling(d.child.id(), "agentgw-media-");
         }
         assert!(media.iter().all(|&p| p == rr), "{media:?}");
+        let (_, metrics) = d.http("GET", "/metrics", Some(&d.token()));
+        assert!(
+            metrics.contains("agentgw_media_realtime_threads 3"),
+            "{metrics}"
+        );
     } else {
         assert!(
             std::env::var("CI").is_err(),
