@@ -176,6 +176,23 @@ pub struct SipConfig {
     /// Ring (180) this long before answering; 0 answers at once. Some PBXs want to see ringing,
     /// and it gives a caller's CANCEL time to arrive before the answer.
     pub answer_after_ms: u64,
+    /// Threads of the async runtime (SIP transactions, the calls' tasks, the admin API);
+    /// 0: half the cores, at least one. The media, the passcode hashes and SQLite have
+    /// threads of their own.
+    pub threads: usize,
+}
+
+impl SipConfig {
+    /// The async runtime's thread count: `threads`, or half the cores (at least one) for 0.
+    /// Half, because a login's async work is a short hop per SIP message or key, and every
+    /// extra runtime thread is one more to wake: on 2 cores one thread spends 21% less CPU
+    /// on it than two (BENCHMARKS.md) with no loss of latency at 200 logins/s.
+    pub fn runtime_threads(&self) -> usize {
+        match self.threads {
+            0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
+            n => n,
+        }
+    }
 }
 
 impl Default for SipConfig {
@@ -188,6 +205,7 @@ impl Default for SipConfig {
             max_calls: 5000,
             max_call_secs: 300,
             answer_after_ms: 0,
+            threads: 0,
         }
     }
 }
@@ -524,7 +542,7 @@ impl Config {
             )
         };
         let mut out = format!(
-            "[sip]\nlisten = {}\nmax_calls = {}\nmax_call_secs = {}\nanswer_after_ms = {}\n\n\
+            "[sip]\nlisten = {}\nmax_calls = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nthreads = {}\n\n\
              [media]\nrtp_ports = \"{}-{}\"\npublic_address = {}\nstrict_rtp = {}\nthreads = {}\nrealtime_priority = {}\n\n\
              [store]\nurl = {url:?}\nhash_memory_kib = {}\nhash_iterations = {}\npepper_file = {}\n\n[admin]\nlisten = \"{}\"\n\n\
              [prompts]\ndir = {}\nlanguage = {:?}\n\n\
@@ -538,6 +556,10 @@ impl Config {
             self.sip.max_calls,
             self.sip.max_call_secs,
             self.sip.answer_after_ms,
+            match self.sip.threads {
+                0 => format!("0 (half the cores: {})", self.sip.runtime_threads()),
+                n => n.to_string(),
+            },
             self.media.rtp_ports.low,
             self.media.rtp_ports.high,
             self.media.public_address.map_or("(the address the INVITE came in on)".to_string(), |a| format!("{:?}", a.to_string())),
@@ -687,6 +709,9 @@ impl Config {
         }
         if self.gateway.drain_secs > 3600 {
             return invalid("gateway.drain_secs", "must be at most 3600");
+        }
+        if self.sip.threads > 256 {
+            return invalid("sip.threads", "must be at most 256 (0: half the cores)");
         }
         if self.media.threads > 64 {
             return invalid("media.threads", "must be at most 64 (0: one per core)");
@@ -862,6 +887,16 @@ mod tests {
         let e = Config::parse("[sip]\nlisten = [\"sctp:0.0.0.0:5060\"]\n", "a.toml").unwrap_err();
         assert!(e.to_string().starts_with("a.toml: sip.listen[0]: "), "{e}");
         assert!(e.to_string().contains("udp, tcp"), "{e}");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(Config::default().sip.runtime_threads(), (cores / 2).max(1));
+        let c = Config::parse("[sip]\nthreads = 3\n", "a.toml").unwrap();
+        assert_eq!(c.sip.runtime_threads(), 3);
+        let e = Config::parse("[sip]\nthreads = 1000\n", "a.toml").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a.toml: sip.threads: must be at most 256"),
+            "{e}"
+        );
         let e = Config::parse("[media]\nrealtime_priority = 100\n", "a.toml").unwrap_err();
         assert!(
             e.to_string()

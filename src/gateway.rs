@@ -202,6 +202,9 @@ impl Gateway {
         if o.sip.max_calls != n.sip.max_calls {
             needs_restart.push("sip.max_calls");
         }
+        if o.sip.threads != n.sip.threads {
+            needs_restart.push("sip.threads");
+        }
         if o.store.url != n.store.url {
             needs_restart.push("store.url");
         }

@@ -209,14 +209,23 @@ fn init_logging(filter: &str, json: bool) {
 }
 
 fn main() -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Command::Serve { .. } = cli.command {
+        // `[sip] threads` (a file that does not load is reported by `run`).
+        if let Ok(config) = load_config(&cli) {
+            runtime.worker_threads(config.sip.runtime_threads());
+        }
+    }
+    let runtime = match runtime.build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("Error: cannot start the runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The message is for the administrator: no backtrace.
@@ -226,8 +235,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> Result<()> {
-    let cli = Cli::parse();
+async fn run(cli: Cli) -> Result<()> {
     if let Command::Config(ConfigCommand::Check { file }) = &cli.command {
         return config_check(file.as_ref().or(cli.config.as_ref()));
     }

@@ -902,6 +902,10 @@ fn load_smoke_run_every_call_logs_in() {
     );
     let media = thread_scheduling(d.child.id(), "agentgw-media-");
     assert_eq!(media.len(), 3, "{media:?}");
+    // The async runtime: `[sip] threads` unset, half the cores (at least one).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = thread_scheduling(d.child.id(), "tokio-rt-worker");
+    assert_eq!(workers.len(), (cores / 2).max(1), "{workers:?}");
     if realtime_permitted() {
         // Each thread sets its own scheduling as it starts.
         let rr = (libc::SCHED_RR as u32, 5);
