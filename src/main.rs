@@ -210,22 +210,24 @@ fn init_logging(filter: &str, json: bool) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Command::Serve { .. } = cli.command {
-        // `[sip] threads` (a file that does not load is reported by `run`).
-        if let Ok(config) = load_config(&cli) {
-            runtime.worker_threads(config.sip.runtime_threads());
+    let result = match &cli.command {
+        Command::Config(ConfigCommand::Check { file }) => {
+            config_check(file.as_ref().or(cli.config.as_ref()))
         }
-    }
-    let runtime = match runtime.build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("Error: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        // The file is read once, before the runtime, whose size it sets (`[sip] threads`).
+        _ => load_config(&cli).and_then(|config| {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            runtime.enable_all();
+            if let Command::Serve { .. } = cli.command {
+                runtime.worker_threads(config.sip.runtime_threads());
+            }
+            let runtime = runtime
+                .build()
+                .map_err(|e| anyhow!("cannot start the runtime: {e}"))?;
+            runtime.block_on(run(cli, config))
+        }),
     };
-    match runtime.block_on(run(cli)) {
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The message is for the administrator: no backtrace.
@@ -235,11 +237,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    if let Command::Config(ConfigCommand::Check { file }) = &cli.command {
-        return config_check(file.as_ref().or(cli.config.as_ref()));
-    }
-    let config = load_config(&cli)?;
+async fn run(cli: Cli, config: Config) -> Result<()> {
     if cli.tenant != agentgw::store::DEFAULT_TENANT
         && !config.tenant.iter().any(|t| t.name == cli.tenant)
     {

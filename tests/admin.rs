@@ -7,7 +7,7 @@ use agentgw::media::prompts::PromptId;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::{http, start_gateway_with, EventStream, Phone, PhoneOptions};
+use support::{http, metric, start_gateway_with, EventStream, Phone, PhoneOptions};
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
@@ -603,11 +603,7 @@ async fn webhooks_are_signed_retried_and_a_dead_endpoint_never_slows_a_login() {
     assert_eq!(got_events[3], ("logout".to_string(), "1002".to_string()));
     // The dead endpoint's queue (2) overflowed: dropped and counted; logins were unaffected.
     let (_, metrics) = http(admin, "GET", "/metrics", Some(&token), None).await;
-    let dropped: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("agentgw_webhook_dropped_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let dropped = metric(&metrics, "agentgw_webhook_dropped_total").unwrap();
     assert!(dropped >= 1, "{metrics}");
     assert!(
         metrics.contains("agentgw_webhook_deliveries_total 4"),
@@ -652,12 +648,7 @@ async fn metrics_count_calls_logins_logouts_failures_rtp_and_store_latency() {
     ] {
         assert!(text.lines().any(|l| l == want), "{want} missing:\n{text}");
     }
-    let counter = |name: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let counter = |name: &str| metric(&text, name).unwrap_or(0);
     assert!(counter("agentgw_rtp_packets_sent_total") > 50, "{text}");
     assert!(counter("agentgw_rtp_packets_received_total") > 10, "{text}");
     assert!(text.contains("agentgw_media_late_ticks_total "), "{text}");

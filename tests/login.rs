@@ -385,10 +385,7 @@ async fn intruder_keys(strict: bool) -> (Option<String>, Vec<String>, u64) {
         .collect();
     let (admin, token) = gw.start_admin().await;
     let (_, metrics) = http(admin, "GET", "/metrics", Some(&token), None).await;
-    let dropped = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("agentgw_rtp_foreign_dropped_total "))
-        .and_then(|v| v.trim().parse().ok())
+    let dropped = metric(&metrics, "agentgw_rtp_foreign_dropped_total")
         .expect("agentgw_rtp_foreign_dropped_total in /metrics");
     (result, agents, dropped)
 }

@@ -934,6 +934,13 @@ fn frame_tcp(buf: &[u8]) -> Option<(SipMsg, usize)> {
 
 /// One HTTP/1.1 request (Connection: close); the status and the body (chunked bodies
 /// decoded).
+/// The value of the unlabelled counter or gauge `name` in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 pub async fn http(
     addr: SocketAddr,
     method: &str,
