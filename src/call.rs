@@ -341,6 +341,127 @@ impl Line {
 pub struct MediaPump {
     shards: Vec<Arc<Shard>>,
     next: std::sync::atomic::AtomicUsize,
+    /// Signs that work at normal priority is short of CPU, for the real-time media threads.
+    pub starvation: Arc<Starvation>,
+    /// Whether the media threads were asked to run at real-time priority.
+    pub realtime: bool,
+}
+
+/// Signs that the work at normal priority (the async runtime's SIP and call tasks, the
+/// hashing threads, the store) is not getting the CPU: the media threads at real-time
+/// priority see each sign once and step down (see `Realtime`). Without this a storm past the
+/// machine's capacity failed calls that normal priority would have logged in late
+/// (BENCHMARKS.md: 300/s, 224 of 9,001), because a media thread's own tick stayed under its
+/// 15 ms limit while SIP and the hash waited.
+#[derive(Debug)]
+pub struct Starvation {
+    start: std::time::Instant,
+    /// Milliseconds since `start` at the last sign, plus one (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+    /// Milliseconds since `start` at the runtime's last heartbeat, plus one (0: none yet),
+    /// and the last heartbeat already reported as overdue.
+    beat: std::sync::atomic::AtomicU64,
+    beat_reported: std::sync::atomic::AtomicU64,
+    /// What the last sign was (`SIGN_RUNTIME` or `SIGN_CHECK`) and by how much, for the log.
+    last_what: std::sync::atomic::AtomicU8,
+    last_late_ms: std::sync::atomic::AtomicU64,
+    /// Counts the signs (`agentgw_media_starvation_signs_total`).
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// The kinds of sign.
+pub const SIGN_RUNTIME: u8 = 0;
+pub const SIGN_CHECK: u8 = 1;
+
+/// The async runtime is starved when its heartbeat (every `HEARTBEAT`) runs later than this.
+pub const RUNTIME_LATE: Duration = Duration::from_millis(100);
+const HEARTBEAT: Duration = Duration::from_millis(50);
+/// A login check (the store and the hash) taking longer than this is a sign too: the caller
+/// has been waiting for the result since the last key (two seconds of silence after the
+/// last key is where a caller starts to think the line is dead).
+pub const CHECK_SLOW: Duration = Duration::from_secs(2);
+
+impl Starvation {
+    fn new(metrics: Arc<crate::metrics::Metrics>) -> Starvation {
+        Starvation {
+            start: std::time::Instant::now(),
+            last: Default::default(),
+            beat: Default::default(),
+            beat_reported: Default::default(),
+            last_what: Default::default(),
+            last_late_ms: Default::default(),
+            metrics,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Records a sign: `what` (`SIGN_RUNTIME`, `SIGN_CHECK`) was `late`.
+    pub fn sign(&self, what: u8, late: Duration) {
+        use std::sync::atomic::Ordering;
+        self.last_what.store(what, Ordering::Relaxed);
+        self.last_late_ms
+            .store(late.as_millis() as u64, Ordering::Relaxed);
+        self.last.store(self.now_ms(), Ordering::Relaxed);
+        self.metrics
+            .media_starvation_signs
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The last sign, for the log.
+    fn describe(&self) -> String {
+        use std::sync::atomic::Ordering;
+        let late = self.last_late_ms.load(Ordering::Relaxed);
+        match self.last_what.load(Ordering::Relaxed) {
+            SIGN_RUNTIME => format!("the async runtime was {late} ms late"),
+            _ => format!("a login check took {late} ms"),
+        }
+    }
+
+    /// The runtime's heartbeat ran.
+    fn beat(&self) {
+        self.beat
+            .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Called by the media threads every tick: while the runtime is starved its heartbeat
+    /// cannot run to say so, so an overdue heartbeat is a sign too (once per heartbeat).
+    fn check_heartbeat(&self) {
+        use std::sync::atomic::Ordering;
+        let beat = self.beat.load(Ordering::Relaxed);
+        if beat == 0 {
+            return;
+        }
+        let overdue =
+            Duration::from_millis(self.now_ms().saturating_sub(beat)).saturating_sub(HEARTBEAT);
+        if overdue >= RUNTIME_LATE && self.beat_reported.swap(beat, Ordering::Relaxed) != beat {
+            self.sign(SIGN_RUNTIME, overdue);
+        }
+    }
+
+    /// The last sign (0: none); a new value means a new sign.
+    fn last(&self) -> u64 {
+        self.last.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The async runtime's heartbeat: a sign of starvation whenever it wakes `RUNTIME_LATE` or
+/// more after it asked to (and the media threads give one when it is that overdue). Runs
+/// while the gateway runs (only when media is real-time).
+pub async fn watch_runtime(starvation: Arc<Starvation>) {
+    let mut due = tokio::time::Instant::now() + HEARTBEAT;
+    loop {
+        starvation.beat();
+        tokio::time::sleep_until(due).await;
+        let now = tokio::time::Instant::now();
+        let late = now.saturating_duration_since(due);
+        if late >= RUNTIME_LATE {
+            starvation.sign(SIGN_RUNTIME, late);
+        }
+        due = now + HEARTBEAT;
+    }
 }
 
 /// Calls handed to one pump thread, waiting for its next tick.
@@ -378,18 +499,22 @@ impl MediaPump {
         realtime_priority: u8,
     ) -> std::io::Result<Arc<MediaPump>> {
         let mut shards = Vec::new();
+        let starvation = Arc::new(Starvation::new(metrics.clone()));
         for i in 0..threads.max(1) {
             let shard = Arc::new(Shard::default());
             let set = crate::media::poll::SocketSet::new()?;
             let (weak, metrics) = (Arc::downgrade(&shard), metrics.clone());
+            let starvation = starvation.clone();
             std::thread::Builder::new()
                 .name(format!("agentgw-media-{i}"))
-                .spawn(move || pump_thread(weak, set, metrics, realtime_priority))?;
+                .spawn(move || pump_thread(weak, set, metrics, realtime_priority, starvation))?;
             shards.push(shard);
         }
         Ok(Arc::new(MediaPump {
             shards,
             next: Default::default(),
+            starvation,
+            realtime: realtime_priority > 0,
         }))
     }
 
@@ -428,12 +553,22 @@ fn frames_due(next: std::time::Instant, now: std::time::Instant) -> (u64, std::t
 /// 6.5-8.3 ms → 1.3-1.6 ms). But a real-time thread that has more to do than the period
 /// allows would starve everything else (SIP, the store: new calls would fail), so a thread
 /// busy for more than three quarters of every period for `OVERLOAD_TICKS` goes back to normal
-/// scheduling, and takes real time again after `CALM_TICKS` under half.
+/// scheduling, and so does a thread that sees a sign of `Starvation` (the rest of the gateway
+/// short of CPU while the media threads are not). It takes real time again after
+/// `CALM_TICKS` under half busy with no sign, and twice as many each time it had to step down
+/// again within `STABLE_TICKS` of taking it (up to `MAX_CALM_TICKS`), so that a gateway at its
+/// capacity does not swing in and out of real time every few seconds.
 struct Realtime {
     priority: u8,
     on: bool,
     busy_ticks: u32,
     calm_ticks: u32,
+    /// Calm ticks needed before taking real time again.
+    calm_needed: u32,
+    /// Ticks at real time since it last took it.
+    ticks_on: u32,
+    /// Whether it has stepped down before.
+    stepped_down: bool,
 }
 
 /// Ticks (0.5 s) more than three quarters busy before a media thread gives up real-time
@@ -441,15 +576,23 @@ struct Realtime {
 const OVERLOAD_TICKS: u32 = 25;
 /// Ticks (5 s) under half busy before it takes it again.
 const CALM_TICKS: u32 = 250;
+/// Ticks (60 s) at real time after which a step-down starts the calm time afresh.
+const STABLE_TICKS: u32 = 3000;
+/// The longest calm time (5 min 20 s).
+const MAX_CALM_TICKS: u32 = CALM_TICKS * 64;
+
+/// Why a media thread left real time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepDown {
+    /// Its own tick took most of the period.
+    Busy,
+    /// The rest of the gateway was short of CPU.
+    Starved,
+}
 
 impl Realtime {
     fn start(priority: u8) -> Realtime {
-        let mut rt = Realtime {
-            priority,
-            on: false,
-            busy_ticks: 0,
-            calm_ticks: 0,
-        };
+        let mut rt = Realtime::new(priority, false);
         if priority > 0 {
             match set_scheduling(priority) {
                 Ok(()) => rt.on = true,
@@ -462,18 +605,40 @@ impl Realtime {
         rt
     }
 
-    /// After each tick: how long its work took. Returns whether the thread changed to real
-    /// time (`Some(true)`) or left it (`Some(false)`).
-    fn after_tick(&mut self, work: Duration) -> Option<bool> {
-        match self.decide(work) {
-            Some(false) if set_scheduling(0).is_ok() => {
+    fn new(priority: u8, on: bool) -> Realtime {
+        Realtime {
+            priority,
+            on,
+            busy_ticks: 0,
+            calm_ticks: 0,
+            calm_needed: CALM_TICKS,
+            ticks_on: 0,
+            stepped_down: false,
+        }
+    }
+
+    /// After each tick: how long its work took, and whether a sign of starvation came in
+    /// since the last tick. Returns whether the thread changed to real time (`Some(true)`)
+    /// or left it (`Some(false)`).
+    fn after_tick(&mut self, work: Duration, starved: Option<&Starvation>) -> Option<bool> {
+        match self.decide(work, starved.is_some()) {
+            Some(Err(why)) if set_scheduling(0).is_ok() => {
                 self.on = false;
-                warn!(
-                    "a media thread was busy for more than 15 ms of every 20 ms for 0.5 s: it leaves real-time priority so that SIP and the store keep running (the gateway is at its capacity)"
-                );
+                let calm_s = self.calm_needed / 50;
+                match why {
+                    StepDown::Busy => warn!(
+                        calm_s,
+                        "a media thread was busy for more than 15 ms of every 20 ms for 0.5 s: it leaves real-time priority so that SIP and the store keep running (the gateway is at its capacity)"
+                    ),
+                    StepDown::Starved => warn!(
+                        calm_s,
+                        sign = starved.map(Starvation::describe).unwrap_or_default(),
+                        "SIP or the login checks are short of CPU: a media thread leaves real-time priority (the gateway is at its capacity)"
+                    ),
+                }
                 Some(false)
             }
-            Some(true) if set_scheduling(self.priority).is_ok() => {
+            Some(Ok(())) if set_scheduling(self.priority).is_ok() => {
                 self.on = true;
                 info!("a media thread is back at real-time priority");
                 Some(true)
@@ -482,20 +647,35 @@ impl Realtime {
         }
     }
 
-    /// Whether to leave (`Some(false)`) or take again (`Some(true)`) real-time priority after
-    /// a tick whose work took `work`.
-    fn decide(&mut self, work: Duration) -> Option<bool> {
+    /// Whether to leave (`Some(Err(why))`) or take again (`Some(Ok(()))`) real-time priority
+    /// after a tick whose work took `work`, `starved` if a sign came in since the last tick.
+    fn decide(&mut self, work: Duration, starved: bool) -> Option<Result<(), StepDown>> {
         use crate::media::player::PTIME;
         if self.priority == 0 {
             return None;
         }
-        let (busy, calm) = (work > PTIME * 3 / 4, work < PTIME / 2);
+        let (busy, calm) = (work > PTIME * 3 / 4, work < PTIME / 2 && !starved);
         self.busy_ticks = if busy { self.busy_ticks + 1 } else { 0 };
         self.calm_ticks = if calm { self.calm_ticks + 1 } else { 0 };
-        if self.on && self.busy_ticks >= OVERLOAD_TICKS {
-            Some(false)
-        } else if !self.on && self.calm_ticks >= CALM_TICKS {
-            Some(true)
+        if self.on {
+            self.ticks_on = self.ticks_on.saturating_add(1);
+            let why = if starved {
+                StepDown::Starved
+            } else if self.busy_ticks >= OVERLOAD_TICKS {
+                StepDown::Busy
+            } else {
+                return None;
+            };
+            self.calm_needed = match self.stepped_down && self.ticks_on < STABLE_TICKS {
+                true => (self.calm_needed * 2).min(MAX_CALM_TICKS),
+                false => CALM_TICKS,
+            };
+            self.stepped_down = true;
+            self.calm_ticks = 0;
+            Some(Err(why))
+        } else if self.calm_ticks >= self.calm_needed {
+            self.ticks_on = 0;
+            Some(Ok(()))
         } else {
             None
         }
@@ -525,10 +705,12 @@ fn pump_thread(
     mut calls: crate::media::poll::SocketSet<CallMedia>,
     metrics: Arc<crate::metrics::Metrics>,
     realtime_priority: u8,
+    starvation: Arc<Starvation>,
 ) {
     use crate::media::player::PTIME;
     use std::sync::atomic::Ordering;
     let mut realtime = Realtime::start(realtime_priority);
+    let mut last_sign = starvation.last();
     if realtime.on {
         metrics
             .media_realtime_threads
@@ -623,7 +805,13 @@ fn pump_thread(
         if foreign > 0 {
             metrics.rtp_foreign.fetch_add(foreign, Ordering::Relaxed);
         }
-        match realtime.after_tick(tick_start.elapsed()) {
+        if realtime.priority > 0 {
+            starvation.check_heartbeat();
+        }
+        let sign = starvation.last();
+        let starved = (sign != last_sign).then_some(&*starvation);
+        last_sign = sign;
+        match realtime.after_tick(tick_start.elapsed(), starved) {
             Some(true) => metrics
                 .media_realtime_threads
                 .fetch_add(1, Ordering::Relaxed),
@@ -739,6 +927,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let mut flow = Flow::with_mode(settings.flow.clone(), mode);
     let _pumped = ctx.pump.add(&media.shared);
     let mut check: Option<JoinHandle<Result<CheckOutcome, StoreError>>> = None;
+    let mut check_started: Option<std::time::Instant> = None;
     let mut started = false;
     let mut hung_up = false;
     let mut agent: Option<String> = None;
@@ -780,7 +969,11 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 call_deadline
             });
         }
+        // In this order: what happened before a timer fires, when both are ready at once (the
+        // task ran late, the machine at its capacity), so that keys that came in before the
+        // digit timeout are taken, not cut off by it.
         tokio::select! {
+            biased;
             ev = call.events.recv() => match ev {
                 None | Some(SipEvent::Hangup) => {
                     hung_up = true;
@@ -833,11 +1026,14 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     flow.handle(Input::PromptDone(done), std::time::Instant::now());
                 }
             },
-            _ = &mut flow_timer, if flow_timer_at.is_some() => {
-                flow.handle_timeout(std::time::Instant::now());
-            },
             r = join_opt(&mut check) => {
                 check = None;
+                if let Some(t) = check_started.take() {
+                    let took = t.elapsed();
+                    if took > CHECK_SLOW && ctx.pump.realtime {
+                        ctx.pump.starvation.sign(SIGN_CHECK, took);
+                    }
+                }
                 let result = match r {
                     Ok(Ok(outcome)) => {
                         // Right credentials: from now on the agent's own language, if any.
@@ -867,6 +1063,9 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                     LineEvent::Shutdown => Input::Shutdown,
                 };
                 flow.handle(input, std::time::Instant::now());
+            },
+            _ = &mut flow_timer, if flow_timer_at.is_some() => {
+                flow.handle_timeout(std::time::Instant::now());
             },
             _ = &mut end_timer => {
                 flow.handle(Input::TimeLimit, std::time::Instant::now());
@@ -906,6 +1105,8 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                             .unwrap_or(true);
                     let (policy2, store2, language2) =
                         (policy.clone(), store.clone(), agent_language.clone());
+                    // Timed for the real-time media threads' guard (refusals wait on purpose).
+                    check_started = allowed.then(std::time::Instant::now);
                     check = Some(tokio::spawn(async move {
                         if !allowed {
                             // Not told why, and slowed down: no agent number can be learned.
@@ -1162,34 +1363,116 @@ mod tests {
 
     #[test]
     fn a_real_time_media_thread_steps_down_when_overloaded_and_back_when_calm() {
-        let mut rt = Realtime {
-            priority: 10,
-            on: true,
-            busy_ticks: 0,
-            calm_ticks: 0,
-        };
+        let mut rt = Realtime::new(10, true);
         let (busy, light, middling) = (PTIME * 9 / 10, PTIME / 10, PTIME * 6 / 10);
         // Busy ticks with a normal one among them: the count starts over.
         for _ in 0..OVERLOAD_TICKS - 1 {
-            assert_eq!(rt.decide(busy), None);
+            assert_eq!(rt.decide(busy, false), None);
         }
-        assert_eq!(rt.decide(middling), None);
+        assert_eq!(rt.decide(middling, false), None);
         for _ in 0..OVERLOAD_TICKS - 1 {
-            assert_eq!(rt.decide(busy), None);
+            assert_eq!(rt.decide(busy, false), None);
         }
-        assert_eq!(rt.decide(busy), Some(false), "0.5 s over 3/4 busy");
+        assert_eq!(
+            rt.decide(busy, false),
+            Some(Err(StepDown::Busy)),
+            "0.5 s over 3/4 busy"
+        );
         rt.on = false;
         for _ in 0..CALM_TICKS - 1 {
-            assert_eq!(rt.decide(light), None);
+            assert_eq!(rt.decide(light, false), None);
         }
-        assert_eq!(rt.decide(light), Some(true), "5 s under half");
+        assert_eq!(rt.decide(light, false), Some(Ok(())), "5 s under half");
         // Normal scheduling asked for: never anything to do.
-        let mut off = Realtime {
-            priority: 0,
-            on: false,
-            busy_ticks: 0,
-            calm_ticks: 0,
-        };
-        assert!((0..CALM_TICKS * 2).all(|_| off.decide(light).is_none()));
+        let mut off = Realtime::new(0, false);
+        assert!((0..CALM_TICKS * 2).all(|_| off.decide(light, true).is_none()));
+    }
+
+    #[test]
+    fn a_real_time_media_thread_steps_down_when_the_rest_of_the_gateway_starves() {
+        let light = PTIME / 10;
+        let mut rt = Realtime::new(10, true);
+        assert_eq!(rt.decide(light, false), None);
+        // Its own ticks are light, but SIP or the checks are late: at once.
+        assert_eq!(rt.decide(light, true), Some(Err(StepDown::Starved)));
+        rt.on = false;
+        // A sign while at normal priority starts the calm time over.
+        for _ in 0..CALM_TICKS - 10 {
+            assert_eq!(rt.decide(light, false), None);
+        }
+        assert_eq!(rt.decide(light, true), None);
+        for _ in 0..CALM_TICKS - 1 {
+            assert_eq!(rt.decide(light, false), None);
+        }
+        assert_eq!(rt.decide(light, false), Some(Ok(())));
+        rt.on = true;
+        // Starved again soon after: twice the calm time, then four times.
+        for (n, calm) in [(1, CALM_TICKS * 2), (2, CALM_TICKS * 4)] {
+            for _ in 0..100 {
+                assert_eq!(rt.decide(light, false), None);
+            }
+            assert_eq!(
+                rt.decide(light, true),
+                Some(Err(StepDown::Starved)),
+                "step-down {n}"
+            );
+            rt.on = false;
+            for _ in 0..calm - 1 {
+                assert_eq!(rt.decide(light, false), None);
+            }
+            assert_eq!(
+                rt.decide(light, false),
+                Some(Ok(())),
+                "back after {calm} ticks"
+            );
+            rt.on = true;
+        }
+        // A minute at real time: the next step-down waits the first calm time again.
+        for _ in 0..STABLE_TICKS {
+            assert_eq!(rt.decide(light, false), None);
+        }
+        assert_eq!(rt.decide(light, true), Some(Err(StepDown::Starved)));
+        rt.on = false;
+        for _ in 0..CALM_TICKS - 1 {
+            assert_eq!(rt.decide(light, false), None);
+        }
+        assert_eq!(rt.decide(light, false), Some(Ok(())));
+    }
+
+    #[test]
+    fn starvation_signs_are_new_values() {
+        let metrics: Arc<crate::metrics::Metrics> = Arc::default();
+        let s = Starvation::new(metrics.clone());
+        assert_eq!(s.last(), 0);
+        s.sign(SIGN_RUNTIME, Duration::from_millis(150));
+        let first = s.last();
+        assert_eq!(s.describe(), "the async runtime was 150 ms late");
+        assert_ne!(first, 0);
+        std::thread::sleep(Duration::from_millis(2));
+        s.sign(SIGN_CHECK, Duration::from_millis(1500));
+        assert_ne!(s.last(), first);
+        assert_eq!(s.describe(), "a login check took 1500 ms");
+        let signs = &metrics.media_starvation_signs;
+        assert_eq!(signs.load(std::sync::atomic::Ordering::Relaxed), 2);
+        // The heartbeat: no sign before the first beat, none while it is on time, one when
+        // it is overdue (however many times the media threads look), and a new one for the
+        // next overdue beat.
+        let before = s.last();
+        s.check_heartbeat();
+        s.beat();
+        s.check_heartbeat();
+        assert_eq!(s.last(), before);
+        std::thread::sleep(HEARTBEAT + RUNTIME_LATE + Duration::from_millis(20));
+        s.check_heartbeat();
+        let overdue = s.last();
+        assert_ne!(overdue, before);
+        assert!(s.describe().starts_with("the async runtime was "));
+        s.check_heartbeat();
+        assert_eq!(s.last(), overdue);
+        s.beat();
+        std::thread::sleep(HEARTBEAT + RUNTIME_LATE + Duration::from_millis(20));
+        s.check_heartbeat();
+        assert_ne!(s.last(), overdue);
+        assert_eq!(signs.load(std::sync::atomic::Ordering::Relaxed), 4);
     }
 }

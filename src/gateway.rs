@@ -133,6 +133,9 @@ impl Gateway {
         tokio::spawn(call::drop_ended_lines(ctx.clone(), events.subscribe()));
         tokio::spawn(count_events(ctx.metrics.clone(), events.subscribe()));
         tokio::spawn(expire_sessions(ctx.store.clone(), session_max));
+        if ctx.pump.realtime {
+            tokio::spawn(call::watch_runtime(ctx.pump.starvation.clone()));
+        }
         let call_ctx = ctx.clone();
         tokio::spawn(async move {
             while let Some((incoming, slot)) = calls.recv().await {

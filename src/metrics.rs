@@ -60,6 +60,9 @@ pub struct Metrics {
     pub media_late_ticks: AtomicU64,
     /// Media threads at real-time priority now (`[media] realtime_priority`).
     pub media_realtime_threads: AtomicU64,
+    /// Signs that work at normal priority was short of CPU (the async runtime woke late, or a
+    /// login check was slow), counted only with real-time media.
+    pub media_starvation_signs: AtomicU64,
     /// Calls ended, by outcome (the `X-Agentgw-Result` values, plus SIP rejections).
     calls: Mutex<BTreeMap<String, u64>>,
     /// Audit events seen by this process's follower, by event and reason.
@@ -137,6 +140,12 @@ impl Metrics {
             "gauge",
             "Media threads at real-time priority now; fewer than configured: some stepped down at capacity (see the log).",
             self.media_realtime_threads.load(Ordering::Relaxed),
+        );
+        one(
+            "agentgw_media_starvation_signs_total",
+            "counter",
+            "With real-time media: times SIP or a login check was short of CPU (the async runtime woke 100 ms late, or a login check took over 2 s); each makes the real-time media threads step down.",
+            self.media_starvation_signs.load(Ordering::Relaxed),
         );
         one(
             "agentgw_webhook_deliveries_total",

@@ -950,3 +950,111 @@ fn load_smoke_run_every_call_logs_in() {
     assert_eq!(summary["setup"]["count"], 200);
     assert_eq!(summary["rtp_lost"], 0, "{summary}");
 }
+
+/// The TIDs of `pid`'s threads named `prefix*`.
+fn thread_ids(pid: u32, prefix: &str) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+        })
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Pins thread `tid` (0: the calling thread) to CPU 0.
+fn pin_to_cpu0(tid: i32) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it; the kernel reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity({tid}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[test]
+fn real_time_media_steps_down_while_sip_is_starved_and_comes_back() {
+    if !realtime_permitted() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI runs as root: the real-time guard must be checked"
+        );
+        eprintln!("NOT RUN LOUDLY: this user may not use real-time priority, which the test needs to starve the gateway's async runtime");
+        return;
+    }
+    let d = Daemon::start_with(
+        "[log]\nfilter = \"warn\"\n[media]\nthreads = 1\nrealtime_priority = 5\n",
+        &[],
+    );
+    let gauge = |d: &Daemon, name: &str| {
+        let (_, metrics) = d.http("GET", "/metrics", Some(&d.token()));
+        support::metric(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let wait_for = |d: &Daemon, name: &str, want: u64, within: Duration| {
+        let deadline = Instant::now() + within;
+        while gauge(d, name) != want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(gauge(d, name), want, "{name} after {within:?}");
+    };
+    wait_for(
+        &d,
+        "agentgw_media_realtime_threads",
+        1,
+        Duration::from_secs(5),
+    );
+    // Idle: the heartbeat is on time, no sign.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(gauge(&d, "agentgw_media_starvation_signs_total"), 0);
+
+    // Starve the async runtime: its worker pinned to CPU 0, where a real-time busy loop
+    // (SCHED_FIFO 1, below the media thread's 5) runs for 800 ms.
+    let workers = thread_ids(d.child.id(), "tokio-rt-worker");
+    assert!(!workers.is_empty());
+    for &tid in &workers {
+        pin_to_cpu0(tid);
+    }
+    let pid = d.child.id();
+    let during = std::thread::spawn(move || {
+        pin_to_cpu0(0);
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: the calling thread, which ends after the loop.
+        let r =
+            unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+        assert_eq!(r, 0);
+        let start = Instant::now();
+        // The media thread's scheduling after 500 ms, with the runtime still starved.
+        let mut during = None;
+        while start.elapsed() < Duration::from_millis(800) {
+            if during.is_none() && start.elapsed() > Duration::from_millis(500) {
+                during = Some(thread_scheduling(pid, "agentgw-media-"));
+            }
+            std::hint::spin_loop();
+        }
+        during.unwrap()
+    })
+    .join()
+    .unwrap();
+    // The media thread saw the heartbeat overdue and stepped down while the runtime could
+    // not run to say so...
+    assert_eq!(during, vec![(0, 0)], "still real-time while SIP starved");
+    assert!(gauge(&d, "agentgw_media_starvation_signs_total") >= 1);
+    assert_eq!(gauge(&d, "agentgw_media_realtime_threads"), 0);
+    let media = thread_scheduling(d.child.id(), "agentgw-media-");
+    assert_eq!(media, vec![(0, 0)]);
+    // ...and takes real time again after 5 s of calm.
+    wait_for(
+        &d,
+        "agentgw_media_realtime_threads",
+        1,
+        Duration::from_secs(10),
+    );
+    let media = thread_scheduling(d.child.id(), "agentgw-media-");
+    assert_eq!(media, vec![(libc::SCHED_RR as u32, 5)]);
+}
