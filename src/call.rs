@@ -974,7 +974,9 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         // digit timeout are taken, not cut off by it.
         tokio::select! {
             biased;
-            ev = call.events.recv() => match ev {
+            // Once hung up the SIP side has closed the channel, and `recv` would return
+            // `None` at once, every time: the task would spin until its check finished.
+            ev = call.events.recv(), if !hung_up => match ev {
                 None | Some(SipEvent::Hangup) => {
                     hung_up = true;
                     media.shared.line().active = false;

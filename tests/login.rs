@@ -232,6 +232,53 @@ async fn caller_hanging_up_mid_prompt_leaves_no_session_and_frees_the_call() {
     assert_eq!(phone.received.lock().unwrap().len(), n);
 }
 
+/// CPU time of the calling thread (the test's runtime thread, where the gateway's tasks run).
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) },
+        0
+    );
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+#[tokio::test]
+async fn caller_hanging_up_during_a_slow_check_is_waited_for_without_spinning() {
+    use sqlx::Connection;
+    let gw = start_gateway().await;
+    // Another writer holds the database, so the login check waits (SQLite's busy timeout).
+    let mut writer = sqlx::SqliteConnection::connect(&gw.config.store.url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    phone.call().await;
+    phone.press("1001#1234#").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(phone.hangup().await, Some(200));
+    // The call waits for its check (to release the session it may claim): the gateway's
+    // tasks run on this thread, and waiting must not use it (it spun until the check ended).
+    let before = thread_cpu();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = thread_cpu() - before;
+    assert_eq!(gw.gateway.active_calls(), 1, "still waiting for the check");
+    assert!(
+        used < Duration::from_millis(250),
+        "{used:?} of CPU in 1 s of waiting"
+    );
+    // The writer lets go: the check ends, and the hung-up caller keeps no session.
+    sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
+    assert!(gw.settles().await, "calls {}", gw.gateway.active_calls());
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn cancel_gets_200_and_a_487_that_is_retransmitted_until_acked() {
     // Ring before answering so the CANCEL arrives while the INVITE is still pending.
