@@ -1058,3 +1058,40 @@ fn real_time_media_steps_down_while_sip_is_starved_and_comes_back() {
     let media = thread_scheduling(d.child.id(), "agentgw-media-");
     assert_eq!(media, vec![(libc::SCHED_RR as u32, 5)]);
 }
+
+#[test]
+fn the_load_generator_says_when_it_fell_behind() {
+    let d = Daemon::start_with(
+        "[login]\nalready_logged_on = \"replace\"\n[log]\nfilter = \"warn\"\n",
+        &[],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("summary.json");
+    let load = Command::new(env!("CARGO_BIN_EXE_agentgw-load"))
+        .arg(format!("127.0.0.1:{}", d.port))
+        .args(["--calls", "20", "--rate", "10", "--type-ahead"])
+        .args(["--agents", "1001-1001", "--passcode", "1234"])
+        .arg("--json")
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stopped for 400 ms in the middle of the run, as a starved generator would be.
+    std::thread::sleep(Duration::from_millis(800));
+    let pid = load.id() as i32;
+    // SAFETY: signals to our own child process.
+    unsafe {
+        assert_eq!(libc::kill(pid, libc::SIGSTOP), 0);
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(libc::kill(pid, libc::SIGCONT), 0);
+    }
+    let out = load.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let stall = summary["generator_max_stall_ms"].as_u64().unwrap();
+    assert!(stall >= 300, "{summary}");
+    assert!(summary["generator_late_ticks"].as_u64().unwrap() >= 1);
+    assert!(stdout.contains("THE GENERATOR FELL BEHIND"), "{stdout}");
+}

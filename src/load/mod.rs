@@ -186,6 +186,11 @@ pub struct Shared {
     pub rtp_out_of_order: AtomicU64,
     pub rtp_sent: AtomicU64,
     deviation: Vec<AtomicU64>,
+    /// The generator's own media ticks that ran a period or more late, and the longest gap
+    /// between two of its ticks (in 20 ms ticks): when it falls behind, the keys and audio
+    /// it sends are late, and the figures are not the gateway's alone.
+    pub late_ticks: AtomicU64,
+    pub max_stall_ticks: AtomicU64,
 }
 
 impl Shared {
@@ -203,6 +208,8 @@ impl Shared {
             rtp_out_of_order: AtomicU64::new(0),
             rtp_sent: AtomicU64::new(0),
             deviation: (0..DEV_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            late_ticks: AtomicU64::new(0),
+            max_stall_ticks: AtomicU64::new(0),
         });
         rtp::Pump::start(&shared)?;
         Ok(shared)
@@ -511,7 +518,15 @@ pub struct Summary {
     pub rtp_sent: u64,
     /// |inter-arrival − 20 ms| of consecutive packets (0.1 ms resolution).
     pub rtp_deviation: Spread,
+    /// The generator's own media threads: ticks that ran a period or more late, and the
+    /// longest stall (ms) between two ticks.
+    pub generator_late_ticks: u64,
+    pub generator_max_stall_ms: u64,
 }
+
+/// A stall of the generator's media threads longer than this is reported as the generator
+/// falling behind (its keys and audio left late).
+pub const GENERATOR_STALL_WARN_MS: u64 = 100;
 
 impl Summary {
     /// Calls whose outcome is not `expect`.
@@ -554,6 +569,17 @@ impl Summary {
             self.rtp_lost,
             self.rtp_out_of_order,
             self.rtp_sent
+        );
+        let _ = writeln!(
+            s,
+            "generator media ticks late {}, longest stall {} ms{}",
+            self.generator_late_ticks,
+            self.generator_max_stall_ms,
+            if self.generator_max_stall_ms > GENERATOR_STALL_WARN_MS {
+                " (THE GENERATOR FELL BEHIND: its keys and audio left late; the figures are not the gateway's alone)"
+            } else {
+                ""
+            }
         );
         s
     }
@@ -631,6 +657,8 @@ pub async fn run(
         rtp_lost: shared.rtp_lost.load(Relaxed),
         rtp_out_of_order: shared.rtp_out_of_order.load(Relaxed),
         rtp_sent: shared.rtp_sent.load(Relaxed),
+        generator_late_ticks: shared.late_ticks.load(Relaxed),
+        generator_max_stall_ms: shared.max_stall_ticks.load(Relaxed) * 20,
         ..Summary::default()
     };
     s.rtp_received_per_call = s.rtp_received as f64 / (s.calls.max(1) as f64);

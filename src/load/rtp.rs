@@ -256,7 +256,12 @@ fn pump_thread(shared: Weak<Shared>, shard: usize, mut phones: SocketSet<Phone>)
     loop {
         let Some(s) = shared.upgrade() else { break };
         let now_tick = s.pump.tick();
-        let due = last_tick.map_or(1, |t| now_tick.saturating_sub(t).min(5));
+        let gap = last_tick.map_or(1, |t| now_tick.saturating_sub(t));
+        if gap > 1 {
+            s.late_ticks.fetch_add(1, Relaxed);
+            s.max_stall_ticks.fetch_max(gap, Relaxed);
+        }
+        let due = gap.min(5);
         let first = now_tick + 1 - due;
         last_tick = Some(now_tick);
         match s.pump.shards[shard].lock() {
