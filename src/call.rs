@@ -349,10 +349,9 @@ pub struct MediaPump {
 
 /// Signs that the work at normal priority (the async runtime's SIP and call tasks, the
 /// hashing threads, the store) is not getting the CPU: the media threads at real-time
-/// priority see each sign once and step down (see `Realtime`). Without this a storm past the
-/// machine's capacity failed calls that normal priority would have logged in late
-/// (BENCHMARKS.md: 300/s, 224 of 9,001), because a media thread's own tick stayed under its
-/// 15 ms limit while SIP and the hash waited.
+/// priority see each sign once and step down (see `Realtime`): a media thread's own tick can
+/// stay under its 15 ms limit while SIP and the hash wait behind it. (It does not make real
+/// time safe past the machine's capacity: BENCHMARKS.md, the 300/s storm.)
 #[derive(Debug)]
 pub struct Starvation {
     start: std::time::Instant,
