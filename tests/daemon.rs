@@ -1009,10 +1009,10 @@ fn real_time_media_steps_down_while_sip_is_starved_and_comes_back() {
         1,
         Duration::from_secs(5),
     );
-    // Idle: the heartbeat is on time, no sign.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(gauge(&d, "agentgw_media_starvation_signs_total"), 0);
+    // (No check that an idle gateway gives no sign: the other tests of this binary run
+    // daemons beside this one, and a heartbeat 100 ms late on a busy 2-core box is a sign.)
 
+    let signs_before = gauge(&d, "agentgw_media_starvation_signs_total");
     // Starve the async runtime: its worker pinned to CPU 0, where a real-time busy loop
     // (SCHED_FIFO 1, below the media thread's 5) runs for 800 ms.
     let workers = thread_ids(d.child.id(), "tokio-rt-worker");
@@ -1044,16 +1044,17 @@ fn real_time_media_steps_down_while_sip_is_starved_and_comes_back() {
     // The media thread saw the heartbeat overdue and stepped down while the runtime could
     // not run to say so...
     assert_eq!(during, vec![(0, 0)], "still real-time while SIP starved");
-    assert!(gauge(&d, "agentgw_media_starvation_signs_total") >= 1);
+    assert!(gauge(&d, "agentgw_media_starvation_signs_total") > signs_before);
     assert_eq!(gauge(&d, "agentgw_media_realtime_threads"), 0);
     let media = thread_scheduling(d.child.id(), "agentgw-media-");
     assert_eq!(media, vec![(0, 0)]);
-    // ...and takes real time again after 5 s of calm.
+    // ...and takes real time again after 5 s of calm (up to 10 s more if the busy machine
+    // gave another sign meanwhile: the calm time doubles).
     wait_for(
         &d,
         "agentgw_media_realtime_threads",
         1,
-        Duration::from_secs(10),
+        Duration::from_secs(25),
     );
     let media = thread_scheduling(d.child.id(), "agentgw-media-");
     assert_eq!(media, vec![(libc::SCHED_RR as u32, 5)]);
