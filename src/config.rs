@@ -171,6 +171,10 @@ pub struct SipConfig {
     pub listen: Vec<ListenAddr>,
     /// Calls in progress at once; past it an INVITE gets 503 with Retry-After.
     pub max_calls: usize,
+    /// New calls accepted per second (a one-second burst), past it an INVITE gets 503 with
+    /// Retry-After: 1; 0: no limit. Keeps a shift-start storm below the rate the machine
+    /// logs agents in at, as FreeSWITCH's `sessions-per-second` does.
+    pub max_calls_per_second: u32,
     /// A call longer than this is ended with goodbye, whatever state it is in.
     pub max_call_secs: u64,
     /// Ring (180) this long before answering; 0 answers at once. Some PBXs want to see ringing,
@@ -203,6 +207,7 @@ impl Default for SipConfig {
                 ListenAddr::from_str("tcp:0.0.0.0:5060").expect("default listen address"),
             ],
             max_calls: 5000,
+            max_calls_per_second: 0,
             max_call_secs: 300,
             answer_after_ms: 0,
             threads: 0,
@@ -542,7 +547,7 @@ impl Config {
             )
         };
         let mut out = format!(
-            "[sip]\nlisten = {}\nmax_calls = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nthreads = {}\n\n\
+            "[sip]\nlisten = {}\nmax_calls = {}\nmax_calls_per_second = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nthreads = {}\n\n\
              [media]\nrtp_ports = \"{}-{}\"\npublic_address = {}\nstrict_rtp = {}\nthreads = {}\nrealtime_priority = {}\n\n\
              [store]\nurl = {url:?}\nhash_memory_kib = {}\nhash_iterations = {}\npepper_file = {}\n\n[admin]\nlisten = \"{}\"\n\n\
              [prompts]\ndir = {}\nlanguage = {:?}\n\n\
@@ -554,6 +559,7 @@ impl Config {
              [dtmf]\nmethods = {}\n\n[gateway]\ndrain_secs = {}\n\n[log]\nfilter = {:?}\nformat = {:?}\n",
             list(self.sip.listen.iter().map(|l| l.to_string()).collect()),
             self.sip.max_calls,
+            self.sip.max_calls_per_second,
             self.sip.max_call_secs,
             self.sip.answer_after_ms,
             match self.sip.threads {

@@ -124,6 +124,7 @@ impl Gateway {
         let (sip, mut calls) = SipServer::start(SipSettings {
             listen: config.sip.listen.clone(),
             max_calls: config.sip.max_calls,
+            max_calls_per_second: config.sip.max_calls_per_second,
             public_address: config.media.public_address,
             station_from: config.login.station,
             station_header: config.login.station_header.clone(),
@@ -204,6 +205,9 @@ impl Gateway {
         }
         if o.sip.max_calls != n.sip.max_calls {
             needs_restart.push("sip.max_calls");
+        }
+        if o.sip.max_calls_per_second != n.sip.max_calls_per_second {
+            needs_restart.push("sip.max_calls_per_second");
         }
         if o.sip.threads != n.sip.threads {
             needs_restart.push("sip.threads");

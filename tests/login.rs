@@ -629,6 +629,42 @@ async fn malformed_sip_is_dropped_and_everything_else_keeps_working() {
 }
 
 #[tokio::test]
+async fn calls_over_max_calls_per_second_get_503_with_retry_after_1() {
+    let gw = start_gateway_with("127.0.0.1", |c| c.sip.max_calls_per_second = 2).await;
+    let mut answered = vec![];
+    let mut refused = 0;
+    for _ in 0..4 {
+        let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+        match p.call().await {
+            200 => answered.push(p),
+            503 => {
+                let r = p.invite_response.as_ref().unwrap();
+                assert_eq!(r.header("Retry-After"), Some("1"));
+                refused += 1;
+            }
+            other => panic!("INVITE answered {other}"),
+        }
+    }
+    // Four at once against two a second: the burst of two, maybe one more as time passes.
+    assert!(
+        (2..=3).contains(&answered.len()),
+        "{} answered",
+        answered.len()
+    );
+    assert_eq!(answered.len() + refused, 4);
+    // A second later there is room again, and the answered calls go on as usual.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut later = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(later.call().await, 200);
+    later.press("1001#1234#").await;
+    assert_eq!(later.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    for mut p in answered {
+        p.hangup().await;
+    }
+    assert!(gw.settles().await);
+}
+
+#[tokio::test]
 async fn calls_past_max_calls_get_503_with_retry_after() {
     let gw = start_gateway_with("127.0.0.1", |c| c.sip.max_calls = 1).await;
     let mut first = Phone::new(gw.udp, PhoneOptions::default()).await;

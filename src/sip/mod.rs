@@ -154,6 +154,8 @@ impl Drop for CallSlot {
 pub struct SipSettings {
     pub listen: Vec<ListenAddr>,
     pub max_calls: usize,
+    /// New calls per second at most (0: no limit).
+    pub max_calls_per_second: u32,
     pub public_address: Option<IpAddr>,
     /// Where the caller's station is read, and the header for `StationFrom::Header`.
     pub station_from: StationFrom,
@@ -265,6 +267,10 @@ impl SipServer {
             routes,
             calls_tx,
             calls: calls.clone(),
+            rate: Mutex::new(CallRate::new(
+                settings.max_calls_per_second,
+                std::time::Instant::now(),
+            )),
             settings,
         };
         tokio::spawn(acceptor.run(incoming, cancel.clone()));
@@ -343,6 +349,60 @@ struct Acceptor {
     calls_tx: mpsc::Sender<(IncomingCall, CallSlot)>,
     calls: CallCounter,
     settings: SipSettings,
+    rate: Mutex<CallRate>,
+}
+
+/// New calls per second (`[sip] max_calls_per_second`): a bucket of `rate` tokens refilled
+/// continuously, one taken per call, so at most a second's worth at once.
+#[derive(Debug)]
+pub struct CallRate {
+    rate: f64,
+    tokens: f64,
+    at: std::time::Instant,
+    /// Calls refused since the last log line, and when that was.
+    refused: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl CallRate {
+    pub fn new(rate: u32, now: std::time::Instant) -> CallRate {
+        CallRate {
+            rate: f64::from(rate),
+            tokens: f64::from(rate),
+            at: now,
+            refused: 0,
+            logged_at: None,
+        }
+    }
+
+    /// Whether a new call may start at `now` (always, with no limit).
+    pub fn admit(&mut self, now: std::time::Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let since = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + since * self.rate).min(self.rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Counts a refusal; returns how many to log when a second has passed since the last log
+    /// line (one line a second at most during a storm).
+    pub fn refused(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.refused += 1;
+        match self.logged_at {
+            Some(t) if now.saturating_duration_since(t) < Duration::from_secs(1) => None,
+            _ => {
+                self.logged_at = Some(now);
+                Some(std::mem::take(&mut self.refused))
+            }
+        }
+    }
 }
 
 impl Acceptor {
@@ -427,6 +487,31 @@ impl Acceptor {
             .call_id_header()
             .map(|c| c.value().to_string())
             .unwrap_or_default();
+        let over_rate = match self.rate.lock() {
+            Ok(mut r) => {
+                let now = std::time::Instant::now();
+                match r.admit(now) {
+                    true => None,
+                    false => Some(r.refused(now)),
+                }
+            }
+            Err(_) => None,
+        };
+        if let Some(log) = over_rate {
+            if let Some(n) = log {
+                warn!(
+                    refused = n,
+                    max_calls_per_second = self.settings.max_calls_per_second,
+                    "calls refused: over max_calls_per_second (503, Retry-After: 1)"
+                );
+            }
+            spawn_reply(
+                tx,
+                StatusCode::ServiceUnavailable,
+                vec![Header::RetryAfter("1".into())],
+            );
+            return;
+        }
         let Some(slot) = self.calls.try_acquire(self.settings.max_calls) else {
             warn!(%call_id, %source, max_calls = self.settings.max_calls, "call refused: at max_calls");
             spawn_reply(
