@@ -181,8 +181,11 @@ struct Line {
     comfort_noise: bool,
     /// Ticks of comfort noise so far (a CN packet every `CN_EVERY` ticks).
     cn_ticks: u32,
-    /// The call is up (answered, started, not hung up): frames go out, keys are looked for.
+    /// The call is up (answered, started, not hung up): frames go out.
     active: bool,
+    /// Keys are looked for: from the answer (a dialer may key before its ACK arrives; the
+    /// call's task holds those until the ACK) until the hang-up.
+    hears_keys: bool,
     events: EventReceiver,
     /// The in-band detector, while this call needs it (off once RFC 4733 events arrive).
     inband: Option<InbandDetector>,
@@ -302,7 +305,7 @@ impl Line {
             }
         }
         self.received += 1;
-        let Some(n) = self.negotiated.filter(|_| self.active) else {
+        let Some(n) = self.negotiated.filter(|_| self.hears_keys) else {
             return false;
         };
         let found = if n.telephone_event == Some(hdr.payload_type) {
@@ -856,6 +859,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             comfort_noise: false,
             cn_ticks: 0,
             active: false,
+            hears_keys: true,
             events: EventReceiver::default(),
             inband: settings
                 .dtmf_methods
@@ -927,6 +931,8 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let _pumped = ctx.pump.add(&media.shared);
     let mut check: Option<JoinHandle<Result<CheckOutcome, StoreError>>> = None;
     let mut check_started: Option<std::time::Instant> = None;
+    // Keys received after the answer but before the ACK was seen (at most `MAX_PENDING_KEYS`).
+    let mut early_keys: Vec<(Digit, DtmfMethod)> = Vec::new();
     let mut started = false;
     let mut hung_up = false;
     let mut agent: Option<String> = None;
@@ -978,7 +984,11 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             ev = call.events.recv(), if !hung_up => match ev {
                 None | Some(SipEvent::Hangup) => {
                     hung_up = true;
-                    media.shared.line().active = false;
+                    {
+                        let mut line = media.shared.line();
+                        line.active = false;
+                        line.hears_keys = false;
+                    }
                     flow.handle(Input::Hangup, std::time::Instant::now());
                 }
                 Some(SipEvent::Acked { body }) => {
@@ -996,11 +1006,18 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                         started = true;
                         media.shared.line().active = !hung_up;
                         flow.handle(Input::Started, std::time::Instant::now());
+                        // Keys that came between our 200 and the ACK (a dialer keying the
+                        // moment it is answered): typed ahead, not lost.
+                        for (d, method) in early_keys.drain(..) {
+                            keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, method, &mut flow);
+                        }
                     }
                 }
                 Some(SipEvent::InfoKey(d)) => {
                     if started {
                         keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, DtmfMethod::Info, &mut flow);
+                    } else if early_keys.len() < MAX_PENDING_KEYS {
+                        early_keys.push((d, DtmfMethod::Info));
                     }
                 }
                 Some(SipEvent::Reoffer { offer, answer }) => {
@@ -1020,6 +1037,8 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 for (d, method) in found.drain(..) {
                     if started {
                         keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, method, &mut flow);
+                    } else if early_keys.len() < MAX_PENDING_KEYS {
+                        early_keys.push((d, method));
                     }
                 }
                 for done in finished.drain(..) {

@@ -280,6 +280,15 @@ async fn caller_hanging_up_during_a_slow_check_is_waited_for_without_spinning() 
 }
 
 #[tokio::test]
+async fn keys_sent_between_the_answer_and_the_ack_are_kept() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.call_pressing_before_ack("1001#1234#").await, 200);
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn cancel_gets_200_and_a_487_that_is_retransmitted_until_acked() {
     // Ring before answering so the CANCEL arrives while the INVITE is still pending.
     let gw = start_gateway_with("127.0.0.1", |c| c.sip.answer_after_ms = 3000).await;

@@ -488,6 +488,12 @@ impl Phone {
 
     /// Places the call: INVITE, 200, ACK. Returns the final status.
     pub async fn call(&mut self) -> u16 {
+        self.call_pressing_before_ack("").await
+    }
+
+    /// Places the call, keying `digits` (RFC 4733) between the 200 and the ACK, as a dialer
+    /// that sends DTMF the moment it is answered can.
+    pub async fn call_pressing_before_ack(&mut self, digits: &str) -> u16 {
         self.send_invite().await;
         let Some(resp) = self.final_response("INVITE", 10).await else {
             return 0;
@@ -522,6 +528,9 @@ impl Phone {
         } else {
             String::new()
         };
+        if !digits.is_empty() {
+            self.press(digits).await;
+        }
         let ack = self.request("ACK", 1, "", &ack_body, true);
         self.send_raw(ack.as_bytes()).await;
         // A first packet so the gateway can latch (symmetric RTP), as real phones do.
