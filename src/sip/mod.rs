@@ -375,25 +375,26 @@ impl CallRate {
         }
     }
 
-    /// Whether a new call may start at `now` (always, with no limit).
-    pub fn admit(&mut self, now: std::time::Instant) -> bool {
+    /// Whether a new call may start at `now` (always, with no limit); a refusal carries the
+    /// refusals to log, once a second (see `refused`).
+    pub fn admit(&mut self, now: std::time::Instant) -> Result<(), Option<u64>> {
         if self.rate == 0.0 {
-            return true;
+            return Ok(());
         }
         let since = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + since * self.rate).min(self.rate);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(self.refused(now))
         }
     }
 
     /// Counts a refusal; returns how many to log when a second has passed since the last log
     /// line (one line a second at most during a storm).
-    pub fn refused(&mut self, now: std::time::Instant) -> Option<u64> {
+    fn refused(&mut self, now: std::time::Instant) -> Option<u64> {
         self.refused += 1;
         match self.logged_at {
             Some(t) if now.saturating_duration_since(t) < Duration::from_secs(1) => None,
@@ -487,17 +488,11 @@ impl Acceptor {
             .call_id_header()
             .map(|c| c.value().to_string())
             .unwrap_or_default();
-        let over_rate = match self.rate.lock() {
-            Ok(mut r) => {
-                let now = std::time::Instant::now();
-                match r.admit(now) {
-                    true => None,
-                    false => Some(r.refused(now)),
-                }
-            }
-            Err(_) => None,
+        let admitted = match self.rate.lock() {
+            Ok(mut r) => r.admit(std::time::Instant::now()),
+            Err(_) => Ok(()),
         };
-        if let Some(log) = over_rate {
+        if let Err(log) = admitted {
             if let Some(n) = log {
                 warn!(
                     refused = n,
