@@ -183,8 +183,8 @@ struct Line {
     cn_ticks: u32,
     /// The call is up (answered, started, not hung up): frames go out.
     active: bool,
-    /// Keys are looked for: from the answer (a dialer may key before its ACK arrives; the
-    /// call's task holds those until the ACK) until the hang-up.
+    /// Keys are looked for: from the answer (a dialer may key before its ACK arrives; those
+    /// wait in `keys` until the ACK) until the hang-up.
     hears_keys: bool,
     events: EventReceiver,
     /// The in-band detector, while this call needs it (off once RFC 4733 events arrive).
@@ -327,12 +327,18 @@ impl Line {
             None
         };
         match found {
-            Some(k) if self.keys.len() < MAX_PENDING_KEYS => {
-                self.keys.push(k);
-                true
-            }
-            _ => false,
+            Some((d, method)) => self.hold_key(d, method),
+            None => false,
         }
+    }
+
+    /// Keeps a key for the call's task (at most `MAX_PENDING_KEYS`); whether it was kept.
+    fn hold_key(&mut self, d: Digit, method: DtmfMethod) -> bool {
+        if self.keys.len() >= MAX_PENDING_KEYS {
+            return false;
+        }
+        self.keys.push((d, method));
+        true
     }
 }
 
@@ -931,8 +937,6 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let _pumped = ctx.pump.add(&media.shared);
     let mut check: Option<JoinHandle<Result<CheckOutcome, StoreError>>> = None;
     let mut check_started: Option<std::time::Instant> = None;
-    // Keys received after the answer but before the ACK was seen (at most `MAX_PENDING_KEYS`).
-    let mut early_keys: Vec<(Digit, DtmfMethod)> = Vec::new();
     let mut started = false;
     let mut hung_up = false;
     let mut agent: Option<String> = None;
@@ -1007,8 +1011,9 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                         media.shared.line().active = !hung_up;
                         flow.handle(Input::Started, std::time::Instant::now());
                         // Keys that came between our 200 and the ACK (a dialer keying the
-                        // moment it is answered): typed ahead, not lost.
-                        for (d, method) in early_keys.drain(..) {
+                        // moment it is answered) waited in the line: typed ahead, not lost.
+                        std::mem::swap(&mut media.shared.line().keys, &mut found);
+                        for (d, method) in found.drain(..) {
                             keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, method, &mut flow);
                         }
                     }
@@ -1016,8 +1021,8 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 Some(SipEvent::InfoKey(d)) => {
                     if started {
                         keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, DtmfMethod::Info, &mut flow);
-                    } else if early_keys.len() < MAX_PENDING_KEYS {
-                        early_keys.push((d, DtmfMethod::Info));
+                    } else {
+                        media.shared.line().hold_key(d, DtmfMethod::Info);
                     }
                 }
                 Some(SipEvent::Reoffer { offer, answer }) => {
@@ -1032,14 +1037,13 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
                 {
                     let mut line = media.shared.line();
                     std::mem::swap(&mut line.finished, &mut finished);
-                    std::mem::swap(&mut line.keys, &mut found);
+                    // Before the ACK the keys wait in the line (taken at the ACK).
+                    if started {
+                        std::mem::swap(&mut line.keys, &mut found);
+                    }
                 }
                 for (d, method) in found.drain(..) {
-                    if started {
-                        keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, method, &mut flow);
-                    } else if early_keys.len() < MAX_PENDING_KEYS {
-                        early_keys.push((d, method));
-                    }
+                    keys.take(&ctx, &settings.dtmf_methods, &mut merger, d, method, &mut flow);
                 }
                 for done in finished.drain(..) {
                     heard_a_prompt = true;
@@ -1381,28 +1385,34 @@ mod tests {
         assert_eq!(frames_due(t0, late), (MAX_CATCH_UP_FRAMES, late + PTIME));
     }
 
+    /// Feeds `n` ticks of `work` to `rt`: the first `n - 1` must decide nothing; returns the
+    /// decision of the last.
+    fn ticks(rt: &mut Realtime, n: u32, work: Duration) -> Option<Result<(), StepDown>> {
+        for _ in 0..n - 1 {
+            assert_eq!(rt.decide(work, false), None);
+        }
+        rt.decide(work, false)
+    }
+
     #[test]
     fn a_real_time_media_thread_steps_down_when_overloaded_and_back_when_calm() {
         let mut rt = Realtime::new(10, true);
         let (busy, light, middling) = (PTIME * 9 / 10, PTIME / 10, PTIME * 6 / 10);
         // Busy ticks with a normal one among them: the count starts over.
-        for _ in 0..OVERLOAD_TICKS - 1 {
-            assert_eq!(rt.decide(busy, false), None);
-        }
+        assert_eq!(ticks(&mut rt, OVERLOAD_TICKS - 1, busy), None);
         assert_eq!(rt.decide(middling, false), None);
-        for _ in 0..OVERLOAD_TICKS - 1 {
-            assert_eq!(rt.decide(busy, false), None);
-        }
+        assert_eq!(ticks(&mut rt, OVERLOAD_TICKS - 1, busy), None);
         assert_eq!(
             rt.decide(busy, false),
             Some(Err(StepDown::Busy)),
             "0.5 s over 3/4 busy"
         );
         rt.on = false;
-        for _ in 0..CALM_TICKS - 1 {
-            assert_eq!(rt.decide(light, false), None);
-        }
-        assert_eq!(rt.decide(light, false), Some(Ok(())), "5 s under half");
+        assert_eq!(
+            ticks(&mut rt, CALM_TICKS, light),
+            Some(Ok(())),
+            "5 s under half"
+        );
         // Normal scheduling asked for: never anything to do.
         let mut off = Realtime::new(0, false);
         assert!((0..CALM_TICKS * 2).all(|_| off.decide(light, true).is_none()));
@@ -1417,46 +1427,31 @@ mod tests {
         assert_eq!(rt.decide(light, true), Some(Err(StepDown::Starved)));
         rt.on = false;
         // A sign while at normal priority starts the calm time over.
-        for _ in 0..CALM_TICKS - 10 {
-            assert_eq!(rt.decide(light, false), None);
-        }
+        assert_eq!(ticks(&mut rt, CALM_TICKS - 10, light), None);
         assert_eq!(rt.decide(light, true), None);
-        for _ in 0..CALM_TICKS - 1 {
-            assert_eq!(rt.decide(light, false), None);
-        }
-        assert_eq!(rt.decide(light, false), Some(Ok(())));
+        assert_eq!(ticks(&mut rt, CALM_TICKS, light), Some(Ok(())));
         rt.on = true;
         // Starved again soon after: twice the calm time, then four times.
         for (n, calm) in [(1, CALM_TICKS * 2), (2, CALM_TICKS * 4)] {
-            for _ in 0..100 {
-                assert_eq!(rt.decide(light, false), None);
-            }
+            assert_eq!(ticks(&mut rt, 100, light), None);
             assert_eq!(
                 rt.decide(light, true),
                 Some(Err(StepDown::Starved)),
                 "step-down {n}"
             );
             rt.on = false;
-            for _ in 0..calm - 1 {
-                assert_eq!(rt.decide(light, false), None);
-            }
             assert_eq!(
-                rt.decide(light, false),
+                ticks(&mut rt, calm, light),
                 Some(Ok(())),
                 "back after {calm} ticks"
             );
             rt.on = true;
         }
         // A minute at real time: the next step-down waits the first calm time again.
-        for _ in 0..STABLE_TICKS {
-            assert_eq!(rt.decide(light, false), None);
-        }
+        assert_eq!(ticks(&mut rt, STABLE_TICKS, light), None);
         assert_eq!(rt.decide(light, true), Some(Err(StepDown::Starved)));
         rt.on = false;
-        for _ in 0..CALM_TICKS - 1 {
-            assert_eq!(rt.decide(light, false), None);
-        }
-        assert_eq!(rt.decide(light, false), Some(Ok(())));
+        assert_eq!(ticks(&mut rt, CALM_TICKS, light), Some(Ok(())));
     }
 
     #[test]
