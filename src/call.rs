@@ -176,9 +176,6 @@ struct Line {
     peer_receives: bool,
     writer: RtpWriter,
     player: Player,
-    /// Send comfort noise instead of silence frames while nothing plays (a stay line whose
-    /// peer offered CN).
-    comfort_noise: bool,
     /// Ticks of comfort noise so far (a CN packet every `CN_EVERY` ticks).
     cn_ticks: u32,
     /// The call is up (answered, started, not hung up): frames go out.
@@ -202,7 +199,7 @@ struct Line {
     foreign: u64,
 }
 
-/// Ticks between comfort-noise packets while a stay line is idle (200 ms).
+/// Ticks between comfort-noise packets while nothing plays (200 ms).
 const CN_EVERY: u32 = 10;
 /// Comfort-noise level: -78 dBov, a quiet line (RFC 3389).
 const CN_LEVEL: u8 = 78;
@@ -249,9 +246,12 @@ impl Line {
     /// Sends one 20 ms frame (or just advances time when there is nowhere to send it) and
     /// returns the prompt that finished with it.
     fn tick(&mut self) -> Option<crate::media::prompts::PromptId> {
+        // Nothing playing (collecting keys, waiting for the store, a stay line between
+        // prompts) and the peer offered CN: comfort noise (RFC 3389), one packet every
+        // 200 ms, instead of a silence frame every 20 ms; the phone makes its own noise.
         let idle = self.player.playing().is_none();
         if let (true, true, Some(n), Some(to)) = (
-            self.comfort_noise && idle,
+            idle,
             self.peer_receives,
             self.negotiated,
             self.target.and_then(|t| t.addr),
@@ -862,7 +862,6 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             peer_receives: true,
             writer: RtpWriter::default(),
             player: Player::new(Codec::Pcmu),
-            comfort_noise: false,
             cn_ticks: 0,
             active: false,
             hears_keys: true,
@@ -971,7 +970,6 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         }
         if flow.is_staying() != end_is_stay {
             end_is_stay = !end_is_stay;
-            media.shared.line().comfort_noise = end_is_stay;
             end_timer.as_mut().reset(if end_is_stay {
                 stay_deadline
             } else {

@@ -660,6 +660,74 @@ async fn an_agent_with_its_own_language_hears_it_once_identified() {
     );
 }
 
+/// While collecting keys nothing plays: a phone that offered CN gets comfort noise (a packet
+/// every 200 ms), the next prompt starts a new talkspurt (marker bit), and a phone that did not
+/// offer it still gets a silence frame every 20 ms.
+#[tokio::test]
+async fn comfort_noise_while_collecting_keys_when_the_phone_offered_it() {
+    let gw = start_gateway().await;
+    let mut cn_phone = Phone::new(
+        gw.udp,
+        PhoneOptions {
+            comfort_noise: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut plain = Phone::new(gw.udp, PhoneOptions::default()).await;
+    cn_phone.call().await;
+    plain.call().await;
+    for p in [&cn_phone, &plain] {
+        assert!(p.wait_for_prompt(PromptId::AgentUser, 10).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let from = [&cn_phone, &plain].map(|p| p.received.lock().unwrap().len());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let window = |p: &Phone, from: usize| p.received.lock().unwrap()[from..].to_vec();
+
+    // The prompt's last frame may still be on its way when the phone counts it heard (a busy
+    // test machine); what follows it is comfort noise only.
+    let rx: Vec<_> = window(&cn_phone, from[0])
+        .into_iter()
+        .skip_while(|r| r.payload_type == 0)
+        .collect();
+    let cn = rx.iter().filter(|r| r.payload_type == 13).count();
+    assert!((4..=6).contains(&cn), "about 5 CN packets a second: {cn}");
+    assert!(
+        rx.iter().all(|r| r.payload_type == 13),
+        "no silence frames while collecting: {:?}",
+        rx.iter()
+            .map(|r| (r.payload_type, r.seq, r.ts, r.payload.len()))
+            .collect::<Vec<_>>()
+    );
+    let rx = window(&plain, from[1]);
+    assert!(
+        (40..=60).contains(&rx.len()) && rx.iter().all(|r| r.payload_type == 0),
+        "a phone without CN: 50 silence frames a second, got {} packets",
+        rx.len()
+    );
+
+    // The next prompt is audio again, its first packet marked as a new talkspurt.
+    let before = cn_phone.received.lock().unwrap().len();
+    cn_phone.press("1001#").await;
+    assert!(
+        cn_phone
+            .wait_for_prompt_start(PromptId::AgentPass, 10)
+            .await
+    );
+    let rx = window(&cn_phone, before);
+    let first_audio = rx.iter().find(|r| r.payload_type == 0).expect("audio");
+    assert!(first_audio.marker, "a new talkspurt after comfort noise");
+    cn_phone.press("1234#").await;
+    assert!(
+        cn_phone.wait_for_prompt(PromptId::AgentLoginOk, 10).await,
+        "{:?}",
+        cn_phone.heard()
+    );
+    cn_phone.hangup().await;
+    plain.hangup().await;
+}
+
 #[tokio::test]
 async fn an_idle_stay_line_sends_comfort_noise_when_the_phone_offered_it() {
     let gw = start_gateway_with("127.0.0.1", stay).await;

@@ -62,6 +62,7 @@ impl Phone {
                 send_audio,
                 keying: VecDeque::with_capacity(2),
                 last_seq: None,
+                last_ts: 0,
                 last_arrival: None,
                 received: 0,
                 last_prompt: None,
@@ -101,6 +102,8 @@ pub(super) struct Line {
     /// Entries to key, in order; an entry waits for the one before it to finish.
     pub keying: VecDeque<Keying>,
     last_seq: Option<u16>,
+    /// The RTP timestamp of the last packet.
+    last_ts: u32,
     last_arrival: Option<Duration>,
     pub received: u64,
     last_prompt: Option<PromptId>,
@@ -127,11 +130,16 @@ impl Line {
             if delta > 1 {
                 shared.rtp_lost.fetch_add(u64::from(delta - 1), Relaxed);
             }
-            if let (1, Some(prev)) = (delta, self.last_arrival) {
+            // Only back-to-back frames (one packet later, 160 samples later) are 20 ms
+            // apart; comfort noise (a packet per 200 ms) and the first frame after it are
+            // not.
+            let frame_later = hdr.timestamp.wrapping_sub(self.last_ts) == FRAME_SAMPLES as u32;
+            if let (1, true, Some(prev)) = (delta, frame_later, self.last_arrival) {
                 shared.deviation(arrival.saturating_sub(prev).abs_diff(PTIME));
             }
         }
         self.last_seq = Some(hdr.sequence);
+        self.last_ts = hdr.timestamp;
         self.last_arrival = Some(arrival);
         if hdr.payload_type != self.codec.payload_type() || payload.len() != FRAME_SAMPLES {
             return false;
@@ -310,5 +318,42 @@ fn pump_thread(shared: Weak<Shared>, shard: usize, mut phones: SocketSet<Phone>)
         if next > now {
             std::thread::sleep(next - now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inter-arrival deviation is measured between back-to-back frames only: the 200 ms
+    /// between comfort-noise packets, and the gap before the talkspurt after them, are not
+    /// late packets.
+    #[test]
+    fn comfort_noise_gaps_are_not_deviation() {
+        let shared = Shared::new(Codec::Pcmu).expect("media threads");
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let phone = Phone::new(socket, Codec::Pcmu, false);
+        let mut line = phone.line.lock().unwrap();
+        let mut w = RtpWriter::default();
+        let ms = Duration::from_millis;
+        let silence = [0xFFu8; FRAME_SAMPLES];
+        // Two frames 20 ms apart, then comfort noise every 200 ms, then audio again.
+        let mut feed = |pt: u8, payload: &[u8], skip: u32, at: Duration| {
+            let pkt = w.packet(pt, payload, 160).to_vec();
+            w.skip(skip);
+            line.on_packet(&pkt, at, 0, &shared);
+        };
+        feed(0, &silence, 0, ms(0));
+        feed(0, &silence, 0, ms(21));
+        feed(13, &[78], 1440, ms(41));
+        feed(13, &[78], 1440, ms(240));
+        feed(0, &silence, 0, ms(440));
+        feed(0, &silence, 0, ms(460));
+        let buckets: Vec<u64> = shared.deviation.iter().map(|b| b.load(Relaxed)).collect();
+        // Measured: frame → frame (1 ms late), frame → first CN (on time), frame → frame.
+        assert_eq!(buckets.iter().sum::<u64>(), 3, "{buckets:?}");
+        assert_eq!(buckets[10], 1, "the 21 ms gap: 1 ms late");
+        assert_eq!(buckets[0], 2, "the 20 ms gaps: on time");
+        assert_eq!(shared.rtp_lost.load(Relaxed), 0);
     }
 }
