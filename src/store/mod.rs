@@ -1319,6 +1319,57 @@ mod tests {
         );
     }
 
+    /// The usual login (nobody holds the agent or the station) is written by one batch: the
+    /// session and its audit row as the general path writes them; a batch that fails inside
+    /// its transaction leaves no transaction open on a pooled connection.
+    #[tokio::test]
+    async fn a_free_claim_is_one_batch_and_a_failed_batch_leaves_no_transaction_open() {
+        let (_d, s) = store().await;
+        for n in 1001..=1009 {
+            s.add_agent(&n.to_string(), "", &Passcode("1234".into()))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            s.login(&attempt("1001", "1234", "a@h"), &policy())
+                .await
+                .unwrap(),
+            LoginResult::LoggedIn
+        );
+        let sessions = s.list_sessions().await.unwrap();
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(
+            (sessions[0].agent.as_str(), sessions[0].station.as_str()),
+            ("1001", "a@h")
+        );
+        let audit = s.audit_log(Some("1001"), 10).await.unwrap();
+        let login = audit.iter().find(|r| r.event == "login").expect("audited");
+        assert_eq!(
+            (
+                login.station.as_deref(),
+                login.source.as_deref(),
+                login.call_id.as_deref(),
+                login.reason.as_deref()
+            ),
+            (Some("a@h"), Some("127.0.0.1:5061"), Some("call-a@h"), None)
+        );
+        // An agent that is not in the table: the session insert fails on its foreign key,
+        // after the batch's BEGIN.
+        let ghost = attempt("9999", "1234", "g@h");
+        assert!(s
+            .db
+            .claim_session(&s.tenant, &ghost, &s.node_id, &policy())
+            .await
+            .is_err());
+        // Every connection of the pool (4) is lent out again and again: none is in a
+        // transaction ("cannot start a transaction within a transaction").
+        for n in 1002..=1009 {
+            let a = attempt(&n.to_string(), "1234", &format!("s{n}@h"));
+            assert_eq!(s.login(&a, &policy()).await.unwrap(), LoginResult::LoggedIn);
+        }
+        assert_eq!(s.list_sessions().await.unwrap().len(), 9);
+    }
+
     #[tokio::test]
     async fn sessions_older_than_session_max_hours_expire() {
         let (_d, s) = store().await;
