@@ -7,7 +7,7 @@
 #   scripts/bench.sh [agentgw-load args…]        e.g. scripts/bench.sh --rate 100 --duration 60
 #
 # Environment: AGENTS (default 2000), STAY=1 (after_login = "stay"), HASH_MEMORY_KIB and
-# HASH_ITERATIONS (argon2id), MEDIA_RT ([media] realtime_priority), MAX_CPS ([sip] max_calls_per_second), PORT (default 5090), EXTRA (more TOML for the gateway), BENCH_LOG
+# HASH_ITERATIONS (argon2id), MEDIA_RT ([media] realtime_priority), MAX_CPS ([sip] max_calls_per_second), OVERLOAD=true ([sip] refuse_when_overloaded), PORT (default 5090), EXTRA (more TOML for the gateway), BENCH_LOG
 # (where the gateway's log is copied at the end; default /tmp/agentgw-bench.log), BIN (a directory
 # holding other agentgw and agentgw-load binaries, e.g. a copy of a previous build, for a
 # before/after pair in one session; default: build target/release).
@@ -30,6 +30,7 @@ cat > "$dir/gw.toml" <<EOF
 listen = ["udp:127.0.0.1:$port", "tcp:127.0.0.1:$port"]
 max_calls = 20000
 max_calls_per_second = ${MAX_CPS:-0}
+refuse_when_overloaded = ${OVERLOAD:-false}
 max_call_secs = 3600
 [media]
 rtp_ports = "20000-60000"

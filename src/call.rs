@@ -690,6 +690,40 @@ impl Realtime {
     }
 }
 
+/// Lateness of a media thread's ticks that makes the gateway "behind" (`Overload`): this
+/// much within one `LATENESS_WINDOW`, counting only ticks a whole period or more late. A
+/// one-off stall shorter than this (another process, a page fault) is not overload.
+const OVERLOAD_LATENESS: Duration = Duration::from_millis(100);
+const LATENESS_WINDOW: Duration = Duration::from_secs(1);
+
+/// One media thread's lateness within the current window, for `Overload`.
+#[derive(Debug)]
+struct Lateness {
+    window_start: std::time::Instant,
+    late: Duration,
+}
+
+impl Lateness {
+    fn new(now: std::time::Instant) -> Lateness {
+        Lateness {
+            window_start: now,
+            late: Duration::ZERO,
+        }
+    }
+
+    /// A tick that started `late` after its time, at `now`: whether the thread is behind.
+    fn tick(&mut self, late: Duration, now: std::time::Instant) -> bool {
+        if now.saturating_duration_since(self.window_start) >= LATENESS_WINDOW {
+            self.window_start = now;
+            self.late = Duration::ZERO;
+        }
+        if late >= crate::media::player::PTIME {
+            self.late += late;
+        }
+        self.late >= OVERLOAD_LATENESS
+    }
+}
+
 /// Puts the calling thread at SCHED_RR `priority`, or back to normal scheduling for 0.
 fn set_scheduling(priority: u8) -> std::io::Result<()> {
     let (policy, priority) = match priority {
@@ -727,6 +761,7 @@ fn pump_thread(
     let mut added = Vec::new();
     let mut batch = crate::media::poll::RecvBatch::<RECV_BATCH, MAX_RTP_PACKET>::default();
     let mut next = std::time::Instant::now() + PTIME;
+    let mut lateness = Lateness::new(next);
     loop {
         let now = std::time::Instant::now();
         if next > now {
@@ -734,6 +769,9 @@ fn pump_thread(
         }
         let due;
         let tick_start = std::time::Instant::now();
+        if lateness.tick(tick_start.saturating_duration_since(next), tick_start) {
+            metrics.overload.behind(tick_start);
+        }
         (due, next) = frames_due(next, tick_start);
         if due > 1 {
             metrics.media_late_ticks.fetch_add(1, Ordering::Relaxed);
@@ -1367,6 +1405,24 @@ async fn join_opt<T>(h: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::Jo
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn lateness_is_overload_past_100_ms_of_late_ticks_within_a_second() {
+        let t0 = std::time::Instant::now();
+        let ms = Duration::from_millis;
+        // Jitter under a period never counts; a one-off 60 ms stall is not overload.
+        let mut l = Lateness::new(t0);
+        assert!(!(0..40).any(|i| l.tick(ms(15), t0 + ms(20 * i))));
+        assert!(!l.tick(ms(60), t0 + ms(820)));
+        // Ticks a period late, again and again within the second: overload at 100 ms.
+        assert!(!l.tick(ms(20), t0 + ms(840)));
+        assert!(l.tick(ms(20), t0 + ms(860)));
+        // A new second starts from nothing.
+        assert!(!l.tick(ms(20), t0 + ms(1900)));
+        // One stall of 150 ms: overload at once.
+        let mut l = Lateness::new(t0);
+        assert!(l.tick(ms(150), t0 + ms(200)));
+    }
     use super::*;
     use crate::media::player::PTIME;
 

@@ -175,6 +175,11 @@ pub struct SipConfig {
     /// Retry-After: 1; 0: no limit. Keeps a shift-start storm below the rate the machine
     /// logs agents in at, as FreeSWITCH's `sessions-per-second` does.
     pub max_calls_per_second: u32,
+    /// Refuse new calls (503, Retry-After: 2) while the media threads fall behind their
+    /// 20 ms schedule (100 ms or more of late ticks within a second), until 2 s after they
+    /// last did: past the machine's capacity the calls already up keep their audio. Off by
+    /// default, as FreeSWITCH's `min-idle-cpu`.
+    pub refuse_when_overloaded: bool,
     /// A call longer than this is ended with goodbye, whatever state it is in.
     pub max_call_secs: u64,
     /// Ring (180) this long before answering; 0 answers at once. Some PBXs want to see ringing,
@@ -208,6 +213,7 @@ impl Default for SipConfig {
             ],
             max_calls: 5000,
             max_calls_per_second: 0,
+            refuse_when_overloaded: false,
             max_call_secs: 300,
             answer_after_ms: 0,
             threads: 0,
@@ -547,7 +553,7 @@ impl Config {
             )
         };
         let mut out = format!(
-            "[sip]\nlisten = {}\nmax_calls = {}\nmax_calls_per_second = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nthreads = {}\n\n\
+            "[sip]\nlisten = {}\nmax_calls = {}\nmax_calls_per_second = {}\nrefuse_when_overloaded = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nthreads = {}\n\n\
              [media]\nrtp_ports = \"{}-{}\"\npublic_address = {}\nstrict_rtp = {}\nthreads = {}\nrealtime_priority = {}\n\n\
              [store]\nurl = {url:?}\nhash_memory_kib = {}\nhash_iterations = {}\npepper_file = {}\n\n[admin]\nlisten = \"{}\"\n\n\
              [prompts]\ndir = {}\nlanguage = {:?}\n\n\
@@ -560,6 +566,7 @@ impl Config {
             list(self.sip.listen.iter().map(|l| l.to_string()).collect()),
             self.sip.max_calls,
             self.sip.max_calls_per_second,
+            self.sip.refuse_when_overloaded,
             self.sip.max_call_secs,
             self.sip.answer_after_ms,
             match self.sip.threads {

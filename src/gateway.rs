@@ -125,6 +125,10 @@ impl Gateway {
             listen: config.sip.listen.clone(),
             max_calls: config.sip.max_calls,
             max_calls_per_second: config.sip.max_calls_per_second,
+            overload: config
+                .sip
+                .refuse_when_overloaded
+                .then(|| ctx.metrics.overload.clone()),
             public_address: config.media.public_address,
             station_from: config.login.station,
             station_header: config.login.station_header.clone(),
@@ -208,6 +212,9 @@ impl Gateway {
         }
         if o.sip.max_calls_per_second != n.sip.max_calls_per_second {
             needs_restart.push("sip.max_calls_per_second");
+        }
+        if o.sip.refuse_when_overloaded != n.sip.refuse_when_overloaded {
+            needs_restart.push("sip.refuse_when_overloaded");
         }
         if o.sip.threads != n.sip.threads {
             needs_restart.push("sip.threads");

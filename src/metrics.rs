@@ -63,6 +63,9 @@ pub struct Metrics {
     /// Signs that work at normal priority was short of CPU (the async runtime woke late, or a
     /// login check was slow), counted only with real-time media.
     pub media_starvation_signs: AtomicU64,
+    /// Whether the media threads are behind, for `[sip] refuse_when_overloaded` (they report
+    /// to it whether or not it is on), and the calls it refused.
+    pub overload: std::sync::Arc<crate::sip::Overload>,
     /// Calls ended, by outcome (the `X-Agentgw-Result` values, plus SIP rejections).
     calls: Mutex<BTreeMap<String, u64>>,
     /// Audit events seen by this process's follower, by event and reason.
@@ -146,6 +149,18 @@ impl Metrics {
             "counter",
             "With real-time media: times SIP or a login check was short of CPU (the async runtime woke 100 ms late, or a login check took over 2 s); each makes the real-time media threads step down.",
             self.media_starvation_signs.load(Ordering::Relaxed),
+        );
+        one(
+            "agentgw_overloaded",
+            "gauge",
+            "1 while the media threads are behind their 20 ms schedule (100 ms or more of late ticks within a second, and 2 s after); with [sip] refuse_when_overloaded new calls get 503 meanwhile.",
+            u64::from(self.overload.active(std::time::Instant::now())),
+        );
+        one(
+            "agentgw_calls_refused_overloaded_total",
+            "counter",
+            "New calls refused with 503 because the media threads were behind ([sip] refuse_when_overloaded).",
+            self.overload.refused.load(Ordering::Relaxed),
         );
         one(
             "agentgw_webhook_deliveries_total",

@@ -38,13 +38,18 @@ impl Daemon {
 
     /// The same with more config (`extra` is TOML appended after [store]) and environment.
     fn start_with(extra: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_sip("", extra, env)
+    }
+
+    /// Like `start_with`, with more keys of `[sip]` (`sip`, lines ending in newlines).
+    fn start_with_sip(sip: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("agentgw.toml");
         std::fs::write(
             &config,
             format!(
-                "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\nanswer_after_ms = 500\n\
+                "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\nanswer_after_ms = 500\n{sip}\
                  [store]\nurl = \"sqlite://{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}\n",
                 dir.path().join("agentgw.db").display()
             ),
@@ -1058,6 +1063,101 @@ fn real_time_media_steps_down_while_sip_is_starved_and_comes_back() {
     );
     let media = thread_scheduling(d.child.id(), "agentgw-media-");
     assert_eq!(media, vec![(libc::SCHED_RR as u32, 5)]);
+}
+
+#[test]
+fn new_calls_get_503_while_the_media_threads_are_behind_with_refuse_when_overloaded() {
+    if !realtime_permitted() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI runs as root: the overload refusal must be checked"
+        );
+        eprintln!("NOT RUN LOUDLY: this user may not use real-time priority, which the test needs to hold the media thread back");
+        return;
+    }
+    let d = Daemon::start_with_sip(
+        "refuse_when_overloaded = true\n",
+        "[log]\nfilter = \"warn\"\n[media]\nthreads = 1\n",
+        &[],
+    );
+    let metric = |name: &str| {
+        let (_, metrics) = d.http("GET", "/metrics", Some(&d.token()));
+        support::metric(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", d.port).parse().unwrap();
+    // A call answered at once while the media thread keeps time (another daemon of this
+    // binary may be busy beside it: wait for the gauge first).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric("agentgw_overloaded") != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rt.block_on(async {
+        let mut p = support::Phone::new(addr, support::PhoneOptions::default()).await;
+        assert_eq!(p.call().await, 200);
+        p.hangup().await;
+    });
+    // Hold the media thread back: pinned to CPU 0, where a real-time busy loop runs for
+    // 1.5 s (the kernel may lend it the other core's real-time time, so the media thread
+    // may not run at all meanwhile); SIP and this test run on the other core. When the
+    // loop ends, the media thread's next tick is 1.5 s late: it is behind, and new calls
+    // are refused for 2 s from then.
+    for tid in thread_ids(d.child.id(), "agentgw-media-") {
+        pin_to_cpu0(tid);
+    }
+    std::thread::spawn(|| {
+        pin_to_cpu0(0);
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: the calling thread, which ends after the loop.
+        let r =
+            unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+        assert_eq!(r, 0);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(1500) {
+            std::hint::spin_loop();
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let during = rt.block_on(async {
+        let mut p = support::Phone::new(addr, support::PhoneOptions::default()).await;
+        let status = p.call().await;
+        let retry = p
+            .invite_response
+            .as_ref()
+            .and_then(|r| r.header("Retry-After").map(String::from));
+        if status == 200 {
+            p.hangup().await;
+        }
+        (status, retry)
+    });
+    assert_eq!(
+        during,
+        (503, Some("2".to_string())),
+        "a new call while behind"
+    );
+    assert!(metric("agentgw_calls_refused_overloaded_total") >= 1);
+    // Back in time: answered again once the 2 s hold has passed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answered = rt.block_on(async {
+        loop {
+            let mut p = support::Phone::new(addr, support::PhoneOptions::default()).await;
+            if p.call().await == 200 {
+                p.hangup().await;
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    assert!(
+        answered,
+        "calls answered again after the media thread caught up"
+    );
+    assert_eq!(metric("agentgw_overloaded"), 0);
 }
 
 #[test]

@@ -22,7 +22,7 @@ use rsipstack::transport::{SipConnection, TcpListenerConnection, TransportLayer}
 use rsipstack::EndpointBuilder;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -156,6 +156,8 @@ pub struct SipSettings {
     pub max_calls: usize,
     /// New calls per second at most (0: no limit).
     pub max_calls_per_second: u32,
+    /// Refuse new calls while this says the gateway is behind (`refuse_when_overloaded`).
+    pub overload: Option<Arc<Overload>>,
     pub public_address: Option<IpAddr>,
     /// Where the caller's station is read, and the header for `StationFrom::Header`.
     pub station_from: StationFrom,
@@ -406,6 +408,73 @@ impl CallRate {
     }
 }
 
+/// Whether the gateway is behind its media schedule (`[sip] refuse_when_overloaded`): the
+/// media threads report how late their ticks run; while 100 ms or more of lateness piled up
+/// within a second, and for `OVERLOAD_HOLD` after, new calls are refused.
+#[derive(Debug)]
+pub struct Overload {
+    epoch: std::time::Instant,
+    /// Milliseconds after `epoch` until which new calls are refused.
+    until_ms: AtomicU64,
+    /// Calls refused so far (`agentgw_calls_refused_overloaded_total`).
+    pub refused: AtomicU64,
+    /// Refusals not logged yet, and when the last log line was (ms after `epoch`).
+    unlogged: AtomicU64,
+    logged_ms: AtomicU64,
+}
+
+/// How long new calls are refused after the media threads were last behind.
+pub const OVERLOAD_HOLD: Duration = Duration::from_secs(2);
+
+impl Default for Overload {
+    fn default() -> Self {
+        Overload {
+            epoch: std::time::Instant::now(),
+            until_ms: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            unlogged: AtomicU64::new(0),
+            logged_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Overload {
+    fn ms(&self, t: std::time::Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// The media threads are behind at `now`: refuse new calls until `OVERLOAD_HOLD` later.
+    pub fn behind(&self, now: std::time::Instant) {
+        self.until_ms.fetch_max(
+            self.ms(now) + OVERLOAD_HOLD.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether new calls are refused at `now`.
+    pub fn active(&self, now: std::time::Instant) -> bool {
+        self.ms(now) < self.until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Counts a refusal; returns how many to log when a second has passed since the last log
+    /// line (one line a second at most).
+    fn refuse(&self, now: std::time::Instant) -> Option<u64> {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let (at, last) = (self.ms(now), self.logged_ms.load(Ordering::Relaxed));
+        let first = self.refused.load(Ordering::Relaxed) == 1;
+        if (first || at.saturating_sub(last) >= 1000)
+            && self
+                .logged_ms
+                .compare_exchange(last, at, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.unlogged.swap(0, Ordering::Relaxed));
+        }
+        None
+    }
+}
+
 impl Acceptor {
     async fn run(
         self,
@@ -488,6 +557,23 @@ impl Acceptor {
             .call_id_header()
             .map(|c| c.value().to_string())
             .unwrap_or_default();
+        if let Some(overload) = &self.settings.overload {
+            let now = std::time::Instant::now();
+            if overload.active(now) {
+                if let Some(n) = overload.refuse(now) {
+                    warn!(
+                        refused = n,
+                        "calls refused: the media threads are behind their 20 ms schedule (503, Retry-After: 2; refuse_when_overloaded)"
+                    );
+                }
+                spawn_reply(
+                    tx,
+                    StatusCode::ServiceUnavailable,
+                    vec![Header::RetryAfter("2".into())],
+                );
+                return;
+            }
+        }
         let admitted = match self.rate.lock() {
             Ok(mut r) => r.admit(std::time::Instant::now()),
             Err(_) => Ok(()),
