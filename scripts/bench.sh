@@ -30,7 +30,7 @@ cat > "$dir/gw.toml" <<EOF
 listen = ["udp:127.0.0.1:$port", "tcp:127.0.0.1:$port"]
 max_calls = 20000
 max_calls_per_second = ${MAX_CPS:-0}
-refuse_when_overloaded = ${OVERLOAD:-false}
+${OVERLOAD:+refuse_when_overloaded = $OVERLOAD}
 max_call_secs = 3600
 [media]
 rtp_ports = "20000-60000"

@@ -659,10 +659,13 @@ impl SqliteStore {
         node_id: &str,
         policy: &LoginPolicy,
     ) -> Result<LoginResult, StoreError> {
-        if self.claim_if_free(tenant, a, node_id, policy).await? {
+        // One connection for both paths: a claim that was not free goes on with it (no
+        // second acquisition, and no second ping as it goes back to the pool).
+        let mut conn = self.pool.acquire().await?;
+        if claim_if_free(&mut conn, tenant, a, node_id, policy).await? {
             return Ok(LoginResult::LoggedIn);
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         // Who holds this agent and who holds this station, in one query (one round trip to
         // the connection's thread instead of two).
         let held: Vec<(String, String)> = sqlx::query_as(
@@ -742,52 +745,6 @@ impl SqliteStore {
         Ok(result)
     }
 
-    /// The usual login: nobody holds the agent or the station, so every policy claims it
-    /// and ends nothing. The session and its audit row are written by one batch of
-    /// statements, its own write transaction, in one round trip to the connection's thread
-    /// (the general path takes five: BEGIN, SELECT, INSERT, INSERT, COMMIT). True when the
-    /// session was recorded; false when someone holds either, with nothing written, for the
-    /// general path to decide.
-    async fn claim_if_free(
-        &self,
-        tenant: &str,
-        a: &LoginAttempt,
-        node_id: &str,
-        policy: &LoginPolicy,
-    ) -> Result<bool, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let inserted = sqlx::query(
-            "BEGIN IMMEDIATE; \
-             INSERT INTO sessions (tenant, agent, station, source, node_id, call_id, status, stay, logged_in_at, last_seen_at) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9 \
-             WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE tenant = ?1 AND (agent = ?2 OR station = ?3)) \
-             RETURNING 1; \
-             INSERT INTO audit (at, tenant, agent, station, source, call_id, event, reason) \
-             SELECT ?9, ?1, ?2, ?3, ?4, ?6, 'login', NULL WHERE changes() = 1; \
-             COMMIT;",
-        )
-        .bind(tenant)
-        .bind(&a.agent.0)
-        .bind(&a.station)
-        .bind(&a.source)
-        .bind(node_id)
-        .bind(&a.call_id)
-        .bind(policy.initial_status.as_str())
-        .bind(policy.stay as i64)
-        .bind(now_ms())
-        .fetch_all(&mut *conn)
-        .await;
-        match inserted {
-            Ok(rows) => Ok(!rows.is_empty()),
-            Err(e) => {
-                // The batch may have stopped inside its transaction: the connection is
-                // closed (which rolls it back) rather than lent out again with it open.
-                conn.close_on_drop();
-                Err(e.into())
-            }
-        }
-    }
-
     pub(super) async fn audit(
         &self,
         tenant: &str,
@@ -797,6 +754,52 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         audit_row(&mut conn, tenant, AuditEntry::attempt(a, event, reason)).await
+    }
+}
+
+/// The usual login: nobody holds the agent or the station, so every policy claims it
+/// and ends nothing. The session and its audit row are written by one batch of
+/// statements, its own write transaction, in one round trip to the connection's thread
+/// (the general path takes five: BEGIN, SELECT, INSERT, INSERT, COMMIT). True when the
+/// session was recorded; false when someone holds either, with nothing written, for the
+/// general path to decide (on the same connection). A batch that fails inside its
+/// transaction closes the connection when it goes back.
+async fn claim_if_free(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    tenant: &str,
+    a: &LoginAttempt,
+    node_id: &str,
+    policy: &LoginPolicy,
+) -> Result<bool, StoreError> {
+    let inserted = sqlx::query(
+        "BEGIN IMMEDIATE; \
+         INSERT INTO sessions (tenant, agent, station, source, node_id, call_id, status, stay, logged_in_at, last_seen_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9 \
+         WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE tenant = ?1 AND (agent = ?2 OR station = ?3)) \
+         RETURNING 1; \
+         INSERT INTO audit (at, tenant, agent, station, source, call_id, event, reason) \
+         SELECT ?9, ?1, ?2, ?3, ?4, ?6, 'login', NULL WHERE changes() = 1; \
+         COMMIT;",
+    )
+    .bind(tenant)
+    .bind(&a.agent.0)
+    .bind(&a.station)
+    .bind(&a.source)
+    .bind(node_id)
+    .bind(&a.call_id)
+    .bind(policy.initial_status.as_str())
+    .bind(policy.stay as i64)
+    .bind(now_ms())
+    .fetch_all(&mut **conn)
+    .await;
+    match inserted {
+        Ok(rows) => Ok(!rows.is_empty()),
+        Err(e) => {
+            // The batch may have stopped inside its transaction: the connection is
+            // closed (which rolls it back) rather than lent out again with it open.
+            conn.close_on_drop();
+            Err(e.into())
+        }
     }
 }
 
