@@ -418,13 +418,15 @@ pub struct Overload {
     until_ms: AtomicU64,
     /// Calls refused so far (`agentgw_calls_refused_overloaded_total`).
     pub refused: AtomicU64,
-    /// Refusals not logged yet, and when the last log line was (ms after `epoch`).
+    /// Refusals not logged yet, and when the last log line was (ms after `epoch`; `NEVER`
+    /// before the first).
     unlogged: AtomicU64,
     logged_ms: AtomicU64,
 }
 
 /// How long new calls are refused after the media threads were last behind.
 pub const OVERLOAD_HOLD: Duration = Duration::from_secs(2);
+const NEVER: u64 = u64::MAX;
 
 impl Default for Overload {
     fn default() -> Self {
@@ -433,7 +435,7 @@ impl Default for Overload {
             until_ms: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             unlogged: AtomicU64::new(0),
-            logged_ms: AtomicU64::new(0),
+            logged_ms: AtomicU64::new(NEVER),
         }
     }
 }
@@ -462,8 +464,7 @@ impl Overload {
         self.refused.fetch_add(1, Ordering::Relaxed);
         self.unlogged.fetch_add(1, Ordering::Relaxed);
         let (at, last) = (self.ms(now), self.logged_ms.load(Ordering::Relaxed));
-        let first = self.refused.load(Ordering::Relaxed) == 1;
-        if (first || at.saturating_sub(last) >= 1000)
+        if (last == NEVER || at.saturating_sub(last) >= 1000)
             && self
                 .logged_ms
                 .compare_exchange(last, at, Ordering::Relaxed, Ordering::Relaxed)
