@@ -269,10 +269,10 @@ impl SipServer {
             routes,
             calls_tx,
             calls: calls.clone(),
-            rate: Mutex::new(CallRate::new(
-                settings.max_calls_per_second,
-                std::time::Instant::now(),
-            )),
+            admission: Mutex::new(Admission {
+                rate: CallRate::new(settings.max_calls_per_second, std::time::Instant::now()),
+                overloaded: RefusalLog::default(),
+            }),
             settings,
         };
         tokio::spawn(acceptor.run(incoming, cancel.clone()));
@@ -351,7 +351,38 @@ struct Acceptor {
     calls_tx: mpsc::Sender<(IncomingCall, CallSlot)>,
     calls: CallCounter,
     settings: SipSettings,
-    rate: Mutex<CallRate>,
+    admission: Mutex<Admission>,
+}
+
+/// What decides whether a new call is refused at once: the rate, and the refusals for
+/// overload still to log.
+#[derive(Debug)]
+struct Admission {
+    rate: CallRate,
+    overloaded: RefusalLog,
+}
+
+/// Refusals counted for a log line once a second at most (during a storm).
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// Refused since the last log line, and when that was.
+    refused: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl RefusalLog {
+    /// Counts a refusal; returns how many to log when a second has passed since the last log
+    /// line.
+    fn refused(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.refused += 1;
+        match self.logged_at {
+            Some(t) if now.saturating_duration_since(t) < Duration::from_secs(1) => None,
+            _ => {
+                self.logged_at = Some(now);
+                Some(std::mem::take(&mut self.refused))
+            }
+        }
+    }
 }
 
 /// New calls per second (`[sip] max_calls_per_second`): a bucket of `rate` tokens refilled
@@ -361,9 +392,7 @@ pub struct CallRate {
     rate: f64,
     tokens: f64,
     at: std::time::Instant,
-    /// Calls refused since the last log line, and when that was.
-    refused: u64,
-    logged_at: Option<std::time::Instant>,
+    log: RefusalLog,
 }
 
 impl CallRate {
@@ -372,13 +401,12 @@ impl CallRate {
             rate: f64::from(rate),
             tokens: f64::from(rate),
             at: now,
-            refused: 0,
-            logged_at: None,
+            log: RefusalLog::default(),
         }
     }
 
     /// Whether a new call may start at `now` (always, with no limit); a refusal carries the
-    /// refusals to log, once a second (see `refused`).
+    /// refusals to log, once a second (`RefusalLog`).
     pub fn admit(&mut self, now: std::time::Instant) -> Result<(), Option<u64>> {
         if self.rate == 0.0 {
             return Ok(());
@@ -390,20 +418,7 @@ impl CallRate {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(self.refused(now))
-        }
-    }
-
-    /// Counts a refusal; returns how many to log when a second has passed since the last log
-    /// line (one line a second at most during a storm).
-    fn refused(&mut self, now: std::time::Instant) -> Option<u64> {
-        self.refused += 1;
-        match self.logged_at {
-            Some(t) if now.saturating_duration_since(t) < Duration::from_secs(1) => None,
-            _ => {
-                self.logged_at = Some(now);
-                Some(std::mem::take(&mut self.refused))
-            }
+            Err(self.log.refused(now))
         }
     }
 }
@@ -418,15 +433,10 @@ pub struct Overload {
     until_ms: AtomicU64,
     /// Calls refused so far (`agentgw_calls_refused_overloaded_total`).
     pub refused: AtomicU64,
-    /// Refusals not logged yet, and when the last log line was (ms after `epoch`; `NEVER`
-    /// before the first).
-    unlogged: AtomicU64,
-    logged_ms: AtomicU64,
 }
 
 /// How long new calls are refused after the media threads were last behind.
 pub const OVERLOAD_HOLD: Duration = Duration::from_secs(2);
-const NEVER: u64 = u64::MAX;
 
 impl Default for Overload {
     fn default() -> Self {
@@ -434,8 +444,6 @@ impl Default for Overload {
             epoch: std::time::Instant::now(),
             until_ms: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-            unlogged: AtomicU64::new(0),
-            logged_ms: AtomicU64::new(NEVER),
         }
     }
 }
@@ -457,26 +465,38 @@ impl Overload {
     pub fn active(&self, now: std::time::Instant) -> bool {
         self.ms(now) < self.until_ms.load(Ordering::Relaxed)
     }
-
-    /// Counts a refusal; returns how many to log when a second has passed since the last log
-    /// line (one line a second at most).
-    fn refuse(&self, now: std::time::Instant) -> Option<u64> {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        self.unlogged.fetch_add(1, Ordering::Relaxed);
-        let (at, last) = (self.ms(now), self.logged_ms.load(Ordering::Relaxed));
-        if (last == NEVER || at.saturating_sub(last) >= 1000)
-            && self
-                .logged_ms
-                .compare_exchange(last, at, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(self.unlogged.swap(0, Ordering::Relaxed));
-        }
-        None
-    }
 }
 
 impl Acceptor {
+    /// Whether a new call at `now` is refused at once, and the Retry-After to give: the
+    /// media threads are behind (`refuse_when_overloaded`), or it is over
+    /// `max_calls_per_second`. Each kind is logged once a second with its count.
+    fn refusal(&self, now: std::time::Instant) -> Option<&'static str> {
+        let mut admission = match self.admission.lock() {
+            Ok(a) => a,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(overload) = self.settings.overload.as_ref().filter(|o| o.active(now)) {
+            overload.refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(n) = admission.overloaded.refused(now) {
+                warn!(
+                    refused = n,
+                    "calls refused: the media threads are behind their 20 ms schedule (503, Retry-After: 2; refuse_when_overloaded)"
+                );
+            }
+            return Some("2");
+        }
+        let log = admission.rate.admit(now).err()?;
+        if let Some(n) = log {
+            warn!(
+                refused = n,
+                max_calls_per_second = self.settings.max_calls_per_second,
+                "calls refused: over max_calls_per_second (503, Retry-After: 1)"
+            );
+        }
+        Some("1")
+    }
+
     async fn run(
         self,
         mut incoming: rsipstack::transaction::TransactionReceiver,
@@ -558,39 +578,11 @@ impl Acceptor {
             .call_id_header()
             .map(|c| c.value().to_string())
             .unwrap_or_default();
-        if let Some(overload) = &self.settings.overload {
-            let now = std::time::Instant::now();
-            if overload.active(now) {
-                if let Some(n) = overload.refuse(now) {
-                    warn!(
-                        refused = n,
-                        "calls refused: the media threads are behind their 20 ms schedule (503, Retry-After: 2; refuse_when_overloaded)"
-                    );
-                }
-                spawn_reply(
-                    tx,
-                    StatusCode::ServiceUnavailable,
-                    vec![Header::RetryAfter("2".into())],
-                );
-                return;
-            }
-        }
-        let admitted = match self.rate.lock() {
-            Ok(mut r) => r.admit(std::time::Instant::now()),
-            Err(_) => Ok(()),
-        };
-        if let Err(log) = admitted {
-            if let Some(n) = log {
-                warn!(
-                    refused = n,
-                    max_calls_per_second = self.settings.max_calls_per_second,
-                    "calls refused: over max_calls_per_second (503, Retry-After: 1)"
-                );
-            }
+        if let Some(retry_after) = self.refusal(std::time::Instant::now()) {
             spawn_reply(
                 tx,
                 StatusCode::ServiceUnavailable,
-                vec![Header::RetryAfter("1".into())],
+                vec![Header::RetryAfter(retry_after.into())],
             );
             return;
         }
