@@ -119,6 +119,12 @@ impl Daemon {
         (child, admin)
     }
 
+    /// A value of `/metrics` (the test fails when it is missing).
+    fn metric(&self, name: &str) -> u64 {
+        let (_, metrics) = self.http("GET", "/metrics", Some(&self.token()));
+        support::metric(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    }
+
     /// The admin token the daemon generated next to its store.
     fn token(&self) -> String {
         std::fs::read_to_string(self.config.with_file_name("admin-token")).unwrap()
@@ -859,9 +865,6 @@ fn a_lost_pepper_is_refused_rather_than_silently_replaced() {
     assert!(!pepper.exists(), "no new pepper written over a lost one");
 }
 
-/// The CI smoke run of the load generator: a few hundred complete logins against the real
-/// binary; any call that does not end logged in fails it (the figures are for BENCHMARKS.md,
-/// not for CI).
 /// Whether this process may put a thread at real-time priority (root, CAP_SYS_NICE or an
 /// RLIMIT_RTPRIO): tried on a thread of its own.
 fn realtime_permitted() -> bool {
@@ -872,6 +875,22 @@ fn realtime_permitted() -> bool {
     })
     .join()
     .unwrap()
+}
+
+/// `realtime_permitted()`, said loudly when not, for a test that `needs` real-time priority
+/// (`needs`: what for); in CI, which runs as root, its absence fails the test.
+fn realtime_or_say_so(needs: &str) -> bool {
+    if realtime_permitted() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI runs as root: {needs} must be checked"
+    );
+    eprintln!(
+        "NOT RUN LOUDLY: this user may not use real-time priority, which the test needs: {needs}"
+    );
+    false
 }
 
 /// The scheduling policy and real-time priority of each of `pid`'s threads named `prefix*`
@@ -897,6 +916,9 @@ fn thread_scheduling(pid: u32, prefix: &str) -> Vec<(u32, u32)> {
     out
 }
 
+/// The CI smoke run of the load generator: a few hundred complete logins against the real
+/// binary; any call that does not end logged in fails it (the figures are for BENCHMARKS.md,
+/// not for CI).
 #[test]
 fn load_smoke_run_every_call_logs_in() {
     // With three media threads at real-time priority (SCHED_RR 5).
@@ -985,28 +1007,19 @@ fn pin_to_cpu0(tid: i32) {
 
 #[test]
 fn real_time_media_steps_down_while_sip_is_starved_and_comes_back() {
-    if !realtime_permitted() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI runs as root: the real-time guard must be checked"
-        );
-        eprintln!("NOT RUN LOUDLY: this user may not use real-time priority, which the test needs to starve the gateway's async runtime");
+    if !realtime_or_say_so("the real-time guard, starving the gateway's async runtime") {
         return;
     }
     let d = Daemon::start_with(
         "[log]\nfilter = \"warn\"\n[media]\nthreads = 1\nrealtime_priority = 5\n",
         &[],
     );
-    let gauge = |d: &Daemon, name: &str| {
-        let (_, metrics) = d.http("GET", "/metrics", Some(&d.token()));
-        support::metric(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
-    };
     let wait_for = |d: &Daemon, name: &str, want: u64, within: Duration| {
         let deadline = Instant::now() + within;
-        while gauge(d, name) != want && Instant::now() < deadline {
+        while d.metric(name) != want && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert_eq!(gauge(d, name), want, "{name} after {within:?}");
+        assert_eq!(d.metric(name), want, "{name} after {within:?}");
     };
     wait_for(
         &d,
@@ -1017,7 +1030,7 @@ fn real_time_media_steps_down_while_sip_is_starved_and_comes_back() {
     // (No check that an idle gateway gives no sign: the other tests of this binary run
     // daemons beside this one, and a heartbeat 100 ms late on a busy 2-core box is a sign.)
 
-    let signs_before = gauge(&d, "agentgw_media_starvation_signs_total");
+    let signs_before = d.metric("agentgw_media_starvation_signs_total");
     // Starve the async runtime: its worker pinned to CPU 0, where a real-time busy loop
     // (SCHED_FIFO 1, below the media thread's 5) runs for 800 ms.
     let workers = thread_ids(d.child.id(), "tokio-rt-worker");
@@ -1049,8 +1062,8 @@ fn real_time_media_steps_down_while_sip_is_starved_and_comes_back() {
     // The media thread saw the heartbeat overdue and stepped down while the runtime could
     // not run to say so...
     assert_eq!(during, vec![(0, 0)], "still real-time while SIP starved");
-    assert!(gauge(&d, "agentgw_media_starvation_signs_total") > signs_before);
-    assert_eq!(gauge(&d, "agentgw_media_realtime_threads"), 0);
+    assert!(d.metric("agentgw_media_starvation_signs_total") > signs_before);
+    assert_eq!(d.metric("agentgw_media_realtime_threads"), 0);
     let media = thread_scheduling(d.child.id(), "agentgw-media-");
     assert_eq!(media, vec![(0, 0)]);
     // ...and takes real time again after 5 s of calm (up to 10 s more if the busy machine
@@ -1067,12 +1080,7 @@ fn real_time_media_steps_down_while_sip_is_starved_and_comes_back() {
 
 #[test]
 fn new_calls_get_503_while_the_media_threads_are_behind_with_refuse_when_overloaded() {
-    if !realtime_permitted() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI runs as root: the overload refusal must be checked"
-        );
-        eprintln!("NOT RUN LOUDLY: this user may not use real-time priority, which the test needs to hold the media thread back");
+    if !realtime_or_say_so("the overload refusal, holding the media thread back") {
         return;
     }
     let d = Daemon::start_with_sip(
@@ -1080,16 +1088,12 @@ fn new_calls_get_503_while_the_media_threads_are_behind_with_refuse_when_overloa
         "[log]\nfilter = \"warn\"\n[media]\nthreads = 1\n",
         &[],
     );
-    let metric = |name: &str| {
-        let (_, metrics) = d.http("GET", "/metrics", Some(&d.token()));
-        support::metric(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
-    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", d.port).parse().unwrap();
     // A call answered at once while the media thread keeps time (another daemon of this
     // binary may be busy beside it: wait for the gauge first).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric("agentgw_overloaded") != 0 && Instant::now() < deadline {
+    while d.metric("agentgw_overloaded") != 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     rt.block_on(async {
@@ -1137,7 +1141,7 @@ fn new_calls_get_503_while_the_media_threads_are_behind_with_refuse_when_overloa
         (503, Some("2".to_string())),
         "a new call while behind"
     );
-    assert!(metric("agentgw_calls_refused_overloaded_total") >= 1);
+    assert!(d.metric("agentgw_calls_refused_overloaded_total") >= 1);
     // Back in time: answered again once the 2 s hold has passed.
     let deadline = Instant::now() + Duration::from_secs(10);
     let answered = rt.block_on(async {
@@ -1157,7 +1161,7 @@ fn new_calls_get_503_while_the_media_threads_are_behind_with_refuse_when_overloa
         answered,
         "calls answered again after the media thread caught up"
     );
-    assert_eq!(metric("agentgw_overloaded"), 0);
+    assert_eq!(d.metric("agentgw_overloaded"), 0);
 }
 
 #[test]
