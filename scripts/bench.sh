@@ -11,6 +11,13 @@
 # (where the gateway's log is copied at the end; default /tmp/agentgw-bench.log), BIN (a directory
 # holding other agentgw and agentgw-load binaries, e.g. a copy of a previous build, for a
 # before/after pair in one session; default: build target/release).
+#
+# NETNS=1 (root; needs ip and ethtool) runs the generator in its own network namespace, joined
+# to the gateway by a veth pair with threaded NAPI, instead of over loopback: as with a phone
+# on another machine, each side's kernel receive work then runs in that link end's own NAPI
+# thread ("napi/gwPID…", "napi/phPID…"), not inside the other side's send() as on loopback, and the script
+# prints both threads' CPU: the gateway's end is its share (a NIC's receive softirq), the
+# other end is the phones'. One NETNS run at a time (fixed subnet 10.203.0.0/24).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${BIN:-}" ]; then
@@ -20,14 +27,35 @@ else
   bin=$PWD/target/release
 fi
 dir=$(mktemp -d)
-trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; cp "$dir/gw.log" "${BENCH_LOG:-/tmp/agentgw-bench.log}" 2>/dev/null; rm -rf "$dir"' EXIT
+ns=""
+trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; cp "$dir/gw.log" "${BENCH_LOG:-/tmp/agentgw-bench.log}" 2>/dev/null; rm -rf "$dir"; [ -z "$ns" ] || ip netns del "$ns"' EXIT
 port=${PORT:-5090}
+host=127.0.0.1
+in_ns=()
+if [ -n "${NETNS:-}" ]; then
+  ns=agentgw-bench-$$ gwend=gw$$ phoneend=ph$$
+  ip netns add "$ns"
+  ip link add "$gwend" type veth peer name "$phoneend" netns "$ns"
+  ip addr add 10.203.0.1/24 dev "$gwend"
+  ip link set "$gwend" up
+  ip -n "$ns" addr add 10.203.0.2/24 dev "$phoneend"
+  ip -n "$ns" link set "$phoneend" up
+  ip -n "$ns" link set lo up
+  # GRO on puts veth in NAPI mode (TSO off: veth hands a packet to NAPI only if its sender
+  # cannot segment), and threaded NAPI gives each end's receive work its own thread.
+  ethtool -K "$gwend" gro on tso off >/dev/null
+  ip netns exec "$ns" ethtool -K "$phoneend" gro on tso off >/dev/null
+  echo 1 > "/sys/class/net/$gwend/threaded"
+  ip netns exec "$ns" sh -c "echo 1 > /sys/class/net/$phoneend/threaded"
+  host=10.203.0.1
+  in_ns=(ip netns exec "$ns")
+fi
 agents=${AGENTS:-2000}
 first=100000
 last=$((first + agents - 1))
 cat > "$dir/gw.toml" <<EOF
 [sip]
-listen = ["udp:127.0.0.1:$port", "tcp:127.0.0.1:$port"]
+listen = ["udp:$host:$port", "tcp:$host:$port"]
 max_calls = 20000
 max_calls_per_second = ${MAX_CPS:-0}
 ${OVERLOAD:+refuse_when_overloaded = $OVERLOAD}
@@ -67,18 +95,30 @@ threads() {
     echo "$(sed 's/-[0-9]*$//' "$t/comm" 2>/dev/null) $(cut -d' ' -f14,15 "$t/stat" 2>/dev/null) $(awk '/ctxt_switches/ {n += $2} END {print n}' "$t/status" 2>/dev/null)"
   done | awk -v hz="$(getconf CLK_TCK)" 'NF == 4 {c[$1] += ($2 + $3) / hz; x[$1] += $4} END {for (k in c) print k, c[k], x[k]}' | sort
 }
+# CPU seconds of the NAPI threads of both link ends (NETNS=1 only).
+napi() {
+  [ -n "$ns" ] || return 0
+  for p in $(pgrep "^napi/(gw|ph)$$"); do
+    echo "$(cut -c1-7 "/proc/$p/comm") $(cut -d' ' -f14,15 "/proc/$p/stat")"
+  done | awk -v hz="$(getconf CLK_TCK)" '{print $1, ($2 + $3) / hz}' | sort
+}
+napi > "$dir/napi0"
 cpu0=$(cpu)
 threads > "$dir/threads0"
 rss0=$(rss VmRSS)
 echo "gateway pid $gw, RSS before: $rss0 KiB; agentgw-load $*" >&2
 set +e
 TIMEFORMAT="generator CPU: %U s user + %S s sys"
-time "$bin/agentgw-load" "127.0.0.1:$port" --agents "$first-$last" --passcode 2468 "$@"
+time "${in_ns[@]}" "$bin/agentgw-load" "$host:$port" --agents "$first-$last" --passcode 2468 "$@"
 status=$?
 set -e
 cpu1=$(cpu)
 echo "gateway CPU: $(awk "BEGIN {print $cpu1 - $cpu0}") s; RSS before $rss0 KiB, peak $(rss VmHWM) KiB, after $(rss VmRSS) KiB"
 threads > "$dir/threads1"
 echo "gateway CPU by thread: $(join -a 2 "$dir/threads0" "$dir/threads1" | awk 'NF == 3 {$5 = $3; $4 = $2; $2 = 0; $3 = 0} {printf "%s %.2f s (%d switches), ", $1, $4 - $2, $5 - $3}' | sed 's/, $//')"
+if [ -n "$ns" ]; then
+  napi > "$dir/napi1"
+  echo "kernel receive work (NAPI threads): $(join "$dir/napi0" "$dir/napi1" | awk '{printf "%s %.2f s, ", ($1 == "napi/gw" ? "gateway end" : "phones end"), $3 - $2}' | sed 's/, $//')"
+fi
 grep -E "WARN|ERROR" "$dir/gw.log" | sort | uniq -c | sort -rn | head -5 >&2 || true
 exit $status

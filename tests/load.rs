@@ -1,5 +1,6 @@
 //! The load generator against a real gateway: it classifies each outcome from the prompts it
-//! hears (logged in, incorrect, already on, locked), from SIP (an error answer, no answer),
+//! hears (logged in, incorrect, already on, locked, another prompt such as station-in-use),
+//! from SIP (an error answer, no answer), from the clock (answered, no result in time),
 //! and, against an IVR that is not agentgw, from how the call ends.
 
 mod support;
@@ -173,4 +174,31 @@ async fn another_ivr_is_classified_by_how_the_call_ends() {
     let s = run(o).await;
     assert_eq!(count(&s, Outcome::PeerHungUp), 1, "{}", s.table());
     assert_eq!(s.setup.count, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_agentgw_prompt_and_a_timeout() {
+    let gw = start_gateway_with("127.0.0.1", |_| {}).await;
+    // Each run numbers its calls from the same start, so its first call comes from the same
+    // station as the previous run's: 1002 there hears "station in use" (same_station = reject).
+    let typing_ahead = |agent| LoadOptions {
+        type_ahead: true,
+        ..opts(gw.udp, &[agent], 1)
+    };
+    let s = run(typing_ahead(("1001", "1234"))).await;
+    assert_eq!(count(&s, Outcome::LoggedIn), 1, "{}", s.table());
+    let s = run(typing_ahead(("1002", "2345"))).await;
+    assert_eq!(count(&s, Outcome::OtherPrompt), 1, "{}", s.table());
+    assert_eq!(
+        s.other_prompts.get("station-in-use"),
+        Some(&1),
+        "{}",
+        s.table()
+    );
+    // Answered, but no result within the call timeout (the prompts alone take longer).
+    let mut o = opts(gw.udp, &[("1003", "3456")], 1);
+    o.call_timeout = Duration::from_secs(1);
+    let s = run(o).await;
+    assert_eq!(count(&s, Outcome::Timeout), 1, "{}", s.table());
+    assert_eq!(s.setup.count, 1, "{}", s.table());
 }

@@ -509,6 +509,8 @@ pub struct Summary {
     pub rate: f64,
     pub outcomes: std::collections::BTreeMap<String, u64>,
     pub sip_errors: std::collections::BTreeMap<u16, u64>,
+    /// For `other-prompt` outcomes: the prompt that ended the attempt (e.g. station-in-use).
+    pub other_prompts: std::collections::BTreeMap<String, u64>,
     pub setup: Spread,
     pub result: Spread,
     pub rtp_received_per_call: f64,
@@ -548,6 +550,11 @@ impl Summary {
         );
         for (o, n) in &self.outcomes {
             let _ = writeln!(s, "  {o:<14} {n}");
+            if o == Outcome::OtherPrompt.as_str() {
+                for (prompt, n) in &self.other_prompts {
+                    let _ = writeln!(s, "    {prompt:<20} {n}");
+                }
+            }
         }
         for (code, n) in &self.sip_errors {
             let _ = writeln!(s, "  SIP {code:<10} {n}");
@@ -670,6 +677,9 @@ pub async fn run(
             .or_default() += 1;
         if let Some(code) = r.sip_status {
             *s.sip_errors.entry(code).or_default() += 1;
+        }
+        if let (Outcome::OtherPrompt, Some(p)) = (r.outcome, r.prompt) {
+            *s.other_prompts.entry(p.as_str().to_string()).or_default() += 1;
         }
     }
     Ok(s)
