@@ -15,9 +15,9 @@
 # NETNS=1 (root; needs ip and ethtool) runs the generator in its own network namespace, joined
 # to the gateway by a veth pair with threaded NAPI, instead of over loopback: as with a phone
 # on another machine, each side's kernel receive work then runs in that link end's own NAPI
-# thread ("napi/gwPID…", "napi/phPID…"), not inside the other side's send() as on loopback, and the script
-# prints both threads' CPU: the gateway's end is its share (a NIC's receive softirq), the
-# other end is the phones'. One NETNS run at a time (fixed subnet 10.203.0.0/24).
+# thread ("napi/gwPID…", "napi/phPID…"), not inside the other side's send() as on loopback,
+# and the script prints both threads' CPU: the gateway's end is its share (a NIC's receive
+# softirq), the other end is the phones'. One NETNS run at a time (fixed subnet 10.203.0.0/24).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${BIN:-}" ]; then
