@@ -122,6 +122,30 @@ fn udp_loopback(c: &mut Criterion) {
             t
         })
     });
+    // The same sends from sockets connect()ed to their peer: the kernel keeps the route and
+    // skips the per-packet lookup an unconnected send_to makes.
+    let connected: Vec<UdpSocket> = addrs
+        .iter()
+        .map(|to| {
+            let s = bind();
+            s.connect(to).expect("connect");
+            s
+        })
+        .collect();
+    g.bench_function("send_400_calls_one_packet_each_connected", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let t0 = Instant::now();
+                for s in &connected {
+                    s.send(&pkt).expect("send");
+                }
+                t += t0.elapsed();
+                recv_all(&mut poller);
+            }
+            t
+        })
+    });
     g.bench_function("epoll_recvmmsg_400_calls_one_packet_each", |b| {
         b.iter_custom(|iters| {
             let mut t = Duration::ZERO;
