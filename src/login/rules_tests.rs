@@ -158,8 +158,15 @@ fn sources_whose_minute_ended_are_forgotten_within_a_minute() {
         l.allow(&format!("station-{i}"), t0);
     }
     assert_eq!(l.remembered(), 1000);
+    let peak = l.seen.capacity();
     l.allow("one-more", t0 + Duration::from_secs(61));
     assert_eq!(l.remembered(), 1);
+    // And the table itself shrinks: the memory of the storm goes back.
+    assert!(
+        l.seen.capacity() < peak / 10,
+        "{} of {peak}",
+        l.seen.capacity()
+    );
 }
 
 #[test]
