@@ -212,13 +212,9 @@ fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{tool} is missing on this CI machine: .ci/run must install it"
-        );
-        eprintln!(
-            "\n*** SKIPPED LOUDLY: {tool} is not installed (apt-get install -y sip-tester) ***\n"
-        );
+        support::not_checked_loudly(&format!(
+            "{tool} is not installed (apt-get install -y sip-tester; .ci/run installs it)"
+        ));
     }
     found
 }
@@ -883,13 +879,9 @@ fn realtime_or_say_so(needs: &str) -> bool {
     if realtime_permitted() {
         return true;
     }
-    assert!(
-        std::env::var("CI").is_err(),
-        "CI runs as root: {needs} must be checked"
-    );
-    eprintln!(
-        "NOT RUN LOUDLY: this user may not use real-time priority, which the test needs: {needs}"
-    );
+    support::not_checked_loudly(&format!(
+        "this user may not use real-time priority, which the test needs: {needs}"
+    ));
     false
 }
 
@@ -949,11 +941,9 @@ fn load_smoke_run_every_call_logs_in() {
             "{metrics}"
         );
     } else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI runs as root: the media threads' real-time priority must be checked"
+        support::not_checked_loudly(
+            "this user may not use real-time priority: the media threads' real-time priority (only the fallback to normal scheduling is checked)",
         );
-        eprintln!("NOT CHECKED LOUDLY: this user may not use real-time priority; checking the fallback to normal scheduling only");
         assert!(media.iter().all(|&p| p == (0, 0)), "{media:?}");
     }
     let dir = tempfile::tempdir().unwrap();

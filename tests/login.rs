@@ -483,11 +483,7 @@ async fn tcp_caller_logs_in() {
 #[tokio::test]
 async fn ipv6_caller_logs_in_with_ip6_sdp() {
     if std::net::UdpSocket::bind("[::1]:0").is_err() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "IPv6 loopback is missing on this CI machine"
-        );
-        eprintln!("SKIPPED LOUDLY: no IPv6 loopback (::1) on this machine");
+        support::not_checked_loudly("no IPv6 loopback (::1) on this machine");
         return;
     }
     let gw = start_gateway_with("::1", |_| {}).await;

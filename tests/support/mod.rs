@@ -941,8 +941,6 @@ fn frame_tcp(buf: &[u8]) -> Option<(SipMsg, usize)> {
     Some((SipMsg::parse(&buf2[..total])?, start + total))
 }
 
-/// One HTTP/1.1 request (Connection: close); the status and the body (chunked bodies
-/// decoded).
 /// The value of the unlabelled counter or gauge `name` in a `/metrics` text.
 pub fn metric(text: &str, name: &str) -> Option<u64> {
     text.lines()
@@ -950,6 +948,18 @@ pub fn metric(text: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Something this machine cannot check (`what`: which and why), said loudly on stderr; under
+/// `CI=true`, where `.ci/run` provides everything the tests need, a failure.
+pub fn not_checked_loudly(what: &str) {
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "in CI this must be checked: {what}"
+    );
+    eprintln!("\n*** NOT CHECKED LOUDLY: {what} ***\n");
+}
+
+/// One HTTP/1.1 request (Connection: close); the status and the body (chunked bodies
+/// decoded).
 pub async fn http(
     addr: SocketAddr,
     method: &str,
