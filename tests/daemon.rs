@@ -43,6 +43,12 @@ impl Daemon {
 
     /// Like `start_with`, with more keys of `[sip]` (`sip`, lines ending in newlines).
     fn start_with_sip(sip: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_wrapped(sip, extra, env, &[])
+    }
+
+    /// Like `start_with_sip`, the binary run by the command `wrap` (e.g. setpriv; empty:
+    /// none). The directory of config and store is open to any user.
+    fn start_wrapped(sip: &str, extra: &str, env: &[(&str, &str)], wrap: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("agentgw.toml");
@@ -55,12 +61,23 @@ impl Daemon {
             ),
         )
         .unwrap();
-        Daemon::run(dir, config, port, env)
+        if !wrap.is_empty() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let (child, admin) = Daemon::spawn(&config, port, env, wrap);
+        Daemon {
+            child,
+            admin,
+            config,
+            port,
+            _dir: dir,
+        }
     }
 
     /// Starts the binary on an existing config (a restart).
     fn run(dir: tempfile::TempDir, config: PathBuf, port: u16, env: &[(&str, &str)]) -> Daemon {
-        let (child, admin) = Daemon::spawn(&config, port, env);
+        let (child, admin) = Daemon::spawn(&config, port, env, &[]);
         Daemon {
             child,
             admin,
@@ -72,11 +89,19 @@ impl Daemon {
 
     /// Starts the process again on the same config and store (after it died).
     fn restart(&mut self) {
-        (self.child, self.admin) = Daemon::spawn(&self.config, self.port, &[]);
+        (self.child, self.admin) = Daemon::spawn(&self.config, self.port, &[], &[]);
     }
 
-    fn spawn(config: &Path, port: u16, env: &[(&str, &str)]) -> (Child, String) {
-        let mut child = Command::new(BIN)
+    fn spawn(config: &Path, port: u16, env: &[(&str, &str)], wrap: &[&str]) -> (Child, String) {
+        let mut command = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(["--config", config.to_str().unwrap(), "serve", "--demo"])
             .env("RUST_LOG", "info,rsipstack=warn,sqlx=warn")
             .envs(env.iter().copied())
@@ -965,6 +990,87 @@ fn load_smoke_run_every_call_logs_in() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(summary["outcomes"]["logged-in"], 200, "{summary}");
     assert_eq!(summary["setup"]["count"], 200);
+    assert_eq!(summary["rtp_lost"], 0, "{summary}");
+}
+
+/// What the systemd unit gives by default (`RestrictRealtime=yes`, no `LimitRTPRIO=`, no
+/// capabilities, a system user): `realtime_priority` set but not permitted is a warning, not
+/// a failure; the media threads run at normal priority and every call logs in. Run as
+/// `nobody` with no capabilities when the tests run as root (CI), with RLIMIT_RTPRIO 0 either
+/// way.
+#[test]
+fn real_time_media_not_permitted_runs_at_normal_priority_and_logs_in() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut wrap = vec!["prlimit", "--rtprio=0:0"];
+    if root {
+        wrap.extend([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ]);
+    }
+    for tool in ["prlimit", "setpriv"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            support::not_checked_loudly(&format!(
+                "{tool} (util-linux) is missing: a gateway without real-time permission"
+            ));
+            return;
+        }
+    }
+    let d = Daemon::start_wrapped(
+        "",
+        "[login]\nalready_logged_on = \"replace\"\n[media]\nthreads = 2\nrealtime_priority = 5\n",
+        &[],
+        &wrap,
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    if root {
+        assert!(status.contains("Uid:\t65534\t"), "{status}");
+    }
+    // Each media thread tries as it starts; give them the time to.
+    std::thread::sleep(Duration::from_millis(300));
+    let media = thread_scheduling(d.child.id(), "agentgw-media-");
+    assert_eq!(media.len(), 2, "{media:?}");
+    if media.iter().any(|&p| p != (0, 0)) {
+        // A user with CAP_SYS_NICE of its own (not root, so not dropped above).
+        support::not_checked_loudly(&format!(
+            "this user has real-time priority without RLIMIT_RTPRIO: {media:?}"
+        ));
+        return;
+    }
+    assert_eq!(d.metric("agentgw_media_realtime_threads"), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("summary.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_agentgw-load"))
+        .arg(format!("127.0.0.1:{}", d.port))
+        .args([
+            "--calls",
+            "20",
+            "--rate",
+            "20",
+            "--type-ahead",
+            "--agents",
+            "1001-1001",
+            "--passcode",
+            "1234",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(summary["outcomes"]["logged-in"], 20, "{summary}");
     assert_eq!(summary["rtp_lost"], 0, "{summary}");
 }
 
