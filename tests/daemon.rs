@@ -75,18 +75,6 @@ impl Daemon {
         }
     }
 
-    /// Starts the binary on an existing config (a restart).
-    fn run(dir: tempfile::TempDir, config: PathBuf, port: u16, env: &[(&str, &str)]) -> Daemon {
-        let (child, admin) = Daemon::spawn(&config, port, env, &[]);
-        Daemon {
-            child,
-            admin,
-            config,
-            port,
-            _dir: dir,
-        }
-    }
-
     /// Starts the process again on the same config and store (after it died).
     fn restart(&mut self) {
         (self.child, self.admin) = Daemon::spawn(&self.config, self.port, &[], &[]);
