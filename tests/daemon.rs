@@ -1009,6 +1009,19 @@ fn real_time_media_not_permitted_runs_at_normal_priority_and_logs_in() {
             return;
         }
     }
+    // nobody must be able to run the binary where it was built (not under a private home).
+    if root
+        && !Command::new(wrap[2])
+            .args(&wrap[3..])
+            .args(["test", "-x", BIN])
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        support::not_checked_loudly(&format!(
+            "user nobody cannot run {BIN} (a directory above it is private): a gateway without real-time permission"
+        ));
+        return;
+    }
     let d = Daemon::start_wrapped(
         "",
         "[login]\nalready_logged_on = \"replace\"\n[media]\nthreads = 2\nrealtime_priority = 5\n",
