@@ -1,7 +1,8 @@
 //! The load generator against a real gateway: it classifies each outcome from the prompts it
 //! hears (logged in, incorrect, already on, locked, another prompt such as station-in-use),
 //! from SIP (an error answer, no answer), from the clock (answered, no result in time),
-//! and, against an IVR that is not agentgw, from how the call ends.
+//! and, against an IVR that is not agentgw, from how the call ends (when it hangs up after the
+//! last key, or that it waits on the line).
 
 mod support;
 
@@ -31,6 +32,8 @@ fn opts(target: SocketAddr, agents: &[(&str, &str)], calls: u64) -> LoadOptions 
         comfort_noise: false,
         call_timeout: Duration::from_secs(30),
         local_ip: "127.0.0.1".parse().unwrap(),
+        ivr_hangup: vec![],
+        ivr_waits: Outcome::Incorrect,
     }
 }
 
@@ -174,6 +177,177 @@ async fn another_ivr_is_classified_by_how_the_call_ends() {
     let s = run(o).await;
     assert_eq!(count(&s, Outcome::PeerHungUp), 1, "{}", s.table());
     assert_eq!(s.setup.count, 1);
+}
+
+/// A login IVR that is not agentgw, without barge-in (keys pressed while it speaks are lost):
+/// a 600 ms tone asks for the agent number, another for the passcode, each followed by
+/// silence frames while it listens up to `#`. Its answer: 1001 with 1234, a 1 s tone and it
+/// hangs up; agent 1003, a 0.8 s tone and it waits on the line (asking again); anything else,
+/// a 2.5 s tone and it hangs up.
+async fn login_ivr() -> SocketAddr {
+    let sock = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut calls = std::collections::HashSet::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let Some(m) = load::sip::Msg::parse(&buf[..n]) else {
+                continue;
+            };
+            match m.method() {
+                Some("BYE") => {
+                    sock.send_to(m.ok().as_bytes(), from).await.unwrap();
+                    continue;
+                }
+                Some("INVITE") => {}
+                _ => continue,
+            }
+            let call_id = m.header("Call-ID", "i").unwrap().to_string();
+            if !calls.insert(call_id.clone()) {
+                continue; // a retransmission
+            }
+            let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let rtp_port = rtp.local_addr().unwrap().port();
+            let phone = load::sip::sdp_media(m.body()).unwrap();
+            let sdp = format!("v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
+            let to = format!("{};tag=ivr1", m.header("To", "t").unwrap());
+            let ok = m
+                .ok()
+                .replace(
+                    "Content-Length: 0\r\n\r\n",
+                    &format!("Contact: <sip:ivr@{addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()),
+                )
+                .replacen(&format!("To: {}", m.header("To", "t").unwrap()), &format!("To: {to}"), 1);
+            sock.send_to(ok.as_bytes(), from).await.unwrap();
+            let bye = format!(
+                "BYE sip:load@{from} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKivr{}\r\nFrom: {to}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+                calls.len(),
+                m.header("From", "f").unwrap(),
+            );
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                let mut ivr = IvrMedia::new(rtp, phone);
+                ivr.speak(600).await;
+                let agent = ivr.listen().await;
+                ivr.speak(600).await;
+                let passcode = ivr.listen().await;
+                match (agent.as_str(), passcode.as_str()) {
+                    ("1001", "1234") => ivr.speak(1000).await,
+                    ("1003", _) => {
+                        ivr.speak(800).await;
+                        ivr.listen().await; // until the phone gives up
+                        return;
+                    }
+                    _ => ivr.speak(2500).await,
+                }
+                sock.send_to(bye.as_bytes(), from).await.unwrap();
+            });
+        }
+    });
+    addr
+}
+
+/// The RTP side of `login_ivr`'s calls: speaks (a 440 Hz tone) or listens (silence frames
+/// out, RFC 4733 keys in), a frame every 20 ms.
+struct IvrMedia {
+    rtp: tokio::net::UdpSocket,
+    phone: SocketAddr,
+    writer: agentgw::media::rtp::RtpWriter,
+    keys: agentgw::media::dtmf::rfc4733::EventReceiver,
+    clock: tokio::time::Interval,
+    samples: u32,
+}
+
+impl IvrMedia {
+    fn new(rtp: tokio::net::UdpSocket, phone: SocketAddr) -> IvrMedia {
+        IvrMedia {
+            rtp,
+            phone,
+            writer: Default::default(),
+            keys: Default::default(),
+            clock: tokio::time::interval(Duration::from_millis(20)),
+            samples: 0,
+        }
+    }
+
+    /// One frame out (tone or silence), then the keys that came in since the last one.
+    async fn frame(&mut self, tone: bool) -> Vec<char> {
+        self.clock.tick().await;
+        let mut frame = [agentgw::media::g711::ULAW_SILENCE; 160];
+        if tone {
+            for (i, b) in frame.iter_mut().enumerate() {
+                let t = f64::from(self.samples + i as u32) / 8000.0;
+                let v = (6000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16;
+                *b = agentgw::media::g711::linear_to_ulaw(v);
+            }
+        }
+        self.samples += 160;
+        let pkt = self.writer.packet(0, &frame, 160).to_vec();
+        let _ = self.rtp.send_to(&pkt, self.phone).await;
+        let mut keys = vec![];
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = self.rtp.try_recv(&mut buf) {
+            if let Some((h, payload)) = agentgw::media::rtp::parse(&buf[..n]) {
+                if h.payload_type == 101 {
+                    if let Some(d) = self.keys.on_packet(h.ssrc, h.timestamp, payload) {
+                        keys.push(d.as_char());
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// A prompt of `ms`; keys pressed meanwhile are lost.
+    async fn speak(&mut self, ms: u32) {
+        for _ in 0..ms / 20 {
+            self.frame(true).await;
+        }
+    }
+
+    /// The keys up to `#` (without it), or what came within 10 s.
+    async fn listen(&mut self) -> String {
+        let mut entry = String::new();
+        for _ in 0..500 {
+            for k in self.frame(false).await {
+                if k == '#' {
+                    return entry;
+                }
+                entry.push(k);
+            }
+        }
+        entry
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_ivr_keyed_after_its_prompts_and_classified_by_when_it_hangs_up() {
+    let ivr = login_ivr().await;
+    let agents = [("1001", "1234"), ("1002", "9999"), ("1003", "1234")];
+    let ms = Duration::from_millis;
+    let o = LoadOptions {
+        ivr_hangup: vec![
+            (Outcome::LoggedIn, ms(500), ms(2000)),
+            (Outcome::Incorrect, ms(2000), ms(6000)),
+        ],
+        ..opts(ivr, &agents, 3)
+    };
+    let s = run(o).await;
+    let table = s.table();
+    // 1001 hung up on after ~1.1 s, 1002 after ~2.6 s; 1003 waited on: `ivr_waits`.
+    assert_eq!(count(&s, Outcome::LoggedIn), 1, "{table}");
+    assert_eq!(count(&s, Outcome::Incorrect), 2, "{table}");
+    assert_eq!(s.hangup.count, 2, "{table}");
+    assert!(
+        s.hangup.p50_ms > 500.0 && s.hangup.max_ms < 6000.0,
+        "{table}"
+    );
+    // Each answer's first packet: a frame or so after the IVR took the last key.
+    assert_eq!(s.result.count, 3, "{table}");
+    assert!(s.result.max_ms < 500.0, "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,15 @@ struct Args {
     /// Longest a call may take, seconds (not counting --stay).
     #[arg(long, default_value_t = 60.0)]
     call_timeout: f64,
+    /// Another IVR (prompts not agentgw's): OUTCOME=FROM-TO, the call's outcome when the IVR
+    /// hangs up FROM to TO seconds after the last key (repeatable; e.g. logged-in=0.5-2
+    /// incorrect=2-6); a hang-up no range holds is peer-hung-up.
+    #[arg(long, value_name = "OUTCOME=FROM-TO")]
+    ivr_hangup: Vec<String>,
+    /// Another IVR: the outcome when it answers the passcode and then waits on the line
+    /// (3 s of silence without hanging up), as an IVR does that asks again after a refusal.
+    #[arg(long, default_value = "incorrect", value_name = "OUTCOME")]
+    ivr_waits: String,
     /// The outcome every call should have; the exit status is 1 when any other happened.
     #[arg(long, default_value = "logged-in")]
     expect: String,
@@ -76,6 +85,23 @@ struct Args {
     /// Print the agents as CSV (number,passcode) for `agentgw agent import` and exit.
     #[arg(long)]
     print_agents_csv: bool,
+}
+
+/// `--ivr-hangup OUTCOME=FROM-TO` (seconds).
+fn ivr_hangup(rule: &str) -> Result<(Outcome, Duration, Duration)> {
+    let bad = || format!("--ivr-hangup {rule}: OUTCOME=FROM-TO, e.g. logged-in=0.5-2");
+    let (o, range) = rule.split_once('=').with_context(bad)?;
+    let o = Outcome::parse(o).with_context(bad)?;
+    let (from, to) = range.split_once('-').with_context(bad)?;
+    let secs = |v: &str| -> Result<Duration> {
+        let v: f64 = v.trim().parse().ok().with_context(bad)?;
+        Duration::try_from_secs_f64(v).ok().with_context(bad)
+    };
+    let (from, to) = (secs(from)?, secs(to)?);
+    if to <= from {
+        bail!("{}: FROM must be below TO", bad());
+    }
+    Ok((o, from, to))
 }
 
 fn agents(a: &Args) -> Result<Vec<(String, String)>> {
@@ -149,10 +175,15 @@ fn main() -> Result<()> {
         "pcma" => Codec::Pcma,
         c => bail!("--codec {c}: pcmu or pcma"),
     };
-    let expect = Outcome::ALL
-        .into_iter()
-        .find(|o| o.as_str() == a.expect)
+    let expect = Outcome::parse(&a.expect)
         .with_context(|| format!("--expect {}: an outcome such as logged-in", a.expect))?;
+    let ivr_waits = Outcome::parse(&a.ivr_waits)
+        .with_context(|| format!("--ivr-waits {}: an outcome such as incorrect", a.ivr_waits))?;
+    let ivr_hangup = a
+        .ivr_hangup
+        .iter()
+        .map(|r| ivr_hangup(r))
+        .collect::<Result<Vec<_>>>()?;
     if a.rate.is_nan() || a.rate <= 0.0 {
         bail!("--rate must be above 0");
     }
@@ -176,6 +207,8 @@ fn main() -> Result<()> {
         comfort_noise: a.cn,
         call_timeout: Duration::from_secs_f64(a.call_timeout),
         local_ip: local_ip(target),
+        ivr_hangup,
+        ivr_waits,
     };
     if opts.calls.is_none() && opts.duration.is_none() {
         bail!("give --calls N or --duration SECS");

@@ -3,7 +3,10 @@
 //! events (after each prompt, or type-ahead), and is classified by the prompts it hears: the
 //! prompt frames are matched exactly against the built-in catalog, so the same run measures the
 //! result latency (last key → first packet of the result prompt). Against another IVR, whose
-//! prompts are not agentgw's, a call is classified by how it ends.
+//! prompts are not agentgw's, a prompt is a stretch of speech followed by 700 ms of silence
+//! (the keys go after it), and a call is classified by how it ends: by when the IVR hangs up
+//! after the last key (`ivr_hangup`), or by its waiting on the line after its answer
+//! (`ivr_waits`).
 //!
 //! Its own fair share: the phones' RTP is sent and read by one thread per core every 20 ms
 //! (no timer or task wake-up per phone or per packet), fixed receive buffers, and RTP packets
@@ -54,7 +57,18 @@ pub struct LoadOptions {
     pub call_timeout: Duration,
     /// The local address to send from.
     pub local_ip: IpAddr,
+    /// Against another IVR: what its hanging up after the passcode means, by how long after
+    /// the last key it did (outcome, from, to); none matching: `peer-hung-up`.
+    pub ivr_hangup: Vec<(Outcome, Duration, Duration)>,
+    /// Against another IVR: what it means when it answers the passcode and then waits on the
+    /// line (`IVR_WAITS` of silence after its answer without hanging up), as a login IVR does
+    /// that asks again after refusing a login.
+    pub ivr_waits: Outcome,
 }
+
+/// How long another IVR may stay silent after its answer to the passcode before the call
+/// counts as `ivr_waits` (it wants keys again).
+pub const IVR_WAITS: Duration = Duration::from_secs(3);
 
 /// How a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -100,6 +114,11 @@ impl Outcome {
         }
     }
 
+    /// The outcome named `s` (as printed: `logged-in`, `incorrect` …).
+    pub fn parse(s: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
     /// What a result prompt says about the attempt.
     fn of_prompt(p: PromptId) -> Option<Outcome> {
         Some(match p {
@@ -125,6 +144,8 @@ pub struct CallReport {
     pub setup: Option<Duration>,
     /// Last key sent → first packet of the result prompt.
     pub result: Option<Duration>,
+    /// Last key sent → the peer's BYE, when it hung up after all keys were sent.
+    pub hangup: Option<Duration>,
     pub rtp_received: u64,
 }
 
@@ -238,6 +259,7 @@ pub async fn one_call(
         prompt: None,
         setup: None,
         result: None,
+        hangup: None,
         rtp_received: 0,
     };
     let deadline = tokio::time::Instant::now() + opts.call_timeout + opts.stay.unwrap_or_default();
@@ -368,16 +390,45 @@ async fn call_flow(
     let mut hangup_at: Option<tokio::time::Instant> = None;
     let mut bye_sent = false;
     let mut heard = Vec::new();
+    let mut spoken = Vec::new();
+    // Another IVR (no agentgw prompt heard): its answer to the passcode (last key → its
+    // first packet), and when its silence after that counts as waiting for keys.
+    let mut agentgw = false;
+    let mut answer: Option<Duration> = None;
+    let mut waits_at: Option<tokio::time::Instant> = None;
     loop {
-        let hangup_due =
-            hangup_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+        let hangup_due = hangup_at.unwrap_or_else(far);
+        let waits_due = waits_at.unwrap_or_else(far);
         tokio::select! {
             _ = phone.wake.notified() => {
-                let last_key_at = {
+                let (last_key_at, keys_sent) = {
                     let mut line = phone.line();
                     std::mem::swap(&mut line.heard, &mut heard);
-                    line.last_key_at
+                    std::mem::swap(&mut line.spoken, &mut spoken);
+                    (line.last_key_at, keyed_pass && line.keying.is_empty())
                 };
+                agentgw |= !heard.is_empty();
+                for s in spoken.drain(..) {
+                    if agentgw || report.result.is_some() {
+                        continue;
+                    }
+                    let now = shared.pump.tick() + 1;
+                    if !keyed_user {
+                        keyed_user = true;
+                        phone.line().keying.push_back(rtp::Keying::new(&format!("{}#", agent.0), now));
+                    } else if !keyed_pass {
+                        keyed_pass = true;
+                        phone.line().keying.push_back(rtp::Keying::new(&format!("{}#", agent.1), now));
+                    } else if let (true, Some(k)) = (keys_sent, last_key_at) {
+                        // Speech that began after the last key: the IVR's answer.
+                        if s.arrival > k {
+                            answer.get_or_insert(s.arrival - k);
+                            let quiet = rtp::QUIET_TICKS as u32 * crate::media::player::PTIME;
+                            waits_at = Some(tokio::time::Instant::now() + IVR_WAITS.saturating_sub(quiet));
+                        }
+                    }
+                }
                 for h in heard.drain(..) {
                     let p = h.prompt;
                     let frames = shared.index.lengths.get(&p).copied().unwrap_or(0) as u64;
@@ -415,8 +466,25 @@ async fn call_flow(
                 match m.method() {
                     Some("BYE") => {
                         let _ = ch.send(&m.ok()).await;
+                        let (last_key_at, keys_sent, speaking) = {
+                            let line = phone.line();
+                            (line.last_key_at, keyed_pass && line.keying.is_empty(), line.speaking_since())
+                        };
+                        if let (true, Some(k)) = (keys_sent, last_key_at) {
+                            report.hangup = Some(rtp::since_epoch().saturating_sub(k));
+                            // An answer the IVR hung up right after (no silence after it yet).
+                            if let Some(a) = speaking.filter(|a| *a > k && answer.is_none()) {
+                                answer = Some(a - k);
+                            }
+                        }
                         if report.result.is_none() {
                             report.outcome = Outcome::PeerHungUp;
+                            if let Some(after) = report.hangup.filter(|_| !agentgw) {
+                                report.result = answer;
+                                if let Some(&(o, _, _)) = opts.ivr_hangup.iter().find(|(_, from, to)| after >= *from && after < *to) {
+                                    report.outcome = o;
+                                }
+                            }
                         }
                         break;
                     }
@@ -432,6 +500,16 @@ async fn call_flow(
                         }
                     }
                 }
+            }
+            _ = tokio::time::sleep_until(waits_due), if waits_at.is_some() && report.result.is_none() => {
+                // Another IVR answered the passcode and waits on the line.
+                waits_at = None;
+                report.outcome = opts.ivr_waits;
+                report.result = answer;
+                hangup_at = Some(match (opts.ivr_waits, opts.stay) {
+                    (Outcome::LoggedIn, Some(stay)) => tokio::time::Instant::now() + stay,
+                    _ => tokio::time::Instant::now(),
+                });
             }
             _ = tokio::time::sleep_until(hangup_due), if hangup_at.is_some() => {
                 if bye_sent {
@@ -513,6 +591,8 @@ pub struct Summary {
     pub other_prompts: std::collections::BTreeMap<String, u64>,
     pub setup: Spread,
     pub result: Spread,
+    /// Last key → the peer's BYE, for the calls it hung up after all keys were sent.
+    pub hangup: Spread,
     pub rtp_received_per_call: f64,
     pub rtp_received: u64,
     pub rtp_lost: u64,
@@ -567,6 +647,7 @@ impl Summary {
         };
         s += &row("setup (INVITE → 200)", &self.setup);
         s += &row("result (last key → prompt)", &self.result);
+        s += &row("hang-up (last key → BYE)", &self.hangup);
         s += &row("RTP inter-arrival − 20 ms", &self.rtp_deviation);
         let _ = writeln!(
             s,
@@ -660,6 +741,7 @@ pub async fn run(
         },
         setup: Spread::of(reports.iter().filter_map(|r| r.setup).collect()),
         result: Spread::of(reports.iter().filter_map(|r| r.result).collect()),
+        hangup: Spread::of(reports.iter().filter_map(|r| r.hangup).collect()),
         rtp_received: shared.rtp_received.load(Relaxed),
         rtp_lost: shared.rtp_lost.load(Relaxed),
         rtp_out_of_order: shared.rtp_out_of_order.load(Relaxed),

@@ -5,6 +5,7 @@
 
 use super::{Shared, TE_PT};
 use crate::media::dtmf::{rfc4733, Digit};
+use crate::media::g711;
 use crate::media::player::PTIME;
 use crate::media::poll::{RecvBatch, SocketSet};
 use crate::media::prompts::{Codec, PromptId, FRAME_SAMPLES};
@@ -43,10 +44,40 @@ pub(super) struct Heard {
     pub tick: u64,
 }
 
+/// A stretch of speech that is not agentgw's prompts (another IVR's prompt), reported once
+/// `QUIET_TICKS` of silence followed it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Spoken {
+    /// When its first voice packet arrived (since the Unix epoch).
+    pub arrival: Duration,
+}
+
+/// Mean |sample| of a frame above which it is speech rather than silence or line noise
+/// (about −45 dBov).
+const VOICE_LEVEL: u32 = 180;
+/// Voice frames a stretch needs to count as a prompt (a click is not one).
+const MIN_VOICE_FRAMES: u32 = 5;
+/// Ticks without speech (silence or noise frames, comfort noise, no packets) that end a
+/// stretch: 700 ms, longer than the pause between a prompt's sentences.
+pub(super) const QUIET_TICKS: u64 = 35;
+
+/// Whether a G.711 frame is speech: its mean level is over `VOICE_LEVEL`.
+fn is_voice(codec: Codec, payload: &[u8]) -> bool {
+    let decode = match codec {
+        Codec::Pcmu => g711::ulaw_to_linear,
+        Codec::Pcma => g711::alaw_to_linear,
+    };
+    let sum: u32 = payload
+        .iter()
+        .map(|&b| u32::from(decode(b).unsigned_abs()))
+        .sum();
+    sum > VOICE_LEVEL * payload.len() as u32
+}
+
 /// One phone's RTP, shared by its call task and a media thread.
 pub(super) struct Phone {
     line: Mutex<Line>,
-    /// Wakes the call task when a prompt starts.
+    /// Wakes the call task when an agentgw prompt starts or another IVR's speech ends.
     pub wake: tokio::sync::Notify,
     ended: AtomicBool,
 }
@@ -68,6 +99,9 @@ impl Phone {
                 last_prompt: None,
                 heard: Vec::new(),
                 last_key_at: None,
+                speaking: None,
+                last_voice_tick: 0,
+                spoken: Vec::new(),
             }),
             wake: tokio::sync::Notify::new(),
             ended: AtomicBool::new(false),
@@ -111,6 +145,13 @@ pub(super) struct Line {
     pub heard: Vec<Heard>,
     /// When the first packet of the last key of an entry went out (since the Unix epoch).
     pub last_key_at: Option<Duration>,
+    /// Speech that is not agentgw's being heard: when its first voice frame arrived and how
+    /// many voice frames so far.
+    speaking: Option<(Duration, u32)>,
+    /// The tick of the last voice frame.
+    last_voice_tick: u64,
+    /// Stretches of speech that is not agentgw's that ended since the call task last looked.
+    pub spoken: Vec<Spoken>,
 }
 
 impl Line {
@@ -154,12 +195,41 @@ impl Line {
                 });
                 true
             }
-            _ => false,
+            Some(_) => false,
+            None => {
+                if payload != self.codec.silence() && is_voice(self.codec, payload) {
+                    self.speaking.get_or_insert((arrival, 0)).1 += 1;
+                    self.last_voice_tick = tick;
+                }
+                false
+            }
         }
     }
 
-    /// One tick: the next key packet, else a silence frame when sending audio.
-    fn tick(&mut self, tick: u64, shared: &Shared) {
+    /// When the stretch of speech (not agentgw's) being heard began, if one is.
+    pub fn speaking_since(&self) -> Option<Duration> {
+        self.speaking.map(|(arrival, _)| arrival)
+    }
+
+    /// One tick: ends a stretch of speech after `QUIET_TICKS` without (true: the call task
+    /// has a `Spoken` to look at), then sends.
+    fn tick(&mut self, tick: u64, shared: &Shared) -> bool {
+        let mut spoke = false;
+        if let Some((arrival, frames)) = self.speaking {
+            if tick >= self.last_voice_tick + QUIET_TICKS {
+                self.speaking = None;
+                if frames >= MIN_VOICE_FRAMES {
+                    self.spoken.push(Spoken { arrival });
+                    spoke = true;
+                }
+            }
+        }
+        self.send(tick, shared);
+        spoke
+    }
+
+    /// The next key packet, else a silence frame when sending audio.
+    fn send(&mut self, tick: u64, shared: &Shared) {
         let Some(to) = self.remote else {
             return;
         };
@@ -307,8 +377,13 @@ fn pump_thread(shared: Weak<Shared>, shard: usize, mut phones: SocketSet<Phone>)
                 return false;
             }
             let mut line = phone.line();
+            let mut spoke = false;
             for t in first..=now_tick {
-                line.tick(t, &s);
+                spoke |= line.tick(t, &s);
+            }
+            drop(line);
+            if spoke {
+                phone.wake.notify_one();
             }
             true
         });
@@ -324,6 +399,58 @@ fn pump_thread(shared: Weak<Shared>, shard: usize, mut phones: SocketSet<Phone>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Another IVR's prompt is speech: a tone at -25 dBov is, digital silence and line noise
+    /// at about -60 dBov are not; a stretch ends 700 ms after its last voice frame, and a
+    /// click (under 100 ms) is no prompt.
+    #[test]
+    fn speech_that_is_not_agentgw_is_told_from_silence_and_ends_after_700_ms() {
+        let frame = |amplitude: f64| -> Vec<u8> {
+            (0..FRAME_SAMPLES)
+                .map(|i| {
+                    let v =
+                        amplitude * (i as f64 * 2.0 * std::f64::consts::PI * 440.0 / 8000.0).sin();
+                    g711::linear_to_ulaw(v as i16)
+                })
+                .collect()
+        };
+        for codec in [Codec::Pcmu, Codec::Pcma] {
+            let encode = |f: Vec<u8>| -> Vec<u8> {
+                f.iter()
+                    .map(|&u| codec.encode(g711::ulaw_to_linear(u)))
+                    .collect()
+            };
+            assert!(is_voice(codec, &encode(frame(2000.0))), "{codec:?}");
+            assert!(!is_voice(codec, &encode(frame(30.0))), "{codec:?}");
+            assert!(!is_voice(codec, codec.silence()), "{codec:?}");
+        }
+        let shared = Shared::new(Codec::Pcmu).expect("media threads");
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let phone = Phone::new(socket, Codec::Pcmu, false);
+        let mut line = phone.line.lock().unwrap();
+        let mut w = RtpWriter::default();
+        let voice = frame(2000.0);
+        let mut feed = |line: &mut Line, tick: u64| {
+            let pkt = w.packet(0, &voice, 160).to_vec();
+            line.on_packet(&pkt, Duration::from_millis(tick * 20), tick, &shared);
+        };
+        // A click: 3 frames, then quiet.
+        for t in 0..3 {
+            feed(&mut line, t);
+        }
+        assert!(!(3..3 + QUIET_TICKS + 5).any(|t| line.tick(t, &shared)));
+        // A prompt: 50 frames (1 s) from tick 100; its end is reported 35 ticks after.
+        for t in 100..150 {
+            feed(&mut line, t);
+            assert!(!line.tick(t, &shared));
+        }
+        assert_eq!(line.speaking_since(), Some(Duration::from_millis(2000)));
+        let ended: Vec<u64> = (150..250).filter(|&t| line.tick(t, &shared)).collect();
+        assert_eq!(ended, vec![149 + QUIET_TICKS]);
+        assert_eq!(line.spoken.len(), 1);
+        assert_eq!(line.spoken[0].arrival, Duration::from_millis(2000));
+        assert_eq!(line.speaking_since(), None);
+    }
 
     /// Inter-arrival deviation is measured between back-to-back frames only: the 200 ms
     /// between comfort-noise packets, and the gap before the talkspurt after them, are not
