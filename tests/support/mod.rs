@@ -437,6 +437,23 @@ impl Phone {
         )
     }
 
+    /// The text of a request in this call's dialog (next CSeq, a new branch), not sent:
+    /// for tests that change it before `send_raw`. `content_type` with a body.
+    pub fn in_dialog(&mut self, method: &str, content_type: &str, body: &str) -> String {
+        self.cseq += 1;
+        let req = self.request(method, self.cseq, "", "", true);
+        if body.is_empty() {
+            return req;
+        }
+        req.replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    }
+
     pub async fn send_raw(&self, data: &[u8]) {
         match &self.sig {
             Signalling::Udp(s) => {
