@@ -185,6 +185,12 @@ pub struct SipConfig {
     /// Ring (180) this long before answering; 0 answers at once. Some PBXs want to see ringing,
     /// and it gives a caller's CANCEL time to arrive before the answer.
     pub answer_after_ms: u64,
+    /// SIP TCP connections open at once at most (0: no limit); past it a new connection is
+    /// closed at once. Each costs about 72 KiB while open (up to 5 min idle).
+    pub max_tcp_connections: usize,
+    /// The same from one source address (0: no limit), so that one peer cannot take them
+    /// all; a PBX that opens a connection per call needs it above its calls.
+    pub max_tcp_connections_per_source: usize,
     /// Threads of the async runtime (SIP transactions, the calls' tasks, the admin API);
     /// 0: half the cores, at least one. The media, the passcode hashes and SQLite have
     /// threads of their own.
@@ -216,6 +222,8 @@ impl Default for SipConfig {
             refuse_when_overloaded: false,
             max_call_secs: 300,
             answer_after_ms: 0,
+            max_tcp_connections: 5000,
+            max_tcp_connections_per_source: 500,
             threads: 0,
         }
     }
@@ -553,7 +561,7 @@ impl Config {
             )
         };
         let mut out = format!(
-            "[sip]\nlisten = {}\nmax_calls = {}\nmax_calls_per_second = {}\nrefuse_when_overloaded = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nthreads = {}\n\n\
+            "[sip]\nlisten = {}\nmax_calls = {}\nmax_calls_per_second = {}\nrefuse_when_overloaded = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nmax_tcp_connections = {}\nmax_tcp_connections_per_source = {}\nthreads = {}\n\n\
              [media]\nrtp_ports = \"{}-{}\"\npublic_address = {}\nstrict_rtp = {}\nthreads = {}\nrealtime_priority = {}\n\n\
              [store]\nurl = {url:?}\nhash_memory_kib = {}\nhash_iterations = {}\npepper_file = {}\n\n[admin]\nlisten = \"{}\"\n\n\
              [prompts]\ndir = {}\nlanguage = {:?}\n\n\
@@ -569,6 +577,8 @@ impl Config {
             self.sip.refuse_when_overloaded,
             self.sip.max_call_secs,
             self.sip.answer_after_ms,
+            self.sip.max_tcp_connections,
+            self.sip.max_tcp_connections_per_source,
             match self.sip.threads {
                 0 => format!("0 (half the cores: {})", self.sip.runtime_threads()),
                 n => n.to_string(),

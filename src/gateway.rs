@@ -129,6 +129,13 @@ impl Gateway {
                 .sip
                 .refuse_when_overloaded
                 .then(|| ctx.metrics.overload.clone()),
+            tcp: {
+                ctx.metrics.tcp.set_limits(
+                    config.sip.max_tcp_connections,
+                    config.sip.max_tcp_connections_per_source,
+                );
+                ctx.metrics.tcp.clone()
+            },
             public_address: config.media.public_address,
             station_from: config.login.station,
             station_header: config.login.station_header.clone(),
@@ -241,6 +248,11 @@ impl Gateway {
         if let Ok(mut l) = self.ctx.limiters.lock() {
             *l = AttemptLimiters::from_config(&config.login);
         }
+        // Connections already open above a lowered limit stay; new ones are counted against it.
+        self.ctx.metrics.tcp.set_limits(
+            n.sip.max_tcp_connections,
+            n.sip.max_tcp_connections_per_source,
+        );
         if let Ok(mut s) = self.ctx.settings.write() {
             *s = Arc::new(settings);
         }

@@ -66,6 +66,8 @@ pub struct Metrics {
     /// Whether the media threads are behind, for `[sip] refuse_when_overloaded` (they report
     /// to it whether or not it is on), and the calls it refused.
     pub overload: std::sync::Arc<crate::sip::Overload>,
+    /// SIP TCP connections open, and those closed at once for a limit.
+    pub tcp: std::sync::Arc<crate::sip::TcpConnections>,
     /// Calls ended, by outcome (the `X-Agentgw-Result` values, plus SIP rejections).
     calls: Mutex<BTreeMap<String, u64>>,
     /// Audit events seen by this process's follower, by event and reason.
@@ -161,6 +163,18 @@ impl Metrics {
             "counter",
             "New calls refused with 503 because the media threads were behind ([sip] refuse_when_overloaded).",
             self.overload.refused.load(Ordering::Relaxed),
+        );
+        one(
+            "agentgw_tcp_connections",
+            "gauge",
+            "SIP TCP connections open.",
+            self.tcp.open() as u64,
+        );
+        one(
+            "agentgw_tcp_connections_refused_total",
+            "counter",
+            "SIP TCP connections closed at once because too many were open ([sip] max_tcp_connections, max_tcp_connections_per_source).",
+            self.tcp.refused.load(Ordering::Relaxed),
         );
         one(
             "agentgw_webhook_deliveries_total",

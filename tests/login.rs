@@ -467,17 +467,22 @@ async fn without_strict_rtp_keys_from_anywhere_reach_the_call() {
     assert_eq!(dropped, 0);
 }
 
-#[tokio::test]
-async fn tcp_caller_logs_in() {
-    let gw = start_gateway().await;
+/// A phone calling over TCP logs 1001 in.
+async fn logs_in_over_tcp(gateway: std::net::SocketAddr) {
     let opts = PhoneOptions {
         transport: Transport::Tcp,
         ..Default::default()
     };
-    let mut phone = Phone::new(gw.tcp, opts).await;
+    let mut phone = Phone::new(gateway, opts).await;
     assert_eq!(phone.call().await, 200);
     phone.press("1001#1234#").await;
     assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
+#[tokio::test]
+async fn tcp_caller_logs_in() {
+    let gw = start_gateway().await;
+    logs_in_over_tcp(gw.tcp).await;
 }
 
 #[tokio::test]
@@ -1080,4 +1085,68 @@ async fn mutated_sip_never_panics_the_gateway() {
         );
         gw.store.logout("1002", "test").await.ok();
     }
+}
+
+/// A TCP connection from `source` to the gateway, and whether the gateway closes it at once
+/// (within 2 s; `false`: still open after 300 ms).
+async fn tcp_from(source: &str, gateway: std::net::SocketAddr) -> (tokio::net::TcpStream, bool) {
+    use tokio::io::AsyncReadExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(source.parse().unwrap(), 0))
+        .unwrap();
+    let mut stream = socket.connect(gateway).await.unwrap();
+    let mut buf = [0u8; 16];
+    let closed = match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await
+    {
+        Err(_) => false,
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) => panic!("the gateway wrote on an idle connection"),
+    };
+    (stream, closed)
+}
+
+#[tokio::test]
+async fn tcp_connections_past_the_limits_are_closed_at_once_and_calls_go_on() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.sip.max_tcp_connections = 4;
+        c.sip.max_tcp_connections_per_source = 2;
+    })
+    .await;
+    let (admin, token) = gw.start_admin().await;
+    let metric = |name: &'static str| {
+        let token = token.clone();
+        async move {
+            let (_, text) = http(admin, "GET", "/metrics", Some(&token), None).await;
+            support::metric(&text, name).unwrap()
+        }
+    };
+    // Two idle connections from one source are kept; a third from it is closed.
+    let (first, closed) = tcp_from("127.0.0.1", gw.tcp).await;
+    assert!(!closed);
+    let (_second, closed) = tcp_from("127.0.0.1", gw.tcp).await;
+    assert!(!closed);
+    let (_, closed) = tcp_from("127.0.0.1", gw.tcp).await;
+    assert!(closed, "a third connection from one source");
+    // Two more from another source fill the gateway; a fifth from a third source is closed.
+    let (_other1, closed) = tcp_from("127.0.0.2", gw.tcp).await;
+    assert!(!closed);
+    let (_other2, closed) = tcp_from("127.0.0.2", gw.tcp).await;
+    assert!(!closed);
+    let (_, closed) = tcp_from("127.0.0.3", gw.tcp).await;
+    assert!(closed, "a fifth connection in all");
+    assert_eq!(metric("agentgw_tcp_connections").await, 4);
+    assert_eq!(metric("agentgw_tcp_connections_refused_total").await, 2);
+    // One closed by its peer frees its place: a phone over TCP from the first source logs in.
+    drop(first);
+    let mut open = 4;
+    for _ in 0..100 {
+        open = metric("agentgw_tcp_connections").await;
+        if open == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(open, 3);
+    logs_in_over_tcp(gw.tcp).await;
 }

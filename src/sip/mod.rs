@@ -6,7 +6,9 @@
 //! it ends (or it leaks); every in-dialog request gets an answer; `timer` is never advertised.
 
 /// The log filter that quiets the SIP stack's own chatter (part of `[log] filter`'s default).
-pub const STACK_LOG_FILTER: &str = "rsipstack=warn";
+/// Its transport layer only at error: it warns once at start that it cannot serve the TCP
+/// listeners (agentgw accepts on them, see tcp.rs), and per connection that a peer broke.
+pub const STACK_LOG_FILTER: &str = "rsipstack=warn,rsipstack::transport::transport_layer=error";
 
 use crate::config::{ListenAddr, StationFrom, Transport};
 use crate::media::dtmf::{info, Digit};
@@ -18,7 +20,7 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::{SipConnection, TcpListenerConnection, TransportLayer};
+use rsipstack::transport::{SipAddr, SipConnection, TcpListenerConnection, TransportLayer};
 use rsipstack::EndpointBuilder;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -158,6 +160,8 @@ pub struct SipSettings {
     pub max_calls_per_second: u32,
     /// Refuse new calls while this says the gateway is behind (`refuse_when_overloaded`).
     pub overload: Option<Arc<Overload>>,
+    /// The TCP connections open, with their limits set.
+    pub tcp: Arc<TcpConnections>,
     pub public_address: Option<IpAddr>,
     /// Where the caller's station is read, and the header for `StationFrom::Header`.
     pub station_from: StationFrom,
@@ -185,6 +189,7 @@ impl SipServer {
         let cancel = CancellationToken::new();
         let transport_layer = TransportLayer::new(cancel.child_token());
         let mut listening = Vec::new();
+        let mut tcp_listeners: Vec<(tokio::net::TcpListener, SipAddr)> = Vec::new();
         for l in &settings.listen {
             let fail = |reason: String| SipError::Listen { listen: *l, reason };
             match l.transport {
@@ -205,14 +210,28 @@ impl SipServer {
                     transport_layer.add_transport(conn.into());
                 }
                 Transport::Tcp => {
-                    // rsipstack binds the listener when it starts serving; check the port now so
-                    // that a port in use is reported at start, naming the listener.
-                    std::net::TcpListener::bind(l.addr).map_err(|e| fail(e.to_string()))?;
-                    let conn = TcpListenerConnection::new(l.addr, None)
+                    // agentgw accepts (within its limits, see tcp.rs) and hands each
+                    // connection to rsipstack. rsipstack still needs a TCP listener of
+                    // this address for the Via of requests it sends in TCP dialogs; when
+                    // it tries to serve that one, the bind fails (this socket has the
+                    // port), so nothing else accepts here.
+                    let std_listener =
+                        std::net::TcpListener::bind(l.addr).map_err(|e| fail(e.to_string()))?;
+                    let listener = std_listener
+                        .set_nonblocking(true)
+                        .and_then(|()| tokio::net::TcpListener::from_std(std_listener))
+                        .map_err(|e| fail(e.to_string()))?;
+                    let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+                    let conn = TcpListenerConnection::new(addr, None)
                         .await
                         .map_err(|e| fail(e.to_string()))?;
+                    let local = conn.get_addr().clone();
                     transport_layer.add_transport(SipConnection::TcpListener(conn));
-                    listening.push(*l);
+                    tcp_listeners.push((listener, local));
+                    listening.push(ListenAddr {
+                        transport: Transport::Tcp,
+                        addr,
+                    });
                 }
             }
         }
@@ -249,10 +268,14 @@ impl SipServer {
             }
             endpoint.shutdown();
         });
-        // rsipstack binds TCP listeners once serving starts: wait until they accept, so that
-        // "listening" is true when start returns (and a failure is reported here).
-        for l in listening.iter().filter(|l| l.transport == Transport::Tcp) {
-            wait_until_accepting(*l).await?;
+        for (listener, local) in tcp_listeners {
+            tokio::spawn(tcp::accept_loop(
+                listener,
+                local,
+                dialogs.endpoint.clone(),
+                settings.tcp.clone(),
+                cancel.child_token(),
+            ));
         }
         tokio::spawn(route_dialog_states(
             state_rx,
@@ -314,25 +337,6 @@ impl Drop for SipServer {
     fn drop(&mut self) {
         self.cancel.cancel();
     }
-}
-
-async fn wait_until_accepting(l: ListenAddr) -> Result<(), SipError> {
-    let ip = match l.addr.ip() {
-        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    let target = SocketAddr::new(ip, l.addr.port());
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(target).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err(SipError::Listen {
-        listen: l,
-        reason: "the TCP listener did not start".into(),
-    })
 }
 
 /// Dialog id → the call task's event queue.
@@ -991,6 +995,9 @@ fn local_ip_towards(listen: &[ListenAddr], tx: &Transaction, source: SocketAddr)
         .map(|a| a.ip())
         .unwrap_or(any.ip())
 }
+
+mod tcp;
+pub use tcp::TcpConnections;
 
 #[cfg(test)]
 #[path = "sip_tests.rs"]
