@@ -191,6 +191,9 @@ pub struct SipConfig {
     /// The same from one source address (0: no limit), so that one peer cannot take them
     /// all; a PBX that opens a connection per call needs it above its calls.
     pub max_tcp_connections_per_source: usize,
+    /// SIP datagrams (UDP) a second from one source address at most, a second's worth at
+    /// once; past it they are dropped unread (0: no limit). A login is 3-4 from the caller.
+    pub max_packets_per_second_per_source: u32,
     /// Threads of the async runtime (SIP transactions, the calls' tasks, the admin API);
     /// 0: half the cores, at least one. The media, the passcode hashes and SQLite have
     /// threads of their own.
@@ -224,6 +227,7 @@ impl Default for SipConfig {
             answer_after_ms: 0,
             max_tcp_connections: 5000,
             max_tcp_connections_per_source: 500,
+            max_packets_per_second_per_source: 5000,
             threads: 0,
         }
     }
@@ -561,7 +565,7 @@ impl Config {
             )
         };
         let mut out = format!(
-            "[sip]\nlisten = {}\nmax_calls = {}\nmax_calls_per_second = {}\nrefuse_when_overloaded = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nmax_tcp_connections = {}\nmax_tcp_connections_per_source = {}\nthreads = {}\n\n\
+            "[sip]\nlisten = {}\nmax_calls = {}\nmax_calls_per_second = {}\nrefuse_when_overloaded = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nmax_tcp_connections = {}\nmax_tcp_connections_per_source = {}\nmax_packets_per_second_per_source = {}\nthreads = {}\n\n\
              [media]\nrtp_ports = \"{}-{}\"\npublic_address = {}\nstrict_rtp = {}\nthreads = {}\nrealtime_priority = {}\n\n\
              [store]\nurl = {url:?}\nhash_memory_kib = {}\nhash_iterations = {}\npepper_file = {}\n\n[admin]\nlisten = \"{}\"\n\n\
              [prompts]\ndir = {}\nlanguage = {:?}\n\n\
@@ -579,6 +583,7 @@ impl Config {
             self.sip.answer_after_ms,
             self.sip.max_tcp_connections,
             self.sip.max_tcp_connections_per_source,
+            self.sip.max_packets_per_second_per_source,
             match self.sip.threads {
                 0 => format!("0 (half the cores: {})", self.sip.runtime_threads()),
                 n => n.to_string(),

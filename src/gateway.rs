@@ -136,6 +136,12 @@ impl Gateway {
                 );
                 ctx.metrics.tcp.clone()
             },
+            packets: {
+                ctx.metrics
+                    .packets
+                    .set_rate(config.sip.max_packets_per_second_per_source);
+                ctx.metrics.packets.clone()
+            },
             public_address: config.media.public_address,
             station_from: config.login.station,
             station_header: config.login.station_header.clone(),
@@ -248,6 +254,10 @@ impl Gateway {
         if let Ok(mut l) = self.ctx.limiters.lock() {
             *l = AttemptLimiters::from_config(&config.login);
         }
+        self.ctx
+            .metrics
+            .packets
+            .set_rate(n.sip.max_packets_per_second_per_source);
         // Connections already open above a lowered limit stay; new ones are counted against it.
         self.ctx.metrics.tcp.set_limits(
             n.sip.max_tcp_connections,

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub overload: std::sync::Arc<crate::sip::Overload>,
     /// SIP TCP connections open, and those closed at once for a limit.
     pub tcp: std::sync::Arc<crate::sip::TcpConnections>,
+    /// SIP datagrams dropped for `[sip] max_packets_per_second_per_source`.
+    pub packets: std::sync::Arc<crate::sip::PacketLimiter>,
     /// Calls ended, by outcome (the `X-Agentgw-Result` values, plus SIP rejections).
     calls: Mutex<BTreeMap<String, u64>>,
     /// Audit events seen by this process's follower, by event and reason.
@@ -175,6 +177,12 @@ impl Metrics {
             "counter",
             "SIP TCP connections closed at once because too many were open ([sip] max_tcp_connections, max_tcp_connections_per_source).",
             self.tcp.refused.load(Ordering::Relaxed),
+        );
+        one(
+            "agentgw_sip_packets_dropped_total",
+            "counter",
+            "SIP datagrams dropped unread because their source sent more than [sip] max_packets_per_second_per_source.",
+            self.packets.dropped.load(Ordering::Relaxed),
         );
         one(
             "agentgw_webhook_deliveries_total",

@@ -1150,3 +1150,46 @@ async fn tcp_connections_past_the_limits_are_closed_at_once_and_calls_go_on() {
     assert_eq!(open, 3);
     logs_in_over_tcp(gw.tcp).await;
 }
+
+/// OPTIONS from `source` to the gateway, `n` at once; how many were answered within 1 s.
+async fn options_answered(source: &str, gateway: std::net::SocketAddr, n: u32) -> usize {
+    let sock = tokio::net::UdpSocket::bind((source, 0)).await.unwrap();
+    let me = sock.local_addr().unwrap();
+    for i in 0..n {
+        let m = format!(
+            "OPTIONS sip:login@{gateway} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKo{i}{}\r\nMax-Forwards: 70\r\n\
+             From: <sip:probe@{me}>;tag=o{i}\r\nTo: <sip:login@{gateway}>\r\nCall-ID: o{i}-{me}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            rand::random::<u32>()
+        );
+        sock.send_to(m.as_bytes(), gateway).await.unwrap();
+    }
+    let mut answered = 0;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Ok(_)) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
+        answered += 1;
+    }
+    answered
+}
+
+#[tokio::test]
+async fn a_source_sending_too_many_datagrams_is_cut_to_its_rate_and_others_are_not() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.sip.max_packets_per_second_per_source = 20;
+    })
+    .await;
+    let (admin, token) = gw.start_admin().await;
+    // 100 at once from one source: its second's worth (20) are answered.
+    let answered = options_answered("127.0.0.1", gw.udp, 100).await;
+    assert!((20..=22).contains(&answered), "{answered} answered");
+    // Another source meanwhile is not held back.
+    assert_eq!(options_answered("127.0.0.2", gw.udp, 10).await, 10);
+    let (_, text) = http(admin, "GET", "/metrics", Some(&token), None).await;
+    let dropped = support::metric(&text, "agentgw_sip_packets_dropped_total").unwrap();
+    assert!((78..=80).contains(&dropped), "{dropped} dropped");
+    // A second later the first source's budget is back: a phone there logs in.
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.call().await, 200);
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}

@@ -162,6 +162,8 @@ pub struct SipSettings {
     pub overload: Option<Arc<Overload>>,
     /// The TCP connections open, with their limits set.
     pub tcp: Arc<TcpConnections>,
+    /// SIP datagrams per second per source, with its rate set.
+    pub packets: Arc<PacketLimiter>,
     pub public_address: Option<IpAddr>,
     /// Where the caller's station is read, and the header for `StationFrom::Header`.
     pub station_from: StationFrom,
@@ -188,6 +190,12 @@ impl SipServer {
     ) -> Result<(SipServer, mpsc::Receiver<(IncomingCall, CallSlot)>), SipError> {
         let cancel = CancellationToken::new();
         let transport_layer = TransportLayer::new(cancel.child_token());
+        // Every UDP datagram passes here before it is parsed.
+        let packets = settings.packets.clone();
+        transport_layer.set_whitelist(move |ip: IpAddr| {
+            let ok = packets.allow(ip, std::time::Instant::now());
+            async move { ok }
+        });
         let mut listening = Vec::new();
         let mut tcp_listeners: Vec<(tokio::net::TcpListener, SipAddr)> = Vec::new();
         for l in &settings.listen {
@@ -996,7 +1004,9 @@ fn local_ip_towards(listen: &[ListenAddr], tx: &Transaction, source: SocketAddr)
         .unwrap_or(any.ip())
 }
 
+mod flood;
 mod tcp;
+pub use flood::PacketLimiter;
 pub use tcp::TcpConnections;
 
 #[cfg(test)]
