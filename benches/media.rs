@@ -201,5 +201,29 @@ fn login_flow(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, inband, rtp, login_flow, udp_loopback);
+/// The check every SIP datagram passes before it is parsed (`[sip]
+/// max_packets_per_second_per_source`): 1,000 sources in turn, none over its budget.
+fn sip_packet_limiter(c: &mut Criterion) {
+    let l = agentgw::sip::PacketLimiter::default();
+    l.set_rate(5000);
+    let sources: Vec<std::net::IpAddr> = (0..1000u32)
+        .map(|i| std::net::IpAddr::from((0x0a00_0000 + i).to_be_bytes()))
+        .collect();
+    let mut i = 0;
+    c.bench_function("sip_packet_limiter_allow", |b| {
+        b.iter(|| {
+            i = (i + 1) % sources.len();
+            black_box(l.allow(sources[i], std::time::Instant::now()))
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    inband,
+    rtp,
+    login_flow,
+    udp_loopback,
+    sip_packet_limiter
+);
 criterion_main!(benches);
