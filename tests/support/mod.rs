@@ -48,8 +48,9 @@ fn free_port(ip: IpAddr) -> u16 {
 pub async fn start_gateway_with(ip: &str, tweak: impl FnOnce(&mut Config)) -> TestGateway {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rsipstack=warn,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,rsipstack=warn,rsipstack::transport::transport_layer=error,sqlx=warn".into()
+            }),
         )
         .with_test_writer()
         .try_init();
