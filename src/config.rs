@@ -201,6 +201,12 @@ pub struct SipConfig {
 }
 
 impl SipConfig {
+    /// Bytes a second one SIP TCP connection may send: 2 KiB for each of
+    /// `max_packets_per_second_per_source` (0: no limit), past which it is shut down.
+    pub fn tcp_bytes_per_second(&self) -> u64 {
+        u64::from(self.max_packets_per_second_per_source) * 2048
+    }
+
     /// The async runtime's thread count: `threads`, or half the cores (at least one) for 0.
     /// Half, because a login's async work is a short hop per SIP message or key, and every
     /// extra runtime thread is one more to wake: on 2 cores one thread spends 21% less CPU

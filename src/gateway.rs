@@ -133,6 +133,7 @@ impl Gateway {
                 ctx.metrics.tcp.set_limits(
                     config.sip.max_tcp_connections,
                     config.sip.max_tcp_connections_per_source,
+                    config.sip.tcp_bytes_per_second(),
                 );
                 ctx.metrics.tcp.clone()
             },
@@ -262,6 +263,7 @@ impl Gateway {
         self.ctx.metrics.tcp.set_limits(
             n.sip.max_tcp_connections,
             n.sip.max_tcp_connections_per_source,
+            n.sip.tcp_bytes_per_second(),
         );
         if let Ok(mut s) = self.ctx.settings.write() {
             *s = Arc::new(settings);

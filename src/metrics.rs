@@ -179,6 +179,12 @@ impl Metrics {
             self.tcp.refused.load(Ordering::Relaxed),
         );
         one(
+            "agentgw_tcp_connections_shut_down_total",
+            "counter",
+            "Open SIP TCP connections shut down for sending more than [sip] max_packets_per_second_per_source allows (messages, or 2 KiB each in bytes).",
+            self.tcp.shut_down_total.load(Ordering::Relaxed),
+        );
+        one(
             "agentgw_sip_packets_dropped_total",
             "counter",
             "SIP datagrams dropped unread because their source sent more than [sip] max_packets_per_second_per_source.",

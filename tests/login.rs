@@ -1193,3 +1193,57 @@ async fn a_source_sending_too_many_datagrams_is_cut_to_its_rate_and_others_are_n
     phone.press("1001#1234#").await;
     assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
 }
+
+#[tokio::test]
+async fn a_tcp_connection_flooding_requests_is_shut_down_and_others_go_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        // 50 messages or 100 KiB a second per source.
+        c.sip.max_packets_per_second_per_source = 50;
+    })
+    .await;
+    let (admin, token) = gw.start_admin().await;
+    let mut flood = tokio::net::TcpStream::connect(gw.tcp).await.unwrap();
+    let me = flood.local_addr().unwrap();
+    let target = gw.tcp;
+    let mut sent = 0;
+    let mut shut = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 65536];
+    while tokio::time::Instant::now() < deadline {
+        let batch: String = (0..50)
+            .map(|i| {
+                let n = sent + i;
+                format!(
+                    "OPTIONS sip:login@{target};transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKf{n}\r\n\
+                     Max-Forwards: 70\r\nFrom: <sip:flood@{me}>;tag=f{n}\r\nTo: <sip:login@{target}>\r\n\
+                     Call-ID: flood{n}\r\nCSeq: 1 OPTIONS\r\nX-Padding: {}\r\nContent-Length: 0\r\n\r\n",
+                    "x".repeat(700)
+                )
+            })
+            .collect();
+        sent += 50;
+        if flood.write_all(batch.as_bytes()).await.is_err() {
+            shut = true;
+            break;
+        }
+        // Read what came back; the end of the stream is the gateway shutting it down.
+        match tokio::time::timeout(Duration::from_millis(5), flood.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                shut = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(shut, "still open after {sent} requests");
+    let (_, text) = http(admin, "GET", "/metrics", Some(&token), None).await;
+    assert_eq!(
+        support::metric(&text, "agentgw_tcp_connections_shut_down_total"),
+        Some(1),
+        "{text}"
+    );
+    // A second on, the source's budget is back: a phone over TCP from it logs in.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    logs_in_over_tcp(gw.tcp).await;
+}

@@ -276,6 +276,11 @@ impl SipServer {
             }
             endpoint.shutdown();
         });
+        if !tcp_listeners.is_empty() {
+            if let Err(e) = settings.tcp.clone().guard(cancel.child_token()) {
+                warn!(error = %e, "cannot start the SIP TCP guard thread: connections are not watched for floods");
+            }
+        }
         for (listener, local) in tcp_listeners {
             tokio::spawn(tcp::accept_loop(
                 listener,
@@ -303,6 +308,7 @@ impl SipServer {
             admission: Mutex::new(Admission {
                 rate: CallRate::new(settings.max_calls_per_second, std::time::Instant::now()),
                 overloaded: RefusalLog::default(),
+                at_max_calls: RefusalLog::default(),
             }),
             settings,
         };
@@ -372,6 +378,7 @@ struct Acceptor {
 struct Admission {
     rate: CallRate,
     overloaded: RefusalLog,
+    at_max_calls: RefusalLog,
 }
 
 /// Refusals counted for a log line once a second at most (during a storm).
@@ -525,6 +532,29 @@ impl Acceptor {
     }
 
     async fn on_transaction(&self, mut tx: Transaction) {
+        // A request over TCP did not pass the datagram check (`max_packets_per_second_per_source`):
+        // it is counted here. Over the budget the connection is shut down, as its messages
+        // cannot be dropped before the SIP stack has read and parsed them (it reads a TCP
+        // connection as fast as it can, into an unbounded queue: an INVITE flood on one
+        // connection took the gateway past 12 GB), and the request is dropped unanswered.
+        if tx
+            .connection
+            .as_ref()
+            .is_some_and(|c| matches!(c, SipConnection::Tcp(_)))
+        {
+            if let Some(source) = source_of(&tx) {
+                if !self
+                    .settings
+                    .packets
+                    .allow(source.ip(), std::time::Instant::now())
+                {
+                    if self.settings.tcp.shut_down(source) {
+                        warn!(%source, "SIP TCP connection shut down: its source sent more than [sip] max_packets_per_second_per_source");
+                    }
+                    return;
+                }
+            }
+        }
         let in_dialog = tx
             .original
             .to_header()
@@ -599,7 +629,13 @@ impl Acceptor {
             return;
         }
         let Some(slot) = self.calls.try_acquire(self.settings.max_calls) else {
-            warn!(%call_id, %source, max_calls = self.settings.max_calls, "call refused: at max_calls");
+            let log = match self.admission.lock() {
+                Ok(mut a) => a.at_max_calls.refused(std::time::Instant::now()),
+                Err(_) => None,
+            };
+            if let Some(refused) = log {
+                warn!(%call_id, %source, max_calls = self.settings.max_calls, refused, "calls refused: at max_calls (one line a second at most)");
+            }
             spawn_reply(
                 tx,
                 StatusCode::ServiceUnavailable,
