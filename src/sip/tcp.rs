@@ -40,6 +40,8 @@ struct TcpState {
     max_per_source: usize,
     /// Bytes a connection may send in any second (0: no limit).
     max_bytes_per_sec: u64,
+    /// The id of the last connection admitted.
+    last_id: u64,
     total: usize,
     by_source: HashMap<IpAddr, usize>,
     /// A duplicate of each open connection's socket, by peer, to shut it down from here and
@@ -51,6 +53,8 @@ struct TcpState {
 /// An open connection as the guard sees it.
 #[derive(Debug)]
 struct Watched {
+    /// Which connection from this peer address (a port can come back after a close).
+    id: u64,
     fd: OwnedFd,
     /// The kernel's count of bytes received at the last look, and the bytes of each of the
     /// last `WINDOWS` looks.
@@ -92,6 +96,7 @@ pub enum TcpRefusal {
 pub struct TcpSlot {
     connections: Arc<TcpConnections>,
     peer: SocketAddr,
+    id: u64,
 }
 
 impl Drop for TcpSlot {
@@ -105,7 +110,9 @@ impl Drop for TcpSlot {
                 s.by_source.remove(&source);
             }
         }
-        s.sockets.remove(&self.peer);
+        if s.sockets.get(&self.peer).is_some_and(|w| w.id == self.id) {
+            s.sockets.remove(&self.peer);
+        }
     }
 }
 
@@ -220,11 +227,14 @@ impl TcpConnections {
         }
         s.total += 1;
         *s.by_source.entry(source).or_default() += 1;
+        s.last_id += 1;
+        let id = s.last_id;
         if let Some(fd) = socket {
             let received = bytes_received(&fd).unwrap_or(0);
             s.sockets.insert(
                 peer,
                 Watched {
+                    id,
                     fd,
                     received,
                     recent: [0; WINDOWS],
@@ -235,6 +245,7 @@ impl TcpConnections {
         Ok(TcpSlot {
             connections: self.clone(),
             peer,
+            id,
         })
     }
 }
@@ -302,6 +313,75 @@ pub async fn accept_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// A source whose connections sent more bytes in the last second than the limit has them
+    /// shut down; a quiet one keeps its connection.
+    #[test]
+    fn the_guard_shuts_down_the_connections_of_a_source_over_its_bytes() {
+        let c = Arc::new(TcpConnections::default());
+        c.set_limits(0, 0, 10_000);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let connect = |from: &str| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .unwrap();
+            let client = rt.block_on(async {
+                let s = tokio::net::TcpSocket::new_v4().unwrap();
+                s.bind(from.parse().unwrap()).unwrap();
+                s.connect(listener.local_addr().unwrap()).await.unwrap()
+            });
+            let client = client.into_std().unwrap();
+            client.set_nonblocking(false).unwrap();
+            let (server, peer) = listener.accept().unwrap();
+            let slot = c
+                .admit(
+                    peer,
+                    server.as_fd().try_clone_to_owned().ok(),
+                    Instant::now(),
+                )
+                .unwrap();
+            (client, server, slot)
+        };
+        let (mut loud, mut loud_server, _slot1) = connect("127.0.0.2:0");
+        let (mut quiet, mut quiet_server, _slot2) = connect("127.0.0.3:0");
+        loud.write_all(&[b'x'; 20_000]).unwrap();
+        quiet.write_all(&[b'x'; 500]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        c.look();
+        assert_eq!(c.shut_down_total.load(Ordering::Relaxed), 1);
+        // The loud one reads its end after what was queued; the quiet one is still open.
+        let mut buf = vec![0u8; 65536];
+        loud_server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut total = 0;
+        let ended = loop {
+            match loud_server.read(&mut buf) {
+                Ok(0) => break true,
+                Err(_) => break false,
+                Ok(n) => total += n,
+            }
+        };
+        assert!(
+            ended && total <= 20_000,
+            "ended {ended} after {total} bytes"
+        );
+        quiet_server
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        assert_eq!(quiet_server.read(&mut buf).unwrap(), 500);
+        assert!(
+            quiet_server.read(&mut buf).is_err(),
+            "still open, nothing more"
+        );
+        assert_eq!(
+            c.open(),
+            2,
+            "slots go when the SIP stack lets the connections go"
+        );
+    }
 
     #[test]
     fn connections_are_counted_by_source_against_both_limits_and_freed_when_dropped() {
