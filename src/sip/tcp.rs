@@ -2,7 +2,9 @@
 //! rsipstack, which parses and answers on it. rsipstack's own listener accepts without a
 //! limit, and each connection costs about 72 KiB (two 64 KiB buffers) for up to its idle
 //! timeout, so one peer could hold the machine's memory with idle connections
-//! (`[sip] max_tcp_connections`, `max_tcp_connections_per_source`).
+//! (`[sip] max_tcp_connections`, `max_tcp_connections_per_source`). And rsipstack reads a
+//! connection as fast as the peer sends, parsing into an unbounded queue, so a guard thread
+//! shuts down the connections of a source that sends too much (`guard`).
 
 use super::RefusalLog;
 use rsipstack::transaction::endpoint::EndpointInner;
@@ -38,7 +40,7 @@ fn shut(fd: &OwnedFd) -> bool {
 struct TcpState {
     max_total: usize,
     max_per_source: usize,
-    /// Bytes a connection may send in any second (0: no limit).
+    /// Bytes a source's connections may send in any second (0: no limit).
     max_bytes_per_sec: u64,
     /// The id of the last connection admitted.
     last_id: u64,
