@@ -885,7 +885,16 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let socket = match ctx.ports.bind(any) {
         Ok(s) => s,
         Err(e) => {
-            warn!(error = %e, "call refused: no RTP port");
+            // Once a second at most: when the ports run out, every new call comes here.
+            static NO_PORT: std::sync::Mutex<crate::sip::RefusalLog> =
+                std::sync::Mutex::new(crate::sip::RefusalLog::new());
+            let log = NO_PORT
+                .lock()
+                .ok()
+                .and_then(|mut l| l.refused(std::time::Instant::now()));
+            if let Some(refused) = log {
+                warn!(error = %e, refused, "calls refused: no RTP port (one line a second at most)");
+            }
             ctx.metrics.call_ended("no-rtp-port");
             call.handle.reject(503);
             return;

@@ -383,7 +383,7 @@ struct Admission {
 
 /// Refusals counted for a log line once a second at most (during a storm).
 #[derive(Debug, Default)]
-struct RefusalLog {
+pub(crate) struct RefusalLog {
     /// Refused since the last log line, and when that was.
     refused: u64,
     logged_at: Option<std::time::Instant>,
@@ -392,7 +392,14 @@ struct RefusalLog {
 impl RefusalLog {
     /// Counts a refusal; returns how many to log when a second has passed since the last log
     /// line.
-    fn refused(&mut self, now: std::time::Instant) -> Option<u64> {
+    pub(crate) const fn new() -> RefusalLog {
+        RefusalLog {
+            refused: 0,
+            logged_at: None,
+        }
+    }
+
+    pub(crate) fn refused(&mut self, now: std::time::Instant) -> Option<u64> {
         self.refused += 1;
         match self.logged_at {
             Some(t) if now.saturating_duration_since(t) < Duration::from_secs(1) => None,
