@@ -121,6 +121,33 @@ async fn a_sip_error_and_no_answer() {
     assert_eq!(count(&s, Outcome::NoAnswer), 1, "{}", s.table());
 }
 
+/// A test IVR's answer to INVITE `m` (from `from`, to the IVR at `addr` with RTP on
+/// `rtp_port`): the 200 with its SDP and To tag, and the BYE that hangs the call up later
+/// (branch suffix `n`).
+fn ivr_answer(
+    m: &load::sip::Msg,
+    from: SocketAddr,
+    addr: SocketAddr,
+    rtp_port: u16,
+    n: usize,
+) -> (String, String) {
+    let sdp = format!("v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
+    let to = format!("{};tag=ivr1", m.header("To", "t").unwrap());
+    let ok = m
+        .ok()
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!("Contact: <sip:ivr@{addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()),
+        )
+        .replacen(&format!("To: {}", m.header("To", "t").unwrap()), &format!("To: {to}"), 1);
+    let bye = format!(
+        "BYE sip:load@{from} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKivr{n}\r\nFrom: {to}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        m.header("From", "f").unwrap(),
+        m.header("Call-ID", "i").unwrap(),
+    );
+    (ok, bye)
+}
+
 /// Another IVR: answers, plays nothing agentgw would, hangs up after a second.
 async fn other_ivr() -> SocketAddr {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -139,28 +166,10 @@ async fn other_ivr() -> SocketAddr {
             };
             match m.method() {
                 Some("INVITE") => {
-                    let sdp = format!("v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
-                    let ok = m.ok().replace(
-                        "Content-Length: 0\r\n\r\n",
-                        &format!("Contact: <sip:ivr@{addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()),
-                    );
-                    let ok = ok.replacen(
-                        &format!("To: {}", m.header("To", "t").unwrap()),
-                        &format!("To: {};tag=ivr1", m.header("To", "t").unwrap()),
-                        1,
-                    );
+                    let (ok, bye) = ivr_answer(&m, from, addr, rtp_port, 0);
                     sock.send_to(ok.as_bytes(), from).await.unwrap();
-                    let (from_h, to_h, call_id) = (
-                        m.header("From", "f").unwrap().to_string(),
-                        format!("{};tag=ivr1", m.header("To", "t").unwrap()),
-                        m.header("Call-ID", "i").unwrap().to_string(),
-                    );
-                    let sock2 = &sock;
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    let bye = format!(
-                        "BYE sip:load@{from} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKivr\r\nFrom: {to_h}\r\nTo: {from_h}\r\nCall-ID: {call_id}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
-                    );
-                    sock2.send_to(bye.as_bytes(), from).await.unwrap();
+                    sock.send_to(bye.as_bytes(), from).await.unwrap();
                 }
                 _ => continue,
             }
@@ -206,27 +215,14 @@ async fn login_ivr() -> SocketAddr {
                 _ => continue,
             }
             let call_id = m.header("Call-ID", "i").unwrap().to_string();
-            if !calls.insert(call_id.clone()) {
+            if !calls.insert(call_id) {
                 continue; // a retransmission
             }
             let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let rtp_port = rtp.local_addr().unwrap().port();
             let phone = load::sip::sdp_media(m.body()).unwrap();
-            let sdp = format!("v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
-            let to = format!("{};tag=ivr1", m.header("To", "t").unwrap());
-            let ok = m
-                .ok()
-                .replace(
-                    "Content-Length: 0\r\n\r\n",
-                    &format!("Contact: <sip:ivr@{addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()),
-                )
-                .replacen(&format!("To: {}", m.header("To", "t").unwrap()), &format!("To: {to}"), 1);
+            let (ok, bye) = ivr_answer(&m, from, addr, rtp_port, calls.len());
             sock.send_to(ok.as_bytes(), from).await.unwrap();
-            let bye = format!(
-                "BYE sip:load@{from} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKivr{}\r\nFrom: {to}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
-                calls.len(),
-                m.header("From", "f").unwrap(),
-            );
             let sock = sock.clone();
             tokio::spawn(async move {
                 let mut ivr = IvrMedia::new(rtp, phone);
