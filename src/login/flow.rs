@@ -565,7 +565,9 @@ impl Flow {
                     *deadline = Some(now + self.cfg.digit_timeout);
                 }
             }
-            State::Checking { .. } => {
+            // Keys typed while a check or a logout call's station lookup runs answer the next
+            // prompt (an agent keying the moment the logout number answers loses none).
+            State::Checking { .. } | State::LookingUp => {
                 if self.typeahead.len() < 2 * self.cfg.max_digits + 2 {
                     self.typeahead.push_back(d);
                 }
@@ -611,7 +613,7 @@ impl Flow {
                     }
                 }
             }
-            State::Idle | State::LookingUp | State::Closing { .. } | State::Done { .. } => {}
+            State::Idle | State::Closing { .. } | State::Done { .. } => {}
         }
     }
 

@@ -437,6 +437,29 @@ fn calling_the_logout_number_from_elsewhere_asks_for_the_credentials() {
     );
 }
 
+/// Keys typed while the logout call's station lookup runs are not lost: they answer the
+/// prompt for the credentials when nobody is logged on at the station, and go with the
+/// session when somebody is.
+#[test]
+fn keys_typed_during_the_logout_station_lookup_are_kept() {
+    let mut c = logout_call();
+    assert_eq!(c.keys("1003#3456#"), vec![]);
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::NotLoggedOn)),
+        vec![check("1003", "3456")]
+    );
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::NotLoggedOn)),
+        vec![Action::Play(PromptId::AgentNotLoggedOn)]
+    );
+    let mut c = logout_call();
+    c.keys("1003#");
+    assert_eq!(
+        c.input(Input::CheckResult(CheckOutcome::LoggedOff)),
+        vec![Action::Play(PromptId::AgentLoggedOff)]
+    );
+}
+
 fn staying() -> Call {
     let mut c = Call {
         flow: Flow::new(FlowConfig {
