@@ -4,7 +4,7 @@
 //! answer, about 1.6 KiB each: without a limit a flood of OPTIONS at 125,000/s took an idle
 //! gateway from 25 to 415 MB in 10 s.
 
-use super::RefusalLog;
+use super::{RefusalLog, TokenBucket};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,46 +28,11 @@ pub struct PacketLimiter {
 struct LimiterState {
     /// Datagrams a second per source; 0: no limit.
     rate: u32,
-    sources: HashMap<IpAddr, Bucket>,
+    sources: HashMap<IpAddr, TokenBucket>,
     /// For sources past `MAX_SOURCES`.
-    shared: Option<Bucket>,
+    shared: Option<TokenBucket>,
     pruned_at: Option<Instant>,
     log: RefusalLog,
-}
-
-/// A token bucket of one second's worth.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(rate: u32, now: Instant) -> Bucket {
-        Bucket {
-            tokens: f64::from(rate),
-            at: now,
-        }
-    }
-
-    /// Refills for the time since the last packet and takes one token if there is one.
-    fn take(&mut self, rate: u32, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * f64::from(rate)).min(f64::from(rate));
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Whether it would be full again by `now` (nothing to remember).
-    fn refilled(&self, rate: u32, now: Instant) -> bool {
-        now.saturating_duration_since(self.at).as_secs_f64() * f64::from(rate) + self.tokens
-            >= f64::from(rate)
-    }
 }
 
 impl PacketLimiter {
@@ -109,13 +74,13 @@ impl PacketLimiter {
         let ok = if let Some(b) = s.sources.get_mut(&source) {
             b.take(rate, now)
         } else if s.sources.len() < MAX_SOURCES {
-            let mut b = Bucket::full(rate, now);
+            let mut b = TokenBucket::full(rate, now);
             let ok = b.take(rate, now);
             s.sources.insert(source, b);
             ok
         } else {
             s.shared
-                .get_or_insert_with(|| Bucket::full(rate, now))
+                .get_or_insert_with(|| TokenBucket::full(rate, now))
                 .take(rate, now)
         };
         if !ok {

@@ -411,22 +411,58 @@ impl RefusalLog {
     }
 }
 
-/// New calls per second (`[sip] max_calls_per_second`): a bucket of `rate` tokens refilled
-/// continuously, one taken per call, so at most a second's worth at once.
-#[derive(Debug)]
-pub struct CallRate {
-    rate: f64,
+/// A token bucket of one second's worth, refilled continuously: at most `rate` at once, then
+/// `rate` a second. Used for new calls (`CallRate`) and for SIP datagrams per source
+/// (`flood::PacketLimiter`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenBucket {
     tokens: f64,
     at: std::time::Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub(crate) fn full(rate: u32, now: std::time::Instant) -> TokenBucket {
+        TokenBucket {
+            tokens: f64::from(rate),
+            at: now,
+        }
+    }
+
+    /// Refills for the time since the last take and takes one token if there is one.
+    pub(crate) fn take(&mut self, rate: u32, now: std::time::Instant) -> bool {
+        let rate = f64::from(rate);
+        let since = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + since * rate).min(rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether it would be full again by `now` (nothing left to remember).
+    pub(crate) fn refilled(&self, rate: u32, now: std::time::Instant) -> bool {
+        now.saturating_duration_since(self.at).as_secs_f64() * f64::from(rate) + self.tokens
+            >= f64::from(rate)
+    }
+}
+
+/// New calls per second (`[sip] max_calls_per_second`): a `TokenBucket`, one token per call.
+#[derive(Debug)]
+pub struct CallRate {
+    rate: u32,
+    bucket: TokenBucket,
     log: RefusalLog,
 }
 
 impl CallRate {
     pub fn new(rate: u32, now: std::time::Instant) -> CallRate {
         CallRate {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            at: now,
+            rate,
+            bucket: TokenBucket::full(rate, now),
             log: RefusalLog::default(),
         }
     }
@@ -434,14 +470,7 @@ impl CallRate {
     /// Whether a new call may start at `now` (always, with no limit); a refusal carries the
     /// refusals to log, once a second (`RefusalLog`).
     pub fn admit(&mut self, now: std::time::Instant) -> Result<(), Option<u64>> {
-        if self.rate == 0.0 {
-            return Ok(());
-        }
-        let since = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + since * self.rate).min(self.rate);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.rate == 0 || self.bucket.take(self.rate, now) {
             Ok(())
         } else {
             Err(self.log.refused(now))
