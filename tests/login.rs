@@ -693,6 +693,43 @@ async fn calls_past_max_calls_get_503_with_retry_after() {
     assert_eq!(third.call().await, 200);
 }
 
+/// A refusal is sent once and again for each retransmission of the INVITE, never on a timer
+/// of its own: over UDP a source address can be forged, and a 503 retransmitted until an ACK
+/// that never comes (RFC 3261 Timer G, ~10 times in 32 s) would turn each forged INVITE into
+/// a stream of answers at someone else.
+#[tokio::test]
+async fn a_refused_invite_is_answered_once_and_again_only_when_retransmitted() {
+    let gw = start_gateway_with("127.0.0.1", |c| c.sip.max_calls = 1).await;
+    let mut first = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(first.call().await, 200);
+    let mut forged = Phone::new(gw.udp, PhoneOptions::default()).await;
+    let invite = forged.invite_text();
+    forged.send_raw(invite.as_bytes()).await;
+    let refusal = forged.final_response("INVITE", 5).await.expect("refused");
+    assert_eq!(refusal.status(), Some(503));
+    // Timer G would have sent it again at 0.5, 1.5 and 3.5 s.
+    assert!(
+        forged.response("INVITE", 4).await.is_none(),
+        "the refusal was sent again without a retransmitted INVITE"
+    );
+    // A retransmitted INVITE (the same branch) gets the same answer again, and its ACK is
+    // taken quietly.
+    forged.send_raw(invite.as_bytes()).await;
+    let again = forged
+        .final_response("INVITE", 5)
+        .await
+        .expect("answered again");
+    assert_eq!(again.status(), Some(503));
+    assert_eq!(again.header("To"), refusal.header("To"));
+    forged.invite_response = Some(again);
+    forged.ack_failure().await;
+    assert!(forged.response("INVITE", 1).await.is_none());
+    // The gateway goes on as before.
+    first.press("1001#1234#").await;
+    assert_eq!(first.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    assert!(gw.settles().await);
+}
+
 #[tokio::test]
 async fn phone_sending_sip_info_only_logs_in() {
     let gw = start_gateway().await;

@@ -1,8 +1,9 @@
 //! SIP datagrams per second from one source (`[sip] max_packets_per_second_per_source`),
-//! checked before the SIP stack parses them, as Kamailio's pike module does. Each request
-//! over UDP makes a server transaction that the stack keeps for 32 s (Timer J) after the
+//! checked before the SIP stack parses them, as Kamailio's pike module does. A request
+//! over UDP made a server transaction that the stack kept for 32 s (Timer J) after the
 //! answer, about 1.6 KiB each: without a limit a flood of OPTIONS at 125,000/s took an idle
-//! gateway from 25 to 415 MB in 10 s.
+//! gateway from 25 to 415 MB in 10 s. Requests outside a call are answered statelessly now
+//! (`spawn_reply`), so what the limit bounds is mostly the CPU a source can take.
 
 use super::{RefusalLog, TokenBucket};
 use std::collections::HashMap;

@@ -492,15 +492,21 @@ impl Phone {
         }
     }
 
-    /// Sends the INVITE (without waiting for an answer).
-    pub async fn send_invite(&mut self) {
+    /// The text of this call's INVITE with a new branch, not sent: for tests that send it
+    /// (and retransmit it) with `send_raw`.
+    pub fn invite_text(&mut self) -> String {
         let body = if self.opts.late_offer {
             String::new()
         } else {
             self.our_sdp()
         };
         let extra = self.opts.invite_headers.clone();
-        let req = self.request("INVITE", 1, &extra, &body, true);
+        self.request("INVITE", 1, &extra, &body, true)
+    }
+
+    /// Sends the INVITE (without waiting for an answer).
+    pub async fn send_invite(&mut self) {
+        let req = self.invite_text();
         self.send_raw(req.as_bytes()).await;
     }
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# What refused calls cost: a release gateway on loopback with max_calls = 100, flooded with
+# new INVITEs over UDP from one address that never ACKs (a forged source), RATE a second for
+# SECS seconds; the first 100 are answered, the rest refused with 503. Prints the gateway's
+# RSS and CPU seconds (/proc) at the start, at the end of the flood and 35 s later (past the
+# 32 s a SIP stack keeps a finished transaction), and what the forged address received.
+#
+#   scripts/refusal-flood.sh [RATE [SECS]]     default 4000 a second for 10 s
+#
+# METHOD=OPTIONS floods with OPTIONS (keepalives, each answered 200) instead.
+# BIN: a directory holding another agentgw build (default: build target/release).
+# PORT: default 5095. Needs python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+else
+  cargo build --release --bins -q
+  bin=$PWD/target/release
+fi
+rate=${1:-4000} secs=${2:-10} port=${PORT:-5095}
+d=$(mktemp -d)
+trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -rf "$d"' EXIT
+cat > "$d/gw.toml" <<T
+[sip]
+listen = ["udp:127.0.0.1:$port"]
+max_calls = 100
+[media]
+rtp_ports = "30000-40000"
+[store]
+url = "sqlite://$d/agentgw.db"
+[admin]
+listen = "127.0.0.1:0"
+[log]
+filter = "error"
+T
+"$bin/agentgw" --config "$d/gw.toml" serve > "${GWLOG:-$d/gw.log}" 2>&1 &
+gw=$!
+sleep 1.5
+state() {
+  awk -v cpu="$(awk '{print ($14+$15)/100}' /proc/$gw/stat)" \
+    '/VmRSS/{r=$2/1024} /VmHWM/{h=$2/1024} END{printf "RSS %.0f MB, peak %.0f MB, CPU %.2f s\n", r, h, cpu}' /proc/$gw/status
+}
+echo "start:            $(state)"
+python3 scripts/invite-flood.py 127.0.0.1 "$port" "$rate" "$secs" 35 &
+flood=$!
+sleep "$secs"
+echo "end of the flood: $(state)"
+wait $flood
+echo "35 s later:       $(state)"
