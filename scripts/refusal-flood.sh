@@ -7,7 +7,8 @@
 #
 #   scripts/refusal-flood.sh [RATE [SECS]]     default 4000 a second for 10 s
 #
-# METHOD=OPTIONS floods with OPTIONS (keepalives, each answered 200) instead.
+# METHOD=OPTIONS floods with OPTIONS (keepalives, each answered 200) instead; SOURCES=N sends
+# from N loopback addresses in turn (127.0.0.2, …) instead of one.
 # BIN: a directory holding another agentgw build (default: build target/release).
 # PORT: default 5095. Needs python3.
 set -euo pipefail

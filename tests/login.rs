@@ -559,20 +559,27 @@ async fn a_reinvite_that_moves_the_media_moves_where_the_gateway_sends() {
 #[tokio::test]
 async fn unparseable_sdp_gets_400_with_a_warning_and_no_codec_gets_488() {
     let gw = start_gateway().await;
-    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
-    let bad = phone
-        .raw_invite("v=0\r\nm=audio nonsense RTP/AVP 0\r\n")
-        .await;
-    assert_eq!(bad.status(), Some(400));
-    assert!(
-        bad.header("Warning").unwrap().contains("399 agentgw"),
-        "{bad:?}"
-    );
+    // Over UDP and TCP: the answers are stateless, sent on the request's own connection.
+    for (transport, addr) in [(Transport::Udp, gw.udp), (Transport::Tcp, gw.tcp)] {
+        let opts = || PhoneOptions {
+            transport,
+            ..Default::default()
+        };
+        let mut phone = Phone::new(addr, opts()).await;
+        let bad = phone
+            .raw_invite("v=0\r\nm=audio nonsense RTP/AVP 0\r\n")
+            .await;
+        assert_eq!(bad.status(), Some(400), "{transport:?}");
+        assert!(
+            bad.header("Warning").unwrap().contains("399 agentgw"),
+            "{bad:?}"
+        );
 
-    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
-    let g729 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
-    let r = phone.raw_invite(g729).await;
-    assert_eq!(r.status(), Some(488));
+        let mut phone = Phone::new(addr, opts()).await;
+        let g729 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+        let r = phone.raw_invite(g729).await;
+        assert_eq!(r.status(), Some(488), "{transport:?}");
+    }
     // And the gateway still logs agents in.
     let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
     phone.call().await;
