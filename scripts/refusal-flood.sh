@@ -8,7 +8,8 @@
 #   scripts/refusal-flood.sh [RATE [SECS]]     default 4000 a second for 10 s
 #
 # METHOD=OPTIONS floods with OPTIONS (keepalives, each answered 200) instead; SOURCES=N sends
-# from N loopback addresses in turn (127.0.0.2, …) instead of one.
+# from N loopback addresses in turn (127.0.0.2, …) instead of one. IN_DIALOG=1 places one call
+# and floods its dialog with re-INVITEs that are never ACKed instead (METHOD=INFO: INFOs).
 # BIN: a directory holding another agentgw build (default: build target/release).
 # PORT: default 5095. Needs python3.
 set -euo pipefail
@@ -43,7 +44,7 @@ state() {
     '/VmRSS/{r=$2/1024} /VmHWM/{h=$2/1024} END{printf "RSS %.0f MB, peak %.0f MB, CPU %.2f s\n", r, h, cpu}' /proc/$gw/status
 }
 echo "start:            $(state)"
-python3 scripts/invite-flood.py 127.0.0.1 "$port" "$rate" "$secs" 35 &
+python3 "scripts/$([ -n "${IN_DIALOG:-}" ] && echo reinvite || echo invite)-flood.py" 127.0.0.1 "$port" "$rate" "$secs" 35 &
 flood=$!
 sleep "$secs"
 echo "end of the flood: $(state)"

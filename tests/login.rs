@@ -737,6 +737,54 @@ async fn a_refused_invite_is_answered_once_and_again_only_when_retransmitted() {
     assert!(gw.settles().await);
 }
 
+/// A caller that sends re-INVITEs without ACKing them gets one at a time: while one waits for
+/// its ACK, the next is refused at once with 500 and Retry-After 0-10 s (RFC 3261 §14.2),
+/// statelessly. Each one taken on would hold a transaction (~22 KiB) and its 2xx
+/// retransmissions for 32 s: 20,000 took the gateway to 459 MB.
+#[tokio::test]
+async fn re_invites_not_acked_are_taken_one_at_a_time() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.call().await, 200);
+    let sdp = phone.our_sdp();
+    let first = phone.in_dialog("INVITE", "application/sdp", &sdp);
+    let first_cseq = phone.cseq();
+    phone.send_raw(first.as_bytes()).await;
+    let ok = phone.final_response("INVITE", 5).await.expect("answered");
+    assert_eq!(ok.status(), Some(200));
+    for _ in 0..20 {
+        let again = phone.in_dialog("INVITE", "application/sdp", &sdp);
+        phone.send_raw(again.as_bytes()).await;
+    }
+    // 20 refusals, each once; the first re-INVITE's 200 is retransmitted until its ACK, as
+    // RFC 3261 says for a 2xx.
+    let mut refused = 0;
+    while let Some(r) = phone.response("INVITE", 3).await {
+        match r.status() {
+            Some(500) => {
+                let after: u32 = r
+                    .header("Retry-After")
+                    .expect("Retry-After")
+                    .parse()
+                    .unwrap();
+                assert!(after <= 10, "Retry-After {after}");
+                refused += 1;
+            }
+            Some(200) => {}
+            other => panic!("re-INVITE answered {other:?}"),
+        }
+    }
+    assert_eq!(refused, 20);
+    // Once the first is ACKed, the next re-INVITE is taken (hold), and the login goes on.
+    phone.ack_cseq(first_cseq).await;
+    let hold = phone.reinvite("sendonly").await.expect("answered");
+    assert_eq!(hold.status(), Some(200));
+    let unhold = phone.reinvite("sendrecv").await.expect("answered");
+    assert_eq!(unhold.status(), Some(200));
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
 #[tokio::test]
 async fn phone_sending_sip_info_only_logs_in() {
     let gw = start_gateway().await;

@@ -310,6 +310,7 @@ impl SipServer {
                 overloaded: RefusalLog::default(),
                 at_max_calls: RefusalLog::default(),
             }),
+            reinvites: Arc::default(),
             settings,
         };
         tokio::spawn(acceptor.run(incoming, cancel.clone()));
@@ -370,6 +371,32 @@ struct Acceptor {
     calls: CallCounter,
     settings: SipSettings,
     admission: Mutex<Admission>,
+    /// Dialogs with a re-INVITE from the caller being handled (until its ACK).
+    reinvites: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// A dialog's place in `Acceptor::reinvites`, given up when the re-INVITE is done.
+struct ReinviteGuard {
+    set: Arc<Mutex<std::collections::HashSet<String>>>,
+    dialog: String,
+}
+
+impl ReinviteGuard {
+    /// Takes the dialog's place, or None while another re-INVITE of it is being handled.
+    fn take(set: &Arc<Mutex<std::collections::HashSet<String>>>, dialog: String) -> Option<Self> {
+        let mut s = set.lock().unwrap_or_else(|p| p.into_inner());
+        s.insert(dialog.clone()).then(|| ReinviteGuard {
+            set: set.clone(),
+            dialog,
+        })
+    }
+}
+
+impl Drop for ReinviteGuard {
+    fn drop(&mut self) {
+        let mut s = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        s.remove(&self.dialog);
+    }
 }
 
 /// What decides whether a new call is refused at once: the rate, and the refusals for
@@ -601,10 +628,32 @@ impl Acceptor {
         if in_dialog {
             match self.dialogs.match_dialog(&tx) {
                 Some(rsipstack::dialog::dialog::Dialog::Invite(mut dialog)) => {
+                    // One re-INVITE at a time per call, until its ACK (the dialog's handling
+                    // waits for it): the next gets 500 with Retry-After 0-10 s (RFC 3261
+                    // §14.2), statelessly. Each re-INVITE taken on holds a transaction and
+                    // its 2xx retransmissions for up to 32 s without an ACK: a caller
+                    // sending 2,000 a second without ACKs took the gateway to 459 MB.
+                    let guard = if method == Method::Invite {
+                        match ReinviteGuard::take(&self.reinvites, dialog.id().to_string()) {
+                            Some(g) => Some(g),
+                            None => {
+                                let after = rand::random::<u8>() % 11;
+                                spawn_reply(
+                                    tx,
+                                    StatusCode::ServerInternalError,
+                                    vec![Header::RetryAfter(after.to_string().into())],
+                                );
+                                return;
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     tokio::spawn(async move {
                         if let Err(e) = dialog.handle(&mut tx).await {
                             debug!(error = %e, %method, "in-dialog request failed");
                         }
+                        drop(guard);
                         answer_if_unanswered(&mut tx, StatusCode::ServerInternalError).await;
                         drain(tx).await;
                     });

@@ -789,6 +789,17 @@ impl Phone {
         Some(resp)
     }
 
+    /// The CSeq number of the last request sent in the dialog.
+    pub fn cseq(&self) -> u32 {
+        self.cseq
+    }
+
+    /// Sends the ACK of the (re-)INVITE with CSeq number `cseq`.
+    pub async fn ack_cseq(&mut self, cseq: u32) {
+        let ack = self.request("ACK", cseq, "", "", true);
+        self.send_raw(ack.as_bytes()).await;
+    }
+
     /// Waits until the gateway hangs up; returns its X-Agentgw-Result.
     pub async fn wait_for_bye(&self, secs: u64) -> Option<String> {
         let deadline = Instant::now() + Duration::from_secs(secs);
