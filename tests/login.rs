@@ -785,6 +785,36 @@ async fn re_invites_not_acked_are_taken_one_at_a_time() {
     assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
 }
 
+/// A caller gets `MAX_REQUESTS_PER_SECOND_PER_CALL` requests a second in its call (a second's
+/// worth at once); past it 503 with Retry-After 1, statelessly, and the call goes on.
+#[tokio::test]
+async fn requests_in_a_call_past_the_per_call_rate_get_503_and_the_call_goes_on() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.call().await, 200);
+    let max = agentgw::sip::MAX_REQUESTS_PER_SECOND_PER_CALL as usize;
+    let (mut ok, mut refused) = (0, 0);
+    let started = std::time::Instant::now();
+    for _ in 0..max + 60 {
+        match phone.info_keepalive().await {
+            Some(200) => ok += 1,
+            Some(503) => refused += 1,
+            other => panic!("INFO answered {other:?}"),
+        }
+    }
+    // The bucket refills at `max` a second while the INFOs go out.
+    let refill = (started.elapsed().as_secs_f64() * max as f64).ceil() as usize;
+    assert!(
+        (max..=max + refill).contains(&ok),
+        "{ok} answered 200, {refused} 503, refill {refill}"
+    );
+    assert_eq!(ok + refused, max + 60);
+    // A second later the caller has its budget again: it keys its login over INFO.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    phone.press_info("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+}
+
 #[tokio::test]
 async fn phone_sending_sip_info_only_logs_in() {
     let gw = start_gateway().await;
