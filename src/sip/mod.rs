@@ -655,11 +655,8 @@ impl Acceptor {
         if in_dialog {
             match self.dialogs.match_dialog(&tx) {
                 Some(rsipstack::dialog::dialog::Dialog::Invite(mut dialog)) => {
-                    // One re-INVITE at a time per call, until its ACK (the dialog's handling
-                    // waits for it): the next gets 500 with Retry-After 0-10 s (RFC 3261
-                    // §14.2), statelessly. Each re-INVITE taken on holds a transaction and
-                    // its 2xx retransmissions for up to 32 s without an ACK: a caller
-                    // sending 2,000 a second without ACKs took the gateway to 459 MB.
+                    // The caller's budget (`MAX_REQUESTS_PER_SECOND_PER_CALL`), BYE aside:
+                    // past it a stateless 503.
                     let id = dialog.id().to_string();
                     let now = std::time::Instant::now();
                     if method != Method::Bye && !within_call_budget(&self.routes, &id, now) {
@@ -677,6 +674,11 @@ impl Acceptor {
                         );
                         return;
                     }
+                    // One re-INVITE at a time per call, until its ACK (the dialog's handling
+                    // waits for it): the next gets 500 with Retry-After 0-10 s (RFC 3261
+                    // §14.2), statelessly. Each re-INVITE taken on holds a transaction and
+                    // its 2xx retransmissions for up to 32 s without an ACK: a caller
+                    // sending 2,000 a second without ACKs took the gateway to 459 MB.
                     let guard = if method == Method::Invite {
                         match ReinviteGuard::take(&self.reinvites, id) {
                             Some(g) => Some(g),
@@ -1049,9 +1051,10 @@ fn warning(text: &str) -> Header {
 }
 
 /// Replies and keeps the transaction alive until it ends (retransmissions are answered).
-/// Answers a request outside any dialog statelessly, as Kamailio's `sl_send_reply` and
-/// PJSIP's `pjsip_endpt_respond_stateless` refuse calls: the answer is sent once and the
-/// transaction let go unanswered, so the SIP stack keeps nothing of it. A retransmission of
+/// Answers a request statelessly (every request outside a call, and the refusals of requests
+/// in one), as Kamailio's `sl_send_reply` and PJSIP's `pjsip_endpt_respond_stateless` refuse
+/// calls: the answer is sent once and the transaction let go unanswered, so the SIP stack
+/// keeps nothing of it. A retransmission of
 /// the request is a new request, answered again (the same To tag: it is derived from the
 /// request), and the ACK of a refused INVITE matches nothing and is dropped.
 ///
