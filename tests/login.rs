@@ -815,6 +815,22 @@ async fn requests_in_a_call_past_the_per_call_rate_get_503_and_the_call_goes_on(
     assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
 }
 
+/// A request in a call the gateway has hung up (its BYE not yet answered) gets 481: the call
+/// is gone, nothing went wrong inside the gateway.
+#[tokio::test]
+async fn a_request_after_the_gateway_hung_up_gets_481() {
+    let gw = start_gateway().await;
+    let opts = PhoneOptions {
+        deaf: true,
+        ..Default::default()
+    };
+    let mut phone = Phone::new(gw.udp, opts).await;
+    assert_eq!(phone.call().await, 200);
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    assert_eq!(phone.info_keepalive().await, Some(481));
+}
+
 #[tokio::test]
 async fn phone_sending_sip_info_only_logs_in() {
     let gw = start_gateway().await;

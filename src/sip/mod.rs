@@ -84,6 +84,8 @@ pub struct IncomingCall {
 #[derive(Clone)]
 pub struct CallHandle {
     dialog: Arc<InviteDialog>,
+    /// Set once the gateway hangs up; shared with the dialog's `Route`.
+    hung_up: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for CallHandle {
@@ -116,6 +118,9 @@ impl CallHandle {
 
     /// Hangs up with BYE, telling the peer the outcome in `X-Agentgw-Result`.
     pub async fn bye(&self, outcome: &str) {
+        // From now on the caller's requests in this call get 481 (its BYE aside), also while
+        // the BYE waits for its answer (up to 32 s from a phone that went away).
+        self.hung_up.store(true, Ordering::Release);
         let headers = vec![Header::Other("X-Agentgw-Result".into(), outcome.into())];
         if let Err(e) = self.dialog.bye_with_headers(Some(headers)).await {
             debug!(error = %e, "BYE not sent");
@@ -362,6 +367,8 @@ type Routes = Arc<Mutex<HashMap<String, Route>>>;
 struct Route {
     events: mpsc::Sender<SipEvent>,
     requests: TokenBucket,
+    /// The gateway has hung up (`CallHandle::bye`).
+    hung_up: Arc<AtomicBool>,
 }
 
 /// Requests a second a caller may send inside its call (a second's worth at once), BYE
@@ -378,12 +385,29 @@ fn route(routes: &Routes, id: &str) -> Option<mpsc::Sender<SipEvent>> {
         .and_then(|r| r.get(id).map(|r| r.events.clone()))
 }
 
-/// Whether the caller of dialog `id` may send another request now; true for a dialog not
-/// (or no longer) routed.
-fn within_call_budget(routes: &Routes, id: &str, now: std::time::Instant) -> bool {
+/// What becomes of a request from the caller inside its call, before its dialog sees it.
+enum InCall {
+    Go,
+    /// Over `MAX_REQUESTS_PER_SECOND_PER_CALL`.
+    OverBudget,
+    /// The gateway has hung up the call.
+    HungUp,
+}
+
+/// Checks a request for dialog `id` against the call's state and budget; a dialog not (or no
+/// longer) routed goes on to the dialog layer.
+fn in_call(routes: &Routes, id: &str, now: std::time::Instant) -> InCall {
     let mut r = routes.lock().unwrap_or_else(|p| p.into_inner());
-    r.get_mut(id)
-        .is_none_or(|r| r.requests.take(MAX_REQUESTS_PER_SECOND_PER_CALL, now))
+    let Some(r) = r.get_mut(id) else {
+        return InCall::Go;
+    };
+    if r.hung_up.load(Ordering::Acquire) {
+        InCall::HungUp
+    } else if r.requests.take(MAX_REQUESTS_PER_SECOND_PER_CALL, now) {
+        InCall::Go
+    } else {
+        InCall::OverBudget
+    }
 }
 
 struct Acceptor {
@@ -659,7 +683,16 @@ impl Acceptor {
                     // past it a stateless 503.
                     let id = dialog.id().to_string();
                     let now = std::time::Instant::now();
-                    if method != Method::Bye && !within_call_budget(&self.routes, &id, now) {
+                    let check = if method == Method::Bye {
+                        InCall::Go
+                    } else {
+                        in_call(&self.routes, &id, now)
+                    };
+                    if matches!(check, InCall::HungUp) {
+                        spawn_reply(tx, StatusCode::CallTransactionDoesNotExist, vec![]);
+                        return;
+                    }
+                    if matches!(check, InCall::OverBudget) {
                         let log = match self.admission.lock() {
                             Ok(mut a) => a.in_call_requests.refused(now),
                             Err(_) => None,
@@ -819,6 +852,7 @@ impl Acceptor {
         };
         let dialog_id = dialog.id();
         let (events_tx, events_rx) = mpsc::channel(CALL_EVENT_QUEUE);
+        let hung_up = Arc::new(AtomicBool::new(false));
         if let Ok(mut r) = self.routes.lock() {
             r.insert(
                 dialog_id.to_string(),
@@ -828,6 +862,7 @@ impl Acceptor {
                         MAX_REQUESTS_PER_SECOND_PER_CALL,
                         std::time::Instant::now(),
                     ),
+                    hung_up: hung_up.clone(),
                 },
             );
         }
@@ -840,6 +875,7 @@ impl Acceptor {
             offer,
             handle: CallHandle {
                 dialog: Arc::new(dialog.clone()),
+                hung_up,
             },
             events: events_rx,
         };

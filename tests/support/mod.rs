@@ -182,6 +182,9 @@ pub struct PhoneOptions {
     pub dialed: String,
     /// Offer comfort noise (CN/8000, payload type 13).
     pub comfort_noise: bool,
+    /// Leave the gateway's requests (its BYE) unanswered, as a phone that went away does
+    /// (UDP only).
+    pub deaf: bool,
 }
 
 impl Default for PhoneOptions {
@@ -195,6 +198,7 @@ impl Default for PhoneOptions {
             invite_headers: String::new(),
             dialed: "login".into(),
             comfort_noise: false,
+            deaf: false,
         }
     }
 }
@@ -285,13 +289,16 @@ impl Phone {
                 let local = s.local_addr().unwrap();
                 let rs = s.clone();
                 let reqs = requests.clone();
+                let deaf = opts.deaf;
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
                     while let Ok((n, from)) = rs.recv_from(&mut buf).await {
                         if let Some(m) = SipMsg::parse(&buf[..n]) {
                             if m.method().is_some() {
-                                let reply = ok_for(&m);
-                                rs.send_to(reply.as_bytes(), from).await.ok();
+                                if !deaf {
+                                    let reply = ok_for(&m);
+                                    rs.send_to(reply.as_bytes(), from).await.ok();
+                                }
                                 reqs.lock().unwrap().push(m);
                             } else {
                                 resp_tx.send(m).ok();
