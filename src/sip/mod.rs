@@ -316,7 +316,6 @@ impl SipServer {
                 at_max_calls: RefusalLog::default(),
                 in_call_requests: RefusalLog::default(),
             }),
-            reinvites: Arc::default(),
             settings,
         };
         tokio::spawn(acceptor.run(incoming, cancel.clone()));
@@ -360,7 +359,7 @@ impl Drop for SipServer {
     }
 }
 
-/// Dialog id → the call task's event queue.
+/// Dialog id → its call's route.
 type Routes = Arc<Mutex<HashMap<String, Route>>>;
 
 /// Where a dialog's events go, and its budget of requests from the caller.
@@ -369,6 +368,8 @@ struct Route {
     requests: TokenBucket,
     /// The gateway has hung up (`CallHandle::bye`).
     hung_up: Arc<AtomicBool>,
+    /// A re-INVITE from the caller is being handled (until its ACK; `ReinviteGuard`).
+    reinvite: Arc<AtomicBool>,
 }
 
 /// Requests a second a caller may send inside its call (a second's worth at once), BYE
@@ -387,7 +388,8 @@ fn route(routes: &Routes, id: &str) -> Option<mpsc::Sender<SipEvent>> {
 
 /// What becomes of a request from the caller inside its call, before its dialog sees it.
 enum InCall {
-    Go,
+    /// On to the dialog; for a routed call, its re-INVITE flag.
+    Go(Option<Arc<AtomicBool>>),
     /// Over `MAX_REQUESTS_PER_SECOND_PER_CALL`.
     OverBudget,
     /// The gateway has hung up the call.
@@ -399,12 +401,12 @@ enum InCall {
 fn in_call(routes: &Routes, id: &str, now: std::time::Instant) -> InCall {
     let mut r = routes.lock().unwrap_or_else(|p| p.into_inner());
     let Some(r) = r.get_mut(id) else {
-        return InCall::Go;
+        return InCall::Go(None);
     };
     if r.hung_up.load(Ordering::Acquire) {
         InCall::HungUp
     } else if r.requests.take(MAX_REQUESTS_PER_SECOND_PER_CALL, now) {
-        InCall::Go
+        InCall::Go(Some(r.reinvite.clone()))
     } else {
         InCall::OverBudget
     }
@@ -420,31 +422,27 @@ struct Acceptor {
     calls: CallCounter,
     settings: SipSettings,
     admission: Mutex<Admission>,
-    /// Dialogs with a re-INVITE from the caller being handled (until its ACK).
-    reinvites: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
-/// A dialog's place in `Acceptor::reinvites`, given up when the re-INVITE is done.
-struct ReinviteGuard {
-    set: Arc<Mutex<std::collections::HashSet<String>>>,
-    dialog: String,
-}
+/// A call's `Route::reinvite` flag held while its re-INVITE is handled.
+struct ReinviteGuard(Arc<AtomicBool>);
 
 impl ReinviteGuard {
-    /// Takes the dialog's place, or None while another re-INVITE of it is being handled.
-    fn take(set: &Arc<Mutex<std::collections::HashSet<String>>>, dialog: String) -> Option<Self> {
-        let mut s = set.lock().unwrap_or_else(|p| p.into_inner());
-        s.insert(dialog.clone()).then(|| ReinviteGuard {
-            set: set.clone(),
-            dialog,
-        })
+    /// Raises the flag, or None while another re-INVITE of the call is being handled.
+    fn take(flag: Arc<AtomicBool>) -> Option<Self> {
+        // Not `then_some(ReinviteGuard(flag))`: that builds the guard either way, and its drop
+        // would lower the flag another re-INVITE holds.
+        if flag.swap(true, Ordering::AcqRel) {
+            None
+        } else {
+            Some(ReinviteGuard(flag))
+        }
     }
 }
 
 impl Drop for ReinviteGuard {
     fn drop(&mut self) {
-        let mut s = self.set.lock().unwrap_or_else(|p| p.into_inner());
-        s.remove(&self.dialog);
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -490,8 +488,8 @@ impl RefusalLog {
 }
 
 /// A token bucket of one second's worth, refilled continuously: at most `rate` at once, then
-/// `rate` a second. Used for new calls (`CallRate`) and for SIP datagrams per source
-/// (`flood::PacketLimiter`).
+/// `rate` a second. Used for new calls (`CallRate`), SIP datagrams per source
+/// (`flood::PacketLimiter`) and requests per call (`Route`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TokenBucket {
     tokens: f64,
@@ -681,58 +679,56 @@ impl Acceptor {
                 Some(rsipstack::dialog::dialog::Dialog::Invite(mut dialog)) => {
                     // The caller's budget (`MAX_REQUESTS_PER_SECOND_PER_CALL`), BYE aside:
                     // past it a stateless 503.
-                    let id = dialog.id().to_string();
                     let now = std::time::Instant::now();
                     let check = if method == Method::Bye {
-                        InCall::Go
+                        InCall::Go(None)
                     } else {
-                        in_call(&self.routes, &id, now)
+                        in_call(&self.routes, &dialog.id().to_string(), now)
                     };
-                    if matches!(check, InCall::HungUp) {
-                        spawn_reply(tx, StatusCode::CallTransactionDoesNotExist, vec![]);
-                        return;
-                    }
-                    if matches!(check, InCall::OverBudget) {
-                        let log = match self.admission.lock() {
-                            Ok(mut a) => a.in_call_requests.refused(now),
-                            Err(_) => None,
-                        };
-                        if let Some(refused) = log {
-                            warn!(source = ?source_of(&tx), %method, refused, max = MAX_REQUESTS_PER_SECOND_PER_CALL, "requests in a call refused: over the per-call rate (503; one line a second at most)");
+                    let reinvite_flag = match check {
+                        InCall::Go(flag) => flag,
+                        InCall::HungUp => {
+                            spawn_reply(tx, StatusCode::CallTransactionDoesNotExist, vec![]);
+                            return;
                         }
-                        spawn_reply(
-                            tx,
-                            StatusCode::ServiceUnavailable,
-                            vec![Header::RetryAfter("1".into())],
-                        );
-                        return;
-                    }
+                        InCall::OverBudget => {
+                            let log = match self.admission.lock() {
+                                Ok(mut a) => a.in_call_requests.refused(now),
+                                Err(_) => None,
+                            };
+                            if let Some(refused) = log {
+                                warn!(source = ?source_of(&tx), %method, refused, max = MAX_REQUESTS_PER_SECOND_PER_CALL, "requests in a call refused: over the per-call rate (503; one line a second at most)");
+                            }
+                            spawn_reply(
+                                tx,
+                                StatusCode::ServiceUnavailable,
+                                vec![Header::RetryAfter("1".into())],
+                            );
+                            return;
+                        }
+                    };
                     // One re-INVITE at a time per call, until its ACK (the dialog's handling
                     // waits for it): the next gets 500 with Retry-After 0-10 s (RFC 3261
                     // §14.2), statelessly. Each re-INVITE taken on holds a transaction and
                     // its 2xx retransmissions for up to 32 s without an ACK: a caller
                     // sending 2,000 a second without ACKs took the gateway to 459 MB.
-                    let guard = if method == Method::Invite {
-                        match ReinviteGuard::take(&self.reinvites, id) {
-                            Some(g) => Some(g),
-                            None => {
-                                let after = rand::random::<u8>() % 11;
-                                spawn_reply(
-                                    tx,
-                                    StatusCode::ServerInternalError,
-                                    vec![Header::RetryAfter(after.to_string().into())],
-                                );
-                                return;
-                            }
-                        }
-                    } else {
-                        None
-                    };
+                    let guard = reinvite_flag
+                        .filter(|_| method == Method::Invite)
+                        .map(ReinviteGuard::take);
+                    if let Some(None) = guard {
+                        let after = rand::random::<u8>() % 11;
+                        spawn_reply(
+                            tx,
+                            StatusCode::ServerInternalError,
+                            vec![Header::RetryAfter(after.to_string().into())],
+                        );
+                        return;
+                    }
                     tokio::spawn(async move {
                         if let Err(e) = dialog.handle(&mut tx).await {
                             debug!(error = %e, %method, "in-dialog request failed");
                         }
-                        drop(guard);
+                        drop(guard.flatten());
                         answer_if_unanswered(&mut tx, StatusCode::ServerInternalError).await;
                         drain(tx).await;
                     });
@@ -863,6 +859,7 @@ impl Acceptor {
                         std::time::Instant::now(),
                     ),
                     hung_up: hung_up.clone(),
+                    reinvite: Arc::default(),
                 },
             );
         }
@@ -1086,13 +1083,12 @@ fn warning(text: &str) -> Header {
     Header::Warning(format!("399 agentgw \"{text}\"").into())
 }
 
-/// Replies and keeps the transaction alive until it ends (retransmissions are answered).
 /// Answers a request statelessly (every request outside a call, and the refusals of requests
 /// in one), as Kamailio's `sl_send_reply` and PJSIP's `pjsip_endpt_respond_stateless` refuse
 /// calls: the answer is sent once and the transaction let go unanswered, so the SIP stack
-/// keeps nothing of it. A retransmission of
-/// the request is a new request, answered again (the same To tag: it is derived from the
-/// request), and the ACK of a refused INVITE matches nothing and is dropped.
+/// keeps nothing of it. A retransmission of the request is a new request, answered again
+/// (the same To tag: it is derived from the request), and the ACK of a refused INVITE
+/// matches nothing and is dropped.
 ///
 /// Kept by the SIP stack instead, every answer would cost ~1.8 KiB for 32 s (64×T1), and a
 /// refused INVITE over UDP would be sent again on a timer until an ACK (RFC 3261 Timer G,
