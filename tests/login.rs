@@ -288,6 +288,106 @@ async fn keys_sent_between_the_answer_and_the_ack_are_kept() {
     assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
 }
 
+/// Keys sent as INFO after the 200 but before the ACK (the ACK lost or overtaken on the way,
+/// or a dialer keying the moment it is answered): the dialog is confirmed for the caller once
+/// it has the 200 (RFC 3261 §12.1.1), so each INFO is answered 200 once the ACK is in, and
+/// its key counts, in order. Past `MAX_REQUESTS_BEFORE_ACK` a request waiting for the ACK
+/// gets 500 with Retry-After at once.
+#[tokio::test]
+async fn info_keys_sent_before_the_ack_are_answered_and_kept_in_order() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.invite_until_answered().await, 200);
+    let digits = "1001#1234#";
+    for c in digits.chars() {
+        let signal = if c == '#' {
+            "11".to_string()
+        } else {
+            c.to_string()
+        };
+        let req = phone.in_dialog(
+            "INFO",
+            "application/dtmf-relay",
+            &format!("Signal={signal}\r\nDuration=160\r\n"),
+        );
+        phone.send_raw(req.as_bytes()).await;
+    }
+    // Over the bound: keepalive INFOs (no body) past it are refused at once, before the ACK.
+    let over = agentgw::sip::MAX_REQUESTS_BEFORE_ACK - digits.len() + 3;
+    for _ in 0..over {
+        let req = phone.in_dialog("INFO", "", "");
+        phone.send_raw(req.as_bytes()).await;
+    }
+    let mut early = Vec::new();
+    while let Some(m) = phone.final_response("INFO", 1).await {
+        early.push(m.status());
+    }
+    assert_eq!(early, vec![Some(500); 3], "before the ACK");
+    phone.ack().await;
+    let mut answers = Vec::new();
+    for _ in 0..agentgw::sip::MAX_REQUESTS_BEFORE_ACK {
+        answers.push(
+            phone
+                .final_response("INFO", 5)
+                .await
+                .and_then(|m| m.status()),
+        );
+    }
+    assert!(answers.iter().all(|s| *s == Some(200)), "{answers:?}");
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
+}
+
+/// A re-INVITE (a hold) that overtakes the caller's ACK is answered once the ACK is in, and
+/// the call goes on; a call that ends without its ACK answers what waited with 481.
+#[tokio::test]
+async fn a_re_invite_before_the_ack_is_answered_after_it() {
+    let gw = start_gateway().await;
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.invite_until_answered().await, 200);
+    let hold = phone.our_sdp().replace("a=sendrecv", "a=sendonly");
+    let reinvite = phone.in_dialog("INVITE", "application/sdp", &hold);
+    let cseq = phone.cseq();
+    phone.send_raw(reinvite.as_bytes()).await;
+    // (The 200 to the first INVITE comes again until the ACK: told apart by CSeq.)
+    let of_reinvite = |m: &SipMsg| {
+        m.header("CSeq")
+            .is_some_and(|c| c.starts_with(&format!("{cseq} ")))
+    };
+    while let Some(m) = phone.final_response("INVITE", 1).await {
+        assert!(!of_reinvite(&m), "answered before the ACK: {m:?}");
+    }
+    phone.ack().await;
+    let resp = loop {
+        let m = phone
+            .final_response("INVITE", 5)
+            .await
+            .expect("answered after the ACK");
+        if of_reinvite(&m) {
+            break m;
+        }
+    };
+    assert_eq!(resp.status(), Some(200));
+    assert!(String::from_utf8_lossy(&resp.body).contains("a=recvonly"));
+    phone.ack_cseq(cseq).await;
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+
+    // No ACK at all: what waited for it is answered 481 when the call ends (Timer H, 32 s,
+    // is too long for a test: the caller's BYE ends it).
+    let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+    assert_eq!(phone.invite_until_answered().await, 200);
+    let info = phone.in_dialog("INFO", "application/dtmf", "1");
+    phone.send_raw(info.as_bytes()).await;
+    assert_eq!(phone.hangup().await, Some(200));
+    let resp = phone
+        .final_response("INFO", 5)
+        .await
+        .expect("INFO answered");
+    assert_eq!(resp.status(), Some(481));
+    assert!(gw.settles().await, "calls {}", gw.gateway.active_calls());
+}
+
 #[tokio::test]
 async fn cancel_gets_200_and_a_487_that_is_retransmitted_until_acked() {
     // Ring before answering so the CANCEL arrives while the INVITE is still pending.

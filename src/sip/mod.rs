@@ -22,7 +22,7 @@ use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, SipConnection, TcpListenerConnection, TransportLayer};
 use rsipstack::EndpointBuilder;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -370,7 +370,34 @@ struct Route {
     hung_up: Arc<AtomicBool>,
     /// A re-INVITE from the caller is being handled (until its ACK; `ReinviteGuard`).
     reinvite: Arc<AtomicBool>,
+    /// Requests from the caller that came before its ACK, in order, at most
+    /// `MAX_REQUESTS_BEFORE_ACK`; handed to the dialog once it is confirmed.
+    before_ack: VecDeque<Transaction>,
+    /// `before_ack` is being handed on: later requests queue behind it, so none overtakes.
+    handing_on: bool,
 }
+
+impl Route {
+    fn new(events: mpsc::Sender<SipEvent>, hung_up: Arc<AtomicBool>) -> Route {
+        Route {
+            events,
+            requests: TokenBucket::full(
+                MAX_REQUESTS_PER_SECOND_PER_CALL,
+                std::time::Instant::now(),
+            ),
+            hung_up,
+            reinvite: Arc::default(),
+            before_ack: VecDeque::new(),
+            handing_on: false,
+        }
+    }
+}
+
+/// Requests a caller may send in its call between the gateway's 200 and the caller's ACK
+/// that wait for the ACK (the dialog is confirmed for the caller once it has the 200, RFC
+/// 3261 §12.1.1, but the SIP stack leaves requests in a dialog it has not seen ACKed
+/// unanswered). Enough for an agent number and a passcode keyed as INFO, each with its `#`.
+pub const MAX_REQUESTS_BEFORE_ACK: usize = 20;
 
 /// Requests a second a caller may send inside its call (a second's worth at once), BYE
 /// aside. A phone sends a few: an INFO or two per key, a session refresh, a hold; a dialer
@@ -394,6 +421,71 @@ enum InCall {
     OverBudget,
     /// The gateway has hung up the call.
     HungUp,
+}
+
+/// What `hold_for_ack` did with a request in a call.
+enum Held {
+    /// The call is confirmed and nothing waits before it: on to the dialog.
+    No(Transaction),
+    /// Queued until the caller's ACK.
+    Yes,
+    /// `MAX_REQUESTS_BEFORE_ACK` already wait.
+    Full(Transaction),
+}
+
+/// Queues a request for dialog `id` that came before the caller's ACK (or while the ones
+/// that did are being handed on, so it does not overtake them). Decided under the routes
+/// lock, which `hand_on_before_ack` takes after the dialog is confirmed: none is left behind.
+fn hold_for_ack(routes: &Routes, id: &str, dialog: &InviteDialog, tx: Transaction) -> Held {
+    let mut r = routes.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(route) = r.get_mut(id) else {
+        return Held::No(tx);
+    };
+    if !route.handing_on {
+        let state = dialog.state();
+        if state.is_confirmed() || state.is_terminated() {
+            return Held::No(tx);
+        }
+    }
+    if route.before_ack.len() >= MAX_REQUESTS_BEFORE_ACK {
+        return Held::Full(tx);
+    }
+    route.before_ack.push_back(tx);
+    Held::Yes
+}
+
+/// Once dialog `id` is confirmed, hands the requests that waited for its ACK to the dialog,
+/// one after the other in the order they came (each INFO's key reaches the call before the
+/// next is handled), then lets later requests through again.
+fn hand_on_before_ack(routes: &Routes, id: &str, dialog: InviteDialog) {
+    {
+        let mut r = routes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(route) = r.get_mut(id) else { return };
+        if route.handing_on || route.before_ack.is_empty() {
+            return;
+        }
+        route.handing_on = true;
+    }
+    let routes = routes.clone();
+    let id = id.to_string();
+    let mut dialog = dialog;
+    tokio::spawn(async move {
+        loop {
+            let next = {
+                let mut r = routes.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(route) = r.get_mut(&id) else { break };
+                let next = route.before_ack.pop_front();
+                route.handing_on = next.is_some();
+                next
+            };
+            let Some(mut tx) = next else { break };
+            if let Err(e) = dialog.handle(&mut tx).await {
+                debug!(error = %e, "in-dialog request failed");
+            }
+            answer_if_unanswered(&mut tx, StatusCode::ServerInternalError).await;
+            tokio::spawn(drain(tx));
+        }
+    });
 }
 
 /// Checks a request for dialog `id` against the call's state and budget; a dialog not (or no
@@ -680,10 +772,11 @@ impl Acceptor {
                     // The caller's budget (`MAX_REQUESTS_PER_SECOND_PER_CALL`), BYE aside:
                     // past it a stateless 503.
                     let now = std::time::Instant::now();
+                    let key = dialog.id().to_string();
                     let check = if method == Method::Bye {
                         InCall::Go(None)
                     } else {
-                        in_call(&self.routes, &dialog.id().to_string(), now)
+                        in_call(&self.routes, &key, now)
                     };
                     let reinvite_flag = match check {
                         InCall::Go(flag) => flag,
@@ -707,6 +800,26 @@ impl Acceptor {
                             return;
                         }
                     };
+                    // A request that came before the caller's ACK waits for it, in order (a re-INVITE
+                    // too: the SIP stack would leave it unanswered).
+                    if !matches!(
+                        method,
+                        Method::Ack | Method::Bye | Method::Cancel | Method::PRack
+                    ) {
+                        match hold_for_ack(&self.routes, &key, &dialog, tx) {
+                            Held::No(t) => tx = t,
+                            Held::Yes => return,
+                            Held::Full(t) => {
+                                warn!(source = ?source_of(&t), %method, max = MAX_REQUESTS_BEFORE_ACK, "request in a call refused: too many before the caller's ACK (500)");
+                                spawn_reply(
+                                    t,
+                                    StatusCode::ServerInternalError,
+                                    vec![Header::RetryAfter("1".into())],
+                                );
+                                return;
+                            }
+                        }
+                    }
                     // One re-INVITE at a time per call, until its ACK (the dialog's handling
                     // waits for it): the next gets 500 with Retry-After 0-10 s (RFC 3261
                     // §14.2), statelessly. Each re-INVITE taken on holds a transaction and
@@ -852,15 +965,7 @@ impl Acceptor {
         if let Ok(mut r) = self.routes.lock() {
             r.insert(
                 dialog_id.to_string(),
-                Route {
-                    events: events_tx,
-                    requests: TokenBucket::full(
-                        MAX_REQUESTS_PER_SECOND_PER_CALL,
-                        std::time::Instant::now(),
-                    ),
-                    hung_up: hung_up.clone(),
-                    reinvite: Arc::default(),
-                },
+                Route::new(events_tx, hung_up.clone()),
             );
         }
         let call = IncomingCall {
@@ -906,13 +1011,13 @@ async fn end_dialog(
     id: &rsipstack::dialog::DialogId,
 ) {
     dialogs.remove_dialog(id);
-    let sender = routes
-        .lock()
-        .ok()
-        .and_then(|mut r| r.remove(key))
-        .map(|r| r.events);
-    if let Some(s) = sender {
-        s.send(SipEvent::Hangup).await.ok();
+    let route = routes.lock().ok().and_then(|mut r| r.remove(key));
+    if let Some(route) = route {
+        // Requests still waiting for an ACK that will not come: the call is gone.
+        for tx in route.before_ack {
+            spawn_reply(tx, StatusCode::CallTransactionDoesNotExist, vec![]);
+        }
+        route.events.send(SipEvent::Hangup).await.ok();
     }
 }
 
@@ -927,15 +1032,20 @@ async fn route_dialog_states(
         match state {
             DialogState::Confirmed(id, _) => {
                 let key = id.to_string();
-                let ack_body = match dialogs.get_dialog(&id) {
-                    Some(rsipstack::dialog::dialog::Dialog::Invite(d)) => d
-                        .last_remote_ack()
-                        .map(|a| a.body().clone())
-                        .unwrap_or_default(),
-                    _ => Vec::new(),
+                let dialog = match dialogs.get_dialog(&id) {
+                    Some(rsipstack::dialog::dialog::Dialog::Invite(d)) => Some(d),
+                    _ => None,
                 };
+                let ack_body = dialog
+                    .as_ref()
+                    .and_then(|d| d.last_remote_ack())
+                    .map(|a| a.body().clone())
+                    .unwrap_or_default();
                 if let Some(s) = route(&routes, &key) {
                     s.try_send(SipEvent::Acked { body: ack_body }).ok();
+                }
+                if let Some(d) = dialog {
+                    hand_on_before_ack(&routes, &key, d);
                 }
             }
             DialogState::Updated(id, req, handle) => {

@@ -525,6 +525,19 @@ impl Phone {
     /// Places the call, keying `digits` (RFC 4733) between the 200 and the ACK, as a dialer
     /// that sends DTMF the moment it is answered can.
     pub async fn call_pressing_before_ack(&mut self, digits: &str) -> u16 {
+        let status = self.invite_until_answered().await;
+        if status == 200 {
+            if !digits.is_empty() {
+                self.press(digits).await;
+            }
+            self.ack().await;
+        }
+        status
+    }
+
+    /// Sends the INVITE and waits for its final response, which it keeps; a failure is ACKed
+    /// here, a 200 is left for `ack`. Returns the status (0: none came).
+    pub async fn invite_until_answered(&mut self) -> u16 {
         self.send_invite().await;
         let Some(resp) = self.final_response("INVITE", 10).await else {
             return 0;
@@ -547,6 +560,11 @@ impl Phone {
             self.te_pt = Some(te);
         }
         self.answer_sdp = Some(sdp);
+        200
+    }
+
+    /// ACKs the 200 (with the answer SDP for a late offer) and sends a first audio packet.
+    pub async fn ack(&mut self) {
         let ack_body = if self.opts.late_offer {
             // Answer with the gateway's first codec; keep the gateway's telephone-event type.
             let mut opts = self.opts.clone();
@@ -559,14 +577,10 @@ impl Phone {
         } else {
             String::new()
         };
-        if !digits.is_empty() {
-            self.press(digits).await;
-        }
         let ack = self.request("ACK", 1, "", &ack_body, true);
         self.send_raw(ack.as_bytes()).await;
         // A first packet so the gateway can latch (symmetric RTP), as real phones do.
         self.send_audio_frame().await;
-        200
     }
 
     /// Sends an INVITE with `body` as its SDP and returns the final response (ACKed).
