@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What refused calls cost: a release gateway on loopback with max_calls = 100, flooded with
+# What refused calls cost: a release gateway on loopback with max_calls = ${MAX_CALLS:-100}, flooded with
 # new INVITEs over UDP from one address that never ACKs (a forged source), RATE a second for
 # SECS seconds; the first 100 are answered, the rest refused with 503. Prints the gateway's
 # RSS and CPU seconds (/proc) at the start, at the end of the flood and 35 s later (past the
@@ -10,6 +10,8 @@
 # METHOD=OPTIONS floods with OPTIONS (keepalives, each answered 200) instead; SOURCES=N sends
 # from N loopback addresses in turn (127.0.0.2, …) instead of one. IN_DIALOG=1 places one call
 # and floods its dialog with re-INVITEs that are never ACKed instead (METHOD=INFO: INFOs).
+# EARLY=1 places RATE calls that are never ACKed (max_calls = RATE) and sends SECS INFOs in
+# each before the ACK, which wait for it (scripts/early-requests.py).
 # BIN: a directory holding another agentgw build (default: build target/release).
 # PORT: default 5095. Needs python3.
 set -euo pipefail
@@ -21,12 +23,13 @@ else
   bin=$PWD/target/release
 fi
 rate=${1:-4000} secs=${2:-10} port=${PORT:-5095}
+[ -n "${EARLY:-}" ] && MAX_CALLS=$rate
 d=$(mktemp -d)
 trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true; rm -rf "$d"' EXIT
 cat > "$d/gw.toml" <<T
 [sip]
 listen = ["udp:127.0.0.1:$port"]
-max_calls = 100
+max_calls = ${MAX_CALLS:-100}
 [media]
 rtp_ports = "30000-40000"
 [store]
@@ -34,7 +37,7 @@ url = "sqlite://$d/agentgw.db"
 [admin]
 listen = "127.0.0.1:0"
 [log]
-filter = "error"
+filter = "${LOG:-error}"
 T
 "$bin/agentgw" --config "$d/gw.toml" serve > "${GWLOG:-$d/gw.log}" 2>&1 &
 gw=$!
@@ -44,9 +47,15 @@ state() {
     '/VmRSS/{r=$2/1024} /VmHWM/{h=$2/1024} END{printf "RSS %.0f MB, peak %.0f MB, CPU %.2f s\n", r, h, cpu}' /proc/$gw/status
 }
 echo "start:            $(state)"
-python3 "scripts/$([ -n "${IN_DIALOG:-}" ] && echo reinvite || echo invite)-flood.py" 127.0.0.1 "$port" "$rate" "$secs" 35 &
-flood=$!
-sleep "$secs"
+if [ -n "${EARLY:-}" ]; then
+  FLOOD_DONE=$d/done python3 scripts/early-requests.py 127.0.0.1 "$port" "$rate" "$secs" 35 &
+  flood=$!
+  while [ ! -e "$d/done" ] && kill -0 $flood 2>/dev/null; do sleep 0.2; done
+else
+  python3 "scripts/$([ -n "${IN_DIALOG:-}" ] && echo reinvite || echo invite)-flood.py" 127.0.0.1 "$port" "$rate" "$secs" 35 &
+  flood=$!
+  sleep "$secs"
+fi
 echo "end of the flood: $(state)"
 wait $flood
 echo "35 s later:       $(state)"

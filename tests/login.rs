@@ -338,6 +338,50 @@ async fn info_keys_sent_before_the_ack_are_answered_and_kept_in_order() {
     assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
 }
 
+/// At most `MAX_REQUESTS_BEFORE_ACK_IN_ALL` requests wait for an ACK across all calls (each
+/// holds a transaction): past it they get 500 at once; the ones that waited are answered
+/// when their calls are ACKed.
+#[tokio::test]
+async fn requests_waiting_for_an_ack_are_bounded_in_all_calls() {
+    use agentgw::sip::{MAX_REQUESTS_BEFORE_ACK, MAX_REQUESTS_BEFORE_ACK_IN_ALL};
+    let gw = start_gateway().await;
+    let calls = MAX_REQUESTS_BEFORE_ACK_IN_ALL / MAX_REQUESTS_BEFORE_ACK + 1;
+    let mut phones = Vec::new();
+    for _ in 0..calls {
+        let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
+        assert_eq!(phone.invite_until_answered().await, 200);
+        for _ in 0..MAX_REQUESTS_BEFORE_ACK {
+            let req = phone.in_dialog("INFO", "", "");
+            phone.send_raw(req.as_bytes()).await;
+        }
+        phones.push(phone);
+    }
+    let mut last = phones.pop().unwrap();
+    for _ in 0..MAX_REQUESTS_BEFORE_ACK {
+        let m = last
+            .final_response("INFO", 5)
+            .await
+            .expect("refused at once");
+        assert_eq!(m.status(), Some(500));
+    }
+    for phone in &mut phones {
+        phone.ack().await;
+    }
+    for phone in &mut phones {
+        for _ in 0..MAX_REQUESTS_BEFORE_ACK {
+            let m = phone
+                .final_response("INFO", 5)
+                .await
+                .expect("answered after the ACK");
+            assert_eq!(m.status(), Some(200));
+        }
+        assert_eq!(phone.hangup().await, Some(200));
+    }
+    last.ack().await;
+    assert_eq!(last.hangup().await, Some(200));
+    assert!(gw.settles().await, "calls {}", gw.gateway.active_calls());
+}
+
 /// A re-INVITE (a hold) that overtakes the caller's ACK is answered once the ACK is in, and
 /// the call goes on; a call that ends without its ACK answers what waited with 481.
 #[tokio::test]
