@@ -194,6 +194,11 @@ pub struct SipConfig {
     /// SIP datagrams (UDP) a second from one source address at most, a second's worth at
     /// once; past it they are dropped unread (0: no limit). A login is 3-4 from the caller.
     pub max_packets_per_second_per_source: u32,
+    /// The receive buffer asked for each SIP UDP socket, KiB (0: the kernel's default, 208 KiB
+    /// on Linux, ~48 datagrams on loopback). Datagrams past it while the gateway is busy are
+    /// dropped by the kernel and the phones retransmit 0.5 s later; the kernel caps it at
+    /// `net.core.rmem_max`. Applies at start.
+    pub udp_receive_buffer_kib: u32,
     /// Threads of the async runtime (SIP transactions, the calls' tasks, the admin API);
     /// 0: half the cores, at least one. The media, the passcode hashes and SQLite have
     /// threads of their own.
@@ -234,6 +239,7 @@ impl Default for SipConfig {
             max_tcp_connections: 5000,
             max_tcp_connections_per_source: 500,
             max_packets_per_second_per_source: 5000,
+            udp_receive_buffer_kib: 4096,
             threads: 0,
         }
     }
@@ -571,7 +577,7 @@ impl Config {
             )
         };
         let mut out = format!(
-            "[sip]\nlisten = {}\nmax_calls = {}\nmax_calls_per_second = {}\nrefuse_when_overloaded = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nmax_tcp_connections = {}\nmax_tcp_connections_per_source = {}\nmax_packets_per_second_per_source = {}\nthreads = {}\n\n\
+            "[sip]\nlisten = {}\nmax_calls = {}\nmax_calls_per_second = {}\nrefuse_when_overloaded = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nmax_tcp_connections = {}\nmax_tcp_connections_per_source = {}\nmax_packets_per_second_per_source = {}\nudp_receive_buffer_kib = {}\nthreads = {}\n\n\
              [media]\nrtp_ports = \"{}-{}\"\npublic_address = {}\nstrict_rtp = {}\nthreads = {}\nrealtime_priority = {}\n\n\
              [store]\nurl = {url:?}\nhash_memory_kib = {}\nhash_iterations = {}\npepper_file = {}\n\n[admin]\nlisten = \"{}\"\n\n\
              [prompts]\ndir = {}\nlanguage = {:?}\n\n\
@@ -590,6 +596,7 @@ impl Config {
             self.sip.max_tcp_connections,
             self.sip.max_tcp_connections_per_source,
             self.sip.max_packets_per_second_per_source,
+            self.sip.udp_receive_buffer_kib,
             match self.sip.threads {
                 0 => format!("0 (half the cores: {})", self.sip.runtime_threads()),
                 n => n.to_string(),
@@ -754,6 +761,12 @@ impl Config {
             return invalid(
                 "media.realtime_priority",
                 "must be 0 (normal scheduling) to 99 (SCHED_RR priority)",
+            );
+        }
+        if self.sip.udp_receive_buffer_kib > 1 << 20 {
+            return invalid(
+                "sip.udp_receive_buffer_kib",
+                "must be at most 1048576 (1 GiB; 0: the kernel's default)",
             );
         }
         if self.sip.max_calls == 0 {

@@ -123,6 +123,7 @@ impl Gateway {
         });
         let (sip, mut calls) = SipServer::start(SipSettings {
             listen: config.sip.listen.clone(),
+            udp_receive_buffer: config.sip.udp_receive_buffer_kib as usize * 1024,
             max_calls: config.sip.max_calls,
             max_calls_per_second: config.sip.max_calls_per_second,
             overload: config

@@ -881,6 +881,104 @@ async fn a_refused_invite_is_answered_once_and_again_only_when_retransmitted() {
     assert!(gw.settles().await);
 }
 
+/// A burst of new calls' INVITEs at once (a PBX passing on a shift start) is answered
+/// without a retransmission: the SIP UDP socket's receive buffer (`[sip]
+/// udp_receive_buffer_kib`, 4 MiB) holds the burst while the gateway works through it. With
+/// the kernel's default (208 KiB, ~48 datagrams on loopback) the kernel dropped most of them
+/// and each phone would have waited 0.5 s to send its INVITE again.
+#[tokio::test]
+async fn a_burst_of_invites_is_answered_without_retransmissions() {
+    const CALLS: usize = 300;
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root && rmem_max < 8 << 20 {
+        let why = format!(
+            "a_burst_of_invites_is_answered_without_retransmissions needs root (SO_RCVBUFFORCE) \
+             or net.core.rmem_max >= 8 MiB (it is {rmem_max}) for the 4 MiB buffer"
+        );
+        assert!(std::env::var("CI").is_err(), "{why}");
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let gw = start_gateway().await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // This end holds every answer too (two per call, with retransmitted 200s).
+    let asked: libc::c_int = 16 << 20;
+    // SAFETY: the socket's fd is open; the value is a c_int whose size is passed with it.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&asked as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert!(set == 0 || !root, "SO_RCVBUFFORCE as root");
+    let me = sock.local_addr().unwrap();
+    let gwa = gw.udp;
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 9 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let request = |method: &str, n: usize, cseq: u32, to_tag: &str, body: &str| {
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{method} sip:login@{gwa} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKburst{n}x{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:burst{n}@test.example>;tag=b{n}\r\nTo: <sip:login@{gwa}>{to_tag}\r\n\
+             Call-ID: burst-{n}\r\nCSeq: {cseq} {method}\r\nContact: <sip:burst{n}@{me}>\r\n{ct}\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for n in 0..CALLS {
+        let invite = request("INVITE", n, 1, "", sdp);
+        sock.send_to(invite.as_bytes(), gwa).await.unwrap();
+    }
+    // The 200s within 5 s (a phone's Timer A would have retransmitted at 0.5 s).
+    let mut answered = std::collections::HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 65536];
+    while answered.len() < CALLS {
+        let Ok(Ok((len, _))) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await
+        else {
+            break;
+        };
+        let Some(m) = SipMsg::parse(&buf[..len]) else {
+            continue;
+        };
+        if m.status() != Some(200) || m.cseq_method() != "INVITE" {
+            continue;
+        }
+        let n: usize = m
+            .header("Call-ID")
+            .and_then(|c| c.strip_prefix("burst-"))
+            .and_then(|n| n.parse().ok())
+            .expect("a Call-ID of ours");
+        let tag = m
+            .header("To")
+            .and_then(|t| t.split(";tag=").nth(1))
+            .map(|t| t.split(';').next().unwrap_or(t).to_string())
+            .expect("a To tag");
+        answered.insert(n, tag);
+    }
+    for (n, tag) in &answered {
+        let tag = format!(";tag={tag}");
+        for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
+            let req = request(method, *n, cseq, &tag, "");
+            sock.send_to(req.as_bytes(), gwa).await.unwrap();
+        }
+    }
+    assert_eq!(answered.len(), CALLS, "answered without a retransmission");
+    assert!(gw.settles().await, "calls {}", gw.gateway.active_calls());
+}
+
 /// A caller that sends re-INVITEs without ACKing them gets one at a time: while one waits for
 /// its ACK, the next is refused at once with 500 and Retry-After 0-10 s (RFC 3261 §14.2),
 /// statelessly. Each one taken on would hold a transaction (~22 KiB) and its 2xx
