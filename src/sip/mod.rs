@@ -453,16 +453,19 @@ enum Held {
     Full(Transaction),
 }
 
-/// Queues a request for dialog `id` that came before the caller's ACK (or while the ones
-/// that did are being handed on, so it does not overtake them). Decided under the routes
-/// lock, which `hand_on_before_ack` takes after the dialog is confirmed: none is left behind.
+/// Queues a request for dialog `id` that came before the caller's ACK (or after it while the
+/// ones that came before wait or are being handed on, so it does not overtake them). Decided
+/// under the routes lock, which `hand_on_before_ack` takes after the dialog is confirmed:
+/// none is left behind.
 fn hold_for_ack(routes: &Routes, id: &str, dialog: &InviteDialog, tx: Transaction) -> Held {
     let mut guard = routes.lock().unwrap_or_else(|p| p.into_inner());
     let table = &mut *guard;
     let Some(route) = table.calls.get_mut(id) else {
         return Held::No(tx);
     };
-    if !route.handing_on {
+    // Confirmed with nothing waiting: nothing to overtake. A request that comes after the
+    // ACK but before the waiting ones are handed on queues behind them.
+    if !route.handing_on && route.before_ack.is_empty() {
         let state = dialog.state();
         if state.is_confirmed() || state.is_terminated() {
             return Held::No(tx);
