@@ -3,6 +3,7 @@
 //! are never logged, returned or stored in clear.
 
 mod agents;
+mod lane;
 mod sqlite;
 
 pub use agents::{
@@ -1321,7 +1322,7 @@ mod tests {
 
     /// The usual login (nobody holds the agent or the station) is written by one batch: the
     /// session and its audit row as the general path writes them; a batch that fails inside
-    /// its transaction leaves no transaction open on a pooled connection.
+    /// its transaction leaves no transaction open on a connection lent again.
     #[tokio::test]
     async fn a_free_claim_is_one_batch_and_a_failed_batch_leaves_no_transaction_open() {
         let (_d, s) = store().await;
@@ -1361,8 +1362,9 @@ mod tests {
             .claim_session(&s.tenant, &ghost, &s.node_id, &policy())
             .await
             .is_err());
-        // Every connection of the pool (4) is lent out again and again: none is in a
-        // transaction ("cannot start a transaction within a transaction").
+        // The connection it failed on was closed, not lent again: the login path's
+        // connection is lent out again and again and none is in a transaction
+        // ("cannot start a transaction within a transaction").
         for n in 1002..=1009 {
             let a = attempt(&n.to_string(), "1234", &format!("s{n}@h"));
             assert_eq!(s.login(&a, &policy()).await.unwrap(), LoginResult::LoggedIn);

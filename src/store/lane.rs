@@ -1,0 +1,166 @@
+//! SQLite connections for the login path, lent without sqlx's pool.
+//!
+//! sqlx's pool tests every connection it takes back with a ping: a round trip to the
+//! connection's worker thread, which wakes that thread and then the task that waits for the
+//! answer. A login takes two connections (the agent's record, then the claim), so two of the
+//! SQLite thread's seven wake-ups a login, and two of the async thread's nine, were pings.
+//! Here a connection goes back only when the statements it was lent for finished; one whose
+//! statement failed, or whose future was dropped before it finished, is closed instead (which
+//! rolls back whatever it left open), so none is lent out again in an unknown state.
+
+use super::StoreError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::ConnectOptions;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// At most `size` connections, opened when first needed and kept while idle.
+#[derive(Debug)]
+pub(super) struct Lane {
+    opts: SqliteConnectOptions,
+    idle: Mutex<Vec<SqliteConnection>>,
+    permits: Semaphore,
+    wait: Duration,
+}
+
+/// A connection lent by a [`Lane`]: closed when dropped, unless given back.
+#[derive(Debug)]
+pub(super) struct Lent<'a> {
+    lane: &'a Lane,
+    conn: Option<SqliteConnection>,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Lane {
+    /// A lane of up to `size` connections opened with `opts`; a caller waits at most `wait`
+    /// for one (as for the pool's `acquire_timeout`).
+    pub(super) fn new(opts: SqliteConnectOptions, size: usize, wait: Duration) -> Lane {
+        Lane {
+            opts,
+            idle: Mutex::new(Vec::with_capacity(size)),
+            permits: Semaphore::new(size),
+            wait,
+        }
+    }
+
+    /// An idle connection, or a new one while fewer than `size` are out.
+    pub(super) async fn lend(&self) -> Result<Lent<'_>, StoreError> {
+        let permit = match tokio::time::timeout(self.wait, self.permits.acquire()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(StoreError::Unavailable("the store is closed".into())),
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "no database connection free within {:?}",
+                    self.wait
+                )))
+            }
+        };
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn =
+            match idle {
+                Some(c) => c,
+                None => self.opts.connect().await.map_err(|e| {
+                    StoreError::Unavailable(format!("cannot open the database: {e}"))
+                })?,
+            };
+        Ok(Lent {
+            lane: self,
+            conn: Some(conn),
+            _permit: permit,
+        })
+    }
+
+    /// Lends nothing more and closes the idle connections (those out are closed when they
+    /// come back).
+    pub(super) async fn close(&self) {
+        self.permits.close();
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        for c in idle {
+            sqlx::Connection::close(c).await.ok();
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn idle(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl Lent<'_> {
+    pub(super) fn conn(&mut self) -> &mut SqliteConnection {
+        // Only `give_back` (which consumes the loan) takes it out.
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a loan holds its connection until given back"))
+    }
+
+    /// Its statements finished: the connection is idle again, for the next loan.
+    pub(super) fn give_back(mut self) {
+        if let Some(c) = self.conn.take() {
+            if !self.lane.permits.is_closed() {
+                self.lane
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(c);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[tokio::test]
+    async fn a_loan_given_back_is_lent_again_and_one_left_unfinished_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/lane.db", dir.path().display());
+        let opts = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(2));
+        let lane = Lane::new(opts, 2, Duration::from_millis(200));
+        let mut a = lane.lend().await.unwrap();
+        sqlx::query("CREATE TABLE t (x)")
+            .execute(a.conn())
+            .await
+            .unwrap();
+        a.give_back();
+        assert_eq!(lane.idle(), 1);
+
+        // Left inside its write transaction (a statement failed, or its future was dropped
+        // mid-way): closed, not lent again, and the write lock goes with it.
+        let mut b = lane.lend().await.unwrap();
+        assert_eq!(lane.idle(), 0, "the idle one was lent");
+        sqlx::query("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+            .execute(b.conn())
+            .await
+            .unwrap();
+        drop(b);
+        assert_eq!(lane.idle(), 0);
+        let mut c = lane.lend().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE; INSERT INTO t VALUES (2); COMMIT")
+            .execute(c.conn())
+            .await
+            .expect("the dropped loan's transaction was rolled back and its lock released");
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t")
+            .fetch_all(c.conn())
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![2]);
+
+        // Two out at most: a third waits, then hears the store is unavailable.
+        let d = lane.lend().await.unwrap();
+        assert!(matches!(lane.lend().await, Err(StoreError::Unavailable(_))));
+        c.give_back();
+        d.give_back();
+        assert_eq!(lane.idle(), 2);
+
+        lane.close().await;
+        assert_eq!(lane.idle(), 0);
+        assert!(matches!(lane.lend().await, Err(StoreError::Unavailable(_))));
+    }
+}
