@@ -1,12 +1,15 @@
 //! SQLite connections for the login path, lent without sqlx's pool.
 //!
-//! sqlx's pool tests every connection it takes back with a ping: a round trip to the
-//! connection's worker thread, which wakes that thread and then the task that waits for the
-//! answer. A login takes two connections (the agent's record, then the claim), so two of the
-//! SQLite thread's seven wake-ups a login, and two of the async thread's nine, were pings.
-//! Here a connection goes back only when the statements it was lent for finished; one whose
-//! statement failed, or whose future was dropped before it finished, is closed instead (which
-//! rolls back whatever it left open), so none is lent out again in an unknown state.
+//! Two costs of the pool, found in a profile of the SQLite threads during a login storm:
+//! each connection keeps its own page cache, and a write on one makes every other read the
+//! pages it changed again at its next transaction, so logins spread over the pool's
+//! connections mostly started cold; and the pool tests every connection it takes back with a
+//! ping, a round trip to the connection's worker thread (two a login, for nothing). The
+//! login path keeps its connection warm here (`LANE_CONNECTIONS` in `sqlite.rs` says how
+//! many and why). A connection goes back only when the statements it was lent for finished;
+//! one whose statement failed, or whose future was dropped before it finished, is closed
+//! instead (which rolls back whatever it left open), so none is lent again in an unknown
+//! state.
 
 use super::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
