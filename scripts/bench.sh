@@ -81,7 +81,9 @@ EOF
 sed -i 's/after_login = "stay1"/after_login = "stay"/' "$dir/gw.toml"
 "$bin/agentgw-load" x:1 --agents "$first-$last" --passcode 2468 --print-agents-csv > "$dir/agents.csv"
 "$bin/agentgw" --config "$dir/gw.toml" agent import "$dir/agents.csv" >/dev/null 2>&1
-ulimit -n 65536 2>/dev/null || true
+# Two descriptors per call in the generator (SIP and RTP), one in the gateway: say so when the
+# limit cannot be raised (a container's hard limit), as calls past it fail in the generator.
+ulimit -n 65536 2>/dev/null || echo "warning: open files stay at $(ulimit -n) (hard limit $(ulimit -Hn)): the generator fails calls past about $(( $(ulimit -n) / 2 )) at once" >&2
 "$bin/agentgw" --config "$dir/gw.toml" serve > "$dir/gw.log" 2>&1 &
 gw=$!
 sleep 1
