@@ -204,7 +204,7 @@ fn login_flow(c: &mut Criterion) {
 /// The check every SIP datagram passes before it is parsed (`[sip]
 /// max_packets_per_second_per_source`): 1,000 sources in turn, none over its budget.
 fn sip_packet_limiter(c: &mut Criterion) {
-    let l = agentgw::sip::PacketLimiter::default();
+    let l = agentgw::limits::PacketLimiter::default();
     l.set_rate(5000);
     let sources: Vec<std::net::IpAddr> = (0..1000u32)
         .map(|i| std::net::IpAddr::from((0x0a00_0000 + i).to_be_bytes()))

@@ -1,12 +1,16 @@
 //! Wiring and lifecycle: load prompts, open the store, start the media thread and the SIP
 //! listeners, run one task per call, shut down.
 
-use crate::call::{self, AttemptLimiters, CallContext, Settings};
-use crate::config::{Config, ListenAddr};
+use crate::admin::GatewayStatus;
+use crate::call::{self, CallContext};
+use crate::config::Config;
+use crate::limits::{Overload, PacketLimiter};
 use crate::media::dtmf::DtmfMethod;
 use crate::media::prompts::PromptError;
+use crate::media::pump::{MediaPump, PumpSettings};
+use crate::media::realtime::watch_runtime;
 use crate::media::rtp::PortAllocator;
-use crate::sip::{SipError, SipServer, SipSettings};
+use crate::sip::{ListenAddr, SipError, SipServer, SipSettings, TcpConnections};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,7 +37,7 @@ async fn count_events(
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match events.recv().await {
-            Ok(e) => metrics.event(&e),
+            Ok(e) => metrics.event(&e.event, e.reason.as_deref()),
             Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => break,
         }
@@ -54,34 +58,16 @@ async fn expire_sessions(store: Store, max_age: Duration) {
     }
 }
 
-/// Calls in progress and agents logged on, for systemd's STATUS line.
-#[derive(Debug, Clone)]
-pub struct GatewayStatus {
-    calls: crate::sip::CallCounter,
-    store: Store,
-    draining: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl GatewayStatus {
-    /// Whether the gateway has stopped taking calls (SIGTERM).
-    pub fn draining(&self) -> bool {
-        self.draining.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// (calls in progress, agents logged on in every tenant).
-    pub async fn snapshot(&self) -> (usize, usize) {
-        (
-            self.calls.get(),
-            self.store.count_sessions().await.unwrap_or(0),
-        )
-    }
-}
-
 /// A running gateway. Dropping it stops the listeners.
 pub struct Gateway {
     sip: SipServer,
     ctx: Arc<CallContext>,
     events: crate::events::Events,
+    /// The configuration running now, for the reload's diff.
+    config: Mutex<Config>,
+    overload: Arc<Overload>,
+    tcp: Arc<TcpConnections>,
+    packets: Arc<PacketLimiter>,
 }
 
 impl Gateway {
@@ -101,49 +87,49 @@ impl Gateway {
             ),
             Err(e) => return Err(e.into()),
         }
-        let settings = Settings::from_config(config)?;
+        let settings = config.call_settings()?;
         let session_max = settings.session_max;
         let metrics: Arc<crate::metrics::Metrics> = Arc::default();
-        let ctx = Arc::new(CallContext {
-            settings: RwLock::new(Arc::new(settings)),
-            store,
-            pump: call::MediaPump::start(
-                metrics.clone(),
-                match config.media.threads {
+        let overload: Arc<Overload> = Arc::default();
+        let pump = MediaPump::start(
+            PumpSettings {
+                name: "agentgw-media",
+                threads: match config.media.threads {
                     0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                     n => n,
                 },
-                config.media.realtime_priority,
-            )
-            .map_err(|e| GatewayError::Media(format!("cannot start the media thread: {e}")))?,
+                realtime_priority: config.media.realtime_priority,
+            },
+            metrics.clone(),
+            overload.clone(),
+        )
+        .map_err(|e| GatewayError::Media(format!("cannot start the media thread: {e}")))?;
+        let ctx = Arc::new(CallContext {
+            settings: RwLock::new(Arc::new(settings)),
+            store,
+            pump,
+            keys: Arc::default(),
             ports: PortAllocator::new(config.media.rtp_ports),
             metrics,
             lines: Mutex::new(HashMap::new()),
-            limiters: Mutex::new(AttemptLimiters::from_config(&config.login)),
+            limiters: Mutex::new(config.attempt_limiters()),
         });
+        let tcp: Arc<TcpConnections> = Arc::default();
+        tcp.set_limits(
+            config.sip.max_tcp_connections,
+            config.sip.max_tcp_connections_per_source,
+            config.sip.tcp_bytes_per_second(),
+        );
+        let packets: Arc<PacketLimiter> = Arc::default();
+        packets.set_rate(config.sip.max_packets_per_second_per_source);
         let (sip, mut calls) = SipServer::start(SipSettings {
             listen: config.sip.listen.clone(),
             udp_receive_buffer: config.sip.udp_receive_buffer_kib as usize * 1024,
             max_calls: config.sip.max_calls,
             max_calls_per_second: config.sip.max_calls_per_second,
-            overload: config
-                .sip
-                .refuse_when_overloaded
-                .then(|| ctx.metrics.overload.clone()),
-            tcp: {
-                ctx.metrics.tcp.set_limits(
-                    config.sip.max_tcp_connections,
-                    config.sip.max_tcp_connections_per_source,
-                    config.sip.tcp_bytes_per_second(),
-                );
-                ctx.metrics.tcp.clone()
-            },
-            packets: {
-                ctx.metrics
-                    .packets
-                    .set_rate(config.sip.max_packets_per_second_per_source);
-                ctx.metrics.packets.clone()
-            },
+            overload: config.sip.refuse_when_overloaded.then(|| overload.clone()),
+            tcp: tcp.clone(),
+            packets: packets.clone(),
             public_address: config.media.public_address,
             station_from: config.login.station,
             station_header: config.login.station_header.clone(),
@@ -154,7 +140,7 @@ impl Gateway {
         tokio::spawn(count_events(ctx.metrics.clone(), events.subscribe()));
         tokio::spawn(expire_sessions(ctx.store.clone(), session_max));
         if ctx.pump.realtime {
-            tokio::spawn(call::watch_runtime(ctx.pump.starvation.clone()));
+            tokio::spawn(watch_runtime(ctx.pump.starvation.clone()));
         }
         let call_ctx = ctx.clone();
         tokio::spawn(async move {
@@ -162,7 +148,15 @@ impl Gateway {
                 tokio::spawn(call::run(call_ctx.clone(), incoming, slot));
             }
         });
-        Ok(Gateway { sip, ctx, events })
+        Ok(Gateway {
+            sip,
+            ctx,
+            events,
+            config: Mutex::new(config.clone()),
+            overload,
+            tcp,
+            packets,
+        })
     }
 
     /// The SIP listeners, with the ports actually bound.
@@ -181,7 +175,7 @@ impl Gateway {
 
     /// Keys received by `method` since start.
     pub fn dtmf_keys(&self, method: DtmfMethod) -> u64 {
-        self.ctx.metrics.dtmf.get(method)
+        self.ctx.keys.get(method)
     }
 
     /// SIP dialogs open; zero when no call is up (anything else is a leak).
@@ -215,10 +209,13 @@ impl Gateway {
     /// can change (listeners, store, RTP ports, admin listener, station source) is returned,
     /// to be logged. A configuration whose prompts do not load is refused, changing nothing.
     pub fn reload(&self, config: &Config) -> Result<Vec<&'static str>, GatewayError> {
-        let settings = Settings::from_config(config)?;
-        let old = self.ctx.settings();
+        let settings = config.call_settings()?;
+        let old = match self.config.lock() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
         let mut needs_restart = Vec::new();
-        let (o, n) = (&old.config, config);
+        let (o, n) = (&old, config);
         if o.sip.listen != n.sip.listen {
             needs_restart.push("sip.listen");
         }
@@ -254,20 +251,21 @@ impl Gateway {
             needs_restart.push("login.session_max_hours (for sessions of hung-up lines)");
         }
         if let Ok(mut l) = self.ctx.limiters.lock() {
-            *l = AttemptLimiters::from_config(&config.login);
+            *l = config.attempt_limiters();
         }
-        self.ctx
-            .metrics
-            .packets
+        self.packets
             .set_rate(n.sip.max_packets_per_second_per_source);
         // Connections already open above a lowered limit stay; new ones are counted against it.
-        self.ctx.metrics.tcp.set_limits(
+        self.tcp.set_limits(
             n.sip.max_tcp_connections,
             n.sip.max_tcp_connections_per_source,
             n.sip.tcp_bytes_per_second(),
         );
         if let Ok(mut s) = self.ctx.settings.write() {
             *s = Arc::new(settings);
+        }
+        if let Ok(mut c) = self.config.lock() {
+            *c = config.clone();
         }
         Ok(needs_restart)
     }
@@ -302,6 +300,10 @@ impl Gateway {
             calls: self.sip.calls.clone(),
             store: self.ctx.store.clone(),
             draining: self.sip.draining_flag(),
+            keys: self.ctx.keys.clone(),
+            overload: self.overload.clone(),
+            tcp: self.tcp.clone(),
+            packets: self.packets.clone(),
         }
     }
 

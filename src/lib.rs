@@ -6,6 +6,7 @@ pub mod call;
 pub mod config;
 pub mod events;
 pub mod gateway;
+pub mod limits;
 pub mod load;
 pub mod login;
 pub mod media;

@@ -1,10 +1,11 @@
 //! The `agentgw` command line: serve, manage agents, list and end sessions.
 
-use agentgw::config::{Config, Transport};
-use agentgw::gateway::GatewayStatus;
+use agentgw::admin::GatewayStatus;
+use agentgw::config::Config;
 use agentgw::login::rules::Network;
 use agentgw::login::Passcode;
 use agentgw::notify::Notifier;
+use agentgw::sip::Transport;
 use agentgw::store::Store;
 use agentgw::Gateway;
 use anyhow::{anyhow, bail, Context, Result};

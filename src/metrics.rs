@@ -1,8 +1,7 @@
-//! Process-wide counters for `/metrics` (Prometheus text format). Hot paths touch only relaxed
-//! atomics; per-call counts are added once per media tick, not per packet.
+//! Process-wide counters for `/metrics` (Prometheus text format), and the text itself with the
+//! gauges the scraper reads from the parts that own them. A leaf: it imports nothing of the
+//! crate. Hot paths touch only relaxed atomics; RTP counts are added once per media tick.
 
-use crate::media::dtmf::{DtmfCounters, DtmfMethod};
-use crate::store::AuditRecord;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,7 +49,6 @@ impl Histogram {
 /// Everything counted since the process started.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub dtmf: DtmfCounters,
     pub rtp_in: AtomicU64,
     pub rtp_out: AtomicU64,
     /// RTP packets dropped because they came from another address than the call's learned
@@ -58,18 +56,13 @@ pub struct Metrics {
     pub rtp_foreign: AtomicU64,
     /// Media ticks that started a period or more late (the media threads were short of CPU).
     pub media_late_ticks: AtomicU64,
+    /// The longest gap between two media ticks, in ticks (the load tool reports it).
+    pub media_max_stall_ticks: AtomicU64,
     /// Media threads at real-time priority now (`[media] realtime_priority`).
     pub media_realtime_threads: AtomicU64,
     /// Signs that work at normal priority was short of CPU (the async runtime woke late, or a
     /// login check was slow), counted only with real-time media.
     pub media_starvation_signs: AtomicU64,
-    /// Whether the media threads are behind, for `[sip] refuse_when_overloaded` (they report
-    /// to it whether or not it is on), and the calls it refused.
-    pub overload: std::sync::Arc<crate::sip::Overload>,
-    /// SIP TCP connections open, and those closed at once for a limit.
-    pub tcp: std::sync::Arc<crate::sip::TcpConnections>,
-    /// SIP datagrams dropped for `[sip] max_packets_per_second_per_source`.
-    pub packets: std::sync::Arc<crate::sip::PacketLimiter>,
     /// Calls ended, by outcome (the `X-Agentgw-Result` values, plus SIP rejections).
     calls: Mutex<BTreeMap<String, u64>>,
     /// Audit events seen by this process's follower, by event and reason.
@@ -87,13 +80,14 @@ impl Metrics {
     }
 
     /// Counts an audit event (login, logout by reason, failure, lockout…).
-    pub fn event(&self, r: &AuditRecord) {
-        let reason = match r.event.as_str() {
-            "logout" => r.reason.clone().unwrap_or_default(),
-            _ => String::new(),
+    pub fn event(&self, event: &str, reason: Option<&str>) {
+        let reason = match event {
+            "logout" => reason.unwrap_or_default(),
+            _ => "",
         };
         if let Ok(mut m) = self.events.lock() {
-            *m.entry((r.event.clone(), reason)).or_default() += 1;
+            *m.entry((event.to_string(), reason.to_string()))
+                .or_default() += 1;
         }
     }
 
@@ -158,37 +152,37 @@ impl Metrics {
             "agentgw_overloaded",
             "gauge",
             "1 while the media threads are behind their 20 ms schedule (100 ms or more of late ticks within a second, and 2 s after); with [sip] refuse_when_overloaded new calls get 503 meanwhile.",
-            u64::from(self.overload.active(std::time::Instant::now())),
+            u64::from(gauges.overloaded),
         );
         one(
             "agentgw_calls_refused_overloaded_total",
             "counter",
             "New calls refused with 503 because the media threads were behind ([sip] refuse_when_overloaded).",
-            self.overload.refused.load(Ordering::Relaxed),
+            gauges.calls_refused_overloaded,
         );
         one(
             "agentgw_tcp_connections",
             "gauge",
             "SIP TCP connections open.",
-            self.tcp.open() as u64,
+            gauges.tcp_open as u64,
         );
         one(
             "agentgw_tcp_connections_refused_total",
             "counter",
             "SIP TCP connections closed at once because too many were open ([sip] max_tcp_connections, max_tcp_connections_per_source).",
-            self.tcp.refused.load(Ordering::Relaxed),
+            gauges.tcp_refused,
         );
         one(
             "agentgw_tcp_connections_shut_down_total",
             "counter",
             "Open SIP TCP connections shut down for sending more than [sip] max_packets_per_second_per_source allows (messages, or 2 KiB each in bytes).",
-            self.tcp.shut_down_total.load(Ordering::Relaxed),
+            gauges.tcp_shut_down,
         );
         one(
             "agentgw_sip_packets_dropped_total",
             "counter",
             "SIP datagrams dropped unread because their source sent more than [sip] max_packets_per_second_per_source.",
-            self.packets.dropped.load(Ordering::Relaxed),
+            gauges.sip_packets_dropped,
         );
         one(
             "agentgw_webhook_deliveries_total",
@@ -217,12 +211,8 @@ impl Metrics {
             }
         }
         let _ = writeln!(out, "# HELP agentgw_dtmf_keys_total Keys received, by method.\n# TYPE agentgw_dtmf_keys_total counter");
-        for m in DtmfMethod::ALL {
-            let _ = writeln!(
-                out,
-                "agentgw_dtmf_keys_total{{method=\"{m}\"}} {}",
-                self.dtmf.get(m)
-            );
+        for (method, n) in &gauges.dtmf_keys {
+            let _ = writeln!(out, "agentgw_dtmf_keys_total{{method=\"{method}\"}} {n}");
         }
         let events = self.events.lock().map(|m| m.clone()).unwrap_or_default();
         let count = |event: &str| -> u64 {
@@ -270,12 +260,21 @@ impl Metrics {
     }
 }
 
-/// Values read at scrape time.
+/// Values read at scrape time from the parts that own them.
 #[derive(Debug, Default)]
 pub struct Gauges {
     pub calls: usize,
     pub sessions: usize,
     pub by_status: Vec<(String, u64)>,
+    /// Keys received since start, by method.
+    pub dtmf_keys: Vec<(&'static str, u64)>,
+    /// The media threads are behind: new calls are refused (`[sip] refuse_when_overloaded`).
+    pub overloaded: bool,
+    pub calls_refused_overloaded: u64,
+    pub tcp_open: usize,
+    pub tcp_refused: u64,
+    pub tcp_shut_down: u64,
+    pub sip_packets_dropped: u64,
 }
 
 /// Escapes a label value.
@@ -294,19 +293,8 @@ mod tests {
         let m = Metrics::default();
         m.call_ended("logged-in");
         m.call_ended("logged-in");
-        let rec = |event: &str, reason: Option<&str>| AuditRecord {
-            id: 1,
-            at: String::new(),
-            tenant: "default".into(),
-            agent: None,
-            station: None,
-            source: None,
-            call_id: None,
-            event: event.into(),
-            reason: reason.map(String::from),
-        };
-        m.event(&rec("login", None));
-        m.event(&rec("logout", Some("logged out by an administrator")));
+        m.event("login", None);
+        m.event("logout", Some("logged out by an administrator"));
         let h = Histogram::default();
         h.observe(Duration::from_micros(700));
         let text = m.render(
@@ -314,6 +302,7 @@ mod tests {
                 calls: 3,
                 sessions: 1,
                 by_status: vec![("available".into(), 1)],
+                ..Gauges::default()
             },
             &h,
         );

@@ -3,6 +3,7 @@
 //! is ignored, never an error.
 
 use crate::media::prompts::Codec;
+pub use crate::media::Negotiated;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
@@ -65,15 +66,6 @@ pub struct RemoteMedia {
     /// The payload type of comfort noise (RFC 3389 CN/8000), if the peer offered it.
     pub comfort_noise: Option<u8>,
     pub direction: Direction,
-}
-
-/// The media we negotiated for a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Negotiated {
-    pub codec: Codec,
-    pub telephone_event: Option<u8>,
-    /// Comfort noise, answered when offered (sent on stay lines while nothing plays).
-    pub comfort_noise: Option<u8>,
 }
 
 /// The payload type we offer for telephone-event when we make the offer (late offer).

@@ -524,16 +524,16 @@ async fn webhooks_are_signed_retried_and_a_dead_endpoint_never_slows_a_login() {
         .unwrap();
     let gw = start_gateway_with("127.0.0.1", |c| {
         c.webhook = vec![
-            agentgw::config::WebhookConfig {
-                url: format!("http://{live}/agentgw"),
+            agentgw::admin::webhooks::WebhookConfig {
+                url: format!("http://{live}/agentgw").parse().unwrap(),
                 secret: "a-shared-secret-0123".into(),
                 events: vec!["login".into(), "logout".into()],
                 queue: 100,
                 max_tries: 5,
                 timeout_ms: 1000,
             },
-            agentgw::config::WebhookConfig {
-                url: format!("http://{dead}/"),
+            agentgw::admin::webhooks::WebhookConfig {
+                url: format!("http://{dead}/").parse().unwrap(),
                 secret: "a-shared-secret-0123".into(),
                 events: vec![],
                 queue: 2,

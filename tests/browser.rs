@@ -205,7 +205,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_sees_a_login_live_and_forces_the_agent_out() {
     let gw = start_gateway_with("127.0.0.1", |c| {
-        c.login.after_login = agentgw::config::AfterLogin::Stay;
+        c.login.after_login = agentgw::login::rules::AfterLogin::Stay;
     })
     .await;
     let (admin, token) = gw.start_admin().await;

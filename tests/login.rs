@@ -3,9 +3,9 @@
 
 mod support;
 
-use agentgw::config::Transport;
 use agentgw::media::dtmf::DtmfMethod;
 use agentgw::media::prompts::{Codec, PromptId};
+use agentgw::sip::Transport;
 use std::time::Duration;
 use support::*;
 

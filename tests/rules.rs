@@ -3,7 +3,7 @@
 
 mod support;
 
-use agentgw::config::StationFrom;
+use agentgw::login::rules::StationFrom;
 use agentgw::login::rules::{AlreadyLoggedOnPolicy, SameStationPolicy};
 use agentgw::media::prompts::PromptId;
 use std::time::Duration;
@@ -389,7 +389,7 @@ async fn calling_the_logout_number_logs_the_agent_off() {
 }
 
 fn stay(c: &mut agentgw::Config) {
-    c.login.after_login = agentgw::config::AfterLogin::Stay;
+    c.login.after_login = agentgw::login::rules::AfterLogin::Stay;
 }
 
 async fn staying(gw: &TestGateway, keys: &str) -> Phone {

@@ -6,8 +6,10 @@ mod api;
 pub mod webhooks;
 
 use crate::events::Events;
-use crate::gateway::GatewayStatus;
+use crate::limits::{Overload, PacketLimiter};
+use crate::media::dtmf::{DtmfCounters, DtmfMethod};
 use crate::metrics::{Gauges, Metrics};
+use crate::sip::{CallCounter, TcpConnections};
 use crate::store::Store;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
@@ -17,6 +19,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::warn;
 
@@ -47,6 +50,55 @@ pub(crate) struct AdminState {
 /// Event streams (`GET /api/events`) open at once at most; past it, 503.
 pub const MAX_EVENT_STREAMS: usize = 64;
 
+/// What the admin listener (and systemd's STATUS line) reads of the running gateway: calls
+/// in progress, agents logged on, whether it drains, and the counters of the parts that admit
+/// calls and packets, for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct GatewayStatus {
+    pub calls: CallCounter,
+    pub store: Store,
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    pub keys: Arc<DtmfCounters>,
+    pub overload: Arc<Overload>,
+    pub tcp: Arc<TcpConnections>,
+    pub packets: Arc<PacketLimiter>,
+}
+
+impl GatewayStatus {
+    /// Whether the gateway has stopped taking calls (SIGTERM).
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// (calls in progress, agents logged on in every tenant).
+    pub async fn snapshot(&self) -> (usize, usize) {
+        (
+            self.calls.get(),
+            self.store.count_sessions().await.unwrap_or(0),
+        )
+    }
+
+    /// The gauges of `/metrics`.
+    async fn gauges(&self) -> Gauges {
+        let (calls, sessions) = self.snapshot().await;
+        Gauges {
+            calls,
+            sessions,
+            by_status: self.store.sessions_by_status().await.unwrap_or_default(),
+            dtmf_keys: DtmfMethod::ALL
+                .iter()
+                .map(|&m| (m.as_str(), self.keys.get(m)))
+                .collect(),
+            overloaded: self.overload.active(std::time::Instant::now()),
+            calls_refused_overloaded: self.overload.refused.load(Ordering::Relaxed),
+            tcp_open: self.tcp.open(),
+            tcp_refused: self.tcp.refused.load(Ordering::Relaxed),
+            tcp_shut_down: self.tcp.shut_down_total.load(Ordering::Relaxed),
+            sip_packets_dropped: self.packets.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// What the admin listener is started with.
 pub struct AdminSetup {
     pub listen: SocketAddr,
@@ -55,7 +107,7 @@ pub struct AdminSetup {
     pub status: GatewayStatus,
     pub metrics: Arc<Metrics>,
     pub events: Events,
-    pub webhooks: Vec<crate::config::WebhookConfig>,
+    pub webhooks: Vec<webhooks::WebhookConfig>,
     pub new_agents_must_change: bool,
 }
 
@@ -242,12 +294,7 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
-    let (calls, sessions) = s.status.snapshot().await;
-    let gauges = Gauges {
-        calls,
-        sessions,
-        by_status: s.store.sessions_by_status().await.unwrap_or_default(),
-    };
+    let gauges = s.status.gauges().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(&gauges, s.store.latency()),

@@ -3,11 +3,11 @@
 //! queue fed by the event follower, never by a login: a dead endpoint fills its own queue, and
 //! what is dropped is logged and counted (`agentgw_webhook_dropped_total`).
 
-use crate::config::WebhookConfig;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::store::AuditRecord;
 use hmac::{Hmac, Mac};
+use serde::Deserialize;
 use sha2::Sha256;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,12 +16,113 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-/// The parts of an `http://` URL a POST needs.
+/// Event names a webhook (or the event stream) can ask for.
+pub const EVENT_NAMES: [&str; 12] = [
+    "login",
+    "logout",
+    "login_failed",
+    "login_refused",
+    "login_held",
+    "lockout",
+    "unlock",
+    "status",
+    "agent_added",
+    "agent_updated",
+    "agent_removed",
+    "passcode_changed",
+];
+
+/// One `[[webhook]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST: `http://host:port/path`.
+    pub url: HttpUrl,
+    /// The HMAC-SHA256 key of the `X-Agentgw-Signature` header (at least 16 characters).
+    pub secret: String,
+    /// Which events (see `EVENT_NAMES`); empty: every event.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Events waiting for this endpoint at most; beyond it new events are dropped, logged and
+    /// counted.
+    #[serde(default = "default_webhook_queue")]
+    pub queue: usize,
+    /// Tries per event (with backoff 0.5 s, 1 s, 2 s … up to 30 s between them).
+    #[serde(default = "default_webhook_tries")]
+    pub max_tries: u32,
+    /// How long one POST may take.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_webhook_queue() -> usize {
+    1000
+}
+fn default_webhook_tries() -> u32 {
+    8
+}
+fn default_webhook_timeout() -> u64 {
+    5000
+}
+
+impl WebhookConfig {
+    /// What is wrong with the values serde cannot check: the key (under `[[webhook]]`) and
+    /// the reason.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        if self.secret.len() < 16 {
+            return Some(("secret", "must be at least 16 characters".into()));
+        }
+        if let Some(e) = self
+            .events
+            .iter()
+            .find(|e| !EVENT_NAMES.contains(&e.as_str()))
+        {
+            let reason = format!(
+                "{e:?} is not an event; the events are {}",
+                EVENT_NAMES.join(", ")
+            );
+            return Some(("events", reason));
+        }
+        if !(1..=100_000).contains(&self.queue) {
+            return Some(("queue", "must be 1 to 100000".into()));
+        }
+        if !(1..=100).contains(&self.max_tries) {
+            return Some(("max_tries", "must be 1 to 100".into()));
+        }
+        if !(100..=60_000).contains(&self.timeout_ms) {
+            return Some(("timeout_ms", "must be 100 to 60000".into()));
+        }
+        None
+    }
+}
+
+/// An `http://` URL, checked when read: the parts a POST needs, and the text as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpUrl {
     /// `host:port`, for the connection and the Host header.
     pub authority: String,
     pub path: String,
+    text: String,
+}
+
+impl std::fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for HttpUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<HttpUrl, String> {
+        parse_http_url(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Parses `http://host[:port][/path]`; the reason when it is not one.
@@ -54,6 +155,7 @@ pub fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
     Ok(HttpUrl {
         authority,
         path: path.to_string(),
+        text: url.to_string(),
     })
 }
 
@@ -76,9 +178,7 @@ pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
 /// Starts one delivery task per webhook.
 pub fn start(hooks: &[WebhookConfig], events: &Events, metrics: Arc<Metrics>) {
     for hook in hooks {
-        let Ok(url) = parse_http_url(&hook.url) else {
-            continue; // refused by the config check
-        };
+        let url = hook.url.clone();
         let (tx, rx) = mpsc::channel(hook.queue);
         tokio::spawn(enqueue(
             hook.clone(),
@@ -225,6 +325,7 @@ mod tests {
         assert_eq!(
             parse_http_url("http://127.0.0.1:9000/hook").unwrap(),
             HttpUrl {
+                text: "http://127.0.0.1:9000/hook".into(),
                 authority: "127.0.0.1:9000".into(),
                 path: "/hook".into()
             }

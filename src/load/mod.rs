@@ -16,6 +16,8 @@ mod rtp;
 pub mod sip;
 
 use crate::media::prompts::{Catalog, Codec, Frame, PromptId};
+use crate::media::pump::{MediaPump, PumpSettings};
+use crate::metrics::Metrics;
 use sip::{sdp_media, Channel};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -150,10 +152,10 @@ pub struct CallReport {
 }
 
 /// The prompt frames, by content.
-struct PromptIndex {
+pub(super) struct PromptIndex {
     frames: HashMap<Frame, (PromptId, u16)>,
     /// Length of each prompt, in frames.
-    lengths: HashMap<PromptId, u32>,
+    pub(super) lengths: HashMap<PromptId, u32>,
     silence: Frame,
 }
 
@@ -186,7 +188,7 @@ impl PromptIndex {
         }
     }
 
-    fn find(&self, payload: &[u8]) -> Option<(PromptId, u16)> {
+    pub(super) fn find(&self, payload: &[u8]) -> Option<(PromptId, u16)> {
         let frame: &Frame = payload.try_into().ok()?;
         if *frame == self.silence {
             return None;
@@ -195,50 +197,40 @@ impl PromptIndex {
     }
 }
 
-/// What every call shares: the media threads, the prompt index, the counters.
+/// What every call shares: the media threads, what the phones' media needs, the counters.
 pub struct Shared {
-    pump: rtp::Pump,
-    index: PromptIndex,
+    pump: MediaPump<rtp::Phone>,
+    media: Arc<rtp::Hearing>,
+    /// RTP sent and received, and the generator's own media ticks that ran a period or more
+    /// late with the longest gap between two of its ticks: when it falls behind, the keys and
+    /// audio it sends are late, and the figures are not the gateway's alone.
+    metrics: Arc<Metrics>,
     pub started: AtomicU64,
     pub finished: AtomicU64,
     pub failed: AtomicU64,
-    pub rtp_received: AtomicU64,
-    pub rtp_lost: AtomicU64,
-    pub rtp_out_of_order: AtomicU64,
-    pub rtp_sent: AtomicU64,
-    deviation: Vec<AtomicU64>,
-    /// The generator's own media ticks that ran a period or more late, and the longest gap
-    /// between two of its ticks (in 20 ms ticks): when it falls behind, the keys and audio
-    /// it sends are late, and the figures are not the gateway's alone.
-    pub late_ticks: AtomicU64,
-    pub max_stall_ticks: AtomicU64,
 }
 
 impl Shared {
     /// The shared state and its media threads (one per core), which stop when it is dropped.
     pub fn new(codec: Codec) -> std::io::Result<Arc<Shared>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let shared = Arc::new(Shared {
-            pump: rtp::Pump::new(threads),
-            index: PromptIndex::new(codec),
+        let metrics: Arc<Metrics> = Arc::default();
+        let pump = MediaPump::start(
+            PumpSettings {
+                name: "load-media",
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                realtime_priority: 0,
+            },
+            metrics.clone(),
+            Arc::default(),
+        )?;
+        Ok(Arc::new(Shared {
+            pump,
+            media: Arc::new(rtp::Hearing::new(PromptIndex::new(codec))),
+            metrics,
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            rtp_received: AtomicU64::new(0),
-            rtp_lost: AtomicU64::new(0),
-            rtp_out_of_order: AtomicU64::new(0),
-            rtp_sent: AtomicU64::new(0),
-            deviation: (0..DEV_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            late_ticks: AtomicU64::new(0),
-            max_stall_ticks: AtomicU64::new(0),
-        });
-        rtp::Pump::start(&shared)?;
-        Ok(shared)
-    }
-
-    fn deviation(&self, d: Duration) {
-        let i = ((d.as_micros() / 100) as usize).min(DEV_BUCKETS - 1);
-        self.deviation[i].fetch_add(1, Relaxed);
+        }))
     }
 }
 
@@ -299,7 +291,12 @@ async fn call_flow(
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::new(opts.local_ip, 0));
     let rtp_port = rtp_socket.local_addr().map_or(0, |a| a.port());
-    let phone = rtp::Phone::new(rtp_socket, opts.codec, opts.send_audio);
+    let phone = rtp::Phone::new(
+        rtp_socket,
+        opts.codec,
+        opts.send_audio,
+        shared.media.clone(),
+    );
     let _media = shared.pump.add(&phone);
     let transport = if ch.is_tcp() { "TCP" } else { "UDP" };
     let call_id = format!("{}-{n}@agentgw-load", random_token());
@@ -431,7 +428,7 @@ async fn call_flow(
                 }
                 for h in heard.drain(..) {
                     let p = h.prompt;
-                    let frames = shared.index.lengths.get(&p).copied().unwrap_or(0) as u64;
+                    let frames = shared.media.index.lengths.get(&p).copied().unwrap_or(0) as u64;
                     match p {
                         PromptId::AgentUser if !keyed_user => {
                             keyed_user = true;
@@ -742,16 +739,21 @@ pub async fn run(
         setup: Spread::of(reports.iter().filter_map(|r| r.setup).collect()),
         result: Spread::of(reports.iter().filter_map(|r| r.result).collect()),
         hangup: Spread::of(reports.iter().filter_map(|r| r.hangup).collect()),
-        rtp_received: shared.rtp_received.load(Relaxed),
-        rtp_lost: shared.rtp_lost.load(Relaxed),
-        rtp_out_of_order: shared.rtp_out_of_order.load(Relaxed),
-        rtp_sent: shared.rtp_sent.load(Relaxed),
-        generator_late_ticks: shared.late_ticks.load(Relaxed),
-        generator_max_stall_ms: shared.max_stall_ticks.load(Relaxed) * 20,
+        rtp_received: shared.metrics.rtp_in.load(Relaxed),
+        rtp_lost: shared.media.rtp_lost.load(Relaxed),
+        rtp_out_of_order: shared.media.rtp_out_of_order.load(Relaxed),
+        rtp_sent: shared.metrics.rtp_out.load(Relaxed),
+        generator_late_ticks: shared.metrics.media_late_ticks.load(Relaxed),
+        generator_max_stall_ms: shared.metrics.media_max_stall_ticks.load(Relaxed) * 20,
         ..Summary::default()
     };
     s.rtp_received_per_call = s.rtp_received as f64 / (s.calls.max(1) as f64);
-    let hist: Vec<u64> = shared.deviation.iter().map(|a| a.load(Relaxed)).collect();
+    let hist: Vec<u64> = shared
+        .media
+        .deviation
+        .iter()
+        .map(|a| a.load(Relaxed))
+        .collect();
     s.rtp_deviation = Spread::from_histogram(&hist);
     for r in &reports {
         *s.outcomes

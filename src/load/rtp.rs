@@ -1,20 +1,49 @@
-//! The generator's media: one thread per core sends and reads every simulated phone's RTP
-//! every 20 ms (like the gateway's pump), so no phone has a timer or a task wake-up per
-//! packet. Arrival times come from the kernel (`SO_TIMESTAMPNS`): the inter-arrival deviation
-//! is that of the packets on the wire, not of when this busy process got round to them.
+//! A simulated phone's media, driven by the gateway's own media pump (every phone's RTP sent
+//! and read every 20 ms by one thread per core, so no phone has a timer or a task wake-up per
+//! packet): the keys it sends, the prompts it recognises, the speech that is not agentgw's.
+//! Arrival times come from the kernel (`SO_TIMESTAMPNS`): the inter-arrival deviation is that
+//! of the packets on the wire, not of when this busy process got round to them.
 
-use super::{Shared, TE_PT};
+use super::{PromptIndex, DEV_BUCKETS, TE_PT};
 use crate::media::dtmf::{rfc4733, Digit};
 use crate::media::g711;
 use crate::media::player::PTIME;
-use crate::media::poll::{RecvBatch, SocketSet};
+use crate::media::poll::SocketSet;
 use crate::media::prompts::{Codec, PromptId, FRAME_SAMPLES};
+use crate::media::pump::{Batch, Pumped, Tally, RECV_BATCH};
 use crate::media::rtp::{self, RtpWriter};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What every phone's media shares: the prompts to recognise and what the counts of the
+/// packets heard.
+pub(super) struct Hearing {
+    pub index: PromptIndex,
+    pub rtp_lost: AtomicU64,
+    pub rtp_out_of_order: AtomicU64,
+    /// Inter-arrival deviation of back-to-back frames, in 0.1 ms buckets.
+    pub deviation: Vec<AtomicU64>,
+}
+
+impl Hearing {
+    pub fn new(index: PromptIndex) -> Hearing {
+        Hearing {
+            index,
+            rtp_lost: AtomicU64::new(0),
+            rtp_out_of_order: AtomicU64::new(0),
+            deviation: (0..DEV_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn deviation(&self, d: Duration) {
+        let i = ((d.as_micros() / 100) as usize).min(DEV_BUCKETS - 1);
+        self.deviation[i].fetch_add(1, Relaxed);
+    }
+}
 
 /// The keys of one entry being sent: per digit 3 event packets, 3 end packets, 2 ticks gap.
 pub(super) struct Keying {
@@ -77,14 +106,21 @@ fn is_voice(codec: Codec, payload: &[u8]) -> bool {
 /// One phone's RTP, shared by its call task and a media thread.
 pub(super) struct Phone {
     line: Mutex<Line>,
+    hearing: Arc<Hearing>,
     /// Wakes the call task when an agentgw prompt starts or another IVR's speech ends.
     pub wake: tokio::sync::Notify,
     ended: AtomicBool,
 }
 
 impl Phone {
-    pub fn new(socket: std::net::UdpSocket, codec: Codec, send_audio: bool) -> Arc<Phone> {
+    pub fn new(
+        socket: std::net::UdpSocket,
+        codec: Codec,
+        send_audio: bool,
+        hearing: Arc<Hearing>,
+    ) -> Arc<Phone> {
         Arc::new(Phone {
+            hearing,
             line: Mutex::new(Line {
                 socket,
                 remote: None,
@@ -113,15 +149,6 @@ impl Phone {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
-    }
-}
-
-/// Stops a phone's media when its call task ends.
-pub(super) struct Registration(Arc<Phone>);
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.0.ended.store(true, Relaxed);
     }
 }
 
@@ -156,12 +183,11 @@ pub(super) struct Line {
 
 impl Line {
     /// One received packet; true when a new prompt started with it.
-    fn on_packet(&mut self, data: &[u8], arrival: Duration, tick: u64, shared: &Shared) -> bool {
+    fn on_packet(&mut self, data: &[u8], arrival: Duration, tick: u64, shared: &Hearing) -> bool {
         let Some((hdr, payload)) = rtp::parse(data) else {
             return false;
         };
         self.received += 1;
-        shared.rtp_received.fetch_add(1, Relaxed);
         if let Some(last) = self.last_seq {
             let delta = hdr.sequence.wrapping_sub(last);
             if delta == 0 || delta > 0x8000 {
@@ -213,7 +239,7 @@ impl Line {
 
     /// One tick: ends a stretch of speech after `QUIET_TICKS` without (true: the call task
     /// has a `Spoken` to look at), then sends.
-    fn tick(&mut self, tick: u64, shared: &Shared) -> bool {
+    fn tick(&mut self, tick: u64, tally: &mut Tally) -> bool {
         let mut spoke = false;
         if let Some((arrival, frames)) = self.speaking {
             if tick >= self.last_voice_tick + QUIET_TICKS {
@@ -224,12 +250,12 @@ impl Line {
                 }
             }
         }
-        self.send(tick, shared);
+        self.send(tick, tally);
         spoke
     }
 
     /// The next key packet, else a silence frame when sending audio.
-    fn send(&mut self, tick: u64, shared: &Shared) {
+    fn send(&mut self, tick: u64, tally: &mut Tally) {
         let Some(to) = self.remote else {
             return;
         };
@@ -240,7 +266,7 @@ impl Line {
                 let payload = rfc4733::encode(d, end, 160 * (u16::from(k.phase.min(3)) + 1));
                 let pkt = self.writer.packet(TE_PT, &payload, 0);
                 if self.socket.send_to(pkt, to).is_ok() {
-                    shared.rtp_sent.fetch_add(1, Relaxed);
+                    tally.sent += 1;
                 }
                 // The moment a gateway counts the last key of the entry.
                 if k.phase == 0 && k.pos + 1 == k.digits.len() {
@@ -269,7 +295,7 @@ impl Line {
                 FRAME_SAMPLES as u32,
             );
             if self.socket.send_to(pkt, to).is_ok() {
-                shared.rtp_sent.fetch_add(1, Relaxed);
+                tally.sent += 1;
             }
         }
     }
@@ -281,118 +307,51 @@ pub(super) fn since_epoch() -> Duration {
         .unwrap_or_default()
 }
 
-/// The media threads and their clock: tick n is `epoch + n × 20 ms` for every thread.
-pub(super) struct Pump {
-    epoch: Instant,
-    shards: Vec<Mutex<Vec<Arc<Phone>>>>,
-    next: std::sync::atomic::AtomicUsize,
-}
+impl Pumped for Phone {
+    fn watch(self: &Arc<Self>, set: &mut SocketSet<Self>) -> std::io::Result<()> {
+        let line = self.line();
+        set.insert(self.clone(), &line.socket)
+    }
 
-impl Pump {
-    pub fn new(threads: usize) -> Pump {
-        Pump {
-            epoch: Instant::now(),
-            shards: (0..threads.max(1)).map(|_| Mutex::default()).collect(),
-            next: Default::default(),
+    fn receive(&self, batch: &mut Batch, tick: u64, tally: &mut Tally) {
+        let mut line = self.line();
+        let mut started = false;
+        loop {
+            let n = batch.recv(&line.socket).unwrap_or(0);
+            for i in 0..n {
+                let (data, _) = batch.packet(i);
+                let arrival = batch.arrival(i).unwrap_or_else(since_epoch);
+                started |= line.on_packet(data, arrival, tick, &self.hearing);
+            }
+            tally.received += n as u64;
+            if n < RECV_BATCH {
+                break;
+            }
+        }
+        drop(line);
+        if started {
+            self.wake.notify_one();
         }
     }
 
-    /// Starts the threads; they stop when `shared` is gone.
-    pub fn start(shared: &Arc<Shared>) -> std::io::Result<()> {
-        for i in 0..shared.pump.shards.len() {
-            let set = SocketSet::new()?;
-            let weak = Arc::downgrade(shared);
-            std::thread::Builder::new()
-                .name(format!("load-media-{i}"))
-                .spawn(move || pump_thread(weak, i, set))?;
+    fn send(&self, ticks: RangeInclusive<u64>, tally: &mut Tally) {
+        let mut line = self.line();
+        let mut spoke = false;
+        for t in ticks {
+            spoke |= line.tick(t, tally);
         }
-        Ok(())
+        drop(line);
+        if spoke {
+            self.wake.notify_one();
+        }
     }
 
-    /// The current tick.
-    pub fn tick(&self) -> u64 {
-        (self.epoch.elapsed().as_nanos() / PTIME.as_nanos()) as u64
+    fn ended(&self) -> bool {
+        self.ended.load(Relaxed)
     }
 
-    /// Hands a phone to a media thread until the registration is dropped.
-    pub fn add(&self, phone: &Arc<Phone>) -> Registration {
-        let i = self.next.fetch_add(1, Relaxed) % self.shards.len();
-        match self.shards[i].lock() {
-            Ok(mut s) => s.push(phone.clone()),
-            Err(p) => p.into_inner().push(phone.clone()),
-        }
-        Registration(phone.clone())
-    }
-}
-
-const RECV_BATCH: usize = 8;
-
-fn pump_thread(shared: Weak<Shared>, shard: usize, mut phones: SocketSet<Phone>) {
-    let mut added = Vec::new();
-    let mut batch = RecvBatch::<RECV_BATCH, 2048>::default();
-    let mut last_tick: Option<u64> = None;
-    loop {
-        let Some(s) = shared.upgrade() else { break };
-        let now_tick = s.pump.tick();
-        let gap = last_tick.map_or(1, |t| now_tick.saturating_sub(t));
-        if gap > 1 {
-            s.late_ticks.fetch_add(1, Relaxed);
-            s.max_stall_ticks.fetch_max(gap, Relaxed);
-        }
-        let due = gap.min(5);
-        let first = now_tick + 1 - due;
-        last_tick = Some(now_tick);
-        match s.pump.shards[shard].lock() {
-            Ok(mut a) => std::mem::swap(&mut *a, &mut added),
-            Err(p) => std::mem::swap(&mut *p.into_inner(), &mut added),
-        }
-        for phone in added.drain(..) {
-            if let Err(e) = phones.insert(phone.clone(), &phone.line().socket) {
-                eprintln!(
-                    "agentgw-load: cannot watch a phone's RTP socket ({e}): it hears nothing"
-                );
-            }
-        }
-        phones.for_each_ready(|phone| {
-            let mut line = phone.line();
-            let mut started = false;
-            loop {
-                let n = batch.recv(&line.socket).unwrap_or(0);
-                for i in 0..n {
-                    let (data, _) = batch.packet(i);
-                    let arrival = batch.arrival(i).unwrap_or_else(since_epoch);
-                    started |= line.on_packet(data, arrival, now_tick, &s);
-                }
-                if n < RECV_BATCH {
-                    break;
-                }
-            }
-            drop(line);
-            if started {
-                phone.wake.notify_one();
-            }
-        });
-        phones.retain(|phone| {
-            if phone.ended.load(Relaxed) {
-                return false;
-            }
-            let mut line = phone.line();
-            let mut spoke = false;
-            for t in first..=now_tick {
-                spoke |= line.tick(t, &s);
-            }
-            drop(line);
-            if spoke {
-                phone.wake.notify_one();
-            }
-            true
-        });
-        let next = s.pump.epoch + PTIME * (now_tick as u32 + 1);
-        drop(s);
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        }
+    fn end(&self) {
+        self.ended.store(true, Relaxed);
     }
 }
 
@@ -424,9 +383,9 @@ mod tests {
             assert!(!is_voice(codec, &encode(frame(30.0))), "{codec:?}");
             assert!(!is_voice(codec, codec.silence()), "{codec:?}");
         }
-        let shared = Shared::new(Codec::Pcmu).expect("media threads");
+        let shared = Arc::new(Hearing::new(PromptIndex::new(Codec::Pcmu)));
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let phone = Phone::new(socket, Codec::Pcmu, false);
+        let phone = Phone::new(socket, Codec::Pcmu, false, shared.clone());
         let mut line = phone.line.lock().unwrap();
         let mut w = RtpWriter::default();
         let voice = frame(2000.0);
@@ -438,14 +397,16 @@ mod tests {
         for t in 0..3 {
             feed(&mut line, t);
         }
-        assert!(!(3..3 + QUIET_TICKS + 5).any(|t| line.tick(t, &shared)));
+        assert!(!(3..3 + QUIET_TICKS + 5).any(|t| line.tick(t, &mut Tally::default())));
         // A prompt: 50 frames (1 s) from tick 100; its end is reported 35 ticks after.
         for t in 100..150 {
             feed(&mut line, t);
-            assert!(!line.tick(t, &shared));
+            assert!(!line.tick(t, &mut Tally::default()));
         }
         assert_eq!(line.speaking_since(), Some(Duration::from_millis(2000)));
-        let ended: Vec<u64> = (150..250).filter(|&t| line.tick(t, &shared)).collect();
+        let ended: Vec<u64> = (150..250)
+            .filter(|&t| line.tick(t, &mut Tally::default()))
+            .collect();
         assert_eq!(ended, vec![149 + QUIET_TICKS]);
         assert_eq!(line.spoken.len(), 1);
         assert_eq!(line.spoken[0].arrival, Duration::from_millis(2000));
@@ -457,9 +418,9 @@ mod tests {
     /// late packets.
     #[test]
     fn comfort_noise_gaps_are_not_deviation() {
-        let shared = Shared::new(Codec::Pcmu).expect("media threads");
+        let shared = Arc::new(Hearing::new(PromptIndex::new(Codec::Pcmu)));
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let phone = Phone::new(socket, Codec::Pcmu, false);
+        let phone = Phone::new(socket, Codec::Pcmu, false, shared.clone());
         let mut line = phone.line.lock().unwrap();
         let mut w = RtpWriter::default();
         let ms = Duration::from_millis;

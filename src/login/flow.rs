@@ -2,7 +2,6 @@
 //! `call.rs` feeds it `Input`s with the current time, drains `Action`s, and wakes it at
 //! `poll_timeout()`. Every rule is therefore testable in microseconds with simulated time.
 
-use crate::config::LoginConfig;
 use crate::login::rules;
 use crate::media::dtmf::Digit;
 use crate::media::prompts::PromptId;
@@ -39,6 +38,17 @@ pub enum EndedBy {
     Administrator,
     /// Anything else (agent removed, station taken over, expiry).
     Other,
+}
+
+impl EndedBy {
+    /// Who ended a session, from the reason its logout was audited with.
+    pub fn from_reason(reason: &str) -> EndedBy {
+        match reason {
+            rules::REASON_MOVED => EndedBy::LogOnElsewhere,
+            rules::REASON_ADMINISTRATOR => EndedBy::Administrator,
+            _ => EndedBy::Other,
+        }
+    }
 }
 
 /// What a logged-on agent is doing (8x8 VCC): a new session starts on break.
@@ -103,6 +113,10 @@ pub enum CheckOutcome {
     NotLoggedOn,
     /// (Stay lines) the agent's status, after a change or a query.
     Status(AgentStatus),
+    /// Refused unseen: the station or the source is over its attempts a minute. The caller
+    /// hears "Login incorrect" after `OVER_LIMIT_DELAY`, told nothing and slowed down, so
+    /// that no agent number can be learned.
+    OverLimit,
     /// The store could not be reached.
     Unavailable,
 }
@@ -166,6 +180,9 @@ pub enum Input {
     PromptDone(PromptId),
     /// The answer to an `Action::Check`.
     CheckResult(CheckOutcome),
+    /// The prompt language of the agent whose credentials were checked (before its
+    /// `CheckResult`): the call goes on in it unless the credentials were wrong.
+    AgentLanguage(String),
     /// The call reached its longest allowed duration.
     TimeLimit,
     /// The caller hung up (BYE or CANCEL).
@@ -208,7 +225,12 @@ pub enum Action {
     Logout { reason: &'static str },
     /// End the call (BYE) with this outcome.
     Hangup(Outcome),
+    /// Play the prompts of this language from now on.
+    UseLanguage(String),
 }
+
+/// How long a caller over the attempt limits waits for its "Login incorrect".
+pub const OVER_LIMIT_DELAY: Duration = Duration::from_secs(3);
 
 /// Which entry the caller is keying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,19 +328,6 @@ pub const REASON_BY_PHONE: &str = "logged off by phone";
 pub const REASON_MAX_HOURS: &str = rules::REASON_SESSION_EXPIRED;
 pub const REASON_SHUTDOWN: &str = "gateway shutdown";
 
-impl From<&LoginConfig> for FlowConfig {
-    fn from(c: &LoginConfig) -> Self {
-        FlowConfig {
-            max_attempts: c.max_attempts,
-            digit_timeout: c.digit_timeout(),
-            first_digit_timeout: c.first_digit_timeout(),
-            max_digits: c.max_digits,
-            stay: c.after_login == crate::config::AfterLogin::Stay,
-            ask_extension: c.station == crate::config::StationFrom::Prompt,
-        }
-    }
-}
-
 /// One call's login dialogue.
 #[derive(Debug)]
 pub struct Flow {
@@ -338,6 +347,10 @@ pub struct Flow {
     /// Keys pressed while nothing was collecting (during a check): used by the next entry.
     typeahead: VecDeque<Digit>,
     actions: VecDeque<Action>,
+    /// A check over the attempt limits: when its "Login incorrect" is due.
+    slowed_until: Option<Instant>,
+    /// The language of the agent being checked, until its result.
+    language: Option<String>,
 }
 
 impl Flow {
@@ -357,6 +370,8 @@ impl Flow {
             extension: None,
             typeahead: VecDeque::new(),
             actions: VecDeque::new(),
+            slowed_until: None,
+            language: None,
         }
     }
 
@@ -369,6 +384,7 @@ impl Flow {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             State::Collecting { deadline, .. } | State::Confirming { deadline, .. } => *deadline,
+            State::Checking { .. } => self.slowed_until,
             _ => None,
         }
     }
@@ -396,6 +412,7 @@ impl Flow {
             Input::Digit(d) => self.on_digit(d, now),
             Input::PromptDone(id) => self.on_prompt_done(id, now),
             Input::CheckResult(r) => self.on_check_result(r, now),
+            Input::AgentLanguage(l) => self.language = Some(l),
             Input::TimeLimit => match &self.state {
                 State::Checking { agent, .. } => {
                     // The check still running will report back; its session must not stay.
@@ -457,6 +474,13 @@ impl Flow {
 
     /// Wakes the flow at or after `poll_timeout()`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let (State::Checking { .. }, Some(until)) = (&self.state, self.slowed_until) {
+            if now >= until {
+                self.slowed_until = None;
+                self.on_check_result(CheckOutcome::Incorrect, now);
+            }
+            return;
+        }
         if let State::Confirming {
             deadline: Some(d), ..
         } = self.state
@@ -816,7 +840,16 @@ impl Flow {
             }
             _ => return,
         };
+        if let Some(l) = self.language.take().filter(|_| {
+            !matches!(
+                r,
+                CheckOutcome::Incorrect | CheckOutcome::OverLimit | CheckOutcome::Unavailable
+            )
+        }) {
+            self.actions.push_back(Action::UseLanguage(l));
+        }
         match r {
+            CheckOutcome::OverLimit => self.slowed_until = Some(now + OVER_LIMIT_DELAY),
             CheckOutcome::LoggedIn if self.cfg.stay => {
                 self.typeahead.clear();
                 self.state = State::Staying { pending: false };

@@ -1,9 +1,13 @@
 //! The login dialogue and its decisions, as pure code.
 
+pub mod decide;
 pub mod flow;
+pub mod keys;
+pub mod route;
 pub mod rules;
 
 pub use flow::{
     Action, AgentNumber, AgentStatus, CheckOutcome, EndedBy, Flow, FlowConfig, Input, Mode,
     Outcome, Passcode,
 };
+pub use route::DEFAULT_TENANT;

@@ -3,12 +3,13 @@
 //! networks an agent may use, when wrong passcodes lock an agent, and how fast one source may
 //! try.
 
+use crate::login::route::CallRoute;
+use crate::login::AgentStatus;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a login of an agent who already has a session does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -54,6 +55,8 @@ pub enum ClaimDecision {
     StationInUse,
 }
 
+/// Reason recorded for a force logout by an administrator (API or CLI).
+pub const REASON_ADMINISTRATOR: &str = "logged out by an administrator";
 /// Reason recorded for a session ended by a log on elsewhere (Genesys' wording).
 pub const REASON_MOVED: &str = "subsequent log on at a different station";
 /// Reason recorded for the session of a stay line whose gateway restarted.
@@ -268,63 +271,47 @@ impl Failures {
     }
 }
 
-/// Login attempts per minute from one source (an address, or a calling station), across
-/// calls: enough for people, too few to enumerate agent numbers or spray passcodes.
-#[derive(Debug)]
-pub struct SourceLimiter {
-    per_minute: u32,
-    /// Source (by a keyed 64-bit hash of its name: 8 bytes instead of a string per source,
-    /// and no allocation per new one) → (start of its current minute, attempts in it).
-    /// Bounded by `MAX_SOURCES`; minutes that ended are dropped once a minute.
-    seen: HashMap<u64, (Instant, u32)>,
-    keys: std::collections::hash_map::RandomState,
-    last_prune: Option<Instant>,
+/// What happens to the line after a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterLogin {
+    Hangup,
+    Stay,
 }
 
-/// Sources remembered at once; past it, the oldest minutes are forgotten first.
-const MAX_SOURCES: usize = 100_000;
+/// Where the caller's station identity comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StationFrom {
+    From,
+    Pai,
+    Header,
+    /// Asked by prompt after the passcode: an extension, or # for the agent's default.
+    Prompt,
+}
 
-impl SourceLimiter {
-    pub fn new(per_minute: u32) -> SourceLimiter {
-        SourceLimiter {
-            per_minute,
-            seen: HashMap::new(),
-            keys: std::collections::hash_map::RandomState::new(),
-            last_prune: None,
-        }
-    }
+/// The rules a login is checked against (from `[login]`).
+#[derive(Debug, Clone)]
+pub struct LoginPolicy {
+    pub already_logged_on: AlreadyLoggedOnPolicy,
+    pub same_station: SameStationPolicy,
+    pub lockout: Lockout,
+    /// Networks calls may log on from (empty: any).
+    pub networks: Vec<Network>,
+    /// The status a new session starts in.
+    pub initial_status: AgentStatus,
+    /// Sessions are held by a line kept up (`after_login = "stay"`).
+    pub stay: bool,
+}
 
-    /// How many sources it remembers now.
-    pub fn remembered(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Counts an attempt from `source`; false when it is over the limit.
-    pub fn allow(&mut self, source: &str, now: Instant) -> bool {
-        if self.per_minute == 0 {
-            return true;
+impl LoginPolicy {
+    /// The policy of a call routed to `route`: its tenant's own policies where it has them.
+    pub fn for_route(&self, route: &CallRoute) -> LoginPolicy {
+        LoginPolicy {
+            already_logged_on: route.already_logged_on,
+            same_station: route.same_station,
+            ..self.clone()
         }
-        let minute = Duration::from_secs(60);
-        let due = self
-            .last_prune
-            .is_none_or(|t| now.saturating_duration_since(t) >= minute);
-        if due || self.seen.len() >= MAX_SOURCES {
-            self.seen
-                .retain(|_, (start, _)| now.saturating_duration_since(*start) < minute);
-            // A storm of new stations (a load test, a shift start on a large PBX) leaves the
-            // table at its peak size; once the stations are forgotten, give the memory back.
-            if self.seen.capacity() > 4 * self.seen.len().max(256) {
-                self.seen.shrink_to(2 * self.seen.len());
-            }
-            self.last_prune = Some(now);
-        }
-        let key = std::hash::BuildHasher::hash_one(&self.keys, source);
-        let entry = self.seen.entry(key).or_insert((now, 0));
-        if now.saturating_duration_since(entry.0) >= Duration::from_secs(60) {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= self.per_minute
     }
 }
 

@@ -2,14 +2,43 @@
 //! caller's RTP comes from once it arrives), and a packet writer with the sequence numbers,
 //! timestamps, SSRC and marker bit a phone checks. No allocation per packet.
 
-use crate::config::PortRange;
+use serde::Deserialize;
 use std::io;
 use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Largest RTP packet read; anything longer is truncated and ignored by the parsers.
 pub const MAX_RTP_PACKET: usize = 1500;
+
+/// An inclusive port range, `20000-29999`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not LOW-HIGH with 1024 <= LOW < HIGH <= 65535");
+        let (l, h) = s.split_once('-').ok_or_else(bad)?;
+        let low: u16 = l.trim().parse().map_err(|_| bad())?;
+        let high: u16 = h.trim().parse().map_err(|_| bad())?;
+        if low < 1024 || high <= low {
+            return Err(bad());
+        }
+        Ok(PortRange { low, high })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// Hands out even RTP ports from the configured range, round robin.
 #[derive(Debug)]

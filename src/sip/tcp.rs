@@ -6,7 +6,7 @@
 //! connection as fast as the peer sends, parsing into an unbounded queue, so a guard thread
 //! shuts down the connections of a source that sends too much (`guard`).
 
-use super::RefusalLog;
+use crate::limits::RefusalLog;
 use rsipstack::transaction::endpoint::EndpointInner;
 use rsipstack::transport::tcp::TcpConnection;
 use rsipstack::transport::{SipAddr, SipConnection};

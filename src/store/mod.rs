@@ -11,20 +11,19 @@ pub use agents::{
     ImportSummary, IMPORT_COLUMNS, MAX_IMPORT_ROWS,
 };
 
-use crate::login::rules::{
-    self, AlreadyLoggedOnPolicy, Failures, Lockout, Network, SameStationPolicy,
-};
-use crate::login::{AgentNumber, AgentStatus, Passcode};
+pub(crate) use crate::login::decide::AgentRecord;
+use crate::login::decide::{decide, Attempt, Rules, Verdict, Writes, LOCKOUT};
+use crate::login::rules::Network;
+use crate::login::{AgentNumber, AgentStatus, Mode, Passcode};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use tracing::warn;
 
-/// Reason recorded for a force logout by an administrator (API or CLI).
-pub const REASON_ADMINISTRATOR: &str = "logged out by an administrator";
+pub use crate::login::rules::{LoginPolicy, REASON_ADMINISTRATOR};
 
 /// The tenant every agent belongs to until tenants are configured.
-pub const DEFAULT_TENANT: &str = "default";
+pub use crate::login::DEFAULT_TENANT;
 
 /// A store failure, phrased for whoever sees it.
 #[derive(Debug, thiserror::Error)]
@@ -68,49 +67,6 @@ pub struct Agent {
     pub language: String,
     /// The passcode must be changed at the next login.
     pub must_change: bool,
-}
-
-/// What a login needs to know about an agent.
-#[derive(Debug, Clone)]
-pub(crate) struct AgentRecord {
-    pub passcode_hash: String,
-    pub enabled: bool,
-    pub failures: Failures,
-    pub stations: Vec<String>,
-    pub networks: Vec<Network>,
-    /// The passcode must be changed at the next login.
-    pub must_change: bool,
-    /// The station used when the agent presses # at the extension prompt.
-    pub default_extension: String,
-    /// The agent's prompt language; empty: the tenant's.
-    pub language: String,
-}
-
-/// The rules a login is checked against (from `[login]`).
-#[derive(Debug, Clone)]
-pub struct LoginPolicy {
-    pub already_logged_on: AlreadyLoggedOnPolicy,
-    pub same_station: SameStationPolicy,
-    pub lockout: Lockout,
-    /// Networks calls may log on from (empty: any).
-    pub networks: Vec<Network>,
-    /// The status a new session starts in.
-    pub initial_status: AgentStatus,
-    /// Sessions are held by a line kept up (`after_login = "stay"`).
-    pub stay: bool,
-}
-
-impl From<&crate::config::LoginConfig> for LoginPolicy {
-    fn from(c: &crate::config::LoginConfig) -> Self {
-        LoginPolicy {
-            already_logged_on: c.already_logged_on,
-            same_station: c.same_station,
-            lockout: c.lockout(),
-            networks: c.allowed_networks.clone(),
-            initial_status: c.initial_status,
-            stay: c.after_login == crate::config::AfterLogin::Stay,
-        }
-    }
 }
 
 /// A logged-on agent.
@@ -179,6 +135,8 @@ pub struct LoginAttempt {
     pub replace: bool,
     /// A forced passcode change: the new passcode to set before logging on.
     pub new_passcode: Option<Passcode>,
+    /// The station or the source is over its attempts a minute: refused unseen.
+    pub over_limit: bool,
     /// The extension keyed (`station = "prompt"`): the station to log on at; empty: the
     /// agent's default extension.
     pub extension: Option<String>,
@@ -807,7 +765,7 @@ impl Store {
     /// are gone); how many.
     pub async fn close_stay_sessions(&self) -> Result<usize, StoreError> {
         self.db
-            .close_stay_sessions(&self.node_id, rules::REASON_RESTART)
+            .close_stay_sessions(&self.node_id, crate::login::rules::REASON_RESTART)
             .await
     }
 
@@ -820,7 +778,7 @@ impl Store {
     pub async fn expire_sessions(&self, max_age: std::time::Duration) -> Result<usize, StoreError> {
         let before = sqlite::now_ms() - max_age.as_millis() as i64;
         self.db
-            .expire_sessions(before, rules::REASON_SESSION_EXPIRED)
+            .expire_sessions(before, crate::login::rules::REASON_SESSION_EXPIRED)
             .await
     }
 
@@ -845,10 +803,10 @@ impl Store {
             .await
     }
 
-    /// Checks a login against the credentials and the rules and, when everything allows it,
-    /// records the session as the policies say (see `rules::decide_claim`). Every decision is
-    /// audited with its reason; refusals are logged with the source address in a stable
-    /// format (`login failed: …` / `login refused: … source=IP`) for fail2ban.
+    /// Checks a login against the credentials and the rules (`login::decide`) and, when
+    /// everything allows it, records the session as the policies say (`rules::decide_claim`).
+    /// Every decision is audited with its reason; refusals are logged with the source address
+    /// in a stable format (`login failed: …` / `login refused: … source=IP`) for fail2ban.
     pub async fn login(
         &self,
         a: &LoginAttempt,
@@ -864,80 +822,21 @@ impl Store {
         a: &LoginAttempt,
         policy: &LoginPolicy,
     ) -> Result<(LoginResult, Option<String>), StoreError> {
-        let r = match self.authenticate(a, policy).await? {
-            Ok(r) => r,
-            Err(refused) => return Ok((refused, None)),
+        let (station, language) = match self.check(a, policy, Mode::Login).await? {
+            (Ok(station), language) => (station, language),
+            (Err(answer), language) => return Ok((answer, language)),
         };
-        let language = Some(r.language.clone()).filter(|l| !l.is_empty());
-        // An extension keyed at the prompt is the station; # alone is the agent's default.
-        let keyed;
-        let a = match a.extension.as_deref() {
-            Some(ext) => {
-                let station = if ext.is_empty() {
-                    r.default_extension.clone()
-                } else {
-                    ext.to_string()
-                };
-                keyed = LoginAttempt {
-                    station: if station.is_empty() {
-                        a.station.clone()
-                    } else {
-                        station
-                    },
-                    ..a.clone()
-                };
-                &keyed
-            }
-            None => a,
+        let a = LoginAttempt {
+            station,
+            ..a.clone()
         };
-        if r.must_change {
-            match &a.new_passcode {
-                None => {
-                    self.db
-                        .audit(
-                            &self.tenant,
-                            a,
-                            "login_held",
-                            Some("the passcode must be changed"),
-                        )
-                        .await?;
-                    return Ok((LoginResult::MustChangePasscode, language));
-                }
-                Some(new) => {
-                    if let Some(problem) = rules::new_passcode_problem(&new.0, &a.agent.0) {
-                        return Err(StoreError::Invalid(format!("new passcode {problem}")));
-                    }
-                    let hash = self.hasher.hash(new).await?;
-                    self.db
-                        .set_passcode(&self.tenant, &a.agent.0, &hash)
-                        .await?;
-                }
-            }
-        }
-        if !rules::station_allowed(&r.stations, &a.station) {
-            self.refuse(a, "login_refused", "station not allowed for this agent")
-                .await?;
-            return Ok((LoginResult::StationNotAllowed, language));
-        }
         let result = self
             .timed(
                 self.db
-                    .claim_session(&self.tenant, a, &self.node_id, policy),
+                    .claim_session(&self.tenant, &a, &self.node_id, policy),
             )
             .await?;
         Ok((result, language))
-    }
-
-    /// Records (audit and the fail2ban line) a refusal decided outside the store.
-    pub async fn refuse(
-        &self,
-        a: &LoginAttempt,
-        event: &str,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        security_log(event, reason, a);
-        self.timed(self.db.audit(&self.tenant, a, event, Some(reason)))
-            .await
     }
 
     /// Logs an agent off by phone with its credentials (checked like a login).
@@ -946,11 +845,10 @@ impl Store {
         a: &LoginAttempt,
         policy: &LoginPolicy,
     ) -> Result<(LoginResult, Option<String>), StoreError> {
-        let r = match self.authenticate(a, policy).await? {
-            Ok(r) => r,
-            Err(refused) => return Ok((refused, None)),
+        let language = match self.check(a, policy, Mode::Logout).await? {
+            (Ok(_), language) => language,
+            (Err(answer), language) => return Ok((answer, language)),
         };
-        let language = Some(r.language).filter(|l| !l.is_empty());
         let result = if self.logout(&a.agent.0, "logged off by phone").await? {
             LoginResult::LoggedOff
         } else {
@@ -968,74 +866,89 @@ impl Store {
         self.db.logout_station(&self.tenant, station, reason).await
     }
 
-    /// The credential checks shared by login and logout: gateway networks, existence, lock,
-    /// passcode (counting failures towards a lockout), enabled, agent networks. `Err` is the
-    /// answer for a caller who may go no further.
-    async fn authenticate(
+    /// Reads the agent, verifies the passcode and writes what `decide` says: the station to
+    /// go on at, or the answer for a caller who may go no further; with the agent's language
+    /// when the credentials were right. Over the attempt limits nothing is read or hashed.
+    async fn check(
         &self,
         a: &LoginAttempt,
         policy: &LoginPolicy,
-    ) -> Result<Result<AgentRecord, LoginResult>, StoreError> {
-        let record = self
-            .timed(self.db.agent_record(&self.tenant, &a.agent.0))
-            .await?;
-        let hash = record.as_ref().map(|r| r.passcode_hash.clone());
-        // Verified even for unknown agents (against a dummy), so every answer takes as long.
-        let right = self.hasher.verify(&a.passcode, hash).await?;
-        let now = sqlite::now_ms();
-
-        if !rules::source_allowed(&policy.networks, a.source_ip) {
-            self.refuse(a, "login_refused", "source network not allowed")
+        mode: Mode,
+    ) -> Result<(Result<String, LoginResult>, Option<String>), StoreError> {
+        let (record, right) = if a.over_limit {
+            (None, false)
+        } else {
+            let record = self
+                .timed(self.db.agent_record(&self.tenant, &a.agent.0))
                 .await?;
-            return Ok(Err(LoginResult::Incorrect));
-        }
-        let Some(r) = record else {
-            self.refuse(a, "login_failed", "unknown agent").await?;
-            return Ok(Err(LoginResult::Incorrect));
+            let hash = record.as_ref().map(|r| r.passcode_hash.clone());
+            // Verified even for unknown agents (against a dummy), so every answer takes as long.
+            let right = self.hasher.verify(&a.passcode, hash).await?;
+            (record, right)
         };
-        if r.failures.locked(now) {
-            if right {
-                self.refuse(a, "login_refused", "agent locked").await?;
-                return Ok(Err(LoginResult::Locked));
-            }
-            self.refuse(a, "login_failed", "wrong passcode (agent locked)")
+        let attempt = Attempt {
+            mode,
+            over_limit: a.over_limit,
+            source_ip: a.source_ip,
+            station: &a.station,
+            extension: a.extension.as_deref(),
+            new_passcode: a.new_passcode.as_ref(),
+            agent: &a.agent.0,
+        };
+        let rules = Rules {
+            networks: &policy.networks,
+            lockout: &policy.lockout,
+        };
+        let verdict = decide(&attempt, record.as_ref(), right, &rules, sqlite::now_ms());
+        let language = record
+            .filter(|r| verdict.credentials_right() && !r.language.is_empty())
+            .map(|r| r.language);
+        match verdict {
+            Verdict::Stop {
+                answer,
+                audit,
+                writes,
+            } => {
+                if audit.is_security() {
+                    security_log(audit.event, audit.reason, a);
+                }
+                self.write(a, writes).await?;
+                self.timed(
+                    self.db
+                        .audit(&self.tenant, a, audit.event, Some(audit.reason)),
+                )
                 .await?;
-            return Ok(Err(LoginResult::Incorrect));
+                Ok((Err(answer), language))
+            }
+            Verdict::BadNewPasscode { problem, writes } => {
+                self.write(a, writes).await?;
+                Err(StoreError::Invalid(format!("new passcode {problem}")))
+            }
+            Verdict::Proceed { station, writes } => {
+                self.write(a, writes).await?;
+                Ok((Ok(station), language))
+            }
         }
-        if !right {
-            let (failures, locked_now) = r.failures.after_failure(&policy.lockout, now);
-            security_log("login_failed", "wrong passcode", a);
-            let event = locked_now.then_some(("lockout", "too many wrong passcodes"));
+    }
+
+    /// The writes of a decision: the failure record (and a lockout), the new passcode.
+    async fn write(&self, a: &LoginAttempt, writes: Writes) -> Result<(), StoreError> {
+        if let Some((failures, locked_now)) = writes.failures {
             if locked_now {
-                security_log("lockout", "too many wrong passcodes", a);
+                security_log(LOCKOUT.event, LOCKOUT.reason, a);
             }
+            let lockout = locked_now.then_some((LOCKOUT.event, LOCKOUT.reason));
             self.db
-                .set_failures(&self.tenant, a, failures, event)
-                .await?;
-            self.db
-                .audit(&self.tenant, a, "login_failed", Some("wrong passcode"))
-                .await?;
-            return Ok(Err(LoginResult::Incorrect));
-        }
-        if !r.enabled {
-            self.refuse(a, "login_failed", "agent disabled").await?;
-            return Ok(Err(LoginResult::Incorrect));
-        }
-        if !rules::source_allowed(&r.networks, a.source_ip) {
-            self.refuse(
-                a,
-                "login_refused",
-                "source network not allowed for this agent",
-            )
-            .await?;
-            return Ok(Err(LoginResult::Incorrect));
-        }
-        if r.failures.count > 0 {
-            self.db
-                .set_failures(&self.tenant, a, Failures::default(), None)
+                .set_failures(&self.tenant, a, failures, lockout)
                 .await?;
         }
-        Ok(Ok(r))
+        if let (true, Some(new)) = (writes.set_passcode, &a.new_passcode) {
+            let hash = self.hasher.hash(new).await?;
+            self.db
+                .set_passcode(&self.tenant, &a.agent.0, &hash)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -1055,386 +968,5 @@ pub fn security_log(event: &str, reason: &str, a: &LoginAttempt) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let s = Store::open(&url, "node-a").await.unwrap();
-        (dir, s)
-    }
-
-    fn attempt(agent: &str, pass: &str, station: &str) -> LoginAttempt {
-        LoginAttempt {
-            agent: AgentNumber(agent.into()),
-            passcode: Passcode(pass.into()),
-            station: station.into(),
-            source: "127.0.0.1:5061".into(),
-            source_ip: "127.0.0.1".parse().unwrap(),
-            call_id: format!("call-{station}"),
-            replace: false,
-            new_passcode: None,
-            extension: None,
-        }
-    }
-
-    fn policy() -> LoginPolicy {
-        LoginPolicy::from(&crate::config::LoginConfig::default())
-    }
-
-    #[tokio::test]
-    async fn right_wrong_unknown_and_already_on() {
-        let (_d, s) = store().await;
-        s.add_agent("1001", "Ann", &Passcode("1234".into()))
-            .await
-            .unwrap();
-        assert_eq!(
-            s.login(&attempt("1001", "9999", "a@h"), &policy())
-                .await
-                .unwrap(),
-            LoginResult::Incorrect
-        );
-        assert_eq!(
-            s.login(&attempt("4242", "1234", "a@h"), &policy())
-                .await
-                .unwrap(),
-            LoginResult::Incorrect
-        );
-        assert_eq!(
-            s.login(&attempt("1001", "1234", "a@h"), &policy())
-                .await
-                .unwrap(),
-            LoginResult::LoggedIn
-        );
-        assert_eq!(
-            s.login(&attempt("1001", "1234", "b@h"), &policy())
-                .await
-                .unwrap(),
-            LoginResult::AlreadyLoggedOn
-        );
-        let sessions = s.list_sessions().await.unwrap();
-        assert_eq!(sessions.len(), 1);
-        assert_eq!(sessions[0].station, "a@h");
-        assert!(s.logout("1001", "test").await.unwrap());
-        assert!(!s.logout("1001", "test").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn the_hash_is_argon2id_and_not_the_passcode() {
-        let (_d, s) = store().await;
-        s.add_agent("1001", "", &Passcode("86420".into()))
-            .await
-            .unwrap();
-        let h =
-            s.db.agent_record(DEFAULT_TENANT, "1001")
-                .await
-                .unwrap()
-                .unwrap()
-                .passcode_hash;
-        assert!(h.starts_with("$argon2id$"), "{h}");
-        assert!(!h.contains("86420"));
-    }
-
-    #[tokio::test]
-    async fn the_pepper_is_needed_to_verify_and_old_hashes_still_verify() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        // Made before the pepper: no keyid.
-        let plain = Store::open(&url, "n").await.unwrap();
-        plain
-            .add_agent("1001", "", &Passcode("1234".into()))
-            .await
-            .unwrap();
-        let with = |pepper: &[u8]| HashSettings {
-            pepper: Some(pepper.to_vec()),
-            ..HashSettings::default()
-        };
-        let peppered = Store::open_with(&url, "n", &with(b"0123456789abcdef0123"))
-            .await
-            .unwrap();
-        peppered
-            .add_agent("1002", "", &Passcode("2345".into()))
-            .await
-            .unwrap();
-        let h = peppered
-            .db
-            .agent_record(DEFAULT_TENANT, "1002")
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(h.passcode_hash.contains("keyid="), "{}", h.passcode_hash);
-        assert!(
-            h.passcode_hash.contains("m=4096,t=1,p=1"),
-            "{}",
-            h.passcode_hash
-        );
-        assert_eq!(peppered.peppered_hashes().await.unwrap(), (1, 0));
-        let ok = |s: &Store, a: &str, p: &str| {
-            let (s, a, p) = (s.clone(), a.to_string(), p.to_string());
-            async move {
-                s.login(&attempt(&a, &p, &format!("st-{a}")), &policy())
-                    .await
-                    .unwrap()
-                    == LoginResult::LoggedIn
-            }
-        };
-        assert!(
-            ok(&peppered, "1001", "1234").await,
-            "a hash made before the pepper"
-        );
-        assert!(ok(&peppered, "1002", "2345").await);
-        peppered.logout("1002", "t").await.unwrap();
-        // The database alone (no pepper), or another pepper, cannot verify it.
-        assert!(!ok(&plain, "1002", "2345").await);
-        let other = Store::open_with(&url, "n", &with(b"another-pepper-entirely"))
-            .await
-            .unwrap();
-        assert!(!ok(&other, "1002", "2345").await);
-        assert_eq!(other.peppered_hashes().await.unwrap(), (1, 1));
-    }
-
-    #[tokio::test]
-    async fn bad_numbers_and_duplicates_are_refused_with_a_reason() {
-        let (_d, s) = store().await;
-        let p = Passcode("1234".into());
-        assert!(matches!(
-            s.add_agent("12a", "", &p).await,
-            Err(StoreError::Invalid(_))
-        ));
-        assert!(matches!(
-            s.add_agent("1001", "", &Passcode("12".into())).await,
-            Err(StoreError::Invalid(_))
-        ));
-        s.add_agent("1001", "", &p).await.unwrap();
-        assert!(matches!(
-            s.add_agent("1001", "", &p).await,
-            Err(StoreError::AgentExists(_))
-        ));
-        assert!(matches!(
-            s.remove_agent("1002").await,
-            Err(StoreError::NoSuchAgent(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn wrong_passcodes_across_calls_lock_the_agent_until_unlocked() {
-        let (_d, s) = store().await;
-        s.add_agent("1001", "", &Passcode("1234".into()))
-            .await
-            .unwrap();
-        let mut p = policy();
-        p.lockout.after = 3;
-        for _ in 0..3 {
-            assert_eq!(
-                s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap(),
-                LoginResult::Incorrect
-            );
-        }
-        // Locked: the right passcode hears "locked", a wrong one still only "incorrect".
-        assert_eq!(
-            s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
-            LoginResult::Locked
-        );
-        assert_eq!(
-            s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap(),
-            LoginResult::Incorrect
-        );
-        assert!(s.list_agents().await.unwrap()[0].locked);
-        assert!(s.unlock("1001").await.unwrap());
-        assert!(!s.unlock("1001").await.unwrap());
-        assert_eq!(
-            s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
-            LoginResult::LoggedIn
-        );
-    }
-
-    #[tokio::test]
-    async fn a_right_login_clears_the_failure_count() {
-        let (_d, s) = store().await;
-        s.add_agent("1001", "", &Passcode("1234".into()))
-            .await
-            .unwrap();
-        let mut p = policy();
-        p.lockout.after = 3;
-        for _ in 0..2 {
-            s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap();
-        }
-        s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap();
-        s.logout("1001", "test").await.unwrap();
-        for _ in 0..2 {
-            s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap();
-        }
-        assert_eq!(
-            s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
-            LoginResult::LoggedIn
-        );
-    }
-
-    #[tokio::test]
-    async fn policies_move_sessions_in_one_step_and_audit_why() {
-        let (_d, s) = store().await;
-        for n in ["1001", "1002"] {
-            s.add_agent(n, "", &Passcode("1234".into())).await.unwrap();
-        }
-        let mut p = policy();
-        assert_eq!(
-            s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
-            LoginResult::LoggedIn
-        );
-        // Another agent at the same station.
-        assert_eq!(
-            s.login(&attempt("1002", "1234", "a@h"), &p).await.unwrap(),
-            LoginResult::StationInUse
-        );
-        p.same_station = SameStationPolicy::Replace;
-        assert_eq!(
-            s.login(&attempt("1002", "1234", "a@h"), &p).await.unwrap(),
-            LoginResult::LoggedIn
-        );
-        let sessions = s.list_sessions().await.unwrap();
-        assert_eq!(sessions.len(), 1);
-        assert_eq!(sessions[0].agent, "1002");
-        // The same agent elsewhere: confirm asks, replace moves.
-        p.already_logged_on = AlreadyLoggedOnPolicy::Confirm;
-        assert_eq!(
-            s.login(&attempt("1002", "1234", "b@h"), &p).await.unwrap(),
-            LoginResult::NeedsConfirm
-        );
-        let mut confirmed = attempt("1002", "1234", "b@h");
-        confirmed.replace = true;
-        assert_eq!(
-            s.login(&confirmed, &p).await.unwrap(),
-            LoginResult::LoggedIn
-        );
-        let sessions = s.list_sessions().await.unwrap();
-        assert_eq!((sessions.len(), sessions[0].station.as_str()), (1, "b@h"));
-        let reasons: Vec<String> =
-            sqlx::query_scalar("SELECT reason FROM audit WHERE event = 'logout' ORDER BY id")
-                .fetch_all(&s.db.pool_for_tests())
-                .await
-                .unwrap();
-        assert_eq!(
-            reasons,
-            vec![rules::REASON_STATION_TAKEN, rules::REASON_MOVED]
-        );
-    }
-
-    /// The usual login (nobody holds the agent or the station) is written by one batch: the
-    /// session and its audit row as the general path writes them; a batch that fails inside
-    /// its transaction leaves no transaction open on a connection lent again.
-    #[tokio::test]
-    async fn a_free_claim_is_one_batch_and_a_failed_batch_leaves_no_transaction_open() {
-        let (_d, s) = store().await;
-        for n in 1001..=1009 {
-            s.add_agent(&n.to_string(), "", &Passcode("1234".into()))
-                .await
-                .unwrap();
-        }
-        assert_eq!(
-            s.login(&attempt("1001", "1234", "a@h"), &policy())
-                .await
-                .unwrap(),
-            LoginResult::LoggedIn
-        );
-        let sessions = s.list_sessions().await.unwrap();
-        assert_eq!(sessions.len(), 1);
-        assert_eq!(
-            (sessions[0].agent.as_str(), sessions[0].station.as_str()),
-            ("1001", "a@h")
-        );
-        let audit = s.audit_log(Some("1001"), 10).await.unwrap();
-        let login = audit.iter().find(|r| r.event == "login").expect("audited");
-        assert_eq!(
-            (
-                login.station.as_deref(),
-                login.source.as_deref(),
-                login.call_id.as_deref(),
-                login.reason.as_deref()
-            ),
-            (Some("a@h"), Some("127.0.0.1:5061"), Some("call-a@h"), None)
-        );
-        // An agent that is not in the table: the session insert fails on its foreign key,
-        // after the batch's BEGIN.
-        let ghost = attempt("9999", "1234", "g@h");
-        assert!(s
-            .db
-            .claim_session(&s.tenant, &ghost, &s.node_id, &policy())
-            .await
-            .is_err());
-        // The connection it failed on was closed, not lent again: the login path's
-        // connection is lent out again and again and none is in a transaction
-        // ("cannot start a transaction within a transaction").
-        for n in 1002..=1009 {
-            let a = attempt(&n.to_string(), "1234", &format!("s{n}@h"));
-            assert_eq!(s.login(&a, &policy()).await.unwrap(), LoginResult::LoggedIn);
-        }
-        assert_eq!(s.list_sessions().await.unwrap().len(), 9);
-    }
-
-    #[tokio::test]
-    async fn sessions_older_than_session_max_hours_expire() {
-        let (_d, s) = store().await;
-        s.add_agent("1001", "", &Passcode("1234".into()))
-            .await
-            .unwrap();
-        s.login(&attempt("1001", "1234", "a@h"), &policy())
-            .await
-            .unwrap();
-        let mut ended = s.subscribe();
-        assert_eq!(
-            s.expire_sessions(std::time::Duration::from_secs(3600))
-                .await
-                .unwrap(),
-            0
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        assert_eq!(
-            s.expire_sessions(std::time::Duration::from_millis(1))
-                .await
-                .unwrap(),
-            1
-        );
-        assert!(s.list_sessions().await.unwrap().is_empty());
-        assert_eq!(
-            ended.recv().await.unwrap().reason,
-            rules::REASON_SESSION_EXPIRED
-        );
-    }
-
-    #[tokio::test]
-    async fn stations_and_networks_per_agent_and_per_gateway() {
-        let (_d, s) = store().await;
-        s.add_agent("1001", "", &Passcode("1234".into()))
-            .await
-            .unwrap();
-        s.set_restrictions(
-            "1001",
-            &["20*@pbx".into()],
-            &["10.0.0.0/8".parse().unwrap()],
-        )
-        .await
-        .unwrap();
-        let mut a = attempt("1001", "1234", "2001@pbx");
-        assert_eq!(
-            s.login(&a, &policy()).await.unwrap(),
-            LoginResult::Incorrect,
-            "127.0.0.1 is not in 10/8"
-        );
-        a.source_ip = "10.1.2.3".parse().unwrap();
-        let mut elsewhere = a.clone();
-        elsewhere.station = "3001@pbx".into();
-        assert_eq!(
-            s.login(&elsewhere, &policy()).await.unwrap(),
-            LoginResult::StationNotAllowed
-        );
-        let mut p = policy();
-        p.networks = vec!["192.168.0.0/16".parse().unwrap()];
-        assert_eq!(
-            s.login(&a, &p).await.unwrap(),
-            LoginResult::Incorrect,
-            "gateway-wide network refusal"
-        );
-        assert_eq!(s.login(&a, &policy()).await.unwrap(), LoginResult::LoggedIn);
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

@@ -5,11 +5,11 @@
 
 #![allow(dead_code)]
 
-use agentgw::config::{ListenAddr, Transport};
 use agentgw::login::Passcode;
 use agentgw::media::dtmf::{rfc4733, Digit};
 use agentgw::media::prompts::{Catalog, Codec, Frame, PromptId, FRAME_SAMPLES};
 use agentgw::media::rtp::{self, RtpWriter};
+use agentgw::sip::{ListenAddr, Transport};
 use agentgw::store::Store;
 use agentgw::{Config, Gateway};
 use std::collections::HashMap;

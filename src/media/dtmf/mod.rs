@@ -125,6 +125,13 @@ impl DtmfCounters {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for DtmfMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 #[path = "dtmf_tests.rs"]
 mod tests;
