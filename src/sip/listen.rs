@@ -58,3 +58,9 @@ impl<'de> Deserialize<'de> for ListenAddr {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+impl serde::Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
