@@ -211,7 +211,7 @@ fn init_logging(filter: &str, json: bool) {
 
 /// mimalloc instead of glibc's malloc: the SIP stack and the call tasks allocate on every
 /// message, and with mimalloc the async thread spends ~9% less CPU per login, and memory freed
-/// after a busy hour goes back to the system (BENCHMARKS.md, fifth session). Built without
+/// after a busy hour goes back to the system (BENCHMARKS.md). Built without
 /// transparent huge pages (`no_thp`), which otherwise made an idle gateway 25 MB bigger.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -271,7 +271,7 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
             limit,
             follow,
         } => {
-            let store = open_store(&config).await?.for_tenant(&cli.tenant);
+            let store = open_store_to_read(&config).await?.for_tenant(&cli.tenant);
             println!(
                 "{:<24} {:<8} {:<16} {:<28} {:<20} REASON",
                 "AT", "AGENT", "EVENT", "STATION", "SOURCE"
@@ -332,6 +332,35 @@ fn config_check(file: Option<&PathBuf>) -> Result<()> {
         file.map_or("(defaults)".to_string(), |f| f.display().to_string())
     );
     Ok(())
+}
+
+/// Opens an existing store for a command that only reads: nothing is created (no database,
+/// no pepper); a store that is not there is an error saying how to name one.
+async fn open_store_to_read(config: &Config) -> Result<Store> {
+    if let Some(path) = sqlite_path(config).filter(|p| !p.exists()) {
+        bail!(
+            "no store at {}: name one with --db sqlite://PATH or --config FILE ([store] url); \
+             `agentgw serve` or `agentgw agent add` creates it",
+            path.display()
+        );
+    }
+    let settings = agentgw::store::HashSettings {
+        memory_kib: config.store.hash_memory_kib,
+        iterations: config.store.hash_iterations,
+        pepper: None,
+    };
+    Ok(Store::open_with(&config.store.url, &node_id(), &settings).await?)
+}
+
+/// The file of a SQLite store URL.
+fn sqlite_path(config: &Config) -> Option<PathBuf> {
+    let url = &config.store.url;
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .filter(|p| !p.starts_with(":memory:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    Some(PathBuf::from(path))
 }
 
 /// Opens the store with the configured hashing and the pepper: read from `[store]
@@ -509,13 +538,16 @@ fn reload(path: Option<&PathBuf>, gateway: &Gateway) {
         }
     };
     match gateway.reload(&new) {
-        Ok(needs_restart) => {
-            tracing::info!(file = %path.display(), "SIGHUP: config reloaded for new calls");
-            for key in needs_restart {
-                tracing::warn!(
-                    key,
-                    "SIGHUP: this change needs a restart; the running value stays"
-                );
+        Ok(changes) => {
+            tracing::info!(file = %path.display(), changed = changes.len(), "SIGHUP: config reloaded for new calls");
+            for c in changes {
+                match c.applied {
+                    true => tracing::info!(key = c.key, "SIGHUP: applied to new calls"),
+                    false => tracing::warn!(
+                        key = c.key,
+                        "SIGHUP: this change needs a restart; the running value stays"
+                    ),
+                }
             }
         }
         Err(e) => {
@@ -592,7 +624,11 @@ fn config_hint(config: &Config) -> String {
 }
 
 async fn agent(config: &Config, tenant: &str, cmd: &AgentCommand) -> Result<()> {
-    let store = open_store(config).await?.for_tenant(tenant);
+    let store = match cmd {
+        AgentCommand::List => open_store_to_read(config).await?,
+        _ => open_store(config).await?,
+    }
+    .for_tenant(tenant);
     match cmd {
         AgentCommand::Add {
             number,
@@ -704,7 +740,11 @@ fn import_error(e: &agentgw::store::StoreError) -> String {
 }
 
 async fn session(config: &Config, tenant: &str, cmd: &SessionCommand) -> Result<()> {
-    let store = open_store(config).await?.for_tenant(tenant);
+    let store = match cmd {
+        SessionCommand::List => open_store_to_read(config).await?,
+        SessionCommand::Logout { .. } => open_store(config).await?,
+    }
+    .for_tenant(tenant);
     match cmd {
         SessionCommand::List => {
             let sessions = store.list_sessions().await?;

@@ -257,6 +257,17 @@ async fn agents_are_created_changed_and_removed_and_bad_input_names_the_field() 
     );
     let (_, body) = http(admin, "GET", "/api/sessions", t, None).await;
     assert!(!body.contains("\"2001\""), "{body}");
+
+    // A tenant the config does not have: refused, nothing made.
+    let (status, body) = post(
+        "/api/agents?tenant=nosuch",
+        r#"{"number":"2002","name":"Bo","passcode":"8642"}"#,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no tenant \"nosuch\""), "{body}");
+    let (status, _) = http(admin, "GET", "/api/agents?tenant=nosuch", t, None).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

@@ -379,6 +379,32 @@ fn a_bad_config_names_the_file_the_key_and_the_reason() {
 }
 
 #[test]
+fn a_command_that_reads_creates_nothing_and_says_how_to_name_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["session", "list"][..],
+        &["agent", "list"][..],
+        &["audit"][..],
+    ] {
+        let o = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("no store at agentgw.db")
+                && err.contains("--db")
+                && err.contains("--config"),
+            "{args:?}: {err}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "files were created: {left:?}");
+}
+
+#[test]
 fn config_check_prints_the_effective_config_or_the_error() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/agentgw.toml");
     let o = Command::new(BIN)

@@ -95,8 +95,16 @@ pub struct TenantQuery {
     tenant: Option<String>,
 }
 
-fn tenant_store(store: &Store, tenant: Option<&str>) -> Store {
-    store.for_tenant(tenant.unwrap_or(DEFAULT_TENANT))
+/// The store of `tenant` (default: the default tenant); 404 when the config has no such tenant.
+fn tenant_store(s: &AdminState, tenant: Option<&str>) -> ApiResult<Store> {
+    let tenant = tenant.unwrap_or(DEFAULT_TENANT);
+    if !s.status.has_tenant(tenant) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no tenant {tenant:?} in the config ([[tenant]] name)"),
+        ));
+    }
+    Ok(s.store.for_tenant(tenant))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -117,9 +125,7 @@ pub async fn list_agents(
     State(s): State<AdminState>,
     Query(q): Query<AgentFilter>,
 ) -> ApiResult<Json<Vec<Agent>>> {
-    let mut agents = tenant_store(&s.store, q.tenant.as_deref())
-        .list_agents()
-        .await?;
+    let mut agents = tenant_store(&s, q.tenant.as_deref())?.list_agents().await?;
     agents.retain(|a| {
         q.logged_on.is_none_or(|l| a.logged_on == l) && q.locked.is_none_or(|l| a.locked == l)
     });
@@ -136,7 +142,7 @@ pub async fn create_agent(
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<Agent>)> {
     let input: AgentInput = body(&bytes)?;
-    let store = tenant_store(&s.store, q.tenant.as_deref());
+    let store = tenant_store(&s, q.tenant.as_deref())?;
     let mut changes = input.fields().into_changes()?;
     let Some(passcode) = input.passcode else {
         return Err(ApiError::new(
@@ -173,7 +179,7 @@ pub async fn get_agent(
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Agent>> {
     number(&n)?;
-    let agent = tenant_store(&s.store, q.tenant.as_deref())
+    let agent = tenant_store(&s, q.tenant.as_deref())?
         .agent(&n)
         .await?
         .ok_or(StoreError::NoSuchAgent(n))?;
@@ -192,7 +198,7 @@ pub async fn patch_agent(
 ) -> ApiResult<Json<Agent>> {
     number(&n)?;
     let changes = body::<AgentFieldsInput>(&bytes)?.into_changes()?;
-    let store = tenant_store(&s.store, q.tenant.as_deref());
+    let store = tenant_store(&s, q.tenant.as_deref())?;
     store.update_agent(&n, &changes).await?;
     let agent = store.agent(&n).await?.ok_or(StoreError::NoSuchAgent(n))?;
     Ok(Json(agent))
@@ -207,7 +213,7 @@ pub async fn delete_agent(
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<StatusCode> {
     number(&n)?;
-    tenant_store(&s.store, q.tenant.as_deref())
+    tenant_store(&s, q.tenant.as_deref())?
         .remove_agent(&n)
         .await?;
     s.events.poke();
@@ -237,7 +243,7 @@ pub async fn set_passcode(
 ) -> ApiResult<StatusCode> {
     number(&n)?;
     let input: PasscodeInput = body(&bytes)?;
-    tenant_store(&s.store, q.tenant.as_deref())
+    tenant_store(&s, q.tenant.as_deref())?
         .reset_passcode(&n, &Passcode(input.passcode), input.must_change)
         .await
         .map_err(|e| match e {
@@ -258,9 +264,7 @@ pub async fn unlock(
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     number(&n)?;
-    let was_locked = tenant_store(&s.store, q.tenant.as_deref())
-        .unlock(&n)
-        .await?;
+    let was_locked = tenant_store(&s, q.tenant.as_deref())?.unlock(&n).await?;
     Ok(Json(json!({ "agent": n, "was_locked": was_locked })))
 }
 
@@ -292,7 +296,7 @@ pub async fn import(
             }
         }
     }
-    let done = tenant_store(&s.store, q.tenant.as_deref())
+    let done = tenant_store(&s, q.tenant.as_deref())?
         .import_agents(&rows, errors)
         .await?;
     Ok(Json(done))
@@ -306,7 +310,7 @@ pub async fn sessions(
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<Vec<Session>>> {
     Ok(Json(
-        tenant_store(&s.store, q.tenant.as_deref())
+        tenant_store(&s, q.tenant.as_deref())?
             .list_sessions()
             .await?,
     ))
@@ -322,7 +326,7 @@ pub async fn force_logout(
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     number(&agent)?;
-    let found = tenant_store(&s.store, q.tenant.as_deref())
+    let found = tenant_store(&s, q.tenant.as_deref())?
         .logout(&agent, REASON_ADMINISTRATOR)
         .await?;
     if !found {
@@ -364,7 +368,7 @@ pub async fn set_status(
             ),
         )
     })?;
-    let store = tenant_store(&s.store, q.tenant.as_deref());
+    let store = tenant_store(&s, q.tenant.as_deref())?;
     if !store.set_status(&agent, status).await? {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -417,7 +421,7 @@ pub async fn audit(
     Query(q): Query<AuditParams>,
 ) -> ApiResult<Json<AuditPage>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let entries = tenant_store(&s.store, q.tenant.as_deref())
+    let entries = tenant_store(&s, q.tenant.as_deref())?
         .audit_page(AuditQuery {
             agent: q.agent.as_deref(),
             before: q.before,

@@ -5,9 +5,10 @@
 mod api;
 pub mod webhooks;
 
+use crate::call::CallContext;
 use crate::events::Events;
 use crate::limits::{Overload, PacketLimiter};
-use crate::media::dtmf::{DtmfCounters, DtmfMethod};
+use crate::media::dtmf::DtmfMethod;
 use crate::metrics::{Gauges, Metrics};
 use crate::sip::{CallCounter, TcpConnections};
 use crate::store::Store;
@@ -58,7 +59,8 @@ pub struct GatewayStatus {
     pub calls: CallCounter,
     pub store: Store,
     pub draining: Arc<std::sync::atomic::AtomicBool>,
-    pub keys: Arc<DtmfCounters>,
+    /// The calls' shared state: the keys received, the tenants of the settings of the moment.
+    pub calls_ctx: Arc<CallContext>,
     pub overload: Arc<Overload>,
     pub tcp: Arc<TcpConnections>,
     pub packets: Arc<PacketLimiter>,
@@ -78,6 +80,11 @@ impl GatewayStatus {
         )
     }
 
+    /// Whether `tenant` is the default or a configured one (as of the last reload).
+    pub fn has_tenant(&self, tenant: &str) -> bool {
+        self.calls_ctx.settings().routes.has_tenant(tenant)
+    }
+
     /// The gauges of `/metrics`.
     async fn gauges(&self) -> Gauges {
         let (calls, sessions) = self.snapshot().await;
@@ -87,7 +94,7 @@ impl GatewayStatus {
             by_status: self.store.sessions_by_status().await.unwrap_or_default(),
             dtmf_keys: DtmfMethod::ALL
                 .iter()
-                .map(|&m| (m.as_str(), self.keys.get(m)))
+                .map(|&m| (m.as_str(), self.calls_ctx.keys.get(m)))
                 .collect(),
             overloaded: self.overload.active(std::time::Instant::now()),
             calls_refused_overloaded: self.overload.refused.load(Ordering::Relaxed),

@@ -33,7 +33,7 @@ pub const EVENT_NAMES: [&str; 12] = [
 ];
 
 /// One `[[webhook]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where to POST: `http://host:port/path`.
@@ -313,6 +313,12 @@ async fn post(
         Ok(())
     } else {
         Err(format!("HTTP {code}"))
+    }
+}
+
+impl serde::Serialize for HttpUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
