@@ -3,7 +3,7 @@
 
 use crate::admin::GatewayStatus;
 use crate::call::{self, CallContext};
-use crate::config::Config;
+use crate::config::{Change, Config};
 use crate::limits::{Overload, PacketLimiter};
 use crate::media::dtmf::DtmfMethod;
 use crate::media::prompts::PromptError;
@@ -63,8 +63,10 @@ pub struct Gateway {
     sip: SipServer,
     ctx: Arc<CallContext>,
     events: crate::events::Events,
-    /// The configuration running now, for the reload's diff.
-    config: Mutex<Config>,
+    /// The configuration the gateway started with (what runs for the keys a reload cannot
+    /// change), and the one of the last reload, for the reload's diff.
+    started: Config,
+    running: Mutex<Config>,
     overload: Arc<Overload>,
     tcp: Arc<TcpConnections>,
     packets: Arc<PacketLimiter>,
@@ -152,7 +154,8 @@ impl Gateway {
             sip,
             ctx,
             events,
-            config: Mutex::new(config.clone()),
+            started: config.clone(),
+            running: Mutex::new(config.clone()),
             overload,
             tcp,
             packets,
@@ -205,51 +208,28 @@ impl Gateway {
     }
 
     /// Applies a new configuration to the calls that start from now on (calls in progress
-    /// keep theirs): prompts, login rules, limits, DTMF methods, tenants. What only a restart
-    /// can change (listeners, store, RTP ports, admin listener, station source) is returned,
-    /// to be logged. A configuration whose prompts do not load is refused, changing nothing.
-    pub fn reload(&self, config: &Config) -> Result<Vec<&'static str>, GatewayError> {
+    /// keep theirs): prompts, login rules, limits, DTMF methods, tenants. Returns every key
+    /// that changed, applied or needing a restart (listeners, store, RTP ports, admin listener,
+    /// station source, webhooks, logging …), to be logged. A configuration whose prompts do
+    /// not load is refused, changing nothing.
+    pub fn reload(&self, config: &Config) -> Result<Vec<Change>, GatewayError> {
         let settings = config.call_settings()?;
-        let old = match self.config.lock() {
+        let running = match self.running.lock() {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        let mut needs_restart = Vec::new();
-        let (o, n) = (&old, config);
-        if o.sip.listen != n.sip.listen {
-            needs_restart.push("sip.listen");
-        }
-        if o.sip.max_calls != n.sip.max_calls {
-            needs_restart.push("sip.max_calls");
-        }
-        if o.sip.max_calls_per_second != n.sip.max_calls_per_second {
-            needs_restart.push("sip.max_calls_per_second");
-        }
-        if o.sip.refuse_when_overloaded != n.sip.refuse_when_overloaded {
-            needs_restart.push("sip.refuse_when_overloaded");
-        }
-        if o.sip.threads != n.sip.threads {
-            needs_restart.push("sip.threads");
-        }
-        if o.store.url != n.store.url {
-            needs_restart.push("store.url");
-        }
-        if o.media.rtp_ports != n.media.rtp_ports
-            || o.media.public_address != n.media.public_address
-            || o.media.threads != n.media.threads
-            || o.media.realtime_priority != n.media.realtime_priority
-        {
-            needs_restart.push("media");
-        }
-        if o.admin.listen != n.admin.listen {
-            needs_restart.push("admin.listen");
-        }
-        if o.login.station != n.login.station || o.login.station_header != n.login.station_header {
-            needs_restart.push("login.station");
-        }
-        if o.login.session_max_hours != n.login.session_max_hours {
-            needs_restart.push("login.session_max_hours (for sessions of hung-up lines)");
-        }
+        // Applied keys against what runs now; the others against what the gateway started
+        // with, which is what still runs for them.
+        let applied = config
+            .changes_from(&running)
+            .into_iter()
+            .filter(|c| c.applied);
+        let restart = config
+            .changes_from(&self.started)
+            .into_iter()
+            .filter(|c| !c.applied);
+        let changes = applied.chain(restart).collect();
+        let n = config;
         if let Ok(mut l) = self.ctx.limiters.lock() {
             *l = config.attempt_limiters();
         }
@@ -264,10 +244,10 @@ impl Gateway {
         if let Ok(mut s) = self.ctx.settings.write() {
             *s = Arc::new(settings);
         }
-        if let Ok(mut c) = self.config.lock() {
+        if let Ok(mut c) = self.running.lock() {
             *c = config.clone();
         }
-        Ok(needs_restart)
+        Ok(changes)
     }
 
     /// Starts the admin API on `[admin] listen`, with the token of `[admin] token_file` or one
@@ -300,7 +280,7 @@ impl Gateway {
             calls: self.sip.calls.clone(),
             store: self.ctx.store.clone(),
             draining: self.sip.draining_flag(),
-            keys: self.ctx.keys.clone(),
+            calls_ctx: self.ctx.clone(),
             overload: self.overload.clone(),
             tcp: self.tcp.clone(),
             packets: self.packets.clone(),

@@ -1,113 +1,240 @@
-//! The effective configuration as text (`agentgw config check`), every default filled in and
-//! secrets masked.
+//! The configuration as its keys, derived from the structs themselves: the effective
+//! configuration (`agentgw config check`, secrets masked), and what a reload changed, each key
+//! applied to new calls or needing a restart.
 
 use super::Config;
+use std::collections::BTreeMap;
+
+/// Keys (or whole sections, ending in `.`) a reload applies to the calls that start from then
+/// on; every other key needs a restart.
+const APPLIED_ON_RELOAD: &[&str] = &[
+    "sip.max_call_secs",
+    "sip.answer_after_ms",
+    "sip.max_packets_per_second_per_source",
+    "sip.max_tcp_connections",
+    "sip.max_tcp_connections_per_source",
+    "media.strict_rtp",
+    "prompts.",
+    "login.",
+    "dtmf.",
+    "tenant[",
+];
+
+/// Keys under an applied section that still need a restart: where the station comes from
+/// is fixed by the SIP listeners, and the hourly expiry of old sessions starts with them.
+const RESTART_ANYWAY: &[&str] = &[
+    "login.station",
+    "login.station_header",
+    "login.session_max_hours",
+];
+
+/// A key a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: String,
+    /// Applied to the calls that start from now on; false: the running value stays until a
+    /// restart.
+    pub applied: bool,
+}
 
 impl Config {
-    /// The effective configuration as TOML-like text, every default filled in, secrets (the
-    /// password of a store URL) masked.
+    /// The effective configuration as TOML, every default filled in, secrets (the password
+    /// of a store URL, webhook secrets) masked.
     pub fn effective(&self) -> String {
-        let mut url = self.store.url.clone();
-        if let (Some(at), Some(scheme_end)) = (url.rfind('@'), url.find("://")) {
-            if let Some(colon) = url[scheme_end + 3..at].find(':') {
-                url.replace_range(scheme_end + 3 + colon + 1..at, "****");
-            }
+        let mut shown = self.clone();
+        shown.store.url = mask_password(&shown.store.url);
+        for w in &mut shown.webhook {
+            w.secret = "****".into();
         }
-        let l = &self.login;
-        let list = |v: Vec<String>| {
-            format!(
-                "[{}]",
-                v.iter()
-                    .map(|s| format!("{s:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let mut out = format!(
-            "[sip]\nlisten = {}\nmax_calls = {}\nmax_calls_per_second = {}\nrefuse_when_overloaded = {}\nmax_call_secs = {}\nanswer_after_ms = {}\nmax_tcp_connections = {}\nmax_tcp_connections_per_source = {}\nmax_packets_per_second_per_source = {}\nudp_receive_buffer_kib = {}\nthreads = {}\n\n\
-             [media]\nrtp_ports = \"{}-{}\"\npublic_address = {}\nstrict_rtp = {}\nthreads = {}\nrealtime_priority = {}\n\n\
-             [store]\nurl = {url:?}\nhash_memory_kib = {}\nhash_iterations = {}\npepper_file = {}\n\n[admin]\nlisten = \"{}\"\n\n\
-             [prompts]\ndir = {}\nlanguage = {:?}\n\n\
-             [login]\nmax_attempts = {}\ndigit_timeout_secs = {}\nfirst_digit_timeout_secs = {}\nmax_digits = {}\n\
-             already_logged_on = {:?}\nsame_station = {:?}\nlockout_after = {}\nlockout_window_mins = {}\n\
-             lockout_mins = {}\nstation_attempts_per_min = {}\nsource_attempts_per_min = {}\n\
-             allowed_networks = {}\nstation = {:?}\nstation_header = {:?}\nlogout_uri_user = {:?}\n\
-             after_login = {:?}\ninitial_status = {:?}\nsession_max_hours = {}\nnew_agents_must_change = {}\n\n\
-             [dtmf]\nmethods = {}\n\n[gateway]\ndrain_secs = {}\n\n[log]\nfilter = {:?}\nformat = {:?}\n",
-            list(self.sip.listen.iter().map(|l| l.to_string()).collect()),
-            self.sip.max_calls,
-            self.sip.max_calls_per_second,
-            self.sip.refuse_when_overloaded,
-            self.sip.max_call_secs,
-            self.sip.answer_after_ms,
-            self.sip.max_tcp_connections,
-            self.sip.max_tcp_connections_per_source,
-            self.sip.max_packets_per_second_per_source,
-            self.sip.udp_receive_buffer_kib,
-            match self.sip.threads {
-                0 => format!("0 (half the cores: {})", self.sip.runtime_threads()),
-                n => n.to_string(),
-            },
-            self.media.rtp_ports.low,
-            self.media.rtp_ports.high,
-            self.media.public_address.map_or("(the address the INVITE came in on)".to_string(), |a| format!("{:?}", a.to_string())),
-            self.media.strict_rtp,
-            match self.media.threads {
-                0 => "0 (one per core)".to_string(),
-                n => n.to_string(),
-            },
-            self.media.realtime_priority,
-            self.store.hash_memory_kib,
-            self.store.hash_iterations,
-            self.store.pepper_file.as_ref().map_or("(agentgw.pepper next to the database, generated)".to_string(), |d| format!("{:?}", d.display().to_string())),
-            self.admin.listen,
-            self.prompts.dir.as_ref().map_or("(built-in)".to_string(), |d| format!("{:?}", d.display().to_string())),
-            self.prompts.language,
-            l.max_attempts,
-            l.digit_timeout_secs,
-            l.first_digit_timeout_secs,
-            l.max_digits,
-            format!("{:?}", l.already_logged_on).to_lowercase(),
-            format!("{:?}", l.same_station).to_lowercase(),
-            l.lockout_after,
-            l.lockout_window_mins,
-            l.lockout_mins,
-            l.station_attempts_per_min,
-            l.source_attempts_per_min,
-            list(l.allowed_networks.iter().map(|n| n.to_string()).collect()),
-            format!("{:?}", l.station).to_lowercase(),
-            l.station_header,
-            l.logout_uri_user,
-            format!("{:?}", l.after_login).to_lowercase(),
-            l.initial_status.as_str(),
-            l.session_max_hours,
-            l.new_agents_must_change,
-            list(self.dtmf.methods.iter().map(|m| m.to_string()).collect()),
-            self.gateway.drain_secs,
-            self.log.filter,
-            format!("{:?}", self.log.format).to_lowercase(),
-        );
-        for t in &self.tenant {
-            out.push_str(&format!(
-                "\n[[tenant]]\nname = {:?}\nnumbers = {}\nlogout_numbers = {}\nlanguage = {:?}\n",
-                t.name,
-                list(t.numbers.clone()),
-                list(t.logout_numbers.clone()),
-                t.language
-                    .clone()
-                    .unwrap_or_else(|| self.prompts.language.clone()),
-            ));
-        }
-        for w in &self.webhook {
-            out.push_str(&format!(
-                "\n[[webhook]]\nurl = {:?}\nsecret = \"****\"\nevents = {}\nqueue = {}\nmax_tries = {}\ntimeout_ms = {}\n",
-                w.url,
-                list(w.events.clone()),
-                w.queue,
-                w.max_tries,
-                w.timeout_ms
-            ));
+        toml::to_string(&shown)
+            .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+
+    /// Every key with its value, as `section.key` (`tenant[0].name` in arrays of tables).
+    pub fn keys(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Ok(toml::Value::Table(t)) = toml::Value::try_from(self) {
+            flatten("", &toml::Value::Table(t), &mut out);
         }
         out
+    }
+
+    /// The keys that differ from `old`, each applied or needing a restart.
+    pub fn changes_from(&self, old: &Config) -> Vec<Change> {
+        let (old, new) = (old.keys(), self.keys());
+        let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter(|k| old.get(*k) != new.get(*k))
+            .map(|k| Change {
+                key: k.clone(),
+                applied: applied_on_reload(k),
+            })
+            .collect()
+    }
+}
+
+fn applied_on_reload(key: &str) -> bool {
+    let listed = |list: &[&str]| {
+        list.iter()
+            .any(|p| key == *p || (p.ends_with(['.', '[']) && key.starts_with(p)))
+    };
+    listed(APPLIED_ON_RELOAD) && !listed(RESTART_ANYWAY)
+}
+
+fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = match prefix {
+                    "" => k.clone(),
+                    p => format!("{p}.{k}"),
+                };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::Array(items) if items.iter().all(|i| i.is_table()) && !items.is_empty() => {
+            for (i, item) in items.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), item, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// `scheme://user:****@host/…` for a URL with a password.
+fn mask_password(url: &str) -> String {
+    let mut url = url.to_string();
+    if let (Some(at), Some(scheme_end)) = (url.rfind('@'), url.find("://")) {
+        if let Some(colon) = url[scheme_end + 3..at].find(':') {
+            url.replace_range(scheme_end + 3 + colon + 1..at, "****");
+        }
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration with every optional key set, so that every key shows.
+    fn every_key() -> Config {
+        let text = r#"
+            [media]
+            public_address = "192.0.2.20"
+            [store]
+            pepper_file = "/etc/agentgw/pepper"
+            [admin]
+            token_file = "/etc/agentgw/admin-token"
+            [prompts]
+            dir = "/etc/agentgw/prompts"
+            [[tenant]]
+            name = "acme"
+            numbers = ["login-acme"]
+            logout_numbers = ["logout-acme"]
+            language = "es"
+            already_logged_on = "replace"
+            same_station = "reject"
+            [[webhook]]
+            url = "http://127.0.0.1:8000/agentgw"
+            secret = "at-least-16-characters"
+        "#;
+        Config::parse(text, "every-key.toml").unwrap()
+    }
+
+    /// A key as the documents name it: `tenant[0].name` is `tenant.name`.
+    fn documented(key: &str) -> String {
+        key.replace("[0]", "")
+    }
+
+    #[test]
+    fn the_commented_example_has_every_key() {
+        let example = include_str!("../../systemd/agentgw.toml");
+        let mut section = String::new();
+        let mut present = std::collections::BTreeSet::new();
+        for line in example.lines() {
+            let line = line.trim_start_matches('#').trim();
+            if let Some(s) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+                section = s.to_string();
+            } else if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s.to_string();
+            } else if let Some((k, _)) = line.split_once(" = ") {
+                present.insert(format!("{section}.{}", k.trim()));
+            }
+        }
+        let missing: Vec<String> = every_key()
+            .keys()
+            .keys()
+            .map(|k| documented(k))
+            .filter(|k| !present.contains(k))
+            .collect();
+        assert!(missing.is_empty(), "systemd/agentgw.toml lacks {missing:?}");
+    }
+
+    #[test]
+    fn the_configuration_reference_has_every_key() {
+        let reference = include_str!("../../docs/configuration.md");
+        let missing: Vec<String> = every_key()
+            .keys()
+            .keys()
+            .map(|k| documented(k))
+            .filter(|k| {
+                let (section, key) = k.split_once('.').unwrap_or(("", k));
+                !reference.contains(&format!("`{k}`"))
+                    && !(reference.contains(&format!("[[{section}]]"))
+                        && reference.contains(&format!("`{key}`")))
+                    && !reference.contains(&format!("/ `{key}`"))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md lacks {missing:?}"
+        );
+    }
+
+    #[test]
+    fn a_reload_names_every_changed_key_as_applied_or_needing_a_restart() {
+        let old = Config::default();
+        let mut new = Config::default();
+        new.login.max_attempts = 5;
+        new.login.station_header = "X-Desk".into();
+        new.gateway.drain_secs = 10;
+        new.sip.udp_receive_buffer_kib = 0;
+        new.log.filter = "debug".into();
+        new.store.url = "sqlite://other.db".into();
+        new.webhook = every_key().webhook;
+        new.tenant = every_key().tenant;
+        let changes = new.changes_from(&old);
+        let applied = |k: &str| changes.iter().find(|c| c.key == k).map(|c| c.applied);
+        assert_eq!(applied("login.max_attempts"), Some(true));
+        assert_eq!(applied("tenant[0].name"), Some(true));
+        for k in [
+            "login.station_header",
+            "gateway.drain_secs",
+            "sip.udp_receive_buffer_kib",
+            "log.filter",
+            "store.url",
+            "webhook[0].url",
+        ] {
+            assert_eq!(applied(k), Some(false), "{k}");
+        }
+        assert_eq!(applied("login.digit_timeout_secs"), None, "unchanged");
+    }
+
+    #[test]
+    fn the_effective_configuration_masks_secrets_and_reads_back() {
+        let mut c = every_key();
+        c.store.url = "postgres://agentgw:hunter2@db/agentgw".into();
+        let text = c.effective();
+        assert!(
+            !text.contains("hunter2") && !text.contains("at-least-16"),
+            "{text}"
+        );
+        assert!(text.contains("already_logged_on = \"reject\""), "{text}");
+        let back: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(back["login"]["max_attempts"].as_integer(), Some(3));
     }
 }

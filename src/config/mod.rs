@@ -5,6 +5,7 @@ mod convert;
 mod effective;
 mod sections;
 
+pub use effective::Change;
 pub use sections::*;
 
 use crate::admin::webhooks::WebhookConfig;
@@ -29,7 +30,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration, as read from the file with defaults filled in.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub sip: SipConfig,

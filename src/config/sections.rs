@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A RUST_LOG-style filter (the default quiets the SIP stack and sqlx); `RUST_LOG`
@@ -32,14 +32,14 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     /// On SIGTERM, how long logins in progress may take to finish before the rest hear
@@ -54,7 +54,7 @@ impl Default for GatewayConfig {
 }
 
 /// One tenant: its own agents, stations, sessions and prompt language.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub name: String,
@@ -72,7 +72,7 @@ pub struct TenantConfig {
     pub same_station: Option<SameStationPolicy>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
     /// Where SIP is accepted: `udp:ADDR:PORT` or `tcp:ADDR:PORT`, IPv6 as `udp:[::]:5060`.
@@ -153,7 +153,7 @@ impl Default for SipConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
     /// RTP ports handed out to calls, `LOW-HIGH`, even ports only are used.
@@ -188,7 +188,7 @@ impl Default for MediaConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite://PATH` (created when missing).
@@ -213,7 +213,7 @@ impl Default for StoreConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Where the admin HTTP API listens.
@@ -232,7 +232,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PromptsConfig {
     /// A directory of WAVs named after prompt ids (`agent-user.wav` …) that replace built-ins,
@@ -251,7 +251,7 @@ impl Default for PromptsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoginConfig {
     /// Wrong agent number / passcode pairs allowed per call before goodbye.
@@ -340,7 +340,7 @@ impl LoginConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DtmfConfig {
     /// How keys are accepted: "rfc4733", "info", "inband". In-band detection stops on a call

@@ -52,7 +52,7 @@ impl EndedBy {
 }
 
 /// What a logged-on agent is doing (8x8 VCC): a new session starts on break.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     OnBreak,

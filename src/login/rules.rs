@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// What a login of an agent who already has a session does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlreadyLoggedOnPolicy {
     /// "That agent is already logged on." and back to the agent number (8x8 Contact Now).
@@ -24,7 +24,7 @@ pub enum AlreadyLoggedOnPolicy {
 }
 
 /// What a login at a station another agent is logged on at does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SameStationPolicy {
     /// "That station is in use by another agent." (Genesys: the first wins).
@@ -272,7 +272,7 @@ impl Failures {
 }
 
 /// What happens to the line after a login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AfterLogin {
     Hangup,
@@ -280,7 +280,7 @@ pub enum AfterLogin {
 }
 
 /// Where the caller's station identity comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StationFrom {
     From,
@@ -312,6 +312,12 @@ impl LoginPolicy {
             same_station: route.same_station,
             ..self.clone()
         }
+    }
+}
+
+impl serde::Serialize for Network {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

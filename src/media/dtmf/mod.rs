@@ -132,6 +132,12 @@ impl<'de> serde::Deserialize<'de> for DtmfMethod {
     }
 }
 
+impl serde::Serialize for DtmfMethod {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 #[path = "dtmf_tests.rs"]
 mod tests;
