@@ -11,11 +11,11 @@ mkdir -p "$out"
 command -v espeak-ng >/dev/null && command -v sox >/dev/null || {
   echo "talkoff.sh needs espeak-ng and sox: apt-get install -y espeak-ng sox" >&2; exit 2; }
 
-# Texts: this project's own prose (README, design notes in the sources) and number strings,
+# Texts: this project's own prose (README and docs/, design notes in the sources) and number strings,
 # which are the hardest for a DTMF detector (digits spoken as words).
 texts=$(mktemp)
 {
-  sed -e 's/[`|#*_<>\[\]()]/ /g' README.md
+  sed -e 's/[`|#*_<>\[\]()]/ /g' README.md docs/*.md
   grep -h '^//[!/]' src/*.rs src/*/*.rs src/*/*/*.rs | sed 's#^//[!/]##'
   for i in $(seq 1 60); do echo "Agent $((RANDOM)) at extension $((RANDOM % 9000 + 1000)), call back on $((RANDOM))$((RANDOM)). "; done
 } | tr -s ' \n' ' ' | fold -s -w 900 > "$texts"

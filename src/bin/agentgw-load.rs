@@ -1,5 +1,5 @@
 //! agentgw-load: simulated phones logging agents on, for load tests and benchmarks. See
-//! `agentgw-load --help` and the README's "Load testing" section.
+//! `agentgw-load --help` and docs/operations.md, "Load testing".
 
 use agentgw::load::{self, LoadOptions, Outcome};
 use agentgw::media::prompts::Codec;

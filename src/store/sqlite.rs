@@ -95,7 +95,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// connections that re-reading was a sixth of the SQLite threads' time in a profile, besides
 /// the pool's ping on every return. On one connection, in a storm of 300 type-ahead
 /// logins a second, the SQLite threads took 1.44 s for 9,000 logins against 2.47 s on four
-/// (BENCHMARKS, ninth session). One connection serialises the login path's statements (~0.1 ms
+/// (BENCHMARKS.md). One connection serialises the login path's statements (~0.1 ms
 /// each): 300 logins a second keep it 5% busy, and a write lock held elsewhere (a CLI import)
 /// holds up every claim whatever the number of connections.
 const LANE_CONNECTIONS: usize = 1;
