@@ -106,11 +106,7 @@ async fn agents_are_created_changed_and_removed_and_bad_input_names_the_field() 
     let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
     p.call().await;
     p.press("2001#8642#").await;
-    assert!(
-        p.wait_for_prompt(PromptId::AgentLoginOk, 10).await,
-        "{:?}",
-        p.heard()
-    );
+    p.expect_prompt(PromptId::AgentLoginOk).await;
 
     // Bad input: each refused with the field named, nothing written.
     let cases: [(&str, u16, &str); 7] = [
@@ -206,11 +202,7 @@ async fn agents_are_created_changed_and_removed_and_bad_input_names_the_field() 
     let mut p3 = Phone::new(gw.udp, PhoneOptions::default()).await;
     p3.call().await;
     p3.press("1003#97531#").await;
-    assert!(
-        p3.wait_for_prompt(PromptId::AgentLoginOk, 10).await,
-        "{:?}",
-        p3.heard()
-    );
+    p3.expect_prompt(PromptId::AgentLoginOk).await;
 
     // Status of a session.
     let (status, body) = http(
@@ -265,7 +257,7 @@ async fn agents_are_created_changed_and_removed_and_bad_input_names_the_field() 
     )
     .await;
     assert_eq!(status, 404, "{body}");
-    assert!(body.contains("no tenant \"nosuch\""), "{body}");
+    assert!(body.contains("no tenant") && body.contains("nosuch"), "{body}");
     let (status, _) = http(admin, "GET", "/api/agents?tenant=nosuch", t, None).await;
     assert_eq!(status, 404);
 }
@@ -559,11 +551,7 @@ async fn webhooks_are_signed_retried_and_a_dead_endpoint_never_slows_a_login() {
         let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
         p.call().await;
         p.press(&format!("{agent}#{pass}#")).await;
-        assert!(
-            p.wait_for_prompt(PromptId::AgentLoginOk, 10).await,
-            "{:?}",
-            p.heard()
-        );
+        p.expect_prompt(PromptId::AgentLoginOk).await;
     }
     gw.store.logout("1002", "test").await.unwrap();
     // The first POST failed (500) and was retried: 4 events arrive, in order, each once.

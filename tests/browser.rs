@@ -254,11 +254,7 @@ async fn an_administrator_sees_a_login_live_and_forces_the_agent_out() {
     let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
     p.call().await;
     p.press("1001#1234#").await;
-    assert!(
-        p.wait_for_prompt(PromptId::AgentLoginOk, 10).await,
-        "{:?}",
-        p.heard()
-    );
+    p.expect_prompt(PromptId::AgentLoginOk).await;
     assert!(
         b.until(
             "return !!document.querySelector('#status tbody tr[data-agent=\"1001\"]')",

@@ -518,10 +518,8 @@ fn a_restart_closes_the_sessions_of_stay_lines_that_died_with_the_old_process() 
         let mut a = support::Phone::new(addr, support::PhoneOptions::default()).await;
         a.call().await;
         a.press("1002#2345#").await;
-        assert!(
-            a.wait_for_prompt(agentgw::media::prompts::PromptId::AgentLoginOk, 10)
-                .await
-        );
+        a.expect_prompt(agentgw::media::prompts::PromptId::AgentLoginOk)
+            .await;
     });
     let (_, list, _) = d.cli(&["session", "list"], None);
     assert!(list.contains("1002 "), "{list}");
@@ -593,10 +591,8 @@ fn sighup_applies_a_changed_prompt_and_rule_to_new_calls_and_refuses_a_broken_co
             "new prompt"
         );
         b.press("1002#2345#").await;
-        assert!(
-            b.wait_for_prompt(agentgw::media::prompts::PromptId::AgentLoginOk, 10)
-                .await
-        );
+        b.expect_prompt(agentgw::media::prompts::PromptId::AgentLoginOk)
+            .await;
         assert_eq!(
             b.wait_for_bye(2).await,
             None,
@@ -713,10 +709,8 @@ fn the_admin_api_needs_the_token_lists_sessions_and_forces_a_logout() {
         let mut p = support::Phone::new(addr, support::PhoneOptions::default()).await;
         p.call().await;
         p.press("1001#1234#").await;
-        assert!(
-            p.wait_for_prompt(agentgw::media::prompts::PromptId::AgentLoginOk, 10)
-                .await
-        );
+        p.expect_prompt(agentgw::media::prompts::PromptId::AgentLoginOk)
+            .await;
         let (status, body) = d.http("GET", "/api/sessions", Some(&token));
         assert_eq!(status, 200);
         let list: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -816,10 +810,8 @@ fn the_cli_imports_agents_follows_the_audit_and_its_force_logout_drops_a_stay_li
         let mut p = support::Phone::new(addr, support::PhoneOptions::default()).await;
         p.call().await;
         p.press("4001#4444#").await;
-        assert!(
-            p.wait_for_prompt(agentgw::media::prompts::PromptId::AgentLoginOk, 10)
-                .await
-        );
+        p.expect_prompt(agentgw::media::prompts::PromptId::AgentLoginOk)
+            .await;
         // Another process (the CLI) forces the agent out: the daemon's stay line hears it.
         let (ok, out, err) = d.cli(&["session", "logout", "4001"], None);
         assert!(ok && out.contains("logged out"), "{err}");

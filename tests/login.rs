@@ -14,17 +14,9 @@ async fn agent_logs_in_hearing_each_prompt_and_the_session_is_recorded() {
     let gw = start_gateway().await;
     let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
     assert_eq!(phone.call().await, 200);
-    assert!(
-        phone.wait_for_prompt(PromptId::AgentUser, 10).await,
-        "heard {:?}",
-        phone.heard()
-    );
+    phone.expect_prompt(PromptId::AgentUser).await;
     phone.press("1001#").await;
-    assert!(
-        phone.wait_for_prompt(PromptId::AgentPass, 10).await,
-        "heard {:?}",
-        phone.heard()
-    );
+    phone.expect_prompt(PromptId::AgentPass).await;
     phone.press("1234#").await;
     assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
     assert_eq!(
@@ -140,13 +132,7 @@ async fn agent_already_logged_on_hears_that_prompt_and_keeps_no_second_session()
     second.call().await;
     second.press("1002#2345#").await;
     // "That agent is already logged on. Please enter your agent number…" (8x8 Contact Now).
-    assert!(
-        second
-            .wait_for_prompt(PromptId::AgentAlreadyOnRetry, 10)
-            .await,
-        "{:?}",
-        second.heard()
-    );
+    second.expect_prompt(PromptId::AgentAlreadyOnRetry).await;
     second.hangup().await;
     let sessions = gw.store.list_sessions().await.unwrap();
     assert_eq!(sessions.len(), 1);
@@ -185,11 +171,7 @@ async fn pcma_caller_hears_pcma_prompts() {
     let mut phone = Phone::new(gw.udp, opts).await;
     phone.call().await;
     assert!(phone.answer_sdp.as_ref().unwrap().contains("RTP/AVP 8 96"));
-    assert!(
-        phone.wait_for_prompt(PromptId::AgentUser, 10).await,
-        "{:?}",
-        phone.heard()
-    );
+    phone.expect_prompt(PromptId::AgentUser).await;
     phone.press("1001#1234#").await;
     assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
 }

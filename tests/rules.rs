@@ -396,11 +396,7 @@ async fn staying(gw: &TestGateway, keys: &str) -> Phone {
     let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
     p.call().await;
     p.press(keys).await;
-    assert!(
-        p.wait_for_prompt(PromptId::AgentLoginOk, 10).await,
-        "{:?}",
-        p.heard()
-    );
+    p.expect_prompt(PromptId::AgentLoginOk).await;
     p
 }
 
@@ -414,11 +410,7 @@ async fn a_stay_line_keeps_the_call_up_with_the_status_menu() {
         "on_break"
     );
     p.press("1").await;
-    assert!(
-        p.wait_for_prompt(PromptId::StatusAvailable, 10).await,
-        "{:?}",
-        p.heard()
-    );
+    p.expect_prompt(PromptId::StatusAvailable).await;
     assert_eq!(
         gw.store.list_sessions().await.unwrap()[0].status,
         "available"
@@ -678,7 +670,7 @@ async fn comfort_noise_while_collecting_keys_when_the_phone_offered_it() {
     cn_phone.call().await;
     plain.call().await;
     for p in [&cn_phone, &plain] {
-        assert!(p.wait_for_prompt(PromptId::AgentUser, 10).await);
+        p.expect_prompt(PromptId::AgentUser).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let from = [&cn_phone, &plain].map(|p| p.received.lock().unwrap().len());
@@ -719,11 +711,7 @@ async fn comfort_noise_while_collecting_keys_when_the_phone_offered_it() {
     let first_audio = rx.iter().find(|r| r.payload_type == 0).expect("audio");
     assert!(first_audio.marker, "a new talkspurt after comfort noise");
     cn_phone.press("1234#").await;
-    assert!(
-        cn_phone.wait_for_prompt(PromptId::AgentLoginOk, 10).await,
-        "{:?}",
-        cn_phone.heard()
-    );
+    cn_phone.expect_prompt(PromptId::AgentLoginOk).await;
     cn_phone.hangup().await;
     plain.hangup().await;
 }
@@ -743,7 +731,7 @@ async fn an_idle_stay_line_sends_comfort_noise_when_the_phone_offered_it() {
         .unwrap()
         .contains("a=rtpmap:13 CN/8000"));
     p.press("1001#1234#").await;
-    assert!(p.wait_for_prompt(PromptId::AgentLoginOk, 10).await);
+    p.expect_prompt(PromptId::AgentLoginOk).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let from = p.received.lock().unwrap().len();
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -756,10 +744,6 @@ async fn an_idle_stay_line_sends_comfort_noise_when_the_phone_offered_it() {
     );
     // A key brings audio back (the status prompt).
     p.press("1").await;
-    assert!(
-        p.wait_for_prompt(PromptId::StatusAvailable, 10).await,
-        "{:?}",
-        p.heard()
-    );
+    p.expect_prompt(PromptId::StatusAvailable).await;
     p.hangup().await;
 }

@@ -855,6 +855,14 @@ impl Phone {
         false
     }
 
+    /// Waits up to 10 s for `prompt` to be heard whole; fails the test with what was heard
+    /// instead.
+    pub async fn expect_prompt(&self, prompt: PromptId) {
+        if !self.wait_for_prompt(prompt, 10).await {
+            panic!("{prompt:?} not heard in 10 s; heard {:?}", self.heard());
+        }
+    }
+
     /// Waits until `prompt` starts.
     pub async fn wait_for_prompt_start(&self, prompt: PromptId, secs: u64) -> bool {
         let deadline = Instant::now() + Duration::from_secs(secs);
