@@ -349,7 +349,34 @@ async fn open_store_to_read(config: &Config) -> Result<Store> {
         iterations: config.store.hash_iterations,
         pepper: None,
     };
-    Ok(Store::open_with(&config.store.url, &node_id(), &settings).await?)
+    let store = Store::open_with(&config.store.url, &node_id(), &settings).await?;
+    let path = pepper_path(config);
+    if !path.exists() {
+        let (peppered, _) = store.peppered_hashes().await?;
+        if peppered > 0 {
+            return Err(lost_pepper(&path, peppered));
+        }
+    }
+    Ok(store)
+}
+
+/// Where the pepper is: `[store] pepper_file`, else `agentgw.pepper` next to the database.
+fn pepper_path(config: &Config) -> PathBuf {
+    config
+        .store
+        .pepper_file
+        .clone()
+        .unwrap_or_else(|| db_dir(config).join("agentgw.pepper"))
+}
+
+/// The error of a pepper file gone while passcodes hashed with it are in the store.
+fn lost_pepper(path: &Path, peppered: usize) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: the pepper file is missing, but {peppered} agents' passcodes were hashed with \
+         one: restore the file (or set [store] pepper_file to where it is); without it \
+         those agents cannot log in",
+        path.display()
+    )
 }
 
 /// The file of a SQLite store URL.
@@ -367,11 +394,7 @@ fn sqlite_path(config: &Config) -> Option<PathBuf> {
 /// pepper_file`, else from `agentgw.pepper` next to the database, generated there (mode 0600)
 /// on first use, unless passcodes already hashed with a pepper show it was lost.
 async fn open_store(config: &Config) -> Result<Store> {
-    let path = config
-        .store
-        .pepper_file
-        .clone()
-        .unwrap_or_else(|| db_dir(config).join("agentgw.pepper"));
+    let path = pepper_path(config);
     let existing = match std::fs::read(&path) {
         Ok(p) => {
             let p: Vec<u8> = p.trim_ascii().to_vec();
@@ -403,12 +426,7 @@ async fn open_store(config: &Config) -> Result<Store> {
     let (peppered, other) = store.peppered_hashes().await?;
     if created {
         if peppered > 0 {
-            bail!(
-                "{}: the pepper file is missing, but {peppered} agents' passcodes were hashed with \
-                 one: restore the file (or set [store] pepper_file to where it is); without it \
-                 those agents cannot log in",
-                path.display()
-            );
+            return Err(lost_pepper(&path, peppered));
         }
         write_secret(&path, &pepper)
             .with_context(|| format!("cannot write the pepper to {}", path.display()))?;

@@ -257,7 +257,10 @@ async fn agents_are_created_changed_and_removed_and_bad_input_names_the_field() 
     )
     .await;
     assert_eq!(status, 404, "{body}");
-    assert!(body.contains("no tenant") && body.contains("nosuch"), "{body}");
+    assert!(
+        body.contains("no tenant") && body.contains("nosuch"),
+        "{body}"
+    );
     let (status, _) = http(admin, "GET", "/api/agents?tenant=nosuch", t, None).await;
     assert_eq!(status, 404);
 }

@@ -4,6 +4,7 @@
 //! what is dropped is logged and counted (`agentgw_webhook_dropped_total`).
 
 use crate::events::Events;
+use crate::login::AuditEvent;
 use crate::metrics::Metrics;
 use crate::store::AuditRecord;
 use hmac::{Hmac, Mac};
@@ -16,22 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-/// Event names a webhook (or the event stream) can ask for.
-pub const EVENT_NAMES: [&str; 12] = [
-    "login",
-    "logout",
-    "login_failed",
-    "login_refused",
-    "login_held",
-    "lockout",
-    "unlock",
-    "status",
-    "agent_added",
-    "agent_updated",
-    "agent_removed",
-    "passcode_changed",
-];
-
 /// One `[[webhook]]`.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +25,7 @@ pub struct WebhookConfig {
     pub url: HttpUrl,
     /// The HMAC-SHA256 key of the `X-Agentgw-Signature` header (at least 16 characters).
     pub secret: String,
-    /// Which events (see `EVENT_NAMES`); empty: every event.
+    /// Which events (`AuditEvent` names); empty: every event.
     #[serde(default)]
     pub events: Vec<String>,
     /// Events waiting for this endpoint at most; beyond it new events are dropped, logged and
@@ -72,15 +57,9 @@ impl WebhookConfig {
         if self.secret.len() < 16 {
             return Some(("secret", "must be at least 16 characters".into()));
         }
-        if let Some(e) = self
-            .events
-            .iter()
-            .find(|e| !EVENT_NAMES.contains(&e.as_str()))
-        {
-            let reason = format!(
-                "{e:?} is not an event; the events are {}",
-                EVENT_NAMES.join(", ")
-            );
+        if let Some(e) = self.events.iter().find(|e| AuditEvent::parse(e).is_none()) {
+            let names: Vec<&str> = AuditEvent::ALL.iter().map(|e| e.as_str()).collect();
+            let reason = format!("{e:?} is not an event; the events are {}", names.join(", "));
             return Some(("events", reason));
         }
         if !(1..=100_000).contains(&self.queue) {

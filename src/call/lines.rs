@@ -2,7 +2,7 @@
 //! ended elsewhere or that the gateway shuts down.
 
 use super::CallContext;
-use crate::login::EndedBy;
+use crate::login::{AuditEvent, EndedBy};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tracing::warn;
@@ -69,7 +69,7 @@ pub async fn drop_ended_lines(
     loop {
         match events.recv().await {
             Ok(e) => {
-                if e.event != "logout" {
+                if e.event != AuditEvent::Logout.as_str() {
                     continue;
                 }
                 let Some(call_id) = e.call_id.as_deref() else {

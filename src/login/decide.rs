@@ -4,7 +4,7 @@
 //! store backends run it; they only read, hash and write.
 
 use crate::login::rules::{self, Failures, Lockout, Network};
-use crate::login::{CheckOutcome, Mode, Passcode};
+use crate::login::{AuditEvent, CheckOutcome, Mode, Passcode};
 use std::net::IpAddr;
 
 /// Reason audited for an attempt over the per-station or per-source limit.
@@ -53,18 +53,18 @@ pub struct Rules<'a> {
 /// One audit entry the decision asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
-    pub event: &'static str,
+    pub event: AuditEvent,
     pub reason: &'static str,
 }
 
 impl Entry {
-    const fn new(event: &'static str, reason: &'static str) -> Entry {
+    pub const fn new(event: AuditEvent, reason: &'static str) -> Entry {
         Entry { event, reason }
     }
 
     /// Whether it is a failed or refused login, logged for fail2ban too.
     pub fn is_security(&self) -> bool {
-        matches!(self.event, "login_failed" | "login_refused")
+        self.event.is_security()
     }
 }
 
@@ -97,7 +97,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn stop(answer: CheckOutcome, event: &'static str, reason: &'static str) -> Verdict {
+    fn stop(answer: CheckOutcome, event: AuditEvent, reason: &'static str) -> Verdict {
         Verdict::Stop {
             answer,
             audit: Entry::new(event, reason),
@@ -121,7 +121,7 @@ impl Verdict {
 }
 
 /// The audit entry of a lockout.
-pub const LOCKOUT: Entry = Entry::new("lockout", "too many wrong passcodes");
+pub const LOCKOUT: Entry = Entry::new(AuditEvent::Lockout, "too many wrong passcodes");
 
 /// Decides a login or logout attempt. `record` is the agent as read (None: no such agent),
 /// `right` whether the passcode matched its hash; over the limit, neither is looked at.
@@ -134,24 +134,32 @@ pub fn decide(
 ) -> Verdict {
     use CheckOutcome::{Incorrect, Locked, MustChangePasscode, OverLimit, StationNotAllowed};
     if a.over_limit {
-        return Verdict::stop(OverLimit, "login_refused", REASON_OVER_LIMIT);
+        return Verdict::stop(OverLimit, AuditEvent::LoginRefused, REASON_OVER_LIMIT);
     }
     if !rules::source_allowed(rules.networks, a.source_ip) {
-        return Verdict::stop(Incorrect, "login_refused", "source network not allowed");
+        return Verdict::stop(
+            Incorrect,
+            AuditEvent::LoginRefused,
+            "source network not allowed",
+        );
     }
     let Some(r) = record else {
-        return Verdict::stop(Incorrect, "login_failed", "unknown agent");
+        return Verdict::stop(Incorrect, AuditEvent::LoginFailed, "unknown agent");
     };
     if r.failures.locked(now_ms) {
         return match right {
-            true => Verdict::stop(Locked, "login_refused", "agent locked"),
-            false => Verdict::stop(Incorrect, "login_failed", "wrong passcode (agent locked)"),
+            true => Verdict::stop(Locked, AuditEvent::LoginRefused, "agent locked"),
+            false => Verdict::stop(
+                Incorrect,
+                AuditEvent::LoginFailed,
+                "wrong passcode (agent locked)",
+            ),
         };
     }
     if !right {
         return Verdict::Stop {
             answer: Incorrect,
-            audit: Entry::new("login_failed", "wrong passcode"),
+            audit: Entry::new(AuditEvent::LoginFailed, "wrong passcode"),
             writes: Writes {
                 failures: Some(r.failures.after_failure(rules.lockout, now_ms)),
                 set_passcode: false,
@@ -159,11 +167,11 @@ pub fn decide(
         };
     }
     if !r.enabled {
-        return Verdict::stop(Incorrect, "login_failed", "agent disabled");
+        return Verdict::stop(Incorrect, AuditEvent::LoginFailed, "agent disabled");
     }
     if !rules::source_allowed(&r.networks, a.source_ip) {
         let reason = "source network not allowed for this agent";
-        return Verdict::stop(Incorrect, "login_refused", reason);
+        return Verdict::stop(Incorrect, AuditEvent::LoginRefused, reason);
     }
     let mut writes = Writes {
         failures: (r.failures.count > 0).then_some((Failures::default(), false)),
@@ -181,7 +189,7 @@ pub fn decide(
     };
     if r.must_change {
         let Some(new) = a.new_passcode else {
-            let audit = Entry::new("login_held", "the passcode must be changed");
+            let audit = Entry::new(AuditEvent::LoginHeld, "the passcode must be changed");
             return Verdict::Stop {
                 answer: MustChangePasscode,
                 audit,
@@ -194,7 +202,10 @@ pub fn decide(
         writes.set_passcode = true;
     }
     if !rules::station_allowed(&r.stations, &station) {
-        let audit = Entry::new("login_refused", "station not allowed for this agent");
+        let audit = Entry::new(
+            AuditEvent::LoginRefused,
+            "station not allowed for this agent",
+        );
         return Verdict::Stop {
             answer: StationNotAllowed,
             audit,

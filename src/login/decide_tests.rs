@@ -46,7 +46,7 @@ fn rules(networks: &[Network]) -> Rules<'_> {
 /// The answer and audit entry of a verdict that stops the caller.
 fn stopped(v: &Verdict) -> (CheckOutcome, &'static str, &'static str) {
     match v {
-        Verdict::Stop { answer, audit, .. } => (*answer, audit.event, audit.reason),
+        Verdict::Stop { answer, audit, .. } => (*answer, audit.event.as_str(), audit.reason),
         other => panic!("not a stop: {other:?}"),
     }
 }

@@ -1,11 +1,13 @@
 //! The login dialogue and its decisions, as pure code.
 
+pub mod audit;
 pub mod decide;
 pub mod flow;
 pub mod keys;
 pub mod route;
 pub mod rules;
 
+pub use audit::AuditEvent;
 pub use flow::{
     Action, AgentNumber, AgentStatus, CheckOutcome, EndedBy, Flow, FlowConfig, Input, Mode,
     Outcome, Passcode,

@@ -3,8 +3,10 @@
 //! networks an agent may use, when wrong passcodes lock an agent, and how fast one source may
 //! try.
 
+use crate::login::decide::Entry;
 use crate::login::route::CallRoute;
 use crate::login::AgentStatus;
+use crate::login::{AuditEvent, CheckOutcome};
 use serde::Deserialize;
 use std::fmt;
 use std::net::IpAddr;
@@ -53,6 +55,31 @@ pub enum ClaimDecision {
     /// Ask the caller before moving the session here.
     AskToReplace,
     StationInUse,
+}
+
+impl ClaimDecision {
+    /// For a claim that records nothing: what the caller hears and the audit entry.
+    pub fn refusal(&self) -> Option<(CheckOutcome, Entry)> {
+        use AuditEvent::{LoginHeld, LoginRefused};
+        Some(match self {
+            ClaimDecision::Claim { .. } => return None,
+            ClaimDecision::AlreadyLoggedOn => (
+                CheckOutcome::AlreadyLoggedOn,
+                Entry::new(LoginRefused, "already logged on"),
+            ),
+            ClaimDecision::AskToReplace => (
+                CheckOutcome::NeedsConfirm,
+                Entry::new(
+                    LoginHeld,
+                    "already logged on: the caller is asked to confirm",
+                ),
+            ),
+            ClaimDecision::StationInUse => (
+                CheckOutcome::StationInUse,
+                Entry::new(LoginRefused, "station in use by another agent"),
+            ),
+        })
+    }
 }
 
 /// Reason recorded for a force logout by an administrator (API or CLI).

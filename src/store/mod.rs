@@ -16,8 +16,9 @@ pub use agents::{
 };
 
 pub(crate) use crate::login::decide::AgentRecord;
-use crate::login::decide::{decide, Attempt, Rules, Verdict, Writes, LOCKOUT};
+use crate::login::decide::{decide, Attempt, Entry, Rules, Verdict, Writes, LOCKOUT};
 use crate::login::rules::Network;
+use crate::login::AuditEvent;
 use crate::login::{AgentNumber, AgentStatus, Mode, Passcode};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -639,14 +640,10 @@ impl Store {
                 writes,
             } => {
                 if audit.is_security() {
-                    security_log(audit.event, audit.reason, a);
+                    security_log(audit, a);
                 }
                 self.write(a, writes).await?;
-                self.timed(
-                    self.db
-                        .audit(&self.tenant, a, audit.event, Some(audit.reason)),
-                )
-                .await?;
+                self.timed(self.db.audit(&self.tenant, a, audit)).await?;
                 Ok((Err(answer), language))
             }
             Verdict::BadNewPasscode { problem, writes } => {
@@ -664,9 +661,9 @@ impl Store {
     async fn write(&self, a: &LoginAttempt, writes: Writes) -> Result<(), StoreError> {
         if let Some((failures, locked_now)) = writes.failures {
             if locked_now {
-                security_log(LOCKOUT.event, LOCKOUT.reason, a);
+                security_log(LOCKOUT, a);
             }
-            let lockout = locked_now.then_some((LOCKOUT.event, LOCKOUT.reason));
+            let lockout = locked_now.then_some(LOCKOUT);
             self.db
                 .set_failures(&self.tenant, a, failures, lockout)
                 .await?;
@@ -683,11 +680,11 @@ impl Store {
 
 /// One line per refused or failed login, with the source address last, for fail2ban (see the
 /// docs/login-rules.md for the filter).
-pub fn security_log(event: &str, reason: &str, a: &LoginAttempt) {
-    let what = match event {
-        "login_failed" => "login failed",
-        "lockout" => "agent locked",
-        _ => "login refused",
+pub fn security_log(entry: Entry, a: &LoginAttempt) {
+    let (what, reason) = match entry.event {
+        AuditEvent::LoginFailed => ("login failed", entry.reason),
+        AuditEvent::Lockout => ("agent locked", entry.reason),
+        _ => ("login refused", entry.reason),
     };
     warn!(
         target: "agentgw::security",

@@ -5,8 +5,10 @@ use super::{
     Agent, AgentChanges, AgentRecord, AuditQuery, AuditRecord, ImportSummary, LoginAttempt,
     LoginPolicy, LoginResult, Session, SessionEnded, StoreError,
 };
+use crate::login::decide::Entry;
 use crate::login::rules::{decide_claim, ClaimDecision, Failures, Holdings};
 use crate::login::AgentStatus;
+use crate::login::AuditEvent;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -64,7 +66,7 @@ async fn delete_session(
         AuditEntry {
             station: Some(&ended.station),
             call_id: ended.call_id.as_deref(),
-            ..AuditEntry::agent(&ended.agent, "logout", Some(reason))
+            ..AuditEntry::agent(&ended.agent, AuditEvent::Logout, Some(reason))
         },
     )
     .await?;
@@ -178,7 +180,7 @@ impl SqliteStore {
         audit_row(
             &mut tx,
             tenant,
-            AuditEntry::agent(number, "passcode_changed", None),
+            AuditEntry::agent(number, AuditEvent::PasscodeChanged, None),
         )
         .await?;
         tx.commit().await?;
@@ -201,7 +203,7 @@ impl SqliteStore {
         audit_row(
             &mut tx,
             tenant,
-            AuditEntry::agent(number, "agent_removed", None),
+            AuditEntry::agent(number, AuditEvent::AgentRemoved, None),
         )
         .await?;
         tx.commit().await?;
@@ -250,7 +252,7 @@ impl SqliteStore {
         tenant: &str,
         a: &LoginAttempt,
         f: Failures,
-        event: Option<(&str, &str)>,
+        event: Option<Entry>,
     ) -> Result<(), StoreError> {
         let mut lent = self.lane.lend().await?;
         let mut tx = sqlx::Connection::begin(lent.conn()).await?;
@@ -265,8 +267,13 @@ impl SqliteStore {
         .bind(&a.agent.0)
         .execute(&mut *tx)
         .await?;
-        if let Some((event, reason)) = event {
-            audit_row(&mut tx, tenant, AuditEntry::attempt(a, event, Some(reason))).await?;
+        if let Some(e) = event {
+            audit_row(
+                &mut tx,
+                tenant,
+                AuditEntry::attempt(a, e.event, Some(e.reason)),
+            )
+            .await?;
         }
         tx.commit().await?;
         lent.give_back();
@@ -365,7 +372,7 @@ impl SqliteStore {
             audit_row(
                 &mut tx,
                 tenant,
-                AuditEntry::agent(number, "unlock", Some("administrator")),
+                AuditEntry::agent(number, AuditEvent::Unlock, Some("administrator")),
             )
             .await?;
         }
@@ -548,7 +555,7 @@ impl SqliteStore {
         audit_row(
             &mut tx,
             tenant,
-            AuditEntry::agent(agent, "status", Some(status.as_str())),
+            AuditEntry::agent(agent, AuditEvent::Status, Some(status.as_str())),
         )
         .await?;
         tx.commit().await?;
@@ -720,23 +727,12 @@ impl SqliteStore {
             policy.same_station,
             a.replace,
         );
-        let (result, event, reason) = match decision {
-            ClaimDecision::AlreadyLoggedOn => (
-                LoginResult::AlreadyLoggedOn,
-                "login_refused",
-                "already logged on",
-            ),
-            ClaimDecision::AskToReplace => (
-                LoginResult::NeedsConfirm,
-                "login_held",
-                "already logged on: the caller is asked to confirm",
-            ),
-            ClaimDecision::StationInUse => (
-                LoginResult::StationInUse,
-                "login_refused",
-                "station in use by another agent",
-            ),
-            ClaimDecision::Claim { end } => {
+        let (result, entry) = match decision.refusal() {
+            Some(refusal) => refusal,
+            None => {
+                let ClaimDecision::Claim { end } = decision else {
+                    unreachable!("only a claim has no refusal")
+                };
                 for (agent, why) in end {
                     ended.extend(
                         delete_session(&mut tx, tenant, SessionOf::Agent(&agent), why).await?,
@@ -759,11 +755,11 @@ impl SqliteStore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                (LoginResult::LoggedIn, "login", "")
+                (LoginResult::LoggedIn, Entry::new(AuditEvent::Login, ""))
             }
         };
-        let reason = (!reason.is_empty()).then_some(reason);
-        audit_row(&mut tx, tenant, AuditEntry::attempt(a, event, reason)).await?;
+        let reason = (!entry.reason.is_empty()).then_some(entry.reason);
+        audit_row(&mut tx, tenant, AuditEntry::attempt(a, entry.event, reason)).await?;
         tx.commit().await?;
         lent.give_back();
         self.tell(ended);
@@ -774,11 +770,16 @@ impl SqliteStore {
         &self,
         tenant: &str,
         a: &LoginAttempt,
-        event: &str,
-        reason: Option<&str>,
+        entry: Entry,
     ) -> Result<(), StoreError> {
         let mut lent = self.lane.lend().await?;
-        audit_row(lent.conn(), tenant, AuditEntry::attempt(a, event, reason)).await?;
+        let reason = Some(entry.reason);
+        audit_row(
+            lent.conn(),
+            tenant,
+            AuditEntry::attempt(a, entry.event, reason),
+        )
+        .await?;
         lent.give_back();
         Ok(())
     }
@@ -844,7 +845,12 @@ async fn insert_agent(
         r => r?,
     };
     set_fields(tx, tenant, number, None, changes).await?;
-    audit_row(tx, tenant, AuditEntry::agent(number, "agent_added", None)).await
+    audit_row(
+        tx,
+        tenant,
+        AuditEntry::agent(number, AuditEvent::AgentAdded, None),
+    )
+    .await
 }
 
 /// Applies `changes` (and a new passcode hash) to an existing agent and audits what changed;
@@ -864,7 +870,7 @@ async fn apply_changes(
         audit_row(
             tx,
             tenant,
-            AuditEntry::agent(number, "agent_updated", Some(&fields)),
+            AuditEntry::agent(number, AuditEvent::AgentUpdated, Some(&fields)),
         )
         .await?;
     }
@@ -872,7 +878,7 @@ async fn apply_changes(
         audit_row(
             tx,
             tenant,
-            AuditEntry::agent(number, "passcode_changed", None),
+            AuditEntry::agent(number, AuditEvent::PasscodeChanged, None),
         )
         .await?;
     }
@@ -940,13 +946,13 @@ struct AuditEntry<'a> {
     station: Option<&'a str>,
     source: Option<&'a str>,
     call_id: Option<&'a str>,
-    event: &'a str,
+    event: AuditEvent,
     reason: Option<&'a str>,
 }
 
 impl<'a> AuditEntry<'a> {
     /// An event of a login attempt, with where it came from.
-    fn attempt(a: &'a LoginAttempt, event: &'a str, reason: Option<&'a str>) -> Self {
+    fn attempt(a: &'a LoginAttempt, event: AuditEvent, reason: Option<&'a str>) -> Self {
         AuditEntry {
             agent: &a.agent.0,
             station: Some(&a.station),
@@ -958,7 +964,7 @@ impl<'a> AuditEntry<'a> {
     }
 
     /// An administrative event about an agent.
-    fn agent(agent: &'a str, event: &'a str, reason: Option<&'a str>) -> Self {
+    fn agent(agent: &'a str, event: AuditEvent, reason: Option<&'a str>) -> Self {
         AuditEntry {
             agent,
             station: None,
@@ -984,7 +990,7 @@ async fn audit_row(
     .bind(e.station)
     .bind(e.source)
     .bind(e.call_id)
-    .bind(e.event)
+    .bind(e.event.as_str())
     .bind(e.reason)
     .execute(conn)
     .await?;

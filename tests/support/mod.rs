@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use agentgw::login::Passcode;
 use agentgw::media::dtmf::{rfc4733, Digit};
 use agentgw::media::prompts::{Catalog, Codec, Frame, PromptId, FRAME_SAMPLES};
@@ -1212,4 +1214,16 @@ impl EventStream {
             self.text.push_str(&text);
         }
     }
+}
+
+/// A phone calling over TCP logs 1001 in.
+pub async fn logs_in_over_tcp(gateway: std::net::SocketAddr) {
+    let opts = PhoneOptions {
+        transport: Transport::Tcp,
+        ..Default::default()
+    };
+    let mut phone = Phone::new(gateway, opts).await;
+    assert_eq!(phone.call().await, 200);
+    phone.press("1001#1234#").await;
+    assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
 }
