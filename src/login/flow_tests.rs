@@ -51,6 +51,24 @@ impl Call {
     fn done(&mut self, p: PromptId) -> Vec<Action> {
         self.input(Input::PromptDone(p))
     }
+    /// The last prompts: `playing` ends, each of `then` plays and ends, and the call is hung
+    /// up with `outcome`.
+    fn closes(&mut self, playing: PromptId, then: &[PromptId], outcome: Outcome) {
+        let mut ended = playing;
+        for &next in then {
+            assert_eq!(
+                self.done(ended),
+                vec![Action::Play(next)],
+                "after {ended:?}"
+            );
+            ended = next;
+        }
+        assert_eq!(
+            self.done(ended),
+            vec![Action::Hangup(outcome)],
+            "after {ended:?}"
+        );
+    }
     fn wait(&mut self, d: Duration) -> Vec<Action> {
         self.now += d;
         if self.flow.poll_timeout().is_some_and(|t| t <= self.now) {
@@ -91,10 +109,7 @@ fn agent_logs_in_after_hearing_each_prompt() {
         c.input(Input::CheckResult(CheckOutcome::LoggedIn)),
         vec![Action::Play(PromptId::AgentLoginOk)]
     );
-    assert_eq!(
-        c.done(PromptId::AgentLoginOk),
-        vec![Action::Hangup(Outcome::LoggedIn)]
-    );
+    c.closes(PromptId::AgentLoginOk, &[], Outcome::LoggedIn);
     assert!(c.flow.is_done());
 }
 
@@ -128,13 +143,10 @@ fn too_many_attempts_hears_login_incorrect_goodbye_and_is_hung_up() {
             assert_eq!(a, vec![Action::Play(PromptId::LoginIncorrect)]);
         }
     }
-    assert_eq!(
-        c.done(PromptId::LoginIncorrect),
-        vec![Action::Play(PromptId::Goodbye)]
-    );
-    assert_eq!(
-        c.done(PromptId::Goodbye),
-        vec![Action::Hangup(Outcome::Incorrect)]
+    c.closes(
+        PromptId::LoginIncorrect,
+        &[PromptId::Goodbye],
+        Outcome::Incorrect,
     );
 }
 
@@ -149,13 +161,10 @@ fn already_logged_on_hears_that_and_is_asked_again_until_the_attempt_limit() {
     c.keys("1001#1234#");
     let a = c.input(Input::CheckResult(CheckOutcome::AlreadyLoggedOn));
     assert_eq!(a, vec![Action::Play(PromptId::AgentAlreadyOn)]);
-    assert_eq!(
-        c.done(PromptId::AgentAlreadyOn),
-        vec![Action::Play(PromptId::Goodbye)]
-    );
-    assert_eq!(
-        c.done(PromptId::Goodbye),
-        vec![Action::Hangup(Outcome::AlreadyLoggedOn)]
+    c.closes(
+        PromptId::AgentAlreadyOn,
+        &[PromptId::Goodbye],
+        Outcome::AlreadyLoggedOn,
     );
 }
 
@@ -191,10 +200,7 @@ fn confirm_1_moves_the_session_here_and_2_cancels() {
         c.keys("2"),
         vec![Action::StopPrompt, Action::Play(PromptId::Goodbye)]
     );
-    assert_eq!(
-        c.done(PromptId::Goodbye),
-        vec![Action::Hangup(Outcome::Cancelled)]
-    );
+    c.closes(PromptId::Goodbye, &[], Outcome::Cancelled);
 }
 
 #[test]
@@ -208,10 +214,7 @@ fn confirm_with_no_answer_cancels() {
         c.wait(Duration::from_secs(10)),
         vec![Action::Play(PromptId::Goodbye)]
     );
-    assert_eq!(
-        c.done(PromptId::Goodbye),
-        vec![Action::Hangup(Outcome::Cancelled)]
-    );
+    c.closes(PromptId::Goodbye, &[], Outcome::Cancelled);
 }
 
 #[test]
@@ -246,10 +249,7 @@ fn store_down_hears_service_unavailable_and_is_hung_up() {
     c.keys("1001#1234#");
     let a = c.input(Input::CheckResult(CheckOutcome::Unavailable));
     assert_eq!(a, vec![Action::Play(PromptId::ServiceUnavailable)]);
-    assert_eq!(
-        c.done(PromptId::ServiceUnavailable),
-        vec![Action::Hangup(Outcome::Unavailable)]
-    );
+    c.closes(PromptId::ServiceUnavailable, &[], Outcome::Unavailable);
 }
 
 #[test]
@@ -293,10 +293,7 @@ fn silence_replays_the_prompt_once_then_goodbye() {
         c.wait(Duration::from_secs(10)),
         vec![Action::Play(PromptId::Goodbye)]
     );
-    assert_eq!(
-        c.done(PromptId::Goodbye),
-        vec![Action::Hangup(Outcome::NoInput)]
-    );
+    c.closes(PromptId::Goodbye, &[], Outcome::NoInput);
 }
 
 #[test]
@@ -359,10 +356,7 @@ fn time_limit_says_goodbye_or_drops_a_pending_check() {
         c.input(Input::TimeLimit),
         vec![Action::Play(PromptId::Goodbye)]
     );
-    assert_eq!(
-        c.done(PromptId::Goodbye),
-        vec![Action::Hangup(Outcome::TimeLimit)]
-    );
+    c.closes(PromptId::Goodbye, &[], Outcome::TimeLimit);
 
     let mut c = Call::new();
     c.keys("1001#1234#");
@@ -402,10 +396,7 @@ fn calling_the_logout_number_from_the_station_logs_its_agent_off() {
         c.input(Input::CheckResult(CheckOutcome::LoggedOff)),
         vec![Action::Play(PromptId::AgentLoggedOff)]
     );
-    assert_eq!(
-        c.done(PromptId::AgentLoggedOff),
-        vec![Action::Hangup(Outcome::LoggedOff)]
-    );
+    c.closes(PromptId::AgentLoggedOff, &[], Outcome::LoggedOff);
 }
 
 #[test]
@@ -427,13 +418,10 @@ fn calling_the_logout_number_from_elsewhere_asks_for_the_credentials() {
         c.input(Input::CheckResult(CheckOutcome::NotLoggedOn)),
         vec![Action::Play(PromptId::AgentNotLoggedOn)]
     );
-    assert_eq!(
-        c.done(PromptId::AgentNotLoggedOn),
-        vec![Action::Play(PromptId::Goodbye)]
-    );
-    assert_eq!(
-        c.done(PromptId::Goodbye),
-        vec![Action::Hangup(Outcome::NotLoggedOn)]
+    c.closes(
+        PromptId::AgentNotLoggedOn,
+        &[PromptId::Goodbye],
+        Outcome::NotLoggedOn,
     );
 }
 
@@ -523,10 +511,7 @@ fn nine_logs_off_and_hanging_up_logs_off_too() {
         c.input(Input::CheckResult(CheckOutcome::LoggedOff)),
         vec![Action::Play(PromptId::AgentLoggedOff)]
     );
-    assert_eq!(
-        c.done(PromptId::AgentLoggedOff),
-        vec![Action::Hangup(Outcome::LoggedOff)]
-    );
+    c.closes(PromptId::AgentLoggedOff, &[], Outcome::LoggedOff);
 
     let mut c = staying();
     assert_eq!(
@@ -548,10 +533,7 @@ fn a_stay_line_whose_session_moved_hears_why_and_is_hung_up() {
     );
     // A late end of an earlier prompt does not cut the closing one short.
     assert_eq!(c.done(PromptId::AgentLoginOk), vec![]);
-    assert_eq!(
-        c.done(PromptId::SessionDropped),
-        vec![Action::Hangup(Outcome::Dropped)]
-    );
+    c.closes(PromptId::SessionDropped, &[], Outcome::Dropped);
     let mut c = staying();
     assert_eq!(
         c.input(Input::SessionEnded { by: EndedBy::Other }),
@@ -677,10 +659,7 @@ fn shutdown_says_goodbye_and_a_stay_line_logs_its_agent_out() {
         c.input(Input::Shutdown),
         vec![Action::StopPrompt, Action::Play(PromptId::Goodbye)]
     );
-    assert_eq!(
-        c.done(PromptId::Goodbye),
-        vec![Action::Hangup(Outcome::Shutdown)]
-    );
+    c.closes(PromptId::Goodbye, &[], Outcome::Shutdown);
     let mut c = staying();
     assert_eq!(
         c.input(Input::Shutdown),

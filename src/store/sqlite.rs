@@ -174,17 +174,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NoSuchAgent(number.into()));
-        }
-        audit_row(
-            &mut tx,
-            tenant,
-            AuditEntry::agent(number, AuditEvent::PasscodeChanged, None),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        agent_changed(tx, tenant, number, n, AuditEvent::PasscodeChanged).await
     }
 
     pub(super) async fn remove_agent(&self, tenant: &str, number: &str) -> Result<(), StoreError> {
@@ -197,16 +187,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NoSuchAgent(number.into()));
-        }
-        audit_row(
-            &mut tx,
-            tenant,
-            AuditEntry::agent(number, AuditEvent::AgentRemoved, None),
-        )
-        .await?;
-        tx.commit().await?;
+        agent_changed(tx, tenant, number, n, AuditEvent::AgentRemoved).await?;
         self.tell(ended);
         Ok(())
     }
@@ -974,6 +955,23 @@ impl<'a> AuditEntry<'a> {
             reason,
         }
     }
+}
+
+/// Ends a change of `rows` rows of agent `number`: none is an unknown agent (and the change
+/// rolled back); else the change is audited as `event` and committed.
+async fn agent_changed(
+    mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    tenant: &str,
+    number: &str,
+    rows: u64,
+    event: AuditEvent,
+) -> Result<(), StoreError> {
+    if rows == 0 {
+        return Err(StoreError::NoSuchAgent(number.into()));
+    }
+    audit_row(&mut tx, tenant, AuditEntry::agent(number, event, None)).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn audit_row(

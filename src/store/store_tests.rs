@@ -8,6 +8,29 @@ async fn store() -> (tempfile::TempDir, Store) {
     (dir, s)
 }
 
+/// Logs `agent` in with `pass` at `station` under the default policy.
+async fn login(s: &Store, agent: &str, pass: &str, station: &str) -> LoginResult {
+    login_with(s, agent, pass, station, &policy()).await
+}
+
+/// Logs `agent` in with `pass` at `station` under `p`.
+async fn login_with(
+    s: &Store,
+    agent: &str,
+    pass: &str,
+    station: &str,
+    p: &LoginPolicy,
+) -> LoginResult {
+    s.login(&attempt(agent, pass, station), p).await.unwrap()
+}
+
+/// Adds agent `number` named `name` with passcode `pass`.
+async fn add(s: &Store, number: &str, name: &str, pass: &str) {
+    s.add_agent(number, name, &Passcode(pass.into()))
+        .await
+        .unwrap();
+}
+
 fn attempt(agent: &str, pass: &str, station: &str) -> LoginAttempt {
     LoginAttempt {
         agent: AgentNumber(agent.into()),
@@ -30,31 +53,21 @@ fn policy() -> LoginPolicy {
 #[tokio::test]
 async fn right_wrong_unknown_and_already_on() {
     let (_d, s) = store().await;
-    s.add_agent("1001", "Ann", &Passcode("1234".into()))
-        .await
-        .unwrap();
+    add(&s, "1001", "Ann", "1234").await;
     assert_eq!(
-        s.login(&attempt("1001", "9999", "a@h"), &policy())
-            .await
-            .unwrap(),
+        login(&s, "1001", "9999", "a@h").await,
         LoginResult::Incorrect
     );
     assert_eq!(
-        s.login(&attempt("4242", "1234", "a@h"), &policy())
-            .await
-            .unwrap(),
+        login(&s, "4242", "1234", "a@h").await,
         LoginResult::Incorrect
     );
     assert_eq!(
-        s.login(&attempt("1001", "1234", "a@h"), &policy())
-            .await
-            .unwrap(),
+        login(&s, "1001", "1234", "a@h").await,
         LoginResult::LoggedIn
     );
     assert_eq!(
-        s.login(&attempt("1001", "1234", "b@h"), &policy())
-            .await
-            .unwrap(),
+        login(&s, "1001", "1234", "b@h").await,
         LoginResult::AlreadyLoggedOn
     );
     let sessions = s.list_sessions().await.unwrap();
@@ -67,9 +80,7 @@ async fn right_wrong_unknown_and_already_on() {
 #[tokio::test]
 async fn the_hash_is_argon2id_and_not_the_passcode() {
     let (_d, s) = store().await;
-    s.add_agent("1001", "", &Passcode("86420".into()))
-        .await
-        .unwrap();
+    add(&s, "1001", "", "86420").await;
     let h =
         s.db.agent_record(DEFAULT_TENANT, "1001")
             .await
@@ -164,31 +175,29 @@ async fn bad_numbers_and_duplicates_are_refused_with_a_reason() {
 #[tokio::test]
 async fn wrong_passcodes_across_calls_lock_the_agent_until_unlocked() {
     let (_d, s) = store().await;
-    s.add_agent("1001", "", &Passcode("1234".into()))
-        .await
-        .unwrap();
+    add(&s, "1001", "", "1234").await;
     let mut p = policy();
     p.lockout.after = 3;
     for _ in 0..3 {
         assert_eq!(
-            s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap(),
+            login_with(&s, "1001", "0000", "a@h", &p).await,
             LoginResult::Incorrect
         );
     }
     // Locked: the right passcode hears "locked", a wrong one still only "incorrect".
     assert_eq!(
-        s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
+        login_with(&s, "1001", "1234", "a@h", &p).await,
         LoginResult::Locked
     );
     assert_eq!(
-        s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap(),
+        login_with(&s, "1001", "0000", "a@h", &p).await,
         LoginResult::Incorrect
     );
     assert!(s.list_agents().await.unwrap()[0].locked);
     assert!(s.unlock("1001").await.unwrap());
     assert!(!s.unlock("1001").await.unwrap());
     assert_eq!(
-        s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
+        login_with(&s, "1001", "1234", "a@h", &p).await,
         LoginResult::LoggedIn
     );
 }
@@ -196,21 +205,19 @@ async fn wrong_passcodes_across_calls_lock_the_agent_until_unlocked() {
 #[tokio::test]
 async fn a_right_login_clears_the_failure_count() {
     let (_d, s) = store().await;
-    s.add_agent("1001", "", &Passcode("1234".into()))
-        .await
-        .unwrap();
+    add(&s, "1001", "", "1234").await;
     let mut p = policy();
     p.lockout.after = 3;
     for _ in 0..2 {
-        s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap();
+        login_with(&s, "1001", "0000", "a@h", &p).await;
     }
-    s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap();
+    login_with(&s, "1001", "1234", "a@h", &p).await;
     s.logout("1001", "test").await.unwrap();
     for _ in 0..2 {
-        s.login(&attempt("1001", "0000", "a@h"), &p).await.unwrap();
+        login_with(&s, "1001", "0000", "a@h", &p).await;
     }
     assert_eq!(
-        s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
+        login_with(&s, "1001", "1234", "a@h", &p).await,
         LoginResult::LoggedIn
     );
 }
@@ -223,17 +230,17 @@ async fn policies_move_sessions_in_one_step_and_audit_why() {
     }
     let mut p = policy();
     assert_eq!(
-        s.login(&attempt("1001", "1234", "a@h"), &p).await.unwrap(),
+        login_with(&s, "1001", "1234", "a@h", &p).await,
         LoginResult::LoggedIn
     );
     // Another agent at the same station.
     assert_eq!(
-        s.login(&attempt("1002", "1234", "a@h"), &p).await.unwrap(),
+        login_with(&s, "1002", "1234", "a@h", &p).await,
         LoginResult::StationInUse
     );
     p.same_station = SameStationPolicy::Replace;
     assert_eq!(
-        s.login(&attempt("1002", "1234", "a@h"), &p).await.unwrap(),
+        login_with(&s, "1002", "1234", "a@h", &p).await,
         LoginResult::LoggedIn
     );
     let sessions = s.list_sessions().await.unwrap();
@@ -242,7 +249,7 @@ async fn policies_move_sessions_in_one_step_and_audit_why() {
     // The same agent elsewhere: confirm asks, replace moves.
     p.already_logged_on = AlreadyLoggedOnPolicy::Confirm;
     assert_eq!(
-        s.login(&attempt("1002", "1234", "b@h"), &p).await.unwrap(),
+        login_with(&s, "1002", "1234", "b@h", &p).await,
         LoginResult::NeedsConfirm
     );
     let mut confirmed = attempt("1002", "1234", "b@h");
@@ -276,9 +283,7 @@ async fn a_free_claim_is_one_batch_and_a_failed_batch_leaves_no_transaction_open
             .unwrap();
     }
     assert_eq!(
-        s.login(&attempt("1001", "1234", "a@h"), &policy())
-            .await
-            .unwrap(),
+        login(&s, "1001", "1234", "a@h").await,
         LoginResult::LoggedIn
     );
     let sessions = s.list_sessions().await.unwrap();
@@ -319,12 +324,8 @@ async fn a_free_claim_is_one_batch_and_a_failed_batch_leaves_no_transaction_open
 #[tokio::test]
 async fn sessions_older_than_session_max_hours_expire() {
     let (_d, s) = store().await;
-    s.add_agent("1001", "", &Passcode("1234".into()))
-        .await
-        .unwrap();
-    s.login(&attempt("1001", "1234", "a@h"), &policy())
-        .await
-        .unwrap();
+    add(&s, "1001", "", "1234").await;
+    login(&s, "1001", "1234", "a@h").await;
     let mut ended = s.subscribe();
     assert_eq!(
         s.expire_sessions(std::time::Duration::from_secs(3600))
@@ -349,9 +350,7 @@ async fn sessions_older_than_session_max_hours_expire() {
 #[tokio::test]
 async fn stations_and_networks_per_agent_and_per_gateway() {
     let (_d, s) = store().await;
-    s.add_agent("1001", "", &Passcode("1234".into()))
-        .await
-        .unwrap();
+    add(&s, "1001", "", "1234").await;
     s.set_restrictions(
         "1001",
         &["20*@pbx".into()],
