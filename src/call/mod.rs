@@ -129,7 +129,7 @@ impl Driver {
         // This call's line, for the gateway to tell it that its session ended elsewhere.
         let (line_tx, mut line_rx) = tokio::sync::mpsc::channel(4);
         let ctx = self.ctx.clone();
-        let _line = LineRegistration::new(&ctx, &self.call.call_id, line_tx);
+        let _line = LineRegistration::new(&ctx, self.call.call_id.as_str(), line_tx);
         let _pumped = ctx.pump.add(&self.media.line);
         // What the pump found since the last wake-up (swapped, so neither side allocates).
         let mut finished = Vec::new();
@@ -323,7 +323,7 @@ impl Driver {
                             .ctx
                             .limiters
                             .lock()
-                            .map(|mut l| l.allow(station, source.ip()))
+                            .map(|mut l| l.allow(station.as_str(), source.ip()))
                             .unwrap_or(true);
                     let attempt = LoginAttempt {
                         agent,

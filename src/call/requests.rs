@@ -2,7 +2,7 @@
 //! driver hands back to the flow: a login or logout check, the station's logout, a status
 //! change or query, a stay line's logout.
 
-use crate::login::{AgentNumber, AgentStatus};
+use crate::login::{AgentNumber, AgentStatus, Station};
 use crate::login::{CheckOutcome, Mode};
 use crate::store::{LoginAttempt, LoginPolicy, Store, StoreError};
 use std::sync::Arc;
@@ -31,14 +31,16 @@ impl Requests {
     }
 
     /// Ends the session of whoever is logged on at `station`.
-    pub fn logout_station(&self, station: String) -> JoinHandle<Reply> {
+    pub fn logout_station(&self, station: Station) -> JoinHandle<Reply> {
         let store = self.store.clone();
         tokio::spawn(async move {
             let reason = "logged off by phone at the station";
-            Ok(match store.logout_station(&station, reason).await? {
-                Some(_) => (CheckOutcome::LoggedOff, None),
-                None => (CheckOutcome::NotLoggedOn, None),
-            })
+            Ok(
+                match store.logout_station(station.as_str(), reason).await? {
+                    Some(_) => (CheckOutcome::LoggedOff, None),
+                    None => (CheckOutcome::NotLoggedOn, None),
+                },
+            )
         })
     }
 

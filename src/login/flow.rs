@@ -3,31 +3,11 @@
 //! `poll_timeout()`. Every rule is therefore testable in microseconds with simulated time.
 
 use crate::login::rules;
+use crate::login::{AgentNumber, Passcode};
 use crate::media::dtmf::Digit;
 use crate::media::prompts::PromptId;
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::{Duration, Instant};
-
-/// An agent number as keyed by the caller.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AgentNumber(pub String);
-
-impl fmt::Display for AgentNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A passcode as keyed by the caller. Its `Debug` never shows the digits.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Passcode(pub String);
-
-impl fmt::Debug for Passcode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Passcode(***)")
-    }
-}
 
 /// Who ended a stay line's session from elsewhere: it decides what the line hears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,13 +3,14 @@
 pub mod audit;
 pub mod decide;
 pub mod flow;
+pub mod ids;
 pub mod keys;
 pub mod route;
 pub mod rules;
 
 pub use audit::AuditEvent;
 pub use flow::{
-    Action, AgentNumber, AgentStatus, CheckOutcome, EndedBy, Flow, FlowConfig, Input, Mode,
-    Outcome, Passcode,
+    Action, AgentStatus, CheckOutcome, EndedBy, Flow, FlowConfig, Input, Mode, Outcome,
 };
+pub use ids::{AgentNumber, CallId, Passcode, Station};
 pub use route::DEFAULT_TENANT;

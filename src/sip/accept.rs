@@ -335,8 +335,8 @@ impl Acceptor {
             );
         }
         let call = IncomingCall {
-            call_id,
-            station,
+            call_id: CallId(call_id),
+            station: Station(station),
             dialed,
             source,
             local_ip,

@@ -12,6 +12,7 @@ pub const STACK_LOG_FILTER: &str = "rsipstack=warn,rsipstack::transport::transpo
 
 use crate::limits::{CallRate, Overload, PacketLimiter, RefusalLog, TokenBucket};
 use crate::login::rules::StationFrom;
+use crate::login::{CallId, Station};
 use crate::media::dtmf::{info, Digit};
 use crate::sdp::{self, RemoteMedia, SdpError};
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TransactionHandle};
@@ -66,9 +67,9 @@ pub enum SipEvent {
 /// A new call for the gateway to run.
 #[derive(Debug)]
 pub struct IncomingCall {
-    pub call_id: String,
-    /// The caller's station: From user@host.
-    pub station: String,
+    pub call_id: CallId,
+    /// The caller's station: From user@host (or what a PBX asserts).
+    pub station: Station,
     /// The user part of the Request-URI: what the caller dialed (`login`, `logout` …).
     pub dialed: String,
     /// Where the INVITE came from.

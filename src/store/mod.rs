@@ -19,7 +19,7 @@ pub(crate) use crate::login::decide::AgentRecord;
 use crate::login::decide::{decide, Attempt, Entry, Rules, Verdict, Writes, LOCKOUT};
 use crate::login::rules::Network;
 use crate::login::AuditEvent;
-use crate::login::{AgentNumber, AgentStatus, Mode, Passcode};
+use crate::login::{AgentNumber, AgentStatus, CallId, Mode, Passcode, Station};
 use std::net::IpAddr;
 use std::sync::Arc;
 use tracing::warn;
@@ -130,11 +130,11 @@ pub struct LoginAttempt {
     pub agent: AgentNumber,
     pub passcode: Passcode,
     /// The caller's station (From user@host).
-    pub station: String,
+    pub station: Station,
     /// The caller's signalling address (`ip:port`) and its IP.
     pub source: String,
     pub source_ip: IpAddr,
-    pub call_id: String,
+    pub call_id: CallId,
     /// The caller confirmed moving the agent's session here.
     pub replace: bool,
     /// A forced passcode change: the new passcode to set before logging on.
@@ -557,7 +557,7 @@ impl Store {
             (Err(answer), language) => return Ok((answer, language)),
         };
         let a = LoginAttempt {
-            station,
+            station: Station(station),
             ..a.clone()
         };
         let result = self
@@ -620,7 +620,7 @@ impl Store {
             mode,
             over_limit: a.over_limit,
             source_ip: a.source_ip,
-            station: &a.station,
+            station: a.station.as_str(),
             extension: a.extension.as_deref(),
             new_passcode: a.new_passcode.as_ref(),
             agent: &a.agent.0,

@@ -685,7 +685,7 @@ impl SqliteStore {
         )
         .bind(tenant)
         .bind(&a.agent.0)
-        .bind(&a.station)
+        .bind(a.station.as_str())
         .fetch_all(&mut *tx)
         .await?;
         let agent_station = held
@@ -694,7 +694,7 @@ impl SqliteStore {
             .map(|(_, station)| station.clone());
         let station_agent = held
             .iter()
-            .find(|(_, station)| *station == a.station)
+            .find(|(_, station)| *station == a.station.0)
             .map(|(agent, _)| agent.clone());
         let holdings = Holdings {
             agent_station,
@@ -726,10 +726,10 @@ impl SqliteStore {
                 )
                 .bind(tenant)
                 .bind(&a.agent.0)
-                .bind(&a.station)
+                .bind(a.station.as_str())
                 .bind(&a.source)
                 .bind(node_id)
-                .bind(&a.call_id)
+                .bind(a.call_id.as_str())
                 .bind(policy.initial_status.as_str())
                 .bind(policy.stay as i64)
                 .bind(now)
@@ -792,10 +792,10 @@ async fn claim_if_free(
     )
     .bind(tenant)
     .bind(&a.agent.0)
-    .bind(&a.station)
+    .bind(a.station.as_str())
     .bind(&a.source)
     .bind(node_id)
-    .bind(&a.call_id)
+    .bind(a.call_id.as_str())
     .bind(policy.initial_status.as_str())
     .bind(policy.stay as i64)
     .bind(now_ms())
@@ -936,9 +936,9 @@ impl<'a> AuditEntry<'a> {
     fn attempt(a: &'a LoginAttempt, event: AuditEvent, reason: Option<&'a str>) -> Self {
         AuditEntry {
             agent: &a.agent.0,
-            station: Some(&a.station),
+            station: Some(a.station.as_str()),
             source: Some(&a.source),
-            call_id: Some(&a.call_id),
+            call_id: Some(a.call_id.as_str()),
             event,
             reason,
         }

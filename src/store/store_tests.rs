@@ -35,10 +35,10 @@ fn attempt(agent: &str, pass: &str, station: &str) -> LoginAttempt {
     LoginAttempt {
         agent: AgentNumber(agent.into()),
         passcode: Passcode(pass.into()),
-        station: station.into(),
+        station: Station(station.into()),
         source: "127.0.0.1:5061".into(),
         source_ip: "127.0.0.1".parse().unwrap(),
-        call_id: format!("call-{station}"),
+        call_id: CallId(format!("call-{station}")),
         replace: false,
         new_passcode: None,
         extension: None,
@@ -366,7 +366,7 @@ async fn stations_and_networks_per_agent_and_per_gateway() {
     );
     a.source_ip = "10.1.2.3".parse().unwrap();
     let mut elsewhere = a.clone();
-    elsewhere.station = "3001@pbx".into();
+    elsewhere.station = Station("3001@pbx".into());
     assert_eq!(
         s.login(&elsewhere, &policy()).await.unwrap(),
         LoginResult::StationNotAllowed
