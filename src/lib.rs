@@ -7,7 +7,6 @@ pub mod config;
 pub mod events;
 pub mod gateway;
 pub mod limits;
-pub mod load;
 pub mod login;
 pub mod media;
 pub mod metrics;

@@ -1,11 +1,13 @@
 //! The real `agentgw` binary at its capacity: real-time media and stepping down, refusing
 //! calls while the media threads are behind, and the load generator's runs and warnings.
 
+#[path = "support/daemon.rs"]
+mod daemon;
 mod support;
 
+use daemon::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::daemon::*;
 
 /// Whether this process may put a thread at real-time priority (root, CAP_SYS_NICE or an
 /// RLIMIT_RTPRIO): tried on a thread of its own.
@@ -96,7 +98,7 @@ fn load_smoke_run_every_call_logs_in() {
     let csv = dir.path().join("agents.csv");
     std::fs::write(&csv, "number,passcode\n1001,1234\n1002,2345\n1003,3456\n").unwrap();
     let json = dir.path().join("summary.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_agentgw-load"))
+    let out = Command::new(load_bin())
         .arg(format!("127.0.0.1:{}", d.port))
         .args(["--calls", "200", "--rate", "50", "--type-ahead", "--csv"])
         .arg(&csv)
@@ -179,7 +181,7 @@ fn real_time_media_not_permitted_runs_at_normal_priority_and_logs_in() {
     assert_eq!(d.metric("agentgw_media_realtime_threads"), 0);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("summary.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_agentgw-load"))
+    let out = Command::new(load_bin())
         .arg(format!("127.0.0.1:{}", d.port))
         .args([
             "--calls",
@@ -402,7 +404,7 @@ fn the_load_generator_says_when_it_fell_behind() {
     );
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("summary.json");
-    let load = Command::new(env!("CARGO_BIN_EXE_agentgw-load"))
+    let load = Command::new(load_bin())
         .arg(format!("127.0.0.1:{}", d.port))
         .args(["--calls", "20", "--rate", "10", "--type-ahead"])
         .args(["--agents", "1001-1001", "--passcode", "1234"])

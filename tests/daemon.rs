@@ -1,9 +1,11 @@
 //! The real `agentgw` binary, driven from outside: the SIPp scenarios against `serve --demo`,
 //! and the command line an administrator uses.
 
+#[path = "support/daemon.rs"]
+mod daemon;
 mod support;
 
-use support::daemon::*;
+use daemon::*;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

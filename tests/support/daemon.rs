@@ -1,12 +1,26 @@
 //! The real `agentgw` binary started for a test: `serve --demo` on a free port with its own
 //! config and store, its admin API, its command line, and signals.
 
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_agentgw");
+
+/// The load generator's binary, built beside the gateway's by `cargo test` (a crate of the
+/// same workspace).
+pub fn load_bin() -> PathBuf {
+    let bin = Path::new(BIN).with_file_name("agentgw-load");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p agentgw-load` (cargo test builds it)",
+        bin.display()
+    );
+    bin
+}
 
 pub fn free_port() -> u16 {
     for _ in 0..50 {
@@ -133,7 +147,7 @@ impl Daemon {
     /// A value of `/metrics` (the test fails when it is missing).
     pub fn metric(&self, name: &str) -> u64 {
         let (_, metrics) = self.http("GET", "/metrics", Some(&self.token()));
-        super::metric(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        crate::support::metric(&metrics, name).unwrap_or_else(|| panic!("no {name} in {metrics}"))
     }
 
     /// The admin token the daemon generated next to its store.
@@ -223,7 +237,7 @@ pub fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        super::not_checked_loudly(&format!(
+        crate::support::not_checked_loudly(&format!(
             "{tool} is not installed (apt-get install -y sip-tester; .ci/run installs it)"
         ));
     }

@@ -5,8 +5,6 @@
 
 #![allow(dead_code)]
 
-pub mod daemon;
-
 use agentgw::login::Passcode;
 use agentgw::media::dtmf::{rfc4733, Digit};
 use agentgw::media::prompts::{Catalog, Codec, Frame, PromptId, FRAME_SAMPLES};

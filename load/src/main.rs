@@ -1,8 +1,8 @@
 //! agentgw-load: simulated phones logging agents on, for load tests and benchmarks. See
 //! `agentgw-load --help` and docs/operations.md, "Load testing".
 
-use agentgw::load::{self, LoadOptions, Outcome};
 use agentgw::media::prompts::Codec;
+use agentgw_load::{self as load, LoadOptions, Outcome};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use std::io::{IsTerminal, Write};

@@ -5,13 +5,13 @@
 //! of the packets on the wire, not of when this busy process got round to them.
 
 use super::{PromptIndex, DEV_BUCKETS, TE_PT};
-use crate::media::dtmf::{rfc4733, Digit};
-use crate::media::g711;
-use crate::media::player::PTIME;
-use crate::media::poll::SocketSet;
-use crate::media::prompts::{Codec, PromptId, FRAME_SAMPLES};
-use crate::media::pump::{Batch, Pumped, Tally, RECV_BATCH};
-use crate::media::rtp::{self, RtpWriter};
+use agentgw::media::dtmf::{rfc4733, Digit};
+use agentgw::media::g711;
+use agentgw::media::player::PTIME;
+use agentgw::media::poll::SocketSet;
+use agentgw::media::prompts::{Codec, PromptId, FRAME_SAMPLES};
+use agentgw::media::pump::{Batch, Pumped, Tally, RECV_BATCH};
+use agentgw::media::rtp::{self, RtpWriter};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;

@@ -4,10 +4,11 @@
 //! and, against an IVR that is not agentgw, from how the call ends (when it hangs up after the
 //! last key, or that it waits on the line).
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
-use agentgw::load::{self, LoadOptions, Outcome, Summary};
 use agentgw::media::prompts::Codec;
+use agentgw_load::{self as load, LoadOptions, Outcome, Summary};
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::start_gateway_with;

@@ -15,9 +15,9 @@
 mod rtp;
 pub mod sip;
 
-use crate::media::prompts::{Catalog, Codec, Frame, PromptId};
-use crate::media::pump::{MediaPump, PumpSettings};
-use crate::metrics::Metrics;
+use agentgw::media::prompts::{Catalog, Codec, Frame, PromptId};
+use agentgw::media::pump::{MediaPump, PumpSettings};
+use agentgw::metrics::Metrics;
 use sip::{sdp_media, Channel};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -152,10 +152,10 @@ pub struct CallReport {
 }
 
 /// The prompt frames, by content.
-pub(super) struct PromptIndex {
+pub(crate) struct PromptIndex {
     frames: HashMap<Frame, (PromptId, u16)>,
     /// Length of each prompt, in frames.
-    pub(super) lengths: HashMap<PromptId, u32>,
+    pub(crate) lengths: HashMap<PromptId, u32>,
     silence: Frame,
 }
 
@@ -188,7 +188,7 @@ impl PromptIndex {
         }
     }
 
-    pub(super) fn find(&self, payload: &[u8]) -> Option<(PromptId, u16)> {
+    pub(crate) fn find(&self, payload: &[u8]) -> Option<(PromptId, u16)> {
         let frame: &Frame = payload.try_into().ok()?;
         if *frame == self.silence {
             return None;
@@ -280,7 +280,7 @@ async fn call_flow(
     };
     let rtp_socket = std::net::UdpSocket::bind(SocketAddr::new(opts.local_ip, 0)).and_then(|s| {
         s.set_nonblocking(true)?;
-        crate::media::poll::enable_timestamps(&s)?;
+        agentgw::media::poll::enable_timestamps(&s)?;
         Ok(s)
     });
     let Ok(rtp_socket) = rtp_socket else {
@@ -421,7 +421,7 @@ async fn call_flow(
                         // Speech that began after the last key: the IVR's answer.
                         if s.arrival > k {
                             answer.get_or_insert(s.arrival - k);
-                            let quiet = rtp::QUIET_TICKS as u32 * crate::media::player::PTIME;
+                            let quiet = rtp::QUIET_TICKS as u32 * agentgw::media::player::PTIME;
                             waits_at = Some(tokio::time::Instant::now() + IVR_WAITS.saturating_sub(quiet));
                         }
                     }
