@@ -63,7 +63,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     };
     let mut driver = Driver {
         requests: Requests {
-            store: ctx.store.for_tenant(&route.tenant),
+            store: ctx.store.for_tenant(route.tenant.as_str()),
             policy: Arc::new(settings.policy.for_route(&route)),
         },
         flow: Flow::with_mode(settings.flow.clone(), route.mode()),

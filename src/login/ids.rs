@@ -1,5 +1,5 @@
 //! The identifiers a login deals in, as types that cannot be mixed up: the agent number and
-//! passcode keyed, the station the call comes from, the SIP Call-ID of the call.
+//! passcode keyed, the station the call comes from, the tenant, the SIP Call-ID of the call.
 
 use std::fmt;
 
@@ -34,6 +34,23 @@ impl Station {
 }
 
 impl fmt::Display for Station {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tenant (OneContact's tenants, 8x8's services): agents, stations and sessions are each
+/// tenant's own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tenant(pub String);
+
+impl Tenant {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Tenant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }

@@ -12,5 +12,5 @@ pub use audit::AuditEvent;
 pub use flow::{
     Action, AgentStatus, CheckOutcome, EndedBy, Flow, FlowConfig, Input, Mode, Outcome,
 };
-pub use ids::{AgentNumber, CallId, Passcode, Station};
+pub use ids::{AgentNumber, CallId, Passcode, Station, Tenant};
 pub use route::DEFAULT_TENANT;

@@ -2,7 +2,7 @@
 //! call logs an agent on or off, its prompt language and its tenant's policies.
 
 use crate::login::rules::{AlreadyLoggedOnPolicy, SameStationPolicy};
-use crate::login::Mode;
+use crate::login::{Mode, Tenant};
 
 /// The tenant of calls to numbers no tenant claims.
 pub const DEFAULT_TENANT: &str = "default";
@@ -10,7 +10,7 @@ pub const DEFAULT_TENANT: &str = "default";
 /// Where one call goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRoute {
-    pub tenant: String,
+    pub tenant: Tenant,
     pub logout: bool,
     pub language: String,
     pub already_logged_on: AlreadyLoggedOnPolicy,
@@ -59,7 +59,7 @@ impl Routes {
             let logout = t.logout_numbers.iter().any(|n| n == dialed);
             if login || logout {
                 return CallRoute {
-                    tenant: t.name.clone(),
+                    tenant: Tenant(t.name.clone()),
                     logout,
                     language: t.language.clone().unwrap_or_else(|| self.language.clone()),
                     already_logged_on: t.already_logged_on.unwrap_or(self.already_logged_on),
@@ -68,7 +68,7 @@ impl Routes {
             }
         }
         CallRoute {
-            tenant: DEFAULT_TENANT.into(),
+            tenant: Tenant(DEFAULT_TENANT.into()),
             logout: dialed == self.logout_user,
             language: self.language.clone(),
             already_logged_on: self.already_logged_on,

@@ -19,7 +19,7 @@ pub(crate) use crate::login::decide::AgentRecord;
 use crate::login::decide::{decide, Attempt, Entry, Rules, Verdict, Writes, LOCKOUT};
 use crate::login::rules::Network;
 use crate::login::AuditEvent;
-use crate::login::{AgentNumber, AgentStatus, CallId, Mode, Passcode, Station};
+use crate::login::{AgentNumber, AgentStatus, CallId, Mode, Passcode, Station, Tenant};
 use std::net::IpAddr;
 use std::sync::Arc;
 use tracing::warn;
@@ -181,7 +181,7 @@ pub struct Store {
     node_id: String,
     /// The tenant this view of the store works in: agent numbers, stations and sessions are
     /// per tenant.
-    tenant: String,
+    tenant: Tenant,
     /// How long the login path's queries take (for `/metrics`).
     latency: Arc<crate::metrics::Histogram>,
 }
@@ -208,7 +208,7 @@ impl Store {
             db: sqlite::SqliteStore::open(url).await?,
             hasher: Hasher::new(hashing)?,
             node_id: node_id.to_string(),
-            tenant: DEFAULT_TENANT.to_string(),
+            tenant: Tenant(DEFAULT_TENANT.to_string()),
             latency: Arc::default(),
         })
     }
@@ -216,7 +216,7 @@ impl Store {
     /// The same store, working in `tenant`.
     pub fn for_tenant(&self, tenant: &str) -> Store {
         Store {
-            tenant: tenant.to_string(),
+            tenant: Tenant(tenant.to_string()),
             ..self.clone()
         }
     }
@@ -255,7 +255,7 @@ impl Store {
 
     /// The tenant this view works in.
     pub fn tenant(&self) -> &str {
-        &self.tenant
+        self.tenant.as_str()
     }
 
     /// Closes the store; every later query fails as "unavailable".
@@ -288,7 +288,7 @@ impl Store {
         changes.validate()?;
         let hash = self.hasher.hash(passcode).await?;
         self.db
-            .create_agent(&self.tenant, number, &hash, changes)
+            .create_agent(self.tenant.as_str(), number, &hash, changes)
             .await
     }
 
@@ -300,13 +300,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         changes.validate()?;
         self.db
-            .update_agent(&self.tenant, number, None, changes)
+            .update_agent(self.tenant.as_str(), number, None, changes)
             .await
     }
 
     /// One agent, if it exists.
     pub async fn agent(&self, number: &str) -> Result<Option<Agent>, StoreError> {
-        self.db.agent(&self.tenant, number).await
+        self.db.agent(self.tenant.as_str(), number).await
     }
 
     /// Sets a passcode and whether it must be changed at the next login.
@@ -323,7 +323,7 @@ impl Store {
             ..AgentChanges::default()
         };
         self.db
-            .update_agent(&self.tenant, number, Some(&hash), &changes)
+            .update_agent(self.tenant.as_str(), number, Some(&hash), &changes)
             .await
     }
 
@@ -348,7 +348,10 @@ impl Store {
             }
         }
         let numbers: Vec<&str> = rows.iter().map(|r| r.number.as_str()).collect();
-        let existing = self.db.existing_agents(&self.tenant, &numbers).await?;
+        let existing = self
+            .db
+            .existing_agents(self.tenant.as_str(), &numbers)
+            .await?;
         for r in rows {
             if r.passcode.is_none() && !existing.contains(&r.number) {
                 errors.push(format!(
@@ -373,21 +376,27 @@ impl Store {
             };
             hashed.push((r.line, r.number.clone(), hash, r.changes.clone()));
         }
-        self.db.import(&self.tenant, &hashed).await
+        self.db.import(self.tenant.as_str(), &hashed).await
     }
 
     pub async fn set_passcode(&self, number: &str, passcode: &Passcode) -> Result<(), StoreError> {
         validate_passcode(passcode)?;
         let hash = self.hasher.hash(passcode).await?;
-        self.db.set_passcode(&self.tenant, number, &hash).await
+        self.db
+            .set_passcode(self.tenant.as_str(), number, &hash)
+            .await
     }
 
     pub async fn remove_agent(&self, number: &str) -> Result<(), StoreError> {
-        self.db.remove_agent(&self.tenant, number).await
+        self.db.remove_agent(self.tenant.as_str(), number).await
     }
 
     pub async fn agent_exists(&self, number: &str) -> Result<bool, StoreError> {
-        Ok(self.db.agent_record(&self.tenant, number).await?.is_some())
+        Ok(self
+            .db
+            .agent_record(self.tenant.as_str(), number)
+            .await?
+            .is_some())
     }
 
     /// Sets where an agent may log on: station patterns and networks (empty: anywhere).
@@ -425,7 +434,7 @@ impl Store {
             limit: q.limit.clamp(1, 1000),
             ..q
         };
-        self.db.audit_log(&self.tenant, &q).await
+        self.db.audit_log(self.tenant.as_str(), &q).await
     }
 
     /// Audit entries of every tenant after the id `after`, oldest first (at most `limit`).
@@ -444,7 +453,9 @@ impl Store {
 
     /// How many audit entries of `event` an agent has.
     pub async fn audit_events(&self, agent: &str, event: &str) -> Result<usize, StoreError> {
-        self.db.audit_count(&self.tenant, agent, event).await
+        self.db
+            .audit_count(self.tenant.as_str(), agent, event)
+            .await
     }
 
     /// Sets an agent's prompt language (empty: the tenant's).
@@ -480,15 +491,15 @@ impl Store {
 
     /// Lifts a lockout; false when the agent was not locked.
     pub async fn unlock(&self, number: &str) -> Result<bool, StoreError> {
-        self.db.unlock(&self.tenant, number).await
+        self.db.unlock(self.tenant.as_str(), number).await
     }
 
     pub async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
-        self.db.list_agents(&self.tenant).await
+        self.db.list_agents(self.tenant.as_str()).await
     }
 
     pub async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
-        self.db.list_sessions(&self.tenant).await
+        self.db.list_sessions(self.tenant.as_str()).await
     }
 
     /// Closes the sessions of stay lines this gateway held before it restarted (their lines
@@ -519,17 +530,19 @@ impl Store {
 
     /// Sets a logged-on agent's status; false when the agent has no session.
     pub async fn set_status(&self, agent: &str, status: AgentStatus) -> Result<bool, StoreError> {
-        self.db.set_status(&self.tenant, agent, status).await
+        self.db
+            .set_status(self.tenant.as_str(), agent, status)
+            .await
     }
 
     /// A logged-on agent's status; `None` when the agent has no session.
     pub async fn status(&self, agent: &str) -> Result<Option<AgentStatus>, StoreError> {
-        self.db.status(&self.tenant, agent).await
+        self.db.status(self.tenant.as_str(), agent).await
     }
 
     /// Ends an agent's session; false when it had none.
     pub async fn logout(&self, agent: &str, reason: &str) -> Result<bool, StoreError> {
-        self.timed(self.db.logout(&self.tenant, agent, reason))
+        self.timed(self.db.logout(self.tenant.as_str(), agent, reason))
             .await
     }
 
@@ -563,7 +576,7 @@ impl Store {
         let result = self
             .timed(
                 self.db
-                    .claim_session(&self.tenant, &a, &self.node_id, policy),
+                    .claim_session(self.tenant.as_str(), &a, &self.node_id, policy),
             )
             .await?;
         Ok((result, language))
@@ -593,7 +606,9 @@ impl Store {
         station: &str,
         reason: &str,
     ) -> Result<Option<String>, StoreError> {
-        self.db.logout_station(&self.tenant, station, reason).await
+        self.db
+            .logout_station(self.tenant.as_str(), station, reason)
+            .await
     }
 
     /// Reads the agent, verifies the passcode and writes what `decide` says: the station to
@@ -609,7 +624,7 @@ impl Store {
             (None, false)
         } else {
             let record = self
-                .timed(self.db.agent_record(&self.tenant, &a.agent.0))
+                .timed(self.db.agent_record(self.tenant.as_str(), &a.agent.0))
                 .await?;
             let hash = record.as_ref().map(|r| r.passcode_hash.clone());
             // Verified even for unknown agents (against a dummy), so every answer takes as long.
@@ -643,7 +658,8 @@ impl Store {
                     security_log(audit, a);
                 }
                 self.write(a, writes).await?;
-                self.timed(self.db.audit(&self.tenant, a, audit)).await?;
+                self.timed(self.db.audit(self.tenant.as_str(), a, audit))
+                    .await?;
                 Ok((Err(answer), language))
             }
             Verdict::BadNewPasscode { problem, writes } => {
@@ -665,13 +681,13 @@ impl Store {
             }
             let lockout = locked_now.then_some(LOCKOUT);
             self.db
-                .set_failures(&self.tenant, a, failures, lockout)
+                .set_failures(self.tenant.as_str(), a, failures, lockout)
                 .await?;
         }
         if let (true, Some(new)) = (writes.set_passcode, &a.new_passcode) {
             let hash = self.hasher.hash(new).await?;
             self.db
-                .set_passcode(&self.tenant, &a.agent.0, &hash)
+                .set_passcode(self.tenant.as_str(), &a.agent.0, &hash)
                 .await?;
         }
         Ok(())

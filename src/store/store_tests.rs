@@ -308,7 +308,7 @@ async fn a_free_claim_is_one_batch_and_a_failed_batch_leaves_no_transaction_open
     let ghost = attempt("9999", "1234", "g@h");
     assert!(s
         .db
-        .claim_session(&s.tenant, &ghost, &s.node_id, &policy())
+        .claim_session(s.tenant.as_str(), &ghost, &s.node_id, &policy())
         .await
         .is_err());
     // The connection it failed on was closed, not lent again: the login path's
