@@ -179,13 +179,13 @@ async fn hold_and_unhold_keep_the_call_and_the_flow() {
         .await
         .expect("re-INVITE answered");
     assert_eq!(hold.status(), Some(200));
-    assert!(String::from_utf8_lossy(&hold.body).contains("a=recvonly"));
+    assert!(hold.body().contains("a=recvonly"));
     let unhold = phone
         .reinvite("sendrecv")
         .await
         .expect("re-INVITE answered");
     assert_eq!(unhold.status(), Some(200));
-    assert!(String::from_utf8_lossy(&unhold.body).contains("a=sendrecv"));
+    assert!(unhold.body().contains("a=sendrecv"));
     phone.press("1234#").await;
     assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
 }

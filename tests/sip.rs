@@ -131,7 +131,7 @@ async fn a_re_invite_before_the_ack_is_answered_after_it() {
         }
     };
     assert_eq!(resp.status(), Some(200));
-    assert!(String::from_utf8_lossy(&resp.body).contains("a=recvonly"));
+    assert!(resp.body().contains("a=recvonly"));
     phone.ack_cseq(cseq).await;
     phone.press("1001#1234#").await;
     assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));

@@ -349,7 +349,7 @@ async fn call_flow(
                 if status >= 300 {
                     report.outcome = Outcome::SipError;
                     report.sip_status = Some(status);
-                    let to = m.header("To", "t").unwrap_or("").to_string();
+                    let to = m.header("To").unwrap_or("").to_string();
                     let ack = request("ACK", &ruri, 1, &to, "", false);
                     let _ = ch.send(&ack).await;
                     return;
@@ -364,9 +364,9 @@ async fn call_flow(
         }
     };
     report.setup = Some(sent_at.elapsed());
-    let to = ok.header("To", "t").unwrap_or("").to_string();
+    let to = ok.header("To").unwrap_or("").to_string();
     let remote_uri = ok
-        .header("Contact", "m")
+        .header("Contact")
         .and_then(|c| Some(c.split('<').nth(1)?.split('>').next()?.to_string()))
         .unwrap_or_else(|| ruri.clone());
     let ack = request("ACK", &remote_uri, 1, &to, "", false);

@@ -1,5 +1,6 @@
-//! The load generator's SIP: just enough of a UAC to place a call, answer a BYE and hang up,
-//! over UDP (with retransmission) or TCP, on one socket per call.
+//! A SIP client's side of the wire: just enough of a UAC to place a call, answer a BYE and
+//! hang up, over UDP (with retransmission) or TCP, on one socket per call; and the message
+//! parser the load generator and the tests' phone share.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,8 +44,10 @@ impl Msg {
         }
     }
 
-    /// Every value of a header (long or compact name, any case).
-    pub fn headers<'a>(&'a self, name: &'a str, compact: &'a str) -> impl Iterator<Item = &'a str> {
+    /// Every value of a header, by its long name or its compact form (RFC 3261 §7.3.3), in
+    /// any case.
+    pub fn headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        let compact = compact_form(name);
         self.text[..self.head_end]
             .split("\r\n")
             .skip(1)
@@ -57,8 +60,9 @@ impl Msg {
             })
     }
 
-    pub fn header<'a>(&'a self, name: &'a str, compact: &'a str) -> Option<&'a str> {
-        self.headers(name, compact).next()
+    /// The first value of a header.
+    pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.headers(name).next()
     }
 
     pub fn body(&self) -> &str {
@@ -67,7 +71,7 @@ impl Msg {
 
     /// The CSeq method.
     pub fn cseq_method(&self) -> &str {
-        self.header("CSeq", "")
+        self.header("CSeq")
             .and_then(|c| c.split_whitespace().nth(1))
             .unwrap_or("")
     }
@@ -76,13 +80,13 @@ impl Msg {
     pub fn ok(&self) -> String {
         let mut out = String::with_capacity(512);
         out.push_str("SIP/2.0 200 OK\r\n");
-        for v in self.headers("Via", "v") {
+        for v in self.headers("Via") {
             out.push_str("Via: ");
             out.push_str(v);
             out.push_str("\r\n");
         }
-        for (name, compact) in [("From", "f"), ("To", "t"), ("Call-ID", "i"), ("CSeq", "")] {
-            if let Some(v) = self.header(name, compact) {
+        for name in ["From", "To", "Call-ID", "CSeq"] {
+            if let Some(v) = self.header(name) {
                 out.push_str(name);
                 out.push_str(": ");
                 out.push_str(v);
@@ -92,6 +96,29 @@ impl Msg {
         out.push_str("Content-Length: 0\r\n\r\n");
         out
     }
+}
+
+/// The compact form of a header name (RFC 3261 §7.3.3, RFC 3515, RFC 4028), or "" when it has
+/// none.
+fn compact_form(name: &str) -> &'static str {
+    const FORMS: [(&str, &str); 12] = [
+        ("Call-ID", "i"),
+        ("Contact", "m"),
+        ("Content-Encoding", "e"),
+        ("Content-Length", "l"),
+        ("Content-Type", "c"),
+        ("From", "f"),
+        ("Subject", "s"),
+        ("Supported", "k"),
+        ("To", "t"),
+        ("Via", "v"),
+        ("Refer-To", "r"),
+        ("Session-Expires", "x"),
+    ];
+    FORMS
+        .iter()
+        .find(|(long, _)| long.eq_ignore_ascii_case(name))
+        .map_or("", |(_, c)| c)
 }
 
 /// The value of `param=` in a header value (`tag`, …).
@@ -240,8 +267,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.status(), Some(200));
-        assert_eq!(m.headers("Via", "v").count(), 2);
-        assert_eq!(param(m.header("To", "t").unwrap(), "tag"), Some("abc"));
+        assert_eq!(m.headers("Via").count(), 2);
+        assert_eq!(param(m.header("To").unwrap(), "tag"), Some("abc"));
         assert_eq!(m.cseq_method(), "INVITE");
         assert_eq!(m.body(), "v=0");
         assert_eq!(

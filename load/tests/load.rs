@@ -133,18 +133,18 @@ fn ivr_answer(
     n: usize,
 ) -> (String, String) {
     let sdp = format!("v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n");
-    let to = format!("{};tag=ivr1", m.header("To", "t").unwrap());
+    let to = format!("{};tag=ivr1", m.header("To").unwrap());
     let ok = m
         .ok()
         .replace(
             "Content-Length: 0\r\n\r\n",
             &format!("Contact: <sip:ivr@{addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()),
         )
-        .replacen(&format!("To: {}", m.header("To", "t").unwrap()), &format!("To: {to}"), 1);
+        .replacen(&format!("To: {}", m.header("To").unwrap()), &format!("To: {to}"), 1);
     let bye = format!(
         "BYE sip:load@{from} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKivr{n}\r\nFrom: {to}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
-        m.header("From", "f").unwrap(),
-        m.header("Call-ID", "i").unwrap(),
+        m.header("From").unwrap(),
+        m.header("Call-ID").unwrap(),
     );
     (ok, bye)
 }
@@ -215,7 +215,7 @@ async fn login_ivr() -> SocketAddr {
                 Some("INVITE") => {}
                 _ => continue,
             }
-            let call_id = m.header("Call-ID", "i").unwrap().to_string();
+            let call_id = m.header("Call-ID").unwrap().to_string();
             if !calls.insert(call_id) {
                 continue; // a retransmission
             }

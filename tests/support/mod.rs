@@ -121,49 +121,8 @@ pub async fn start_gateway() -> TestGateway {
     start_gateway_with("127.0.0.1", |_| {}).await
 }
 
-/// A parsed SIP message, as the phone needs it.
-#[derive(Debug, Clone)]
-pub struct SipMsg {
-    pub start: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl SipMsg {
-    pub fn parse(data: &[u8]) -> Option<SipMsg> {
-        let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = std::str::from_utf8(&data[..end]).ok()?;
-        let mut lines = head.split("\r\n");
-        let start = lines.next()?.to_string();
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        Some(SipMsg {
-            start,
-            headers,
-            body: data[end + 4..].to_vec(),
-        })
-    }
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn status(&self) -> Option<u16> {
-        self.start.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
-    }
-    pub fn method(&self) -> Option<&str> {
-        (!self.start.starts_with("SIP/")).then(|| self.start.split(' ').next().unwrap_or(""))
-    }
-    pub fn cseq_method(&self) -> String {
-        self.header("CSeq")
-            .and_then(|c| c.split_whitespace().nth(1))
-            .unwrap_or("")
-            .to_string()
-    }
-}
+/// A SIP message as the phone reads it: the load generator's parser.
+pub use agentgw_load::sip::Msg as SipMsg;
 
 /// How the phone behaves.
 #[derive(Debug, Clone)]
@@ -296,7 +255,7 @@ impl Phone {
                         if let Some(m) = SipMsg::parse(&buf[..n]) {
                             if m.method().is_some() {
                                 if !deaf {
-                                    let reply = ok_for(&m);
+                                    let reply = SipMsg::ok(&m);
                                     rs.send_to(reply.as_bytes(), from).await.ok();
                                 }
                                 reqs.lock().unwrap().push(m);
@@ -322,7 +281,7 @@ impl Phone {
                         while let Some((m, used)) = frame_tcp(&buf) {
                             buf.drain(..used);
                             if m.method().is_some() {
-                                let reply = ok_for(&m);
+                                let reply = SipMsg::ok(&m);
                                 ww.lock().await.write_all(reply.as_bytes()).await.ok();
                                 reqs.lock().unwrap().push(m);
                             } else {
@@ -552,7 +511,7 @@ impl Phone {
             .header("To")
             .and_then(|t| t.split(";tag=").nth(1))
             .map(|t| t.split(';').next().unwrap_or(t).to_string());
-        let sdp = String::from_utf8_lossy(&resp.body).to_string();
+        let sdp = resp.body().to_string();
         let media = agentgw::sdp::parse(sdp.as_bytes()).expect("gateway SDP parses");
         self.remote_rtp = Some(media.addr);
         self.codec = media.codecs[0];
@@ -974,17 +933,6 @@ pub fn dtmf_freqs(key: char) -> (f32, f32) {
         }
     }
     panic!("no key {key}")
-}
-
-fn ok_for(req: &SipMsg) -> String {
-    let mut s = String::from("SIP/2.0 200 OK\r\n");
-    for (k, v) in &req.headers {
-        if ["via", "from", "to", "call-id", "cseq"].contains(&k.to_ascii_lowercase().as_str()) {
-            s += &format!("{k}: {v}\r\n");
-        }
-    }
-    s += "Content-Length: 0\r\n\r\n";
-    s
 }
 
 fn frame_tcp(buf: &[u8]) -> Option<(SipMsg, usize)> {
