@@ -1,5 +1,5 @@
 //! agentgw: a SIP agent-login gateway. Agents dial in, key their agent number and passcode,
-//! and are logged on; see README.md for running it and ../DESIGN.md for the layout.
+//! and are logged on; see README.md for running it and docs/architecture.md for the layout.
 
 pub mod admin;
 pub mod call;

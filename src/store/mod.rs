@@ -1,6 +1,6 @@
-//! The session store the rest of the code uses: agents, sessions, audit. Passcodes are hashed
-//! with argon2id on the blocking pool behind a semaphore (a login storm cannot stall media) and
-//! are never logged, returned or stored in clear.
+//! The session store the rest of the code uses: agents, sessions, audit. It reads, hashes and
+//! writes; what a login attempt means is `login::decide`'s. Passcodes are hashed with argon2id
+//! on threads of their own (`hasher.rs`) and are never logged, returned or stored in clear.
 
 mod agents;
 mod hasher;
