@@ -48,6 +48,11 @@ impl Call {
         }
         out
     }
+    /// Keys `keys`, then the store answers `outcome`; what the flow does then.
+    fn checked(&mut self, keys: &str, outcome: CheckOutcome) -> Vec<Action> {
+        self.keys(keys);
+        self.input(Input::CheckResult(outcome))
+    }
     fn done(&mut self, p: PromptId) -> Vec<Action> {
         self.input(Input::PromptDone(p))
     }
@@ -135,8 +140,7 @@ fn too_many_attempts_hears_login_incorrect_goodbye_and_is_hung_up() {
     let mut c = Call::new();
     for attempt in 1..=3 {
         c.keys("1001#");
-        c.keys("0000#");
-        let a = c.input(Input::CheckResult(CheckOutcome::Incorrect));
+        let a = c.checked("0000#", CheckOutcome::Incorrect);
         if attempt < 3 {
             assert_eq!(a, vec![Action::Play(PromptId::AgentIncorrect)]);
         } else {
@@ -153,13 +157,10 @@ fn too_many_attempts_hears_login_incorrect_goodbye_and_is_hung_up() {
 #[test]
 fn already_logged_on_hears_that_and_is_asked_again_until_the_attempt_limit() {
     let mut c = Call::new();
-    c.keys("1001#1234#");
-    let a = c.input(Input::CheckResult(CheckOutcome::AlreadyLoggedOn));
+    let a = c.checked("1001#1234#", CheckOutcome::AlreadyLoggedOn);
     assert_eq!(a, vec![Action::Play(PromptId::AgentAlreadyOnRetry)]);
-    c.keys("1001#1234#");
-    c.input(Input::CheckResult(CheckOutcome::AlreadyLoggedOn));
-    c.keys("1001#1234#");
-    let a = c.input(Input::CheckResult(CheckOutcome::AlreadyLoggedOn));
+    c.checked("1001#1234#", CheckOutcome::AlreadyLoggedOn);
+    let a = c.checked("1001#1234#", CheckOutcome::AlreadyLoggedOn);
     assert_eq!(a, vec![Action::Play(PromptId::AgentAlreadyOn)]);
     c.closes(
         PromptId::AgentAlreadyOn,
@@ -171,8 +172,7 @@ fn already_logged_on_hears_that_and_is_asked_again_until_the_attempt_limit() {
 #[test]
 fn confirm_1_moves_the_session_here_and_2_cancels() {
     let mut c = Call::new();
-    c.keys("1001#1234#");
-    let a = c.input(Input::CheckResult(CheckOutcome::NeedsConfirm));
+    let a = c.checked("1001#1234#", CheckOutcome::NeedsConfirm);
     assert_eq!(a, vec![Action::Play(PromptId::AgentConfirm)]);
     let a = c.keys("1");
     assert_eq!(
@@ -194,8 +194,7 @@ fn confirm_1_moves_the_session_here_and_2_cancels() {
     );
 
     let mut c = Call::new();
-    c.keys("1001#1234#");
-    c.input(Input::CheckResult(CheckOutcome::NeedsConfirm));
+    c.checked("1001#1234#", CheckOutcome::NeedsConfirm);
     assert_eq!(
         c.keys("2"),
         vec![Action::StopPrompt, Action::Play(PromptId::Goodbye)]
@@ -206,8 +205,7 @@ fn confirm_1_moves_the_session_here_and_2_cancels() {
 #[test]
 fn confirm_with_no_answer_cancels() {
     let mut c = Call::new();
-    c.keys("1001#1234#");
-    c.input(Input::CheckResult(CheckOutcome::NeedsConfirm));
+    c.checked("1001#1234#", CheckOutcome::NeedsConfirm);
     assert_eq!(c.keys("5"), vec![], "other keys are ignored");
     c.done(PromptId::AgentConfirm);
     assert_eq!(
@@ -246,8 +244,7 @@ fn locked_station_in_use_and_not_allowed_each_say_why_then_goodbye() {
 #[test]
 fn store_down_hears_service_unavailable_and_is_hung_up() {
     let mut c = Call::new();
-    c.keys("1001#1234#");
-    let a = c.input(Input::CheckResult(CheckOutcome::Unavailable));
+    let a = c.checked("1001#1234#", CheckOutcome::Unavailable);
     assert_eq!(a, vec![Action::Play(PromptId::ServiceUnavailable)]);
     c.closes(PromptId::ServiceUnavailable, &[], Outcome::Unavailable);
 }
@@ -273,8 +270,7 @@ fn typing_during_a_prompt_stops_it_and_keeps_every_key() {
 fn keys_typed_during_the_check_answer_the_next_prompt() {
     let mut c = Call::new();
     c.keys("1001#0000#");
-    c.keys("1001#1234#");
-    let a = c.input(Input::CheckResult(CheckOutcome::Incorrect));
+    let a = c.checked("1001#1234#", CheckOutcome::Incorrect);
     // agent-incorrect is not played: the caller already answered it.
     assert_eq!(a, vec![check("1001", "1234")]);
 }
