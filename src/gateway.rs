@@ -1,4 +1,4 @@
-//! Wiring and lifecycle: load prompts, open the store, start the media thread and the SIP
+//! Wiring and lifecycle: load prompts, open the store, start the media threads and the SIP
 //! listeners, run one task per call, shut down.
 
 use crate::admin::GatewayStatus;

@@ -1,6 +1,7 @@
 //! The login IVR as a sans-IO state machine. It owns no socket, timer or database handle:
-//! `call.rs` feeds it `Input`s with the current time, drains `Action`s, and wakes it at
-//! `poll_timeout()`. Every rule is therefore testable in microseconds with simulated time.
+//! the call driver (`call/`) feeds it `Input`s with the current time, drains `Action`s, and
+//! wakes it at `poll_timeout()`. Every rule is therefore testable in microseconds with
+//! simulated time.
 
 use crate::login::rules;
 use crate::login::{AgentNumber, Passcode};
