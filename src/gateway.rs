@@ -135,6 +135,7 @@ impl Gateway {
             public_address: config.media.public_address,
             station_from: config.login.station,
             station_header: config.login.station_header.clone(),
+            trusted: config.sip.trusted_networks.clone(),
         })
         .await?;
         let events = crate::events::Events::start(ctx.store.clone()).await?;

@@ -300,7 +300,11 @@ async fn fifty_phones_racing_for_one_agent_under_confirm() {
 
 #[tokio::test]
 async fn the_station_can_come_from_p_asserted_identity_or_a_pbx_header() {
-    let gw = start_gateway_with("127.0.0.1", |c| c.login.station = StationFrom::Pai).await;
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.station = StationFrom::Pai;
+        c.sip.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
     let opts = PhoneOptions {
         invite_headers: "P-Asserted-Identity: \"Desk 7\" <sip:2007@pbx.example;user=phone>\r\n"
             .into(),
@@ -318,6 +322,7 @@ async fn the_station_can_come_from_p_asserted_identity_or_a_pbx_header() {
     let gw = start_gateway_with("127.0.0.1", |c| {
         c.login.station = StationFrom::Header;
         c.login.station_header = "X-Station".into();
+        c.sip.trusted_networks = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
     let opts = PhoneOptions {
@@ -345,6 +350,55 @@ async fn the_station_can_come_from_p_asserted_identity_or_a_pbx_header() {
         stations.contains(&"desk-42".to_string()) && stations.contains(&station_of(&q)),
         "{stations:?}"
     );
+}
+
+#[tokio::test]
+async fn a_station_asserted_from_outside_the_trusted_networks_is_ignored_and_a_bad_one_refused() {
+    // Only 192.0.2.20 is a trusted PBX: a phone on loopback claiming a station is not believed.
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.station = StationFrom::Header;
+        c.sip.trusted_networks = vec!["192.0.2.20/32".parse().unwrap()];
+    })
+    .await;
+    let opts = PhoneOptions {
+        invite_headers: "X-Station: 9999@ceo-office.example\r\n".into(),
+        ..Default::default()
+    };
+    let mut p = Phone::new(gw.udp, opts).await;
+    assert_eq!(p.call().await, 200);
+    p.press("1001#1234#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let sessions = gw.store.list_sessions().await.unwrap();
+    assert_eq!(
+        sessions[0].station,
+        station_of(&p),
+        "the From, not the claim"
+    );
+
+    // From a trusted source, a value that is no station is refused, saying why.
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.station = StationFrom::Header;
+        c.sip.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    for bad in ["@", "desk 42", "sip:<x>"] {
+        let opts = PhoneOptions {
+            invite_headers: format!("X-Station: {bad}\r\n"),
+            ..Default::default()
+        };
+        let mut p = Phone::new(gw.udp, opts).await;
+        assert_eq!(p.call().await, 400, "{bad:?}");
+        let refusal = p.invite_response.clone().unwrap();
+        assert!(
+            refusal
+                .header("Warning")
+                .unwrap_or("")
+                .contains("X-Station"),
+            "{bad:?}: {:?}",
+            refusal.header("Warning")
+        );
+    }
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
 }
 
 #[tokio::test]

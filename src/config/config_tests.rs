@@ -179,6 +179,21 @@ fn the_number_dialed_picks_the_tenant() {
 }
 
 #[test]
+fn an_asserted_station_needs_the_trusted_networks_it_comes_from() {
+    let e = Config::parse("[login]\nstation = \"pai\"\n", "a").unwrap_err();
+    assert!(
+        e.to_string().starts_with("a: sip.trusted_networks: "),
+        "{e}"
+    );
+    let c = Config::parse(
+        "[login]\nstation = \"header\"\n[sip]\ntrusted_networks = [\"192.0.2.20/32\"]\n",
+        "a",
+    )
+    .unwrap();
+    assert_eq!(c.sip.trusted_networks.len(), 1);
+}
+
+#[test]
 fn ipv6_listener_parses() {
     let c = Config::parse("[sip]\nlisten = [\"udp:[::1]:5070\"]\n", "a").unwrap();
     assert_eq!(c.sip.listen[0].addr, "[::1]:5070".parse().unwrap());

@@ -10,6 +10,7 @@ pub use sections::*;
 
 use crate::admin::webhooks::WebhookConfig;
 use crate::login::route::CallRoute;
+use crate::login::rules::StationFrom;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -117,6 +118,13 @@ impl Config {
             return invalid(
                 "sip.udp_receive_buffer_kib",
                 "must be at most 1048576 (1 GiB; 0: the kernel's default)",
+            );
+        }
+        let asserted = matches!(self.login.station, StationFrom::Pai | StationFrom::Header);
+        if asserted && self.sip.trusted_networks.is_empty() {
+            return invalid(
+                "sip.trusted_networks",
+                "login.station = \"pai\" or \"header\" needs the networks of the PBXs whose station is believed, e.g. [\"192.0.2.20/32\"]",
             );
         }
         if self.sip.max_calls == 0 {

@@ -111,6 +111,10 @@ pub struct SipConfig {
     /// 0: half the cores, at least one. The media, the passcode hashes and SQLite have
     /// threads of their own.
     pub threads: usize,
+    /// PBXs and proxies (CIDR) whose asserted station is believed: P-Asserted-Identity with
+    /// `login.station = "pai"`, the station header with `"header"`. From anywhere else the
+    /// station is the caller's From, so that no caller can claim someone else's station.
+    pub trusted_networks: Vec<Network>,
 }
 
 impl SipConfig {
@@ -149,6 +153,7 @@ impl Default for SipConfig {
             max_packets_per_second_per_source: 5000,
             udp_receive_buffer_kib: 4096,
             threads: 0,
+            trusted_networks: Vec::new(),
         }
     }
 }

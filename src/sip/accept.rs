@@ -299,7 +299,14 @@ impl Acceptor {
                 }
             }
         };
-        let station = self.station_of(&tx);
+        let station = match self.station_of(&tx, source.ip()) {
+            Ok(station) => station,
+            Err(why) => {
+                warn!(%call_id, %source, reason = %why, "INVITE refused: 400");
+                spawn_reply(tx, StatusCode::BadRequest, vec![warning(&why)]);
+                return;
+            }
+        };
         let dialed = tx
             .original
             .uri

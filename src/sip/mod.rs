@@ -11,7 +11,7 @@
 pub const STACK_LOG_FILTER: &str = "rsipstack=warn,rsipstack::transport::transport_layer=error";
 
 use crate::limits::{CallRate, Overload, PacketLimiter, RefusalLog, TokenBucket};
-use crate::login::rules::StationFrom;
+use crate::login::rules::{Network, StationFrom};
 use crate::login::{CallId, Station};
 use crate::media::dtmf::{info, Digit};
 use crate::sdp::{self, RemoteMedia, SdpError};
@@ -177,6 +177,9 @@ pub struct SipSettings {
     /// Where the caller's station is read, and the header for `StationFrom::Header`.
     pub station_from: StationFrom,
     pub station_header: String,
+    /// Where PBXs and proxies send from whose asserted station (PAI, the station header) is
+    /// believed; from anywhere else the station is the From.
+    pub trusted: Vec<Network>,
 }
 
 /// The running SIP side.

@@ -4,23 +4,36 @@
 use super::*;
 
 impl Acceptor {
-    /// The caller's station: From user@host, or what the PBX asserts (P-Asserted-Identity, or
-    /// a header it sets) when so configured and present.
-    pub(super) fn station_of(&self, tx: &Transaction) -> String {
+    /// The caller's station: From user@host, or what a PBX asserts (P-Asserted-Identity, or
+    /// a header it sets) when so configured, present, and sent from `[sip] trusted_networks`;
+    /// an asserted value that is neither a user@host nor a number is an error naming it.
+    pub(super) fn station_of(&self, tx: &Transaction, source: IpAddr) -> Result<String, String> {
+        let trusted = self.settings.trusted.iter().any(|n| n.contains(source));
         let asserted = match self.settings.station_from {
             // The extension keyed replaces From later, in the login.
             StationFrom::From | StationFrom::Prompt => None,
+            _ if !trusted => None,
             StationFrom::Pai => tx
                 .original
                 .header_value("P-Asserted-Identity")
-                .and_then(|v| identity_of(&v)),
-            StationFrom::Header => tx
-                .original
-                .header_value(&self.settings.station_header)
-                .map(|v| v.trim().chars().take(MAX_STATION_CHARS).collect::<String>())
-                .filter(|v| !v.is_empty()),
+                .map(|v| identity_of(&v).ok_or_else(|| ("P-Asserted-Identity", v))),
+            StationFrom::Header => {
+                let name = &self.settings.station_header;
+                tx.original
+                    .header_value(name)
+                    .map(|v| station_value(&v).ok_or_else(|| (name.as_str(), v)))
+            }
         };
-        asserted.unwrap_or_else(|| from_station(tx))
+        match asserted {
+            None => Ok(from_station(tx)),
+            Some(Ok(station)) => Ok(station),
+            Some(Err((header, value))) => {
+                let value: String = value.chars().take(MAX_STATION_CHARS).collect();
+                Err(format!(
+                    "{header} {value:?} is not a station (user@host or a number)"
+                ))
+            }
+        }
     }
 }
 
@@ -51,6 +64,23 @@ pub(super) fn identity_of(value: &str) -> Option<String> {
         None => rest.to_string(),
     };
     (!id.is_empty()).then(|| id.chars().take(MAX_STATION_CHARS).collect())
+}
+
+/// A station header's value (`desk-42`, `2001@pbx.example`, `+15551230007`): a user, a
+/// user@host or a number of letters, digits and `-_.+*#`, at most `MAX_STATION_CHARS`.
+pub(super) fn station_value(value: &str) -> Option<String> {
+    let v = value.trim();
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.+*#:[]".contains(c))
+    };
+    let ok = v.len() <= MAX_STATION_CHARS
+        && match v.split_once('@') {
+            Some((user, host)) => part_ok(user) && part_ok(host),
+            None => part_ok(v) && !v.contains(':'),
+        };
+    ok.then(|| v.to_string())
 }
 
 /// From user@host: the caller's station.
