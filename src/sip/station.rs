@@ -16,12 +16,12 @@ impl Acceptor {
             StationFrom::Pai => tx
                 .original
                 .header_value("P-Asserted-Identity")
-                .map(|v| identity_of(&v).ok_or_else(|| ("P-Asserted-Identity", v))),
+                .map(|v| identity_of(&v).ok_or(("P-Asserted-Identity", v))),
             StationFrom::Header => {
                 let name = &self.settings.station_header;
                 tx.original
                     .header_value(name)
-                    .map(|v| station_value(&v).ok_or_else(|| (name.as_str(), v)))
+                    .map(|v| station_value(&v).ok_or((name.as_str(), v)))
             }
         };
         match asserted {
