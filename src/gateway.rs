@@ -230,17 +230,16 @@ impl Gateway {
             .into_iter()
             .filter(|c| !c.applied);
         let changes = applied.chain(restart).collect();
-        let n = config;
         if let Ok(mut l) = self.ctx.limiters.lock() {
             *l = config.attempt_limiters();
         }
         self.packets
-            .set_rate(n.sip.max_packets_per_second_per_source);
+            .set_rate(config.sip.max_packets_per_second_per_source);
         // Connections already open above a lowered limit stay; new ones are counted against it.
         self.tcp.set_limits(
-            n.sip.max_tcp_connections,
-            n.sip.max_tcp_connections_per_source,
-            n.sip.tcp_bytes_per_second(),
+            config.sip.max_tcp_connections,
+            config.sip.max_tcp_connections_per_source,
+            config.sip.tcp_bytes_per_second(),
         );
         if let Ok(mut s) = self.ctx.settings.write() {
             *s = Arc::new(settings);

@@ -316,6 +316,7 @@ impl Pumped for Phone {
     fn receive(&self, batch: &mut Batch, tick: u64, tally: &mut Tally) {
         let mut line = self.line();
         let mut started = false;
+        let before = line.received;
         loop {
             let n = batch.recv(&line.socket).unwrap_or(0);
             for i in 0..n {
@@ -323,11 +324,11 @@ impl Pumped for Phone {
                 let arrival = batch.arrival(i).unwrap_or_else(since_epoch);
                 started |= line.on_packet(data, arrival, tick, &self.hearing);
             }
-            tally.received += n as u64;
             if n < RECV_BATCH {
                 break;
             }
         }
+        tally.received += line.received - before;
         drop(line);
         if started {
             self.wake.notify_one();

@@ -3,7 +3,6 @@
 
 use super::CallContext;
 use crate::limits::RefusalLog;
-use crate::media::dtmf::DtmfMethod;
 use crate::media::line::CallMedia;
 use crate::sdp::{self, Origin, RemoteMedia, SdpError};
 use crate::sip::IncomingCall;
@@ -63,11 +62,6 @@ impl Media {
             None => sdp::offer(media.origin, media.local),
         };
         Some((media, sdp))
-    }
-
-    /// Whether keys are looked for in-band on this call's line.
-    pub fn inband(methods: &[DtmfMethod]) -> bool {
-        methods.contains(&DtmfMethod::Inband)
     }
 
     fn apply_remote(&self, remote: &RemoteMedia) {

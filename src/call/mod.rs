@@ -34,7 +34,7 @@ pub async fn run(ctx: Arc<CallContext>, call: IncomingCall, slot: CallSlot) {
 async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot) {
     let started_at = Instant::now();
     let settings = ctx.settings();
-    let inband = Media::inband(&settings.dtmf_methods);
+    let inband = settings.dtmf_methods.contains(&DtmfMethod::Inband);
     let Some((media, sdp)) = Media::open(&ctx, &call, inband, settings.strict_rtp) else {
         ctx.metrics.call_ended("no-rtp-port");
         call.handle.reject(503);

@@ -3,16 +3,6 @@
 
 use std::fmt;
 
-/// An agent number as keyed by the caller.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AgentNumber(pub String);
-
-impl fmt::Display for AgentNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A passcode as keyed by the caller. Its `Debug` never shows the digits.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Passcode(pub String);
@@ -23,51 +13,35 @@ impl fmt::Debug for Passcode {
     }
 }
 
-/// Where an agent logs on: `user@host` of the caller (or what a PBX asserts), or an extension.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Station(pub String);
+/// Identifiers that are text on the wire and in the store, each a type of its own.
+macro_rules! text_id {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $name(pub String);
 
-impl Station {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
 }
 
-impl fmt::Display for Station {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A tenant (OneContact's tenants, 8x8's services): agents, stations and sessions are each
-/// tenant's own.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Tenant(pub String);
-
-impl Tenant {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Tenant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The SIP Call-ID of a call: a stay line's session names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CallId(pub String);
-
-impl CallId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CallId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+text_id! {
+    /// An agent number as keyed by the caller.
+    AgentNumber,
+    /// Where an agent logs on: `user@host` of the caller (or what a PBX asserts), or an extension.
+    Station,
+    /// A tenant (OneContact's tenants, 8x8's services): agents, stations and sessions are each
+    /// tenant's own.
+    Tenant,
+    /// The SIP Call-ID of a call: a stay line's session names it.
+    CallId,
 }

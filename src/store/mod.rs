@@ -569,14 +569,21 @@ impl Store {
             (Ok(station), language) => (station, language),
             (Err(answer), language) => return Ok((answer, language)),
         };
-        let a = LoginAttempt {
-            station: Station(station),
-            ..a.clone()
+        // A keyed extension is the station to claim; otherwise the attempt as it came.
+        let moved;
+        let a = if station == a.station.0 {
+            a
+        } else {
+            moved = LoginAttempt {
+                station: Station(station),
+                ..a.clone()
+            };
+            &moved
         };
         let result = self
             .timed(
                 self.db
-                    .claim_session(self.tenant.as_str(), &a, &self.node_id, policy),
+                    .claim_session(self.tenant.as_str(), a, &self.node_id, policy),
             )
             .await?;
         Ok((result, language))
@@ -697,15 +704,15 @@ impl Store {
 /// One line per refused or failed login, with the source address last, for fail2ban (see the
 /// docs/login-rules.md for the filter).
 pub fn security_log(entry: Entry, a: &LoginAttempt) {
-    let (what, reason) = match entry.event {
-        AuditEvent::LoginFailed => ("login failed", entry.reason),
-        AuditEvent::Lockout => ("agent locked", entry.reason),
-        _ => ("login refused", entry.reason),
+    let what = match entry.event {
+        AuditEvent::LoginFailed => "login failed",
+        AuditEvent::Lockout => "agent locked",
+        _ => "login refused",
     };
     warn!(
         target: "agentgw::security",
-        "{what}: reason=\"{reason}\" agent={} station={} source={}",
-        a.agent, a.station, a.source_ip
+        "{what}: reason=\"{}\" agent={} station={} source={}",
+        entry.reason, a.agent, a.station, a.source_ip
     );
 }
 
