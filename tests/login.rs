@@ -17,6 +17,11 @@ async fn agent_logs_in_hearing_each_prompt_and_the_session_is_recorded() {
     phone.expect_prompt(PromptId::AgentPass).await;
     phone.press("1234#").await;
     assert_eq!(phone.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    // RFC 3326: the outcome as a Q.850 cause, which a PBX reads as the hang-up cause.
+    assert_eq!(
+        phone.bye_header("Reason").as_deref(),
+        Some("Q.850;cause=16;text=\"logged-in\"")
+    );
     assert_eq!(
         phone.heard_ids(),
         vec![
@@ -89,6 +94,10 @@ async fn too_many_attempts_hear_login_incorrect_goodbye_and_are_hung_up() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     assert_eq!(phone.wait_for_bye(15).await.as_deref(), Some("incorrect"));
+    assert_eq!(
+        phone.bye_header("Reason").as_deref(),
+        Some("Q.850;cause=21;text=\"incorrect\"")
+    );
     let heard = phone.heard_ids();
     assert_eq!(
         &heard[heard.len() - 2..],

@@ -3,8 +3,8 @@
 
 mod support;
 
-use agentgw::login::rules::StationFrom;
 use agentgw::login::rules::{AlreadyLoggedOnPolicy, SameStationPolicy};
+use agentgw::login::rules::{AnonymousStation, StationFrom};
 use agentgw::media::prompts::PromptId;
 use std::time::Duration;
 use support::*;
@@ -399,6 +399,65 @@ async fn a_station_asserted_from_outside_the_trusted_networks_is_ignored_and_a_b
         );
     }
     assert!(gw.store.list_sessions().await.unwrap().is_empty());
+}
+
+/// A phone whose caller ID is withheld, as a PBX sends it (RFC 3323).
+fn anonymous() -> PhoneOptions {
+    PhoneOptions {
+        user: "anonymous".into(),
+        from_host: "anonymous.invalid".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn two_anonymous_callers_log_different_agents_on() {
+    // Default: the extension is asked; # with no default extension is a station of the call.
+    let gw = start_gateway().await;
+    let mut p = Phone::new(gw.udp, anonymous()).await;
+    p.call().await;
+    p.press("1001#1234#").await;
+    assert!(p.wait_for_prompt_start(PromptId::AgentExtension, 10).await);
+    p.press("#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let mut q = Phone::new(gw.udp, anonymous()).await;
+    q.call().await;
+    q.press("1002#2345##").await;
+    assert_eq!(q.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    // A third keys an extension: that is its station.
+    let mut r = Phone::new(gw.udp, anonymous()).await;
+    r.call().await;
+    r.press("1003#3456#2003#").await;
+    assert_eq!(r.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+    let mut stations: Vec<String> = gw
+        .store
+        .list_sessions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.station)
+        .collect();
+    stations.sort();
+    assert_eq!(stations.len(), 3);
+    assert_eq!(stations[0], "2003");
+    assert!(stations[1].starts_with("anonymous-") && stations[2].starts_with("anonymous-"));
+    assert_ne!(stations[1], stations[2], "{stations:?}");
+
+    // "call": no prompt, a station of the call alone.
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.anonymous_station = AnonymousStation::Call
+    })
+    .await;
+    for keys in ["1001#1234#", "1002#2345#"] {
+        let mut p = Phone::new(gw.udp, anonymous()).await;
+        p.call().await;
+        p.press(keys).await;
+        assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
+        assert!(!p.heard_ids().contains(&PromptId::AgentExtension));
+    }
+    let sessions = gw.store.list_sessions().await.unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_ne!(sessions[0].station, sessions[1].station);
 }
 
 #[tokio::test]

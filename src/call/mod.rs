@@ -9,6 +9,7 @@ mod requests;
 pub use context::{AttemptLimiters, CallContext, Settings};
 pub use lines::{drop_ended_lines, shut_down_lines, LineEvent, Lines};
 
+use crate::login::flow::Q850_BAD_MEDIA;
 use crate::login::keys::{Keys, Taken};
 use crate::login::{Action, AgentNumber, CheckOutcome, Flow, Input, Mode, Outcome};
 use crate::media::dtmf::{Digit, DtmfMethod};
@@ -66,7 +67,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             store: ctx.store.for_tenant(route.tenant.as_str()),
             policy: Arc::new(settings.policy.for_route(&route)),
         },
-        flow: Flow::with_mode(settings.flow.clone(), route.mode()),
+        flow: Flow::with_mode(settings.flow.for_caller(call.withheld), route.mode()),
         mode: route.mode(),
         keys: Keys::new(&settings.dtmf_methods),
         language,
@@ -234,7 +235,7 @@ impl Driver {
             Some(SipEvent::Acked { body }) if !self.started => {
                 if let Err(e) = self.media.on_ack(&body) {
                     warn!(reason = %e, "late-offer ACK carried no usable SDP answer");
-                    self.call.handle.bye("bad-sdp").await;
+                    self.call.handle.bye("bad-sdp", Q850_BAD_MEDIA).await;
                     return Some(Outcome::CallerHungUp);
                 }
                 self.started = true;
@@ -358,7 +359,10 @@ impl Driver {
                 }
                 Action::Hangup(outcome) => {
                     if !self.hung_up {
-                        self.call.handle.bye(outcome.as_str()).await;
+                        self.call
+                            .handle
+                            .bye(outcome.as_str(), outcome.q850_cause())
+                            .await;
                     }
                     return Some(outcome);
                 }

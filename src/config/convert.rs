@@ -4,7 +4,7 @@
 use super::{Config, LoginConfig};
 use crate::call::{AttemptLimiters, Settings};
 use crate::login::route::{Routes, TenantRoute};
-use crate::login::rules::{AfterLogin, StationFrom};
+use crate::login::rules::{AfterLogin, AnonymousStation, StationFrom};
 use crate::login::FlowConfig;
 use crate::media::prompts::{Catalog, PromptError};
 use crate::store::LoginPolicy;
@@ -93,6 +93,7 @@ impl From<&LoginConfig> for FlowConfig {
             max_digits: c.max_digits,
             stay: c.after_login == AfterLogin::Stay,
             ask_extension: c.station == StationFrom::Prompt,
+            ask_extension_when_withheld: c.anonymous_station == AnonymousStation::Prompt,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The sections of the TOML file, each key with its default and what it means.
 
 use crate::login::rules::{
-    AfterLogin, AlreadyLoggedOnPolicy, Lockout, Network, SameStationPolicy, StationFrom,
+    AfterLogin, AlreadyLoggedOnPolicy, AnonymousStation, Lockout, Network, SameStationPolicy,
+    StationFrom,
 };
 use crate::login::AgentStatus;
 use crate::media::dtmf::DtmfMethod;
@@ -289,6 +290,10 @@ pub struct LoginConfig {
     pub station: StationFrom,
     /// The header a PBX puts the station in, with `station = "header"`.
     pub station_header: String,
+    /// Where a caller whose identity is withheld (`anonymous@anonymous.invalid`) logs on:
+    /// "prompt" (the extension is asked after the passcode; # alone: the agent's default
+    /// extension, else a station of the call alone) or "call" (a station of the call alone).
+    pub anonymous_station: AnonymousStation,
     /// Calls to this user (`sip:logout@gateway`) log an agent off: the one at the calling
     /// station, or the one whose number and passcode are keyed.
     pub logout_uri_user: String,
@@ -320,6 +325,7 @@ impl Default for LoginConfig {
             allowed_networks: Vec::new(),
             station: StationFrom::From,
             station_header: "X-Station".into(),
+            anonymous_station: AnonymousStation::Prompt,
             logout_uri_user: "logout".into(),
             after_login: AfterLogin::Hangup,
             initial_status: AgentStatus::OnBreak,

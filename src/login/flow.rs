@@ -148,7 +148,34 @@ impl Outcome {
             Outcome::Shutdown => "shutdown",
         }
     }
+
+    /// The ITU-T Q.850 cause told in the BYE's `Reason` header (RFC 3326), which a PBX takes
+    /// as the call's hang-up cause (Asterisk's `res_pjsip_rfc3326`: HANGUPCAUSE).
+    pub fn q850_cause(self) -> u8 {
+        match self {
+            // Normal call clearing: done, or nothing went wrong.
+            Outcome::LoggedIn
+            | Outcome::LoggedOff
+            | Outcome::Cancelled
+            | Outcome::CallerHungUp
+            | Outcome::Dropped => 16,
+            // User busy: the agent or the station is taken.
+            Outcome::AlreadyLoggedOn | Outcome::StationInUse => 17,
+            // Subscriber absent: a logout call found nobody logged on.
+            Outcome::NotLoggedOn => 20,
+            // Call rejected: the credentials or the station were refused.
+            Outcome::Incorrect | Outcome::Locked | Outcome::StationNotAllowed => 21,
+            // Temporary failure: try again later.
+            Outcome::Unavailable | Outcome::Shutdown => 41,
+            // Recovery on timer expiry: nothing keyed, or too long.
+            Outcome::NoInput | Outcome::TimeLimit => 102,
+        }
+    }
 }
+
+/// The Q.850 cause of a call ended because its media could not be set up (incompatible
+/// destination, as for 488).
+pub const Q850_BAD_MEDIA: u8 = 88;
 
 /// What happened on the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +328,18 @@ pub struct FlowConfig {
     pub stay: bool,
     /// Ask for the extension to log on at, after the passcode.
     pub ask_extension: bool,
+    /// Ask for it when the caller's identity is withheld.
+    pub ask_extension_when_withheld: bool,
+}
+
+impl FlowConfig {
+    /// The flow of one caller: whether its identity is withheld decides the extension prompt.
+    pub fn for_caller(&self, withheld: bool) -> FlowConfig {
+        FlowConfig {
+            ask_extension: self.ask_extension || (withheld && self.ask_extension_when_withheld),
+            ..self.clone()
+        }
+    }
 }
 
 /// Reasons recorded for sessions a stay line ends.

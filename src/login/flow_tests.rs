@@ -10,6 +10,7 @@ fn cfg() -> FlowConfig {
         max_digits: 16,
         stay: false,
         ask_extension: false,
+        ask_extension_when_withheld: true,
     }
 }
 
@@ -646,6 +647,27 @@ fn with_station_prompt_the_extension_is_asked_after_the_passcode() {
     assert!(
         matches!(c.keys("#").last(), Some(Action::Check { extension: Some(e), .. }) if e.is_empty())
     );
+}
+
+#[test]
+fn a_withheld_caller_is_asked_for_the_extension_when_so_configured() {
+    let asked = |cfg: FlowConfig, withheld| {
+        let mut c = Call {
+            flow: Flow::new(cfg.for_caller(withheld)),
+            now: Instant::now(),
+            log: vec![],
+        };
+        c.input(Input::Started);
+        c.keys("1001#1234");
+        c.keys("#") == vec![Action::Play(PromptId::AgentExtension)]
+    };
+    assert!(asked(cfg(), true));
+    assert!(!asked(cfg(), false));
+    let no_prompt = FlowConfig {
+        ask_extension_when_withheld: false,
+        ..cfg()
+    };
+    assert!(!asked(no_prompt, true));
 }
 
 #[test]

@@ -317,6 +317,18 @@ pub enum StationFrom {
     Prompt,
 }
 
+/// Where a caller whose identity is withheld (RFC 3323 privacy, `anonymous@anonymous.invalid`)
+/// logs on: never at a station shared with other such callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousStation {
+    /// Asked by prompt after the passcode, as `station = "prompt"` does; # alone is the
+    /// agent's default extension, or a station of the call alone.
+    Prompt,
+    /// A station of the call alone, without a prompt.
+    Call,
+}
+
 /// The rules a login is checked against (from `[login]`).
 #[derive(Debug, Clone)]
 pub struct LoginPolicy {

@@ -300,7 +300,8 @@ impl Acceptor {
             }
         };
         let station = match self.station_of(&tx, source.ip()) {
-            Ok(station) => station,
+            Ok(station) if Station::is_withheld(&station) => None,
+            Ok(station) => Some(Station(station)),
             Err(why) => {
                 warn!(%call_id, %source, reason = %why, "INVITE refused: 400");
                 spawn_reply(tx, StatusCode::BadRequest, vec![warning(&why)]);
@@ -343,7 +344,8 @@ impl Acceptor {
         }
         let call = IncomingCall {
             call_id: CallId(call_id),
-            station: Station(station),
+            withheld: station.is_none(),
+            station: station.unwrap_or_else(Station::of_one_call),
             dialed,
             source,
             local_ip,

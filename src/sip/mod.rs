@@ -68,8 +68,11 @@ pub enum SipEvent {
 #[derive(Debug)]
 pub struct IncomingCall {
     pub call_id: CallId,
-    /// The caller's station: From user@host (or what a PBX asserts).
+    /// The caller's station: From user@host (or what a PBX asserts); a station of this call
+    /// alone when the caller's identity is withheld.
     pub station: Station,
+    /// The caller's identity is withheld (RFC 3323): `station` is of this call alone.
+    pub withheld: bool,
     /// The user part of the Request-URI: what the caller dialed (`login`, `logout` …).
     pub dialed: String,
     /// Where the INVITE came from.
@@ -118,12 +121,17 @@ impl CallHandle {
         self.dialog.reject(Some(StatusCode::from(code)), None).ok();
     }
 
-    /// Hangs up with BYE, telling the peer the outcome in `X-Agentgw-Result`.
-    pub async fn bye(&self, outcome: &str) {
+    /// Hangs up with BYE, telling the peer the outcome in `X-Agentgw-Result` and as a Q.850
+    /// cause in `Reason` (RFC 3326), which a PBX's dialplan reads as the hang-up cause.
+    pub async fn bye(&self, outcome: &str, q850_cause: u8) {
         // From now on the caller's requests in this call get 481 (its BYE aside), also while
         // the BYE waits for its answer (up to 32 s from a phone that went away).
         self.hung_up.store(true, Ordering::Release);
-        let headers = vec![Header::Other("X-Agentgw-Result".into(), outcome.into())];
+        let reason = format!("Q.850;cause={q850_cause};text=\"{outcome}\"");
+        let headers = vec![
+            Header::Other("Reason".into(), reason),
+            Header::Other("X-Agentgw-Result".into(), outcome.into()),
+        ];
         if let Err(e) = self.dialog.bye_with_headers(Some(headers)).await {
             debug!(error = %e, "BYE not sent");
         }

@@ -128,6 +128,8 @@ pub use agentgw_load::sip::Msg as SipMsg;
 #[derive(Debug, Clone)]
 pub struct PhoneOptions {
     pub user: String,
+    /// The host of the From URI.
+    pub from_host: String,
     pub transport: Transport,
     /// Codecs offered, in order.
     pub codecs: Vec<Codec>,
@@ -150,6 +152,7 @@ impl Default for PhoneOptions {
     fn default() -> Self {
         PhoneOptions {
             user: format!("phone{}", rand::random::<u32>() % 100000),
+            from_host: "test.example".into(),
             transport: Transport::Udp,
             codecs: vec![Codec::Pcmu],
             telephone_event: Some(101),
@@ -391,13 +394,14 @@ impl Phone {
         };
         format!(
             "{method} sip:{dialed}@{gw}{uri_tp} SIP/2.0\r\nVia: SIP/2.0/{tp} {me};branch={branch};rport\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:{user}@test.example>;tag={ftag}\r\nTo: <sip:login@{gw}>{to_tag}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@{from_host}>;tag={ftag}\r\nTo: <sip:login@{gw}>{to_tag}\r\n\
              Call-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{user}@{me}{uri_tp}>\r\n{extra}{ct}\
              Content-Length: {len}\r\n\r\n{body}",
             tp = self.transport_name(),
             dialed = self.opts.dialed,
             branch = self.branch,
             user = self.opts.user,
+            from_host = self.opts.from_host,
             ftag = self.from_tag,
             cid = self.call_id,
             len = body.len(),
@@ -796,6 +800,13 @@ impl Phone {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
+    }
+
+    /// A header of the gateway's BYE, once it came.
+    pub fn bye_header(&self, name: &str) -> Option<String> {
+        let requests = self.requests.lock().unwrap();
+        let bye = requests.iter().find(|m| m.method() == Some("BYE"))?;
+        bye.header(name).map(str::to_string)
     }
 
     /// Waits until `prompt` has been heard to its end (or `secs` pass).
