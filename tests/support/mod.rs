@@ -208,6 +208,10 @@ pub struct Phone {
     call_id: String,
     from_tag: String,
     to_tag: Option<String>,
+    /// Through a proxy that record-routes: the route set (RFC 3261 §12.1.2: the 200's
+    /// Record-Route, reversed) and the remote target (its Contact) of in-dialog requests.
+    route_set: Vec<String>,
+    remote_target: Option<String>,
     cseq: u32,
     branch: String,
     pub invite_response: Option<SipMsg>,
@@ -316,6 +320,8 @@ impl Phone {
             call_id: format!("{}@test-phone", rand_token()),
             from_tag: rand_token(),
             to_tag: None,
+            route_set: Vec::new(),
+            remote_target: None,
             cseq: 1,
             branch: String::new(),
             invite_response: None,
@@ -392,13 +398,27 @@ impl Phone {
         } else {
             "Content-Type: application/sdp\r\n"
         };
+        // In a record-routed dialog: to the remote target, along the route set.
+        let (uri, routes) = match (&self.remote_target, self.to_tag.is_some()) {
+            (Some(target), true) => {
+                let routes: String = self
+                    .route_set
+                    .iter()
+                    .map(|r| format!("Route: {r}\r\n"))
+                    .collect();
+                (target.clone(), routes)
+            }
+            _ => (
+                format!("sip:{}@{gw}{uri_tp}", self.opts.dialed),
+                String::new(),
+            ),
+        };
         format!(
-            "{method} sip:{dialed}@{gw}{uri_tp} SIP/2.0\r\nVia: SIP/2.0/{tp} {me};branch={branch};rport\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:{user}@{from_host}>;tag={ftag}\r\nTo: <sip:login@{gw}>{to_tag}\r\n\
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{tp} {me};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n{routes}From: <sip:{user}@{from_host}>;tag={ftag}\r\nTo: <sip:login@{gw}>{to_tag}\r\n\
              Call-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{user}@{me}{uri_tp}>\r\n{extra}{ct}\
              Content-Length: {len}\r\n\r\n{body}",
             tp = self.transport_name(),
-            dialed = self.opts.dialed,
             branch = self.branch,
             user = self.opts.user,
             from_host = self.opts.from_host,
@@ -515,6 +535,23 @@ impl Phone {
             .header("To")
             .and_then(|t| t.split(";tag=").nth(1))
             .map(|t| t.split(';').next().unwrap_or(t).to_string());
+        let mut route_set: Vec<String> = resp
+            .headers("Record-Route")
+            .flat_map(|v| v.split(','))
+            .map(|r| r.trim().to_string())
+            .collect();
+        route_set.reverse();
+        self.remote_target = (!route_set.is_empty())
+            .then(|| resp.header("Contact"))
+            .flatten()
+            .map(|c| {
+                c.trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or(c)
+                    .to_string()
+            });
+        self.route_set = route_set;
         let sdp = resp.body().to_string();
         let media = agentgw::sdp::parse(sdp.as_bytes()).expect("gateway SDP parses");
         self.remote_rtp = Some(media.addr);
