@@ -178,20 +178,21 @@ fn load_config(cli: &Cli) -> Result<Config> {
         None => Config::default(),
     };
     if let Some(db) = &cli.db {
-        if !db.starts_with("sqlite:") {
-            bail!("--db {db}: must start with sqlite:// (e.g. sqlite://agentgw.db)");
+        if !db.starts_with("sqlite:") && !agentgw::store::is_postgres_url(db) {
+            bail!(
+                "--db {}: must start with sqlite:// (e.g. sqlite://agentgw.db) or postgres://",
+                agentgw::store::mask_password(db)
+            );
         }
         config.store.url = db.clone();
     }
+    if agentgw::store::is_postgres_url(&config.store.url) && config.store.pepper_file.is_none() {
+        bail!(
+            "a PostgreSQL store needs [store] pepper_file (in --config FILE): every node hashes \
+             passcodes with the same pepper"
+        );
+    }
     Ok(config)
-}
-
-fn node_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "agentgw".into())
 }
 
 fn init_logging(filter: &str, json: bool) {
@@ -349,7 +350,7 @@ async fn open_store_to_read(config: &Config) -> Result<Store> {
         iterations: config.store.hash_iterations,
         pepper: None,
     };
-    let store = Store::open_with(&config.store.url, &node_id(), &settings).await?;
+    let store = Store::open_with(&config.store.url, &config.gateway.node_id(), &settings).await?;
     let path = pepper_path(config);
     if !path.exists() {
         let (peppered, _) = store.peppered_hashes().await?;
@@ -422,7 +423,7 @@ async fn open_store(config: &Config) -> Result<Store> {
         iterations: config.store.hash_iterations,
         pepper: Some(pepper.clone()),
     };
-    let store = Store::open_with(&config.store.url, &node_id(), &settings).await?;
+    let store = Store::open_with(&config.store.url, &config.gateway.node_id(), &settings).await?;
     let (peppered, other) = store.peppered_hashes().await?;
     if created {
         if peppered > 0 {
@@ -588,15 +589,13 @@ fn state_dir(config: &Config) -> PathBuf {
     db_dir(config)
 }
 
-/// The directory of the SQLite file (the current directory for a bare file name).
+/// The directory of the SQLite file (the current directory for a bare file name, or for
+/// a PostgreSQL store).
 fn db_dir(config: &Config) -> PathBuf {
-    let path = config
-        .store
-        .url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
-    PathBuf::from(path)
-        .parent()
+    let Some(path) = sqlite_path(config) else {
+        return PathBuf::from(".");
+    };
+    path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), PathBuf::from)
 }

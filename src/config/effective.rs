@@ -42,7 +42,7 @@ impl Config {
     /// of a store URL, webhook secrets) masked.
     pub fn effective(&self) -> String {
         let mut shown = self.clone();
-        shown.store.url = mask_password(&shown.store.url);
+        shown.store.url = crate::store::mask_password(&shown.store.url);
         for w in &mut shown.webhook {
             w.secret = "****".into();
         }
@@ -106,16 +106,6 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
 }
 
 /// `scheme://user:****@host/…` for a URL with a password.
-fn mask_password(url: &str) -> String {
-    let mut url = url.to_string();
-    if let (Some(at), Some(scheme_end)) = (url.rfind('@'), url.find("://")) {
-        if let Some(colon) = url[scheme_end + 3..at].find(':') {
-            url.replace_range(scheme_end + 3 + colon + 1..at, "****");
-        }
-    }
-    url
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +121,8 @@ mod tests {
             token_file = "/etc/agentgw/admin-token"
             [prompts]
             dir = "/etc/agentgw/prompts"
+            [gateway]
+            node_id = "gw1"
             [[tenant]]
             name = "acme"
             numbers = ["login-acme"]

@@ -136,11 +136,28 @@ impl Config {
         if self.sip.answer_after_ms > 10_000 {
             return invalid("sip.answer_after_ms", "must be at most 10000");
         }
-        if !self.store.url.starts_with("sqlite:") {
+        let postgres = crate::store::is_postgres_url(&self.store.url);
+        if !self.store.url.starts_with("sqlite:") && !postgres {
             return invalid(
                 "store.url",
-                "must start with sqlite:// (e.g. \"sqlite://agentgw.db\")",
+                "must start with sqlite:// (e.g. \"sqlite://agentgw.db\") or postgres:// \
+                 (e.g. \"postgres://agentgw:PASSWORD@db.example/agentgw\")",
             );
+        }
+        if postgres && self.store.pepper_file.is_none() {
+            return invalid(
+                "store.pepper_file",
+                "must be set with a PostgreSQL store: every node hashes passcodes with the \
+                 same pepper, so each needs a copy of one file",
+            );
+        }
+        if let Some(id) = &self.gateway.node_id {
+            if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ' ') {
+                return invalid(
+                    "gateway.node_id",
+                    "must be 1 to 64 characters without spaces",
+                );
+            }
         }
         for (i, w) in self.webhook.iter().enumerate() {
             if let Some((k, reason)) = w.problem() {

@@ -46,11 +46,30 @@ pub struct GatewayConfig {
     /// On SIGTERM, how long logins in progress may take to finish before the rest hear
     /// goodbye and get a BYE.
     pub drain_secs: u64,
+    /// This gateway's name in sessions, the audit log and events; unique among the nodes that
+    /// share a store. None: the host name.
+    pub node_id: Option<String>,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig { drain_secs: 30 }
+        GatewayConfig {
+            drain_secs: 30,
+            node_id: None,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// `node_id`, else the host name.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "agentgw".into())
+        })
     }
 }
 
@@ -197,14 +216,16 @@ impl Default for MediaConfig {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://PATH` (created when missing).
+    /// `sqlite://PATH` (created when missing), or `postgres://USER:PASSWORD@HOST/DATABASE`
+    /// for several nodes sharing one store.
     pub url: String,
     /// argon2id memory per passcode hash, KiB.
     pub hash_memory_kib: u32,
     /// argon2id passes.
     pub hash_iterations: u32,
     /// The pepper: a secret mixed into every passcode hash, kept outside the database. None:
-    /// generated on first start into the state directory as `pepper` (mode 0600).
+    /// generated on first start into the state directory as `pepper` (mode 0600). Needed
+    /// with PostgreSQL: every node must hash with the same pepper, so each has a copy.
     pub pepper_file: Option<PathBuf>,
 }
 

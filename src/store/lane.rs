@@ -1,4 +1,4 @@
-//! SQLite connections for the login path, lent without sqlx's pool.
+//! Connections for the login path, lent without sqlx's pool.
 //!
 //! Two costs of the pool, found in a profile of the SQLite threads during a login storm:
 //! each connection keeps its own page cache, and a write on one makes every other read the
@@ -12,8 +12,9 @@
 //! state.
 
 use super::StoreError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::ConnectOptions;
+use sqlx::any::AnyConnectOptions;
+use sqlx::AnyConnection;
+use sqlx::{ConnectOptions, Executor};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -21,8 +22,10 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// At most `size` connections, opened when first needed and kept while idle.
 #[derive(Debug)]
 pub(super) struct Lane {
-    opts: SqliteConnectOptions,
-    idle: Mutex<Vec<SqliteConnection>>,
+    opts: AnyConnectOptions,
+    /// What a new connection runs first.
+    setup: &'static str,
+    idle: Mutex<Vec<AnyConnection>>,
     permits: Semaphore,
     wait: Duration,
 }
@@ -31,16 +34,22 @@ pub(super) struct Lane {
 #[derive(Debug)]
 pub(super) struct Lent<'a> {
     lane: &'a Lane,
-    conn: Option<SqliteConnection>,
+    conn: Option<AnyConnection>,
     _permit: SemaphorePermit<'a>,
 }
 
 impl Lane {
-    /// A lane of up to `size` connections opened with `opts`; a caller waits at most `wait`
-    /// for one (as for the pool's `acquire_timeout`).
-    pub(super) fn new(opts: SqliteConnectOptions, size: usize, wait: Duration) -> Lane {
+    /// A lane of up to `size` connections opened with `opts` (each running `setup` first); a
+    /// caller waits at most `wait` for one (as for the pool's `acquire_timeout`).
+    pub(super) fn new(
+        opts: AnyConnectOptions,
+        setup: &'static str,
+        size: usize,
+        wait: Duration,
+    ) -> Lane {
         Lane {
             opts,
+            setup,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Semaphore::new(size),
             wait,
@@ -60,18 +69,24 @@ impl Lane {
             }
         };
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn =
-            match idle {
-                Some(c) => c,
-                None => self.opts.connect().await.map_err(|e| {
-                    StoreError::Unavailable(format!("cannot open the database: {e}"))
-                })?,
-            };
+        let conn = match idle {
+            Some(c) => c,
+            None => self
+                .connect()
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("cannot open the database: {e}")))?,
+        };
         Ok(Lent {
             lane: self,
             conn: Some(conn),
             _permit: permit,
         })
+    }
+
+    async fn connect(&self) -> Result<AnyConnection, sqlx::Error> {
+        let mut conn = self.opts.connect().await?;
+        conn.execute(self.setup).await?;
+        Ok(conn)
     }
 
     /// Lends nothing more and closes the idle connections (those out are closed when they
@@ -91,7 +106,7 @@ impl Lane {
 }
 
 impl Lent<'_> {
-    pub(super) fn conn(&mut self) -> &mut SqliteConnection {
+    pub(super) fn conn(&mut self) -> &mut AnyConnection {
         // Only `give_back` (which consumes the loan) takes it out.
         self.conn
             .as_mut()
@@ -120,12 +135,15 @@ mod tests {
     #[tokio::test]
     async fn a_loan_given_back_is_lent_again_and_one_left_unfinished_is_closed() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/lane.db", dir.path().display());
-        let opts = SqliteConnectOptions::from_str(&url)
-            .unwrap()
-            .create_if_missing(true)
-            .busy_timeout(Duration::from_secs(2));
-        let lane = Lane::new(opts, 2, Duration::from_millis(200));
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}/lane.db?mode=rwc", dir.path().display());
+        let opts = AnyConnectOptions::from_str(&url).unwrap();
+        let lane = Lane::new(
+            opts,
+            "PRAGMA busy_timeout = 2000",
+            2,
+            Duration::from_millis(200),
+        );
         let mut a = lane.lend().await.unwrap();
         sqlx::query("CREATE TABLE t (x)")
             .execute(a.conn())

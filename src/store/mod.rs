@@ -3,9 +3,9 @@
 //! on threads of their own (`hasher.rs`) and are never logged, returned or stored in clear.
 
 mod agents;
+mod db;
 mod hasher;
 mod lane;
-mod sqlite;
 
 use hasher::Hasher;
 pub use hasher::{HashSettings, DEFAULT_HASH_ITERATIONS, DEFAULT_HASH_MEMORY_KIB};
@@ -150,6 +150,22 @@ pub struct LoginAttempt {
 /// answers `Status` or `Unavailable`; the caller maps a store error to `Unavailable`).
 pub type LoginResult = crate::login::CheckOutcome;
 
+/// Whether a store URL names a PostgreSQL database (several nodes sharing it).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A store URL fit to show: its password replaced by `****`.
+pub fn mask_password(url: &str) -> String {
+    let mut url = url.to_string();
+    if let (Some(at), Some(scheme_end)) = (url.rfind('@'), url.find("://")) {
+        if let Some(colon) = url[scheme_end + 3..at].find(':') {
+            url.replace_range(scheme_end + 3 + colon + 1..at, "****");
+        }
+    }
+    url
+}
+
 /// Checks that an agent number is something a phone can key: 1 to 16 digits.
 pub fn validate_agent_number(n: &str) -> Result<(), StoreError> {
     if (1..=16).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()) {
@@ -175,7 +191,7 @@ pub fn validate_passcode(p: &Passcode) -> Result<(), StoreError> {
 /// The store: SQLite today (embedded, WAL), PostgreSQL when several nodes share it.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: sqlite::SqliteStore,
+    db: db::Db,
     hasher: Hasher,
     /// Recorded on each session: which gateway holds the agent's call.
     node_id: String,
@@ -199,13 +215,8 @@ impl Store {
         node_id: &str,
         hashing: &HashSettings,
     ) -> Result<Store, StoreError> {
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::Invalid(format!(
-                "store URL {url:?} is not supported: use sqlite://PATH"
-            )));
-        }
         Ok(Store {
-            db: sqlite::SqliteStore::open(url).await?,
+            db: db::Db::open(url).await?,
             hasher: Hasher::new(hashing)?,
             node_id: node_id.to_string(),
             tenant: Tenant(DEFAULT_TENANT.to_string()),
@@ -517,7 +528,7 @@ impl Store {
 
     /// Ends the sessions (of every tenant) older than `max_age`; how many.
     pub async fn expire_sessions(&self, max_age: std::time::Duration) -> Result<usize, StoreError> {
-        let before = sqlite::now_ms() - max_age.as_millis() as i64;
+        let before = db::now_ms() - max_age.as_millis() as i64;
         self.db
             .expire_sessions(before, crate::login::rules::REASON_SESSION_EXPIRED)
             .await
@@ -651,7 +662,7 @@ impl Store {
             networks: &policy.networks,
             lockout: &policy.lockout,
         };
-        let verdict = decide(&attempt, record.as_ref(), right, &rules, sqlite::now_ms());
+        let verdict = decide(&attempt, record.as_ref(), right, &rules, db::now_ms());
         let language = record
             .filter(|r| verdict.credentials_right() && !r.language.is_empty())
             .map(|r| r.language);

@@ -1,4 +1,5 @@
-//! The embedded default store: SQLite through sqlx, WAL mode, migrations embedded in the binary.
+//! The store's SQL, one text for both backends through sqlx's Any driver: SQLite (embedded, WAL)
+//! or PostgreSQL (several nodes), chosen by the URL, with each one's migrations embedded.
 
 use super::lane::Lane;
 use super::{
@@ -9,20 +10,77 @@ use crate::login::decide::Entry;
 use crate::login::rules::{decide_claim, ClaimDecision, Failures, Holdings};
 use crate::login::AgentStatus;
 use crate::login::AuditEvent;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::Row;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, Executor, Row};
+use sqlx::{AnyConnection, AnyPool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database the URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if super::is_postgres_url(url) {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Invalid(format!(
+                "store URL {:?} is not supported: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE",
+                super::mask_password(url)
+            )))
+        }
+    }
+
+    /// What every new connection runs first.
+    fn session_setup(self) -> &'static str {
+        match self {
+            // WAL (kept in the file), foreign keys, 5 s for a lock held elsewhere, and 1 MiB
+            // of page cache per connection (SQLite's default is 2 MiB): the login path reads
+            // a few index pages per query, and the audit table only grows, so a bigger cache
+            // is memory that fills with audit pages and never comes back. The OS page cache
+            // holds the file anyway.
+            Backend::Sqlite => {
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                 PRAGMA busy_timeout = 5000; PRAGMA cache_size = -1024;"
+            }
+            Backend::Postgres => "SET application_name = 'agentgw'",
+        }
+    }
+
+    /// How a transaction that claims a session starts: SQLite takes the write lock at once
+    /// (BEGIN IMMEDIATE); PostgreSQL locks the sessions table against other writers, so that
+    /// of claims on several nodes each sees the one before it, as on one.
+    fn begin_claim(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// What a claim transaction runs after it began.
+    fn claim_lock(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("LOCK TABLE sessions IN SHARE ROW EXCLUSIVE MODE"),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
-pub(super) struct SqliteStore {
-    pool: SqlitePool,
+pub(super) struct Db {
+    backend: Backend,
+    pool: AnyPool,
     /// The login path's connections (the agent's record, the claim, its audit rows).
     lane: Arc<Lane>,
     /// Every session ended, told after its transaction commits.
@@ -37,14 +95,14 @@ enum SessionOf<'a> {
 
 /// Ends a session inside `tx` and audits why; the ended session, if there was one.
 async fn delete_session(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut AnyConnection,
     tenant: &str,
     which: SessionOf<'_>,
     reason: &str,
 ) -> Result<Option<SessionEnded>, StoreError> {
     let (sql, key) = match which {
-        SessionOf::Agent(a) => ("DELETE FROM sessions WHERE tenant = ? AND agent = ? RETURNING agent, station, call_id", a),
-        SessionOf::Station(s) => ("DELETE FROM sessions WHERE tenant = ? AND station = ? RETURNING agent, station, call_id", s),
+        SessionOf::Agent(a) => ("DELETE FROM sessions WHERE tenant = $1 AND agent = $2 RETURNING agent, station, call_id", a),
+        SessionOf::Station(s) => ("DELETE FROM sessions WHERE tenant = $1 AND station = $2 RETURNING agent, station, call_id", s),
     };
     let row = sqlx::query(sql)
         .bind(tenant)
@@ -91,6 +149,32 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// RFC 3339 (UTC) of a Unix time in milliseconds, with the milliseconds when `millis`.
+pub(super) fn rfc3339(ms: i64, millis: bool) -> String {
+    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, mi, sec, milli) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
+    if millis {
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{milli:03}Z")
+    } else {
+        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}Z")
+    }
+}
+
 /// The login path's connections (`Lane`), besides the pool's four for everything else: one.
 /// Each connection has its own page cache, and a write on one makes the others read the
 /// pages it changed again at their next transaction; with the login path spread over several
@@ -102,45 +186,70 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// holds up every claim whatever the number of connections.
 const LANE_CONNECTIONS: usize = 1;
 
-impl SqliteStore {
-    pub(super) async fn open(url: &str) -> Result<SqliteStore, StoreError> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Invalid(format!("store URL {url:?}: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5))
-            // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the login
-            // path reads a few index pages per query, and the audit table only grows, so a
-            // bigger cache is memory that fills with audit pages and never comes back. The
-            // OS page cache holds the file anyway.
-            .pragma("cache_size", "-1024");
+/// The login path's connections on PostgreSQL: its server runs statements in parallel, one
+/// process per connection, so calls on several at once do not queue behind each other.
+const POSTGRES_LANE_CONNECTIONS: usize = 8;
+
+impl Db {
+    pub(super) async fn open(url: &str) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url)?;
+        let shown = super::mask_password(url);
+        let url = match backend {
+            // Created when missing.
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_string(),
+        };
+        let opts = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Invalid(format!("store URL {shown:?}: {e}")))?;
+        let (lane_size, pool_size) = match backend {
+            Backend::Sqlite => (LANE_CONNECTIONS, 4),
+            Backend::Postgres => (POSTGRES_LANE_CONNECTIONS, 4),
+        };
         let lane = Arc::new(Lane::new(
             opts.clone(),
-            LANE_CONNECTIONS,
+            backend.session_setup(),
+            lane_size,
             Duration::from_secs(5),
         ));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+        let setup = backend.session_setup();
+        let pool = AnyPoolOptions::new()
+            .max_connections(pool_size)
             // sqlx pings a connection before lending it (a round trip to the connection's
-            // worker thread and back); an embedded database file has no link to lose, and a
-            // broken connection still fails its statement.
+            // worker thread and back); an embedded database file has no link to lose, and
+            // a broken connection (a PostgreSQL server restarted) fails its statement.
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(setup).await?;
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
-        MIGRATOR
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {shown}: {e}")))?;
+        let migrations = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrations
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot migrate {url}: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot migrate {shown}: {e}")))?;
         let (ended, _) = broadcast::channel(1024);
-        Ok(SqliteStore { pool, lane, ended })
+        Ok(Db {
+            backend,
+            pool,
+            lane,
+            ended,
+        })
     }
 
     #[cfg(test)]
-    pub(super) fn pool_for_tests(&self) -> SqlitePool {
+    pub(super) fn pool_for_tests(&self) -> AnyPool {
         self.pool.clone()
     }
 
@@ -167,7 +276,7 @@ impl SqliteStore {
         hash: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE agents SET passcode_hash = ?, failed_attempts = 0, must_change = 0 WHERE tenant = ? AND number = ?")
+        let n = sqlx::query("UPDATE agents SET passcode_hash = $1, failed_attempts = 0, must_change = 0 WHERE tenant = $2 AND number = $3")
             .bind(hash)
             .bind(tenant)
             .bind(number)
@@ -181,7 +290,7 @@ impl SqliteStore {
         let mut tx = self.pool.begin().await?;
         let ended =
             delete_session(&mut tx, tenant, SessionOf::Agent(number), "agent removed").await?;
-        let n = sqlx::query("DELETE FROM agents WHERE tenant = ? AND number = ?")
+        let n = sqlx::query("DELETE FROM agents WHERE tenant = $1 AND number = $2")
             .bind(tenant)
             .bind(number)
             .execute(&mut *tx)
@@ -201,7 +310,7 @@ impl SqliteStore {
         let row = sqlx::query(
             "SELECT passcode_hash, enabled, failed_attempts, failure_window_start, locked_until, \
              allowed_stations, allowed_networks, must_change, default_extension, language \
-             FROM agents WHERE tenant = ? AND number = ?",
+             FROM agents WHERE tenant = $1 AND number = $2",
         )
         .bind(tenant)
         .bind(number);
@@ -238,8 +347,8 @@ impl SqliteStore {
         let mut lent = self.lane.lend().await?;
         let mut tx = sqlx::Connection::begin(lent.conn()).await?;
         sqlx::query(
-            "UPDATE agents SET failed_attempts = ?, failure_window_start = ?, locked_until = ? \
-             WHERE tenant = ? AND number = ?",
+            "UPDATE agents SET failed_attempts = $1, failure_window_start = $2, locked_until = $3 \
+             WHERE tenant = $4 AND number = $5",
         )
         .bind(f.count as i64)
         .bind(f.window_start_ms)
@@ -270,8 +379,8 @@ impl SqliteStore {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let order = if q.after.is_some() { "ASC" } else { "DESC" };
         let rows = sqlx::query(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit WHERE tenant = ? AND (? IS NULL OR agent = ?) \
-             AND (? IS NULL OR id < ?) AND (? IS NULL OR id > ?) ORDER BY id {order} LIMIT ?"
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE tenant = $1 AND ($2 IS NULL OR agent = $3) \
+             AND ($4 IS NULL OR id < $5) AND ($6 IS NULL OR id > $7) ORDER BY id {order} LIMIT $8"
         ))
         .bind(tenant)
         .bind(q.agent)
@@ -293,7 +402,7 @@ impl SqliteStore {
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit WHERE id > ? ORDER BY id LIMIT ?"
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE id > $1 ORDER BY id LIMIT $2"
         ))
         .bind(after)
         .bind(limit as i64)
@@ -316,7 +425,7 @@ impl SqliteStore {
         event: &str,
     ) -> Result<usize, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audit WHERE tenant = ? AND agent = ? AND event = ?",
+            "SELECT COUNT(*) FROM audit WHERE tenant = $1 AND agent = $2 AND event = $3",
         )
         .bind(tenant)
         .bind(agent)
@@ -330,7 +439,7 @@ impl SqliteStore {
     pub(super) async fn unlock(&self, tenant: &str, number: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "SELECT locked_until IS NOT NULL AND locked_until > ? FROM agents WHERE tenant = ? AND number = ?",
+            "SELECT CASE WHEN locked_until > $1 THEN 1 ELSE 0 END FROM agents WHERE tenant = $2 AND number = $3",
         )
         .bind(now_ms())
         .bind(tenant)
@@ -343,7 +452,7 @@ impl SqliteStore {
         let was_locked = row.get::<i64, _>(0) != 0;
         sqlx::query(
             "UPDATE agents SET failed_attempts = 0, failure_window_start = NULL, locked_until = NULL \
-             WHERE tenant = ? AND number = ?",
+             WHERE tenant = $1 AND number = $2",
         )
         .bind(tenant)
         .bind(number)
@@ -399,8 +508,10 @@ impl SqliteStore {
     ) -> Result<std::collections::HashSet<String>, StoreError> {
         let mut found = std::collections::HashSet::new();
         for chunk in numbers.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(",");
-            let sql = format!("SELECT number FROM agents WHERE tenant = ? AND number IN ({marks})");
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let marks = marks.join(",");
+            let sql =
+                format!("SELECT number FROM agents WHERE tenant = $1 AND number IN ({marks})");
             let mut q = sqlx::query_scalar::<_, String>(&sql).bind(tenant);
             for n in chunk {
                 q = q.bind(*n);
@@ -416,7 +527,7 @@ impl SqliteStore {
         tenant: &str,
         rows: &[(usize, String, Option<String>, AgentChanges)],
     ) -> Result<ImportSummary, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with(self.backend.begin_claim()).await?;
         let mut summary = ImportSummary {
             created: 0,
             updated: 0,
@@ -460,11 +571,11 @@ impl SqliteStore {
         number: Option<&str>,
     ) -> Result<Vec<Agent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT a.number, a.name, a.enabled, s.agent IS NOT NULL, \
-             a.locked_until IS NOT NULL AND a.locked_until > ?, a.allowed_stations, a.allowed_networks, \
+            "SELECT a.number, a.name, a.enabled, CASE WHEN s.agent IS NULL THEN 0 ELSE 1 END, \
+             CASE WHEN a.locked_until > $1 THEN 1 ELSE 0 END, a.allowed_stations, a.allowed_networks, \
              a.default_extension, a.language, a.must_change, a.tenant FROM agents a \
              LEFT JOIN sessions s ON s.tenant = a.tenant AND s.agent = a.number \
-             WHERE a.tenant = ? AND (? IS NULL OR a.number = ?) ORDER BY length(a.number), a.number",
+             WHERE a.tenant = $2 AND ($3 IS NULL OR a.number = $4) ORDER BY length(a.number), a.number",
         )
         .bind(now_ms())
         .bind(tenant)
@@ -492,9 +603,8 @@ impl SqliteStore {
 
     pub(super) async fn list_sessions(&self, tenant: &str) -> Result<Vec<Session>, StoreError> {
         let rows = sqlx::query(
-            "SELECT agent, station, source, node_id, status, \
-             strftime('%Y-%m-%dT%H:%M:%SZ', logged_in_at / 1000, 'unixepoch') \
-             FROM sessions WHERE tenant = ? ORDER BY logged_in_at, agent",
+            "SELECT agent, station, source, node_id, status, logged_in_at \
+             FROM sessions WHERE tenant = $1 ORDER BY logged_in_at, agent",
         )
         .bind(tenant)
         .fetch_all(&self.pool)
@@ -507,7 +617,7 @@ impl SqliteStore {
                 source: r.get(2),
                 node_id: r.get(3),
                 status: r.get(4),
-                logged_in_at: r.get(5),
+                logged_in_at: rfc3339(r.get(5), false),
             })
             .collect())
     }
@@ -521,7 +631,7 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
-            "UPDATE sessions SET status = ?, last_seen_at = ? WHERE tenant = ? AND agent = ?",
+            "UPDATE sessions SET status = $1, last_seen_at = $2 WHERE tenant = $3 AND agent = $4",
         )
         .bind(status.as_str())
         .bind(now_ms())
@@ -549,7 +659,7 @@ impl SqliteStore {
         agent: &str,
     ) -> Result<Option<AgentStatus>, StoreError> {
         let s: Option<String> =
-            sqlx::query_scalar("SELECT status FROM sessions WHERE tenant = ? AND agent = ?")
+            sqlx::query_scalar("SELECT status FROM sessions WHERE tenant = $1 AND agent = $2")
                 .bind(tenant)
                 .bind(agent)
                 .fetch_optional(&self.pool)
@@ -577,7 +687,7 @@ impl SqliteStore {
         reason: &str,
     ) -> Result<usize, StoreError> {
         self.end_selected(
-            "SELECT tenant, agent FROM sessions WHERE node_id = ? AND stay = 1",
+            "SELECT tenant, agent FROM sessions WHERE node_id = $1 AND stay = 1",
             node_id,
             reason,
         )
@@ -592,7 +702,7 @@ impl SqliteStore {
         reason: &str,
     ) -> Result<usize, StoreError>
     where
-        T: 'q + Send + sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+        T: 'q + Send + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
     {
         let mut tx = self.pool.begin().await?;
         let found: Vec<(String, String)> = sqlx::query_as(select)
@@ -640,7 +750,7 @@ impl SqliteStore {
         reason: &str,
     ) -> Result<usize, StoreError> {
         self.end_selected(
-            "SELECT tenant, agent FROM sessions WHERE logged_in_at < ?",
+            "SELECT tenant, agent FROM sessions WHERE logged_in_at < $1",
             before_ms,
             reason,
         )
@@ -673,15 +783,20 @@ impl SqliteStore {
     ) -> Result<LoginResult, StoreError> {
         // One connection for both paths: a claim that was not free goes on with it.
         let mut lent = self.lane.lend().await?;
-        if claim_if_free(lent.conn(), tenant, a, node_id, policy).await? {
+        if self.backend == Backend::Sqlite
+            && claim_if_free(lent.conn(), tenant, a, node_id, policy).await?
+        {
             lent.give_back();
             return Ok(LoginResult::LoggedIn);
         }
-        let mut tx = sqlx::Connection::begin_with(lent.conn(), "BEGIN IMMEDIATE").await?;
+        let mut tx = sqlx::Connection::begin_with(lent.conn(), self.backend.begin_claim()).await?;
+        if let Some(lock) = self.backend.claim_lock() {
+            tx.execute(lock).await?;
+        }
         // Who holds this agent and who holds this station, in one query (one round trip to
         // the connection's thread instead of two).
         let held: Vec<(String, String)> = sqlx::query_as(
-            "SELECT agent, station FROM sessions WHERE tenant = ? AND (agent = ? OR station = ?)",
+            "SELECT agent, station FROM sessions WHERE tenant = $1 AND (agent = $2 OR station = $3)",
         )
         .bind(tenant)
         .bind(&a.agent.0)
@@ -722,7 +837,7 @@ impl SqliteStore {
                 let now = now_ms();
                 sqlx::query(
                     "INSERT INTO sessions (tenant, agent, station, source, node_id, call_id, status, stay, logged_in_at, last_seen_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(tenant)
                 .bind(&a.agent.0)
@@ -766,7 +881,7 @@ impl SqliteStore {
     }
 }
 
-/// The usual login: nobody holds the agent or the station, so every policy claims it
+/// (SQLite) The usual login: nobody holds the agent or the station, so every policy claims it
 /// and ends nothing. The session and its audit row are written by one batch of
 /// statements, its own write transaction, in one round trip to the connection's thread
 /// (the general path takes five: BEGIN, SELECT, INSERT, INSERT, COMMIT). True when the
@@ -774,7 +889,7 @@ impl SqliteStore {
 /// general path to decide (on the same connection). A batch that fails may have stopped
 /// inside its transaction: the caller closes the connection rather than give it back.
 async fn claim_if_free(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut AnyConnection,
     tenant: &str,
     a: &LoginAttempt,
     node_id: &str,
@@ -806,14 +921,14 @@ async fn claim_if_free(
 
 /// Inserts an agent and applies `changes`; audits `agent_added`.
 async fn insert_agent(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut AnyConnection,
     tenant: &str,
     number: &str,
     hash: &str,
     changes: &AgentChanges,
 ) -> Result<(), StoreError> {
     let r = sqlx::query(
-        "INSERT INTO agents (tenant, number, passcode_hash, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO agents (tenant, number, passcode_hash, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(tenant)
     .bind(number)
@@ -837,7 +952,7 @@ async fn insert_agent(
 /// Applies `changes` (and a new passcode hash) to an existing agent and audits what changed;
 /// false when there is no such agent.
 async fn apply_changes(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut AnyConnection,
     tenant: &str,
     number: &str,
     hash: Option<&str>,
@@ -867,7 +982,7 @@ async fn apply_changes(
 }
 
 async fn set_fields(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut AnyConnection,
     tenant: &str,
     number: &str,
     hash: Option<&str>,
@@ -880,12 +995,12 @@ async fn set_fields(
             .join(",")
     });
     let n = sqlx::query(
-        "UPDATE agents SET name = COALESCE(?, name), enabled = COALESCE(?, enabled), \
-         allowed_stations = COALESCE(?, allowed_stations), allowed_networks = COALESCE(?, allowed_networks), \
-         default_extension = COALESCE(?, default_extension), language = COALESCE(?, language), \
-         must_change = COALESCE(?, must_change), passcode_hash = COALESCE(?, passcode_hash), \
-         failed_attempts = CASE WHEN ? IS NULL THEN failed_attempts ELSE 0 END \
-         WHERE tenant = ? AND number = ?",
+        "UPDATE agents SET name = COALESCE($1, name), enabled = COALESCE($2, enabled), \
+         allowed_stations = COALESCE($3, allowed_stations), allowed_networks = COALESCE($4, allowed_networks), \
+         default_extension = COALESCE($5, default_extension), language = COALESCE($6, language), \
+         must_change = COALESCE($7, must_change), passcode_hash = COALESCE($8, passcode_hash), \
+         failed_attempts = CASE WHEN $9 IS NULL THEN failed_attempts ELSE 0 END \
+         WHERE tenant = $10 AND number = $11",
     )
     .bind(c.name.as_deref())
     .bind(c.enabled.map(i64::from))
@@ -904,13 +1019,12 @@ async fn set_fields(
     Ok(n > 0)
 }
 
-const AUDIT_COLUMNS: &str = "id, strftime('%Y-%m-%dT%H:%M:%fZ', at / 1000.0, 'unixepoch'), \
-     tenant, agent, station, source, call_id, event, reason";
+const AUDIT_COLUMNS: &str = "id, at, tenant, agent, station, source, call_id, event, reason";
 
-fn audit_record(r: sqlx::sqlite::SqliteRow) -> AuditRecord {
+fn audit_record(r: AnyRow) -> AuditRecord {
     AuditRecord {
         id: r.get(0),
-        at: r.get(1),
+        at: rfc3339(r.get(1), true),
         tenant: r.get(2),
         agent: r.get(3),
         station: r.get(4),
@@ -960,7 +1074,7 @@ impl<'a> AuditEntry<'a> {
 /// Ends a change of `rows` rows of agent `number`: none is an unknown agent (and the change
 /// rolled back); else the change is audited as `event` and committed.
 async fn agent_changed(
-    mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    mut tx: sqlx::Transaction<'_, Any>,
     tenant: &str,
     number: &str,
     rows: u64,
@@ -975,12 +1089,12 @@ async fn agent_changed(
 }
 
 async fn audit_row(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut AnyConnection,
     tenant: &str,
     e: AuditEntry<'_>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO audit (at, tenant, agent, station, source, call_id, event, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit (at, tenant, agent, station, source, call_id, event, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(now_ms())
     .bind(tenant)
