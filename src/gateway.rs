@@ -58,6 +58,35 @@ async fn expire_sessions(store: Store, max_age: Duration) {
     }
 }
 
+/// Tells the store this node is alive, and closes the stay-line sessions of nodes that are
+/// not (each node by one survivor).
+async fn keep_alive(store: Store, instance: String, timeout: Duration) {
+    let mut every = tokio::time::interval(crate::store::heartbeat_every(timeout));
+    loop {
+        every.tick().await;
+        match store.heartbeat(&instance).await {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                "this node's heartbeat row was taken over (another gateway with the same \
+                 [gateway] node_id, or this node was silent past node_timeout_secs): registered again"
+            ),
+            Err(e) => tracing::warn!(error = %e, "heartbeat not written"),
+        }
+        match store.reap_lost_nodes(timeout).await {
+            Ok(lost) => {
+                for (node, sessions) in lost {
+                    tracing::warn!(
+                        node,
+                        sessions,
+                        "node lost (no heartbeat for node_timeout_secs): its stay-line sessions closed"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not look for lost nodes"),
+        }
+    }
+}
+
 /// A running gateway. Dropping it stops the listeners.
 pub struct Gateway {
     sip: SipServer,
@@ -70,6 +99,15 @@ pub struct Gateway {
     overload: Arc<Overload>,
     tcp: Arc<TcpConnections>,
     packets: Arc<PacketLimiter>,
+    /// This run's instance among the store's nodes (its heartbeat row).
+    instance: String,
+    keep_alive: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.keep_alive.abort();
+    }
 }
 
 impl Gateway {
@@ -89,6 +127,9 @@ impl Gateway {
             ),
             Err(e) => return Err(e.into()),
         }
+        let node_timeout = Duration::from_secs(config.gateway.node_timeout_secs);
+        let instance = store.join_nodes(node_timeout).await?;
+        let keep_alive = tokio::spawn(keep_alive(store.clone(), instance.clone(), node_timeout));
         let settings = config.call_settings()?;
         let session_max = settings.session_max;
         let metrics: Arc<crate::metrics::Metrics> = Arc::default();
@@ -160,6 +201,8 @@ impl Gateway {
             overload,
             tcp,
             packets,
+            instance,
+            keep_alive,
         })
     }
 
@@ -205,6 +248,10 @@ impl Gateway {
             }
         }
         self.sip.shutdown();
+        self.keep_alive.abort();
+        if let Err(e) = self.ctx.store.leave_nodes(&self.instance).await {
+            tracing::warn!(error = %e, "could not deregister from the store's nodes");
+        }
         cut
     }
 

@@ -151,6 +151,9 @@ impl Config {
                  same pepper, so each needs a copy of one file",
             );
         }
+        if !(3..=3600).contains(&self.gateway.node_timeout_secs) {
+            return invalid("gateway.node_timeout_secs", "must be from 3 to 3600");
+        }
         if let Some(id) = &self.gateway.node_id {
             if id.is_empty() || id.len() > 64 || id.chars().any(|c| c.is_control() || c == ' ') {
                 return invalid(

@@ -49,6 +49,9 @@ pub struct GatewayConfig {
     /// This gateway's name in sessions, the audit log and events; unique among the nodes that
     /// share a store. None: the host name.
     pub node_id: Option<String>,
+    /// A node of the store silent this long is lost: a surviving node closes its stay-line
+    /// sessions ("node lost").
+    pub node_timeout_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +59,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             drain_secs: 30,
             node_id: None,
+            node_timeout_secs: 30,
         }
     }
 }

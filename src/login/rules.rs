@@ -88,6 +88,9 @@ pub const REASON_ADMINISTRATOR: &str = "logged out by an administrator";
 pub const REASON_MOVED: &str = "subsequent log on at a different station";
 /// Reason recorded for the session of a stay line whose gateway restarted.
 pub const REASON_RESTART: &str = "gateway restart";
+/// Reason recorded for the session of a stay line whose gateway stopped beating (a node of
+/// several, closed by a surviving one after `node_timeout_secs`).
+pub const REASON_NODE_LOST: &str = "node lost";
 /// Reason recorded for a session older than `session_max_hours`.
 pub const REASON_SESSION_EXPIRED: &str = "session_max_hours reached";
 /// Reason recorded for a session ended because another agent took its station.

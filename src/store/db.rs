@@ -58,21 +58,24 @@ impl Backend {
         }
     }
 
-    /// How a transaction that claims a session starts: SQLite takes the write lock at once
-    /// (BEGIN IMMEDIATE); PostgreSQL locks the sessions table against other writers, so that
-    /// of claims on several nodes each sees the one before it, as on one.
-    fn begin_claim(self) -> &'static str {
+    /// How a write transaction starts; `immediate`: with SQLite's write lock taken at once
+    /// (a claim, an import), so that of simultaneous claims each sees the one before it.
+    fn begin(self, immediate: bool) -> &'static str {
         match self {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
+            Backend::Sqlite if immediate => "BEGIN IMMEDIATE",
+            _ => "BEGIN",
         }
     }
 
-    /// What a claim transaction runs after it began.
-    fn claim_lock(self) -> Option<&'static str> {
+    /// What a write transaction runs first. On PostgreSQL: one lock for every writer of every
+    /// node, held to the commit, so that writes are serialised as SQLite's are: of claims on
+    /// several nodes each sees the one before it, and audit ids are committed in their order
+    /// (a follower of the audit log never passes over an id committed late). SQLite has one
+    /// writer at a time already.
+    fn write_lock(self) -> Option<&'static str> {
         match self {
             Backend::Sqlite => None,
-            Backend::Postgres => Some("LOCK TABLE sessions IN SHARE ROW EXCLUSIVE MODE"),
+            Backend::Postgres => Some("SELECT pg_advisory_xact_lock(7125001)"),
         }
     }
 }
@@ -248,6 +251,28 @@ impl Db {
         })
     }
 
+    /// A write transaction on a connection of the pool (see `Backend::write_lock`).
+    async fn write(&self, immediate: bool) -> Result<sqlx::Transaction<'static, Any>, StoreError> {
+        let mut tx = self.pool.begin_with(self.backend.begin(immediate)).await?;
+        if let Some(lock) = self.backend.write_lock() {
+            (&mut *tx).execute(lock).await?;
+        }
+        Ok(tx)
+    }
+
+    /// A write transaction on `conn` (a connection of the login path).
+    async fn write_on<'c>(
+        &self,
+        conn: &'c mut AnyConnection,
+        immediate: bool,
+    ) -> Result<sqlx::Transaction<'c, Any>, StoreError> {
+        let mut tx = sqlx::Connection::begin_with(conn, self.backend.begin(immediate)).await?;
+        if let Some(lock) = self.backend.write_lock() {
+            (&mut *tx).execute(lock).await?;
+        }
+        Ok(tx)
+    }
+
     #[cfg(test)]
     pub(super) fn pool_for_tests(&self) -> AnyPool {
         self.pool.clone()
@@ -275,7 +300,7 @@ impl Db {
         number: &str,
         hash: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write(false).await?;
         let n = sqlx::query("UPDATE agents SET passcode_hash = $1, failed_attempts = 0, must_change = 0 WHERE tenant = $2 AND number = $3")
             .bind(hash)
             .bind(tenant)
@@ -287,7 +312,7 @@ impl Db {
     }
 
     pub(super) async fn remove_agent(&self, tenant: &str, number: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write(false).await?;
         let ended =
             delete_session(&mut tx, tenant, SessionOf::Agent(number), "agent removed").await?;
         let n = sqlx::query("DELETE FROM agents WHERE tenant = $1 AND number = $2")
@@ -345,7 +370,7 @@ impl Db {
         event: Option<Entry>,
     ) -> Result<(), StoreError> {
         let mut lent = self.lane.lend().await?;
-        let mut tx = sqlx::Connection::begin(lent.conn()).await?;
+        let mut tx = self.write_on(lent.conn(), false).await?;
         sqlx::query(
             "UPDATE agents SET failed_attempts = $1, failure_window_start = $2, locked_until = $3 \
              WHERE tenant = $4 AND number = $5",
@@ -437,7 +462,7 @@ impl Db {
 
     /// Lifts a lock; false when the agent was not locked.
     pub(super) async fn unlock(&self, tenant: &str, number: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write(false).await?;
         let row = sqlx::query(
             "SELECT CASE WHEN locked_until > $1 THEN 1 ELSE 0 END FROM agents WHERE tenant = $2 AND number = $3",
         )
@@ -478,7 +503,7 @@ impl Db {
         hash: &str,
         changes: &AgentChanges,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write(false).await?;
         insert_agent(&mut tx, tenant, number, hash, changes).await?;
         tx.commit().await?;
         Ok(())
@@ -492,7 +517,7 @@ impl Db {
         hash: Option<&str>,
         changes: &AgentChanges,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write(false).await?;
         if !apply_changes(&mut tx, tenant, number, hash, changes).await? {
             return Err(StoreError::NoSuchAgent(number.into()));
         }
@@ -527,7 +552,7 @@ impl Db {
         tenant: &str,
         rows: &[(usize, String, Option<String>, AgentChanges)],
     ) -> Result<ImportSummary, StoreError> {
-        let mut tx = self.pool.begin_with(self.backend.begin_claim()).await?;
+        let mut tx = self.write(true).await?;
         let mut summary = ImportSummary {
             created: 0,
             updated: 0,
@@ -629,7 +654,7 @@ impl Db {
         agent: &str,
         status: AgentStatus,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write(false).await?;
         let n = sqlx::query(
             "UPDATE sessions SET status = $1, last_seen_at = $2 WHERE tenant = $3 AND agent = $4",
         )
@@ -673,7 +698,7 @@ impl Db {
         agent: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write(false).await?;
         let ended = delete_session(&mut tx, tenant, SessionOf::Agent(agent), reason).await?;
         tx.commit().await?;
         let found = ended.is_some();
@@ -704,7 +729,7 @@ impl Db {
     where
         T: 'q + Send + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
     {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write(false).await?;
         let found: Vec<(String, String)> = sqlx::query_as(select)
             .bind(value)
             .fetch_all(&mut *tx)
@@ -717,6 +742,110 @@ impl Db {
         let n = ended.len();
         self.tell(ended);
         Ok(n)
+    }
+
+    /// The instance and last heartbeat of node `node_id`, if it is registered.
+    pub(super) async fn node(&self, node_id: &str) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT instance, last_seen_at FROM nodes WHERE node_id = $1")
+                .bind(node_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Registers (or takes over) `node_id` for this `instance`.
+    pub(super) async fn register_node(
+        &self,
+        node_id: &str,
+        instance: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write(false).await?;
+        sqlx::query(
+            "INSERT INTO nodes (node_id, instance, started_at, last_seen_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (node_id) DO UPDATE SET instance = excluded.instance, \
+             started_at = excluded.started_at, last_seen_at = excluded.last_seen_at",
+        )
+        .bind(node_id)
+        .bind(instance)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// This node is alive; false when its row is gone or another instance took it.
+    pub(super) async fn heartbeat(
+        &self,
+        node_id: &str,
+        instance: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write(false).await?;
+        let n =
+            sqlx::query("UPDATE nodes SET last_seen_at = $1 WHERE node_id = $2 AND instance = $3")
+                .bind(now_ms())
+                .bind(node_id)
+                .bind(instance)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// A node stopping cleanly: no longer one to watch.
+    pub(super) async fn deregister_node(
+        &self,
+        node_id: &str,
+        instance: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write(false).await?;
+        sqlx::query("DELETE FROM nodes WHERE node_id = $1 AND instance = $2")
+            .bind(node_id)
+            .bind(instance)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The nodes (other than `own`) silent since before `before_ms`: each is removed and its
+    /// stay-line sessions ended with `reason`, in one transaction, so that of the surviving
+    /// nodes exactly one does it. The nodes lost, with how many sessions each held.
+    pub(super) async fn reap_lost_nodes(
+        &self,
+        own: &str,
+        before_ms: i64,
+        reason: &str,
+    ) -> Result<Vec<(String, usize)>, StoreError> {
+        let mut tx = self.write(false).await?;
+        let lost: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM nodes WHERE last_seen_at < $1 AND node_id <> $2 RETURNING node_id",
+        )
+        .bind(before_ms)
+        .bind(own)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut ended = Vec::new();
+        let mut out = Vec::new();
+        for node in lost {
+            let held: Vec<(String, String)> = sqlx::query_as(
+                "SELECT tenant, agent FROM sessions WHERE node_id = $1 AND stay = 1",
+            )
+            .bind(&node)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (tenant, agent) in &held {
+                ended.extend(
+                    delete_session(&mut tx, tenant, SessionOf::Agent(agent), reason).await?,
+                );
+            }
+            out.push((node, held.len()));
+        }
+        tx.commit().await?;
+        self.tell(ended);
+        Ok(out)
     }
 
     pub(super) async fn sessions_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -763,7 +892,7 @@ impl Db {
         station: &str,
         reason: &str,
     ) -> Result<Option<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write(false).await?;
         let ended = delete_session(&mut tx, tenant, SessionOf::Station(station), reason).await?;
         tx.commit().await?;
         let agent = ended.as_ref().map(|e| e.agent.clone());
@@ -789,10 +918,7 @@ impl Db {
             lent.give_back();
             return Ok(LoginResult::LoggedIn);
         }
-        let mut tx = sqlx::Connection::begin_with(lent.conn(), self.backend.begin_claim()).await?;
-        if let Some(lock) = self.backend.claim_lock() {
-            tx.execute(lock).await?;
-        }
+        let mut tx = self.write_on(lent.conn(), true).await?;
         // Who holds this agent and who holds this station, in one query (one round trip to
         // the connection's thread instead of two).
         let held: Vec<(String, String)> = sqlx::query_as(
@@ -870,12 +996,9 @@ impl Db {
     ) -> Result<(), StoreError> {
         let mut lent = self.lane.lend().await?;
         let reason = Some(entry.reason);
-        audit_row(
-            lent.conn(),
-            tenant,
-            AuditEntry::attempt(a, entry.event, reason),
-        )
-        .await?;
+        let mut tx = self.write_on(lent.conn(), false).await?;
+        audit_row(&mut tx, tenant, AuditEntry::attempt(a, entry.event, reason)).await?;
+        tx.commit().await?;
         lent.give_back();
         Ok(())
     }

@@ -155,6 +155,15 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// How often a gateway tells the store it is alive, for a node timeout: a tenth of it, from 1
+/// to 5 seconds.
+pub fn heartbeat_every(timeout: std::time::Duration) -> std::time::Duration {
+    (timeout / 10).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(5),
+    )
+}
+
 /// A store URL fit to show: its password replaced by `****`.
 pub fn mask_password(url: &str) -> String {
     let mut url = url.to_string();
@@ -518,6 +527,60 @@ impl Store {
     pub async fn close_stay_sessions(&self) -> Result<usize, StoreError> {
         self.db
             .close_stay_sessions(&self.node_id, crate::login::rules::REASON_RESTART)
+            .await
+    }
+
+    /// Registers this gateway as a live node of the store, under a new instance id (returned).
+    /// A node id seen alive within `timeout` is this gateway's own run that just died, or
+    /// another gateway with the same id: it is watched for two heartbeats, and if it beats,
+    /// this start is refused.
+    pub async fn join_nodes(&self, timeout: std::time::Duration) -> Result<String, StoreError> {
+        let instance = format!("{:016x}", rand::random::<u64>());
+        if let Some((_, seen)) = self.db.node(&self.node_id).await? {
+            if db::now_ms() - seen < timeout.as_millis() as i64 {
+                tokio::time::sleep(
+                    heartbeat_every(timeout) * 2 + std::time::Duration::from_millis(500),
+                )
+                .await;
+                if let Some((_, again)) = self.db.node(&self.node_id).await? {
+                    if again > seen {
+                        return Err(StoreError::Invalid(format!(
+                            "node_id {:?} is in use by another running gateway on this store: \
+                             give each node its own [gateway] node_id",
+                            self.node_id
+                        )));
+                    }
+                }
+            }
+        }
+        self.db.register_node(&self.node_id, &instance).await?;
+        Ok(instance)
+    }
+
+    /// This node is alive. False when another instance took its node id (or a node declared
+    /// this one lost): it registers again and says so.
+    pub async fn heartbeat(&self, instance: &str) -> Result<bool, StoreError> {
+        if self.db.heartbeat(&self.node_id, instance).await? {
+            return Ok(true);
+        }
+        self.db.register_node(&self.node_id, instance).await?;
+        Ok(false)
+    }
+
+    /// This node stops cleanly: nobody needs to watch for it.
+    pub async fn leave_nodes(&self, instance: &str) -> Result<(), StoreError> {
+        self.db.deregister_node(&self.node_id, instance).await
+    }
+
+    /// Closes the stay-line sessions of the nodes silent for `timeout` ("node lost"), each
+    /// node by one survivor only; the nodes lost and their sessions closed.
+    pub async fn reap_lost_nodes(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<(String, usize)>, StoreError> {
+        let before = db::now_ms() - timeout.as_millis() as i64;
+        self.db
+            .reap_lost_nodes(&self.node_id, before, crate::login::rules::REASON_NODE_LOST)
             .await
     }
 

@@ -69,13 +69,17 @@ pub async fn start_gateway_with(ip: &str, tweak: impl FnOnce(&mut Config)) -> Te
             addr: SocketAddr::new(ip, port),
         },
     ];
+    config.gateway.node_id = Some("test-node".into());
     tweak(&mut config);
-    let store = Store::open(&config.store.url, "test-node").await.unwrap();
+    let store = Store::open(&config.store.url, &config.gateway.node_id())
+        .await
+        .unwrap();
     for (n, p) in DEMO_AGENTS {
-        store
-            .add_agent(n, "Demo", &Passcode(p.into()))
-            .await
-            .unwrap();
+        // A second node on a shared store finds them there.
+        match store.add_agent(n, "Demo", &Passcode(p.into())).await {
+            Ok(()) | Err(agentgw::store::StoreError::AgentExists(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
     }
     let gateway = Gateway::start_with_store(&config, store.clone())
         .await
