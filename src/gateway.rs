@@ -59,18 +59,32 @@ async fn expire_sessions(store: Store, max_age: Duration) {
 }
 
 /// Tells the store this node is alive, and closes the stay-line sessions of nodes that are
-/// not (each node by one survivor).
+/// not (each node by one survivor). Only a node that has been beating for a whole timeout
+/// judges the others: after the database was away, every node's last beat is old, and the
+/// nodes still alive must have had the time to beat again.
 async fn keep_alive(store: Store, instance: String, timeout: Duration) {
     let mut every = tokio::time::interval(crate::store::heartbeat_every(timeout));
+    let mut beating_since: Option<tokio::time::Instant> = None;
     loop {
         every.tick().await;
         match store.heartbeat(&instance).await {
-            Ok(true) => {}
-            Ok(false) => tracing::error!(
-                "this node's heartbeat row was taken over (another gateway with the same \
-                 [gateway] node_id, or this node was silent past node_timeout_secs): registered again"
-            ),
-            Err(e) => tracing::warn!(error = %e, "heartbeat not written"),
+            Ok(ours) => {
+                if !ours {
+                    tracing::error!(
+                        "this node's heartbeat row was taken over (another gateway with the same \
+                         [gateway] node_id, or this node was silent past node_timeout_secs): \
+                         registered again"
+                    );
+                }
+                beating_since.get_or_insert_with(tokio::time::Instant::now);
+            }
+            Err(e) => {
+                beating_since = None;
+                tracing::warn!(error = %e, "heartbeat not written");
+            }
+        }
+        if !beating_since.is_some_and(|t| t.elapsed() >= timeout) {
+            continue;
         }
         match store.reap_lost_nodes(timeout).await {
             Ok(lost) => {

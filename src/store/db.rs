@@ -220,10 +220,10 @@ impl Db {
         let setup = backend.session_setup();
         let pool = AnyPoolOptions::new()
             .max_connections(pool_size)
-            // sqlx pings a connection before lending it (a round trip to the connection's
-            // worker thread and back); an embedded database file has no link to lose, and
-            // a broken connection (a PostgreSQL server restarted) fails its statement.
-            .test_before_acquire(false)
+            // sqlx pings a connection before lending it: a round trip to the connection's
+            // worker thread and back for nothing on an embedded database file, which has no
+            // link to lose; worth it on PostgreSQL, whose server may have restarted since.
+            .test_before_acquire(backend == Backend::Postgres)
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -982,10 +982,33 @@ impl Db {
         };
         let reason = (!entry.reason.is_empty()).then_some(entry.reason);
         audit_row(&mut tx, tenant, AuditEntry::attempt(a, entry.event, reason)).await?;
-        tx.commit().await?;
+        if let Err(e) = tx.commit().await {
+            // The connection broke with the COMMIT on its way: whether it was done is read
+            // back on another connection (the session of this call is there, or not).
+            drop(lent);
+            if result == LoginResult::LoggedIn && self.holds(tenant, a).await? {
+                tracing::info!(agent = %a.agent, "a login whose commit was in doubt was found done");
+                self.tell(ended);
+                return Ok(result);
+            }
+            return Err(e.into());
+        }
         lent.give_back();
         self.tell(ended);
         Ok(result)
+    }
+
+    /// Whether the agent's session is the one `a`'s call claimed.
+    async fn holds(&self, tenant: &str, a: &LoginAttempt) -> Result<bool, StoreError> {
+        let mut lent = self.lane.lend().await?;
+        let call: Option<Option<String>> =
+            sqlx::query_scalar("SELECT call_id FROM sessions WHERE tenant = $1 AND agent = $2")
+                .bind(tenant)
+                .bind(&a.agent.0)
+                .fetch_optional(lent.conn())
+                .await?;
+        lent.give_back();
+        Ok(call.flatten().as_deref() == Some(a.call_id.as_str()))
     }
 
     pub(super) async fn audit(
