@@ -83,7 +83,7 @@ async fn keep_alive(store: Store, instance: String, timeout: Duration) {
                 tracing::warn!(error = %e, "heartbeat not written");
             }
         }
-        if !beating_since.is_some_and(|t| t.elapsed() >= timeout) {
+        if beating_since.is_none_or(|t| t.elapsed() < timeout) {
             continue;
         }
         match store.reap_lost_nodes(timeout).await {
