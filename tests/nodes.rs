@@ -53,6 +53,10 @@ async fn a_login_on_one_node_is_listed_and_enforced_by_the_other() {
         (sessions[0].agent.as_str(), sessions[0].node_id.as_str()),
         ("1001", "node-a")
     );
+    // Node B's log (and so its events and webhooks) has node A's login, saying whose it was.
+    let log = b.store.audit_log(Some("1001"), 10).await.unwrap();
+    let login = log.iter().find(|r| r.event == "login").expect("audited");
+    assert_eq!(login.node.as_deref(), Some("node-a"));
     // The same agent on node B: already logged on (8x8's default), whichever node took it.
     let q = log_in(&b, "1001#1234#").await;
     q.expect_prompt(PromptId::AgentAlreadyOnRetry).await;
@@ -161,4 +165,9 @@ async fn the_stay_lines_of_a_node_that_died_are_closed_once_by_a_survivor() {
         .filter(|r| r.event == "logout" && r.reason.as_deref() == Some("node lost"))
         .collect();
     assert_eq!(lost.len(), 1, "{log:?}");
+    assert_eq!(
+        lost[0].node.as_deref(),
+        Some("node-b"),
+        "closed by the survivor"
+    );
 }

@@ -83,6 +83,8 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub(super) struct Db {
     backend: Backend,
+    /// This gateway's node id, on the audit entries it writes.
+    node_id: String,
     pool: AnyPool,
     /// The login path's connections (the agent's record, the claim, its audit rows).
     lane: Arc<Lane>,
@@ -99,6 +101,7 @@ enum SessionOf<'a> {
 /// Ends a session inside `tx` and audits why; the ended session, if there was one.
 async fn delete_session(
     tx: &mut AnyConnection,
+    node: &str,
     tenant: &str,
     which: SessionOf<'_>,
     reason: &str,
@@ -123,6 +126,7 @@ async fn delete_session(
     };
     audit_row(
         tx,
+        node,
         tenant,
         AuditEntry {
             station: Some(&ended.station),
@@ -194,7 +198,7 @@ const LANE_CONNECTIONS: usize = 1;
 const POSTGRES_LANE_CONNECTIONS: usize = 8;
 
 impl Db {
-    pub(super) async fn open(url: &str) -> Result<Db, StoreError> {
+    pub(super) async fn open(url: &str, node_id: &str) -> Result<Db, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url)?;
         let shown = super::mask_password(url);
@@ -245,6 +249,7 @@ impl Db {
         let (ended, _) = broadcast::channel(1024);
         Ok(Db {
             backend,
+            node_id: node_id.to_string(),
             pool,
             lane,
             ended,
@@ -308,20 +313,42 @@ impl Db {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        agent_changed(tx, tenant, number, n, AuditEvent::PasscodeChanged).await
+        agent_changed(
+            tx,
+            &self.node_id,
+            tenant,
+            number,
+            n,
+            AuditEvent::PasscodeChanged,
+        )
+        .await
     }
 
     pub(super) async fn remove_agent(&self, tenant: &str, number: &str) -> Result<(), StoreError> {
         let mut tx = self.write(false).await?;
-        let ended =
-            delete_session(&mut tx, tenant, SessionOf::Agent(number), "agent removed").await?;
+        let ended = delete_session(
+            &mut tx,
+            &self.node_id,
+            tenant,
+            SessionOf::Agent(number),
+            "agent removed",
+        )
+        .await?;
         let n = sqlx::query("DELETE FROM agents WHERE tenant = $1 AND number = $2")
             .bind(tenant)
             .bind(number)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        agent_changed(tx, tenant, number, n, AuditEvent::AgentRemoved).await?;
+        agent_changed(
+            tx,
+            &self.node_id,
+            tenant,
+            number,
+            n,
+            AuditEvent::AgentRemoved,
+        )
+        .await?;
         self.tell(ended);
         Ok(())
     }
@@ -385,6 +412,7 @@ impl Db {
         if let Some(e) = event {
             audit_row(
                 &mut tx,
+                &self.node_id,
                 tenant,
                 AuditEntry::attempt(a, e.event, Some(e.reason)),
             )
@@ -486,6 +514,7 @@ impl Db {
         if was_locked {
             audit_row(
                 &mut tx,
+                &self.node_id,
                 tenant,
                 AuditEntry::agent(number, AuditEvent::Unlock, Some("administrator")),
             )
@@ -504,7 +533,7 @@ impl Db {
         changes: &AgentChanges,
     ) -> Result<(), StoreError> {
         let mut tx = self.write(false).await?;
-        insert_agent(&mut tx, tenant, number, hash, changes).await?;
+        insert_agent(&mut tx, &self.node_id, tenant, number, hash, changes).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -518,7 +547,7 @@ impl Db {
         changes: &AgentChanges,
     ) -> Result<(), StoreError> {
         let mut tx = self.write(false).await?;
-        if !apply_changes(&mut tx, tenant, number, hash, changes).await? {
+        if !apply_changes(&mut tx, &self.node_id, tenant, number, hash, changes).await? {
             return Err(StoreError::NoSuchAgent(number.into()));
         }
         tx.commit().await?;
@@ -558,10 +587,19 @@ impl Db {
             updated: 0,
         };
         for (line, number, hash, changes) in rows {
-            if apply_changes(&mut tx, tenant, number, hash.as_deref(), changes).await? {
+            if apply_changes(
+                &mut tx,
+                &self.node_id,
+                tenant,
+                number,
+                hash.as_deref(),
+                changes,
+            )
+            .await?
+            {
                 summary.updated += 1;
             } else if let Some(hash) = hash {
-                insert_agent(&mut tx, tenant, number, hash, changes).await?;
+                insert_agent(&mut tx, &self.node_id, tenant, number, hash, changes).await?;
                 summary.created += 1;
             } else {
                 return Err(StoreError::Import(vec![format!(
@@ -670,6 +708,7 @@ impl Db {
         }
         audit_row(
             &mut tx,
+            &self.node_id,
             tenant,
             AuditEntry::agent(agent, AuditEvent::Status, Some(status.as_str())),
         )
@@ -699,7 +738,14 @@ impl Db {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write(false).await?;
-        let ended = delete_session(&mut tx, tenant, SessionOf::Agent(agent), reason).await?;
+        let ended = delete_session(
+            &mut tx,
+            &self.node_id,
+            tenant,
+            SessionOf::Agent(agent),
+            reason,
+        )
+        .await?;
         tx.commit().await?;
         let found = ended.is_some();
         self.tell(ended);
@@ -736,7 +782,16 @@ impl Db {
             .await?;
         let mut ended = Vec::new();
         for (tenant, agent) in &found {
-            ended.extend(delete_session(&mut tx, tenant, SessionOf::Agent(agent), reason).await?);
+            ended.extend(
+                delete_session(
+                    &mut tx,
+                    &self.node_id,
+                    tenant,
+                    SessionOf::Agent(agent),
+                    reason,
+                )
+                .await?,
+            );
         }
         tx.commit().await?;
         let n = ended.len();
@@ -838,7 +893,14 @@ impl Db {
             .await?;
             for (tenant, agent) in &held {
                 ended.extend(
-                    delete_session(&mut tx, tenant, SessionOf::Agent(agent), reason).await?,
+                    delete_session(
+                        &mut tx,
+                        &self.node_id,
+                        tenant,
+                        SessionOf::Agent(agent),
+                        reason,
+                    )
+                    .await?,
                 );
             }
             out.push((node, held.len()));
@@ -893,7 +955,14 @@ impl Db {
         reason: &str,
     ) -> Result<Option<String>, StoreError> {
         let mut tx = self.write(false).await?;
-        let ended = delete_session(&mut tx, tenant, SessionOf::Station(station), reason).await?;
+        let ended = delete_session(
+            &mut tx,
+            &self.node_id,
+            tenant,
+            SessionOf::Station(station),
+            reason,
+        )
+        .await?;
         tx.commit().await?;
         let agent = ended.as_ref().map(|e| e.agent.clone());
         self.tell(ended);
@@ -957,7 +1026,14 @@ impl Db {
                 };
                 for (agent, why) in end {
                     ended.extend(
-                        delete_session(&mut tx, tenant, SessionOf::Agent(&agent), why).await?,
+                        delete_session(
+                            &mut tx,
+                            &self.node_id,
+                            tenant,
+                            SessionOf::Agent(&agent),
+                            why,
+                        )
+                        .await?,
                     );
                 }
                 let now = now_ms();
@@ -981,7 +1057,13 @@ impl Db {
             }
         };
         let reason = (!entry.reason.is_empty()).then_some(entry.reason);
-        audit_row(&mut tx, tenant, AuditEntry::attempt(a, entry.event, reason)).await?;
+        audit_row(
+            &mut tx,
+            &self.node_id,
+            tenant,
+            AuditEntry::attempt(a, entry.event, reason),
+        )
+        .await?;
         if let Err(e) = tx.commit().await {
             // The connection broke with the COMMIT on its way: whether it was done is read
             // back on another connection (the session of this call is there, or not).
@@ -1020,7 +1102,13 @@ impl Db {
         let mut lent = self.lane.lend().await?;
         let reason = Some(entry.reason);
         let mut tx = self.write_on(lent.conn(), false).await?;
-        audit_row(&mut tx, tenant, AuditEntry::attempt(a, entry.event, reason)).await?;
+        audit_row(
+            &mut tx,
+            &self.node_id,
+            tenant,
+            AuditEntry::attempt(a, entry.event, reason),
+        )
+        .await?;
         tx.commit().await?;
         lent.give_back();
         Ok(())
@@ -1047,8 +1135,8 @@ async fn claim_if_free(
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9 \
          WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE tenant = ?1 AND (agent = ?2 OR station = ?3)) \
          RETURNING 1; \
-         INSERT INTO audit (at, tenant, agent, station, source, call_id, event, reason) \
-         SELECT ?9, ?1, ?2, ?3, ?4, ?6, 'login', NULL WHERE changes() = 1; \
+         INSERT INTO audit (at, tenant, agent, station, source, call_id, event, reason, node_id) \
+         SELECT ?9, ?1, ?2, ?3, ?4, ?6, 'login', NULL, ?5 WHERE changes() = 1; \
          COMMIT;",
     )
     .bind(tenant)
@@ -1068,6 +1156,7 @@ async fn claim_if_free(
 /// Inserts an agent and applies `changes`; audits `agent_added`.
 async fn insert_agent(
     tx: &mut AnyConnection,
+    node: &str,
     tenant: &str,
     number: &str,
     hash: &str,
@@ -1089,6 +1178,7 @@ async fn insert_agent(
     set_fields(tx, tenant, number, None, changes).await?;
     audit_row(
         tx,
+        node,
         tenant,
         AuditEntry::agent(number, AuditEvent::AgentAdded, None),
     )
@@ -1099,6 +1189,7 @@ async fn insert_agent(
 /// false when there is no such agent.
 async fn apply_changes(
     tx: &mut AnyConnection,
+    node: &str,
     tenant: &str,
     number: &str,
     hash: Option<&str>,
@@ -1111,6 +1202,7 @@ async fn apply_changes(
     if !fields.is_empty() {
         audit_row(
             tx,
+            node,
             tenant,
             AuditEntry::agent(number, AuditEvent::AgentUpdated, Some(&fields)),
         )
@@ -1119,6 +1211,7 @@ async fn apply_changes(
     if hash.is_some() {
         audit_row(
             tx,
+            node,
             tenant,
             AuditEntry::agent(number, AuditEvent::PasscodeChanged, None),
         )
@@ -1165,7 +1258,8 @@ async fn set_fields(
     Ok(n > 0)
 }
 
-const AUDIT_COLUMNS: &str = "id, at, tenant, agent, station, source, call_id, event, reason";
+const AUDIT_COLUMNS: &str =
+    "id, at, tenant, agent, station, source, call_id, event, reason, node_id";
 
 fn audit_record(r: AnyRow) -> AuditRecord {
     AuditRecord {
@@ -1178,6 +1272,7 @@ fn audit_record(r: AnyRow) -> AuditRecord {
         call_id: r.get(6),
         event: r.get(7),
         reason: r.get(8),
+        node: r.get(9),
     }
 }
 
@@ -1221,6 +1316,7 @@ impl<'a> AuditEntry<'a> {
 /// rolled back); else the change is audited as `event` and committed.
 async fn agent_changed(
     mut tx: sqlx::Transaction<'_, Any>,
+    node: &str,
     tenant: &str,
     number: &str,
     rows: u64,
@@ -1229,18 +1325,25 @@ async fn agent_changed(
     if rows == 0 {
         return Err(StoreError::NoSuchAgent(number.into()));
     }
-    audit_row(&mut tx, tenant, AuditEntry::agent(number, event, None)).await?;
+    audit_row(
+        &mut tx,
+        node,
+        tenant,
+        AuditEntry::agent(number, event, None),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 async fn audit_row(
     conn: &mut AnyConnection,
+    node: &str,
     tenant: &str,
     e: AuditEntry<'_>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO audit (at, tenant, agent, station, source, call_id, event, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit (at, tenant, agent, station, source, call_id, event, reason, node_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(now_ms())
     .bind(tenant)
@@ -1250,6 +1353,7 @@ async fn audit_row(
     .bind(e.call_id)
     .bind(e.event.as_str())
     .bind(e.reason)
+    .bind(node)
     .execute(conn)
     .await?;
     Ok(())

@@ -83,10 +83,17 @@ impl Lane {
         })
     }
 
+    /// A new connection, within the lane's wait (a database host that does not answer must
+    /// not leave a caller in silence for the kernel's TCP timeout).
     async fn connect(&self) -> Result<AnyConnection, sqlx::Error> {
-        let mut conn = self.opts.connect().await?;
-        conn.execute(self.setup).await?;
-        Ok(conn)
+        let connect = async {
+            let mut conn = self.opts.connect().await?;
+            conn.execute(self.setup).await?;
+            Ok(conn)
+        };
+        tokio::time::timeout(self.wait, connect)
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
     /// Lends nothing more and closes the idle connections (those out are closed when they

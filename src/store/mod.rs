@@ -111,6 +111,9 @@ pub struct AuditRecord {
     pub call_id: Option<String>,
     pub event: String,
     pub reason: Option<String>,
+    /// The node that wrote it: a gateway's `[gateway] node_id`, or that of the command line
+    /// that did (none for entries written before nodes were recorded).
+    pub node: Option<String>,
 }
 
 /// Which page of the audit log to read: newest first, or oldest first after an id.
@@ -225,7 +228,7 @@ impl Store {
         hashing: &HashSettings,
     ) -> Result<Store, StoreError> {
         Ok(Store {
-            db: db::Db::open(url).await?,
+            db: db::Db::open(url, node_id).await?,
             hasher: Hasher::new(hashing)?,
             node_id: node_id.to_string(),
             tenant: Tenant(DEFAULT_TENANT.to_string()),
