@@ -55,6 +55,9 @@ async fn expire_sessions(store: Store, max_age: Duration) {
             Ok(n) => tracing::info!(sessions = n, "sessions older than session_max_hours ended"),
             Err(e) => tracing::warn!(error = %e, "could not expire old sessions"),
         }
+        if let Err(e) = store.forget_attempts().await {
+            tracing::warn!(error = %e, "could not forget old attempt counts");
+        }
     }
 }
 

@@ -171,3 +171,47 @@ async fn the_stay_lines_of_a_node_that_died_are_closed_once_by_a_survivor() {
         "closed by the survivor"
     );
 }
+
+#[tokio::test]
+async fn attempts_from_one_station_count_together_whichever_node_takes_them() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (a, b) = two_nodes(&db, |c| {
+        c.login.station_attempts_per_min = 3;
+        c.login.max_attempts = 1;
+    })
+    .await;
+    let desk = PhoneOptions {
+        user: "desk-7".into(),
+        ..Default::default()
+    };
+    // Three wrong passcodes from one desk, spread over the nodes: each node saw at most two.
+    for (i, gw) in [&a, &b, &a].into_iter().enumerate() {
+        let mut p = Phone::new(gw.udp, desk.clone()).await;
+        assert_eq!(p.call().await, 200);
+        p.press("1001#0000#").await;
+        assert_eq!(
+            p.wait_for_bye(15).await.as_deref(),
+            Some("incorrect"),
+            "try {i}"
+        );
+    }
+    // The fourth, right this time, on node B: over the desk's limit, refused unseen.
+    let mut p = Phone::new(b.udp, desk.clone()).await;
+    assert_eq!(p.call().await, 200);
+    p.press("1001#1234#").await;
+    assert_eq!(p.wait_for_bye(15).await.as_deref(), Some("incorrect"));
+    assert!(a.store.list_sessions().await.unwrap().is_empty());
+    let log = a.store.audit_log(Some("1001"), 10).await.unwrap();
+    assert!(
+        log.iter().any(|r| r.event == "login_refused"
+            && r.reason.as_deref() == Some("too many attempts from this station or source")),
+        "{log:?}"
+    );
+    // The wrong passcodes of both nodes count towards the agent's lockout alike.
+    assert_eq!(
+        a.store.audit_events("1001", "login_failed").await.unwrap(),
+        3
+    );
+}

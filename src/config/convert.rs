@@ -107,6 +107,8 @@ impl From<&LoginConfig> for LoginPolicy {
             networks: c.allowed_networks.clone(),
             initial_status: c.initial_status,
             stay: c.after_login == AfterLogin::Stay,
+            station_attempts_per_min: c.station_attempts_per_min,
+            source_attempts_per_min: c.source_attempts_per_min,
         }
     }
 }

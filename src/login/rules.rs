@@ -344,6 +344,10 @@ pub struct LoginPolicy {
     pub initial_status: AgentStatus,
     /// Sessions are held by a line kept up (`after_login = "stay"`).
     pub stay: bool,
+    /// Login attempts a minute per calling station and per source address (0: no limit);
+    /// counted in the store when several nodes share it.
+    pub station_attempts_per_min: u32,
+    pub source_attempts_per_min: u32,
 }
 
 impl LoginPolicy {

@@ -799,6 +799,47 @@ impl Db {
         Ok(n)
     }
 
+    /// Whether several nodes may share this store (PostgreSQL).
+    pub(super) fn shared(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// Counts an attempt under each `(key, limit)` in the current minute (limit 0: not
+    /// counted); true when any count is over its limit.
+    pub(super) async fn count_attempts(&self, keys: &[(String, u32)]) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut over = false;
+        let mut tx = self.write(false).await?;
+        for (key, limit) in keys.iter().filter(|(_, limit)| *limit > 0) {
+            let count: i64 = sqlx::query_scalar(
+                "INSERT INTO attempts (key, window_start, count) VALUES ($1, $2, 1) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 count = CASE WHEN attempts.window_start <= $3 THEN 1 ELSE attempts.count + 1 END, \
+                 window_start = CASE WHEN attempts.window_start <= $3 THEN $2 ELSE attempts.window_start END \
+                 RETURNING count",
+            )
+            .bind(key)
+            .bind(now)
+            .bind(now - 60_000)
+            .fetch_one(&mut *tx)
+            .await?;
+            over |= count > i64::from(*limit);
+        }
+        tx.commit().await?;
+        Ok(over)
+    }
+
+    /// Forgets the attempt counts of past minutes.
+    pub(super) async fn forget_attempts(&self) -> Result<(), StoreError> {
+        let mut tx = self.write(false).await?;
+        sqlx::query("DELETE FROM attempts WHERE window_start <= $1")
+            .bind(now_ms() - 60_000)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The instance and last heartbeat of node `node_id`, if it is registered.
     pub(super) async fn node(&self, node_id: &str) -> Result<Option<(String, i64)>, StoreError> {
         Ok(

@@ -587,6 +587,35 @@ impl Store {
             .await
     }
 
+    /// On a store several nodes share: counts the attempt in the store, per calling station
+    /// and per source address and minute, so that calls spread over the nodes count together
+    /// (each node also counts its own in memory); true when over a limit.
+    async fn over_shared_limits(
+        &self,
+        a: &LoginAttempt,
+        policy: &LoginPolicy,
+    ) -> Result<bool, StoreError> {
+        if !self.db.shared() {
+            return Ok(false);
+        }
+        let keys = [
+            (
+                format!("station:{}:{}", self.tenant, a.station),
+                policy.station_attempts_per_min,
+            ),
+            (
+                format!("source:{}", a.source_ip),
+                policy.source_attempts_per_min,
+            ),
+        ];
+        self.timed(self.db.count_attempts(&keys)).await
+    }
+
+    /// Forgets the shared attempt counts of past minutes.
+    pub async fn forget_attempts(&self) -> Result<(), StoreError> {
+        self.db.forget_attempts().await
+    }
+
     /// Sessions of every tenant.
     pub async fn count_sessions(&self) -> Result<usize, StoreError> {
         self.db.count_sessions().await
@@ -704,7 +733,8 @@ impl Store {
         policy: &LoginPolicy,
         mode: Mode,
     ) -> Result<(Result<String, LoginResult>, Option<String>), StoreError> {
-        let (record, right) = if a.over_limit {
+        let over_limit = a.over_limit || self.over_shared_limits(a, policy).await?;
+        let (record, right) = if over_limit {
             (None, false)
         } else {
             let record = self
@@ -717,7 +747,7 @@ impl Store {
         };
         let attempt = Attempt {
             mode,
-            over_limit: a.over_limit,
+            over_limit,
             source_ip: a.source_ip,
             station: a.station.as_str(),
             extension: a.extension.as_deref(),
