@@ -6,7 +6,8 @@
 #
 #   scripts/bench.sh [agentgw-load args…]        e.g. scripts/bench.sh --rate 100 --duration 60
 #
-# Environment: AGENTS (default 2000), STAY=1 (after_login = "stay"), HASH_MEMORY_KIB and
+# Environment: STORE_URL (a store other than a fresh SQLite file: an empty PostgreSQL database,
+# postgres://…; the PostgreSQL server's own CPU is then printed too), AGENTS (default 2000), STAY=1 (after_login = "stay"), HASH_MEMORY_KIB and
 # HASH_ITERATIONS (argon2id), MEDIA_RT ([media] realtime_priority), MAX_CPS ([sip] max_calls_per_second), OVERLOAD=true ([sip] refuse_when_overloaded), PORT (default 5090), EXTRA (more TOML for the gateway), BENCH_LOG
 # (where the gateway's log is copied at the end; default /tmp/agentgw-bench.log), BIN (a directory
 # holding other agentgw and agentgw-load binaries, e.g. a copy of a previous build, for a
@@ -64,7 +65,8 @@ max_call_secs = 3600
 rtp_ports = "20000-60000"
 realtime_priority = ${MEDIA_RT:-0}
 [store]
-url = "sqlite://$dir/agentgw.db"
+url = "${STORE_URL:-sqlite://$dir/agentgw.db}"
+${STORE_URL:+pepper_file = \"$dir/pepper\"}
 hash_memory_kib = ${HASH_MEMORY_KIB:-4096}
 hash_iterations = ${HASH_ITERATIONS:-1}
 [admin]
@@ -88,6 +90,8 @@ ulimit -n 65536 2>/dev/null || echo "warning: open files stay at $(ulimit -n) (h
 gw=$!
 sleep 1
 cpu() { awk '{print ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$gw/stat"; }
+# CPU seconds of the PostgreSQL server's processes (STORE_URL=postgres://… only).
+pg_cpu() { for p in $(pgrep -x postgres); do cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null; done | awk -v hz="$(getconf CLK_TCK)" '{c += $1 + $2} END {print c / hz}'; }
 rss() { awk "/^$1:/ {print \$2}" "/proc/$gw/status"; }
 # CPU seconds by thread kind (the thread name without its number): tokio-rt-worker,
 # agentgw-media, agentgw-hash, sqlx-sqlite-wor…
@@ -106,6 +110,7 @@ napi() {
 }
 napi > "$dir/napi0"
 cpu0=$(cpu)
+pg0=$(pg_cpu)
 threads > "$dir/threads0"
 rss0=$(rss VmRSS)
 echo "gateway pid $gw, RSS before: $rss0 KiB; agentgw-load $*" >&2
@@ -116,6 +121,7 @@ status=$?
 set -e
 cpu1=$(cpu)
 echo "gateway CPU: $(awk "BEGIN {print $cpu1 - $cpu0}") s; RSS before $rss0 KiB, peak $(rss VmHWM) KiB, after $(rss VmRSS) KiB"
+case "${STORE_URL:-}" in postgres*) echo "PostgreSQL server CPU: $(awk "BEGIN {print $(pg_cpu) - $pg0}") s (all its processes, backends of this gateway and others)";; esac
 threads > "$dir/threads1"
 echo "gateway CPU by thread: $(join -a 2 "$dir/threads0" "$dir/threads1" | awk 'NF == 3 {$5 = $3; $4 = $2; $2 = 0; $3 = 0} {printf "%s %.2f s (%d switches), ", $1, $4 - $2, $5 - $3}' | sed 's/, $//')"
 if [ -n "$ns" ]; then
