@@ -215,11 +215,13 @@ impl Db {
             Backend::Sqlite => (LANE_CONNECTIONS, 4),
             Backend::Postgres => (POSTGRES_LANE_CONNECTIONS, 4),
         };
+        let ping_after = (backend == Backend::Postgres).then_some(Duration::from_secs(1));
         let lane = Arc::new(Lane::new(
             opts.clone(),
             backend.session_setup(),
             lane_size,
             Duration::from_secs(5),
+            ping_after,
         ));
         let setup = backend.session_setup();
         let pool = AnyPoolOptions::new()
@@ -809,7 +811,8 @@ impl Db {
     pub(super) async fn count_attempts(&self, keys: &[(String, u32)]) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut over = false;
-        let mut tx = self.write(false).await?;
+        let mut lent = self.lane.lend().await?;
+        let mut tx = self.write_on(lent.conn(), false).await?;
         for (key, limit) in keys.iter().filter(|(_, limit)| *limit > 0) {
             let count: i64 = sqlx::query_scalar(
                 "INSERT INTO attempts (key, window_start, count) VALUES ($1, $2, 1) \
@@ -826,6 +829,7 @@ impl Db {
             over |= count > i64::from(*limit);
         }
         tx.commit().await?;
+        lent.give_back();
         Ok(over)
     }
 

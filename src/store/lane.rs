@@ -16,7 +16,7 @@ use sqlx::any::AnyConnectOptions;
 use sqlx::AnyConnection;
 use sqlx::{ConnectOptions, Executor};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// At most `size` connections, opened when first needed and kept while idle.
@@ -25,7 +25,12 @@ pub(super) struct Lane {
     opts: AnyConnectOptions,
     /// What a new connection runs first.
     setup: &'static str,
-    idle: Mutex<Vec<AnyConnection>>,
+    /// Idle connections, with when each came back.
+    idle: Mutex<Vec<(AnyConnection, Instant)>>,
+    /// A connection idle longer than this is pinged before it is lent (None: never): a
+    /// database server that restarted meanwhile closed it, and the call it is lent to must
+    /// not be the one to find out.
+    ping_after: Option<Duration>,
     permits: Semaphore,
     wait: Duration,
 }
@@ -46,10 +51,12 @@ impl Lane {
         setup: &'static str,
         size: usize,
         wait: Duration,
+        ping_after: Option<Duration>,
     ) -> Lane {
         Lane {
             opts,
             setup,
+            ping_after,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Semaphore::new(size),
             wait,
@@ -69,6 +76,15 @@ impl Lane {
             }
         };
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let idle = match idle {
+            Some((mut c, since)) if self.ping_after.is_some_and(|p| since.elapsed() > p) => {
+                match tokio::time::timeout(self.wait, sqlx::Connection::ping(&mut c)).await {
+                    Ok(Ok(())) => Some(c),
+                    _ => None,
+                }
+            }
+            other => other.map(|(c, _)| c),
+        };
         let conn = match idle {
             Some(c) => c,
             None => self
@@ -101,7 +117,7 @@ impl Lane {
     pub(super) async fn close(&self) {
         self.permits.close();
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
-        for c in idle {
+        for (c, _) in idle {
             sqlx::Connection::close(c).await.ok();
         }
     }
@@ -128,7 +144,7 @@ impl Lent<'_> {
                     .idle
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(c);
+                    .push((c, Instant::now()));
             }
         }
     }
@@ -150,6 +166,7 @@ mod tests {
             "PRAGMA busy_timeout = 2000",
             2,
             Duration::from_millis(200),
+            None,
         );
         let mut a = lane.lend().await.unwrap();
         sqlx::query("CREATE TABLE t (x)")
