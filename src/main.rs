@@ -581,7 +581,8 @@ fn stop_at_once() -> usize {
 }
 
 /// Where state (the generated admin token) is kept: systemd's `$STATE_DIRECTORY`, else the
-/// directory of the SQLite file, else the current directory.
+/// directory of the SQLite file (of the pepper file with PostgreSQL), else the current
+/// directory.
 fn state_dir(config: &Config) -> PathBuf {
     if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
         return PathBuf::from(d);
@@ -589,11 +590,15 @@ fn state_dir(config: &Config) -> PathBuf {
     db_dir(config)
 }
 
-/// The directory of the SQLite file (the current directory for a bare file name, or for
-/// a PostgreSQL store).
+/// The directory of the SQLite file (the current directory for a bare file name); for a
+/// PostgreSQL store, that of the pepper file it needs.
 fn db_dir(config: &Config) -> PathBuf {
-    let Some(path) = sqlite_path(config) else {
-        return PathBuf::from(".");
+    let path = match sqlite_path(config) {
+        Some(path) => path,
+        None => match &config.store.pepper_file {
+            Some(pepper) => pepper.clone(),
+            None => return PathBuf::from("."),
+        },
     };
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())

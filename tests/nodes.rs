@@ -215,3 +215,56 @@ async fn attempts_from_one_station_count_together_whichever_node_takes_them() {
         3
     );
 }
+
+#[path = "support/daemon.rs"]
+mod daemon;
+
+/// Two `agentgw serve` processes on one database; `kill -9` of the one holding a stay line,
+/// and the other closes that session after `node_timeout_secs`, once, as "node lost".
+#[tokio::test]
+async fn killing_a_node_process_closes_its_stay_lines_from_the_survivor() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let pepper: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    std::fs::write(shared.path().join("pepper"), pepper).unwrap();
+    let store = format!(
+        "url = \"{}\"\npepper_file = \"{}\"",
+        db.url,
+        shared.path().join("pepper").display()
+    );
+    let node = |id: &str| {
+        format!("[login]\nafter_login = \"stay\"\n[gateway]\nnode_id = \"{id}\"\nnode_timeout_secs = 3\n")
+    };
+    let mut a = daemon::Daemon::start_on_store(&store, &node("proc-a"));
+    let b = daemon::Daemon::start_on_store(&store, &node("proc-b"));
+    let gw_a: std::net::SocketAddr = format!("127.0.0.1:{}", a.port).parse().unwrap();
+    let mut p = Phone::new(gw_a, PhoneOptions::default()).await;
+    assert_eq!(p.call().await, 200);
+    p.press("1001#1234#").await;
+    p.expect_prompt(PromptId::AgentLoginOk).await;
+    let (_, listed) = b.http("GET", "/api/sessions", Some(&b.token()));
+    assert!(listed.contains("\"node_id\":\"proc-a\""), "{listed}");
+
+    a.child.kill().unwrap(); // SIGKILL: no goodbye, no BYE
+    a.child.wait().unwrap();
+    let mut closed = false;
+    for _ in 0..150 {
+        let (_, listed) = b.http("GET", "/api/sessions", Some(&b.token()));
+        if listed.trim() == "[]" {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed, "proc-a's stay line closed by proc-b");
+    let (_, audit) = b.http("GET", "/api/audit?agent=1001", Some(&b.token()));
+    assert_eq!(
+        audit.matches("\"reason\":\"node lost\"").count(),
+        1,
+        "{audit}"
+    );
+}

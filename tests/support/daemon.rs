@@ -61,15 +61,40 @@ impl Daemon {
     /// Like `start_with_sip`, the binary run by the command `wrap` (e.g. setpriv; empty:
     /// none). The directory of config and store is open to any user.
     pub fn start_wrapped(sip: &str, extra: &str, env: &[(&str, &str)], wrap: &[&str]) -> Daemon {
+        Daemon::start_full(sip, None, extra, env, wrap)
+    }
+
+    /// A node on a shared store: `store` is the `[store]` section's keys (a PostgreSQL URL
+    /// and the pepper file all nodes use).
+    pub fn start_on_store(store: &str, extra: &str) -> Daemon {
+        Daemon::start_full("", Some(store), extra, &[], &[])
+    }
+
+    fn start_full(
+        sip: &str,
+        store: Option<&str>,
+        extra: &str,
+        env: &[(&str, &str)],
+        wrap: &[&str],
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("agentgw.toml");
+        let shared = store.is_some();
+        let store = store.map_or_else(
+            || {
+                format!(
+                    "url = \"sqlite://{}\"",
+                    dir.path().join("agentgw.db").display()
+                )
+            },
+            String::from,
+        );
         std::fs::write(
             &config,
             format!(
                 "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\"]\nanswer_after_ms = 500\n{sip}\
-                 [store]\nurl = \"sqlite://{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}\n",
-                dir.path().join("agentgw.db").display()
+                 [store]\n{store}\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}\n"
             ),
         )
         .unwrap();
@@ -77,7 +102,13 @@ impl Daemon {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         }
-        let (child, admin) = Daemon::spawn(&config, port, env, wrap);
+        // Nodes of a shared store keep their state (the admin token) apart.
+        let state = dir.path().display().to_string();
+        let mut env = env.to_vec();
+        if shared {
+            env.push(("STATE_DIRECTORY", state.as_str()));
+        }
+        let (child, admin) = Daemon::spawn(&config, port, &env, wrap);
         Daemon {
             child,
             admin,
