@@ -81,6 +81,8 @@ filter = "warn"
 ${EXTRA:-}
 EOF
 sed -i 's/after_login = "stay1"/after_login = "stay"/' "$dir/gw.toml"
+# A store of its own needs its own pepper file (made once, shared by the nodes).
+[ -z "${STORE_URL:-}" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$dir/pepper"
 "$bin/agentgw-load" x:1 --agents "$first-$last" --passcode 2468 --print-agents-csv > "$dir/agents.csv"
 "$bin/agentgw" --config "$dir/gw.toml" agent import "$dir/agents.csv" >/dev/null 2>&1
 # Two descriptors per call in the generator (SIP and RTP), one in the gateway: say so when the
