@@ -132,14 +132,7 @@ async fn intruder_keys(strict: bool) -> (Option<String>, Vec<String>, u64) {
     phone.press_from(&intruder, "1002#2345#").await;
     phone.press("1001#1234#").await;
     let result = phone.wait_for_bye(15).await;
-    let agents = gw
-        .store
-        .list_sessions()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.agent)
-        .collect();
+    let agents = gw.agents().await;
     let (admin, token) = gw.start_admin().await;
     let (_, metrics) = http(admin, "GET", "/metrics", Some(&token), None).await;
     let dropped = metric(&metrics, "agentgw_rtp_foreign_dropped_total")

@@ -83,15 +83,7 @@ async fn callers_hear_service_unavailable_while_postgresql_is_down_and_log_in_af
     assert_eq!(q.call().await, 200);
     q.press("1003#3456#").await;
     q.expect_prompt(PromptId::AgentLoginOk).await;
-    let mut agents: Vec<String> = gw
-        .store
-        .list_sessions()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.agent)
-        .collect();
-    agents.sort();
+    let agents = gw.agents().await;
     assert_eq!(agents, ["1001", "1003"], "nothing lost, nothing doubled");
     assert_eq!(stay.wait_for_bye(1).await, None);
 }

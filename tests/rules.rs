@@ -338,14 +338,7 @@ async fn the_station_can_come_from_p_asserted_identity_or_a_pbx_header() {
     q.call().await;
     q.press("1003#3456#").await;
     assert_eq!(q.wait_for_bye(10).await.as_deref(), Some("logged-in"));
-    let stations: Vec<String> = gw
-        .store
-        .list_sessions()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.station)
-        .collect();
+    let stations = gw.stations().await;
     assert!(
         stations.contains(&"desk-42".to_string()) && stations.contains(&station_of(&q)),
         "{stations:?}"
@@ -429,15 +422,7 @@ async fn two_anonymous_callers_log_different_agents_on() {
     r.call().await;
     r.press("1003#3456#2003#").await;
     assert_eq!(r.wait_for_bye(10).await.as_deref(), Some("logged-in"));
-    let mut stations: Vec<String> = gw
-        .store
-        .list_sessions()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.station)
-        .collect();
-    stations.sort();
+    let stations = gw.stations().await;
     assert_eq!(stations.len(), 3);
     assert_eq!(stations[0], "2003");
     assert!(stations[1].starts_with("anonymous-") && stations[2].starts_with("anonymous-"));
@@ -642,15 +627,7 @@ async fn with_station_prompt_the_agent_keys_an_extension_or_takes_the_default() 
     q.call().await;
     q.press("1002#2345##").await;
     assert_eq!(q.wait_for_bye(10).await.as_deref(), Some("logged-in"));
-    let mut stations: Vec<String> = gw
-        .store
-        .list_sessions()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.station)
-        .collect();
-    stations.sort();
+    let stations = gw.stations().await;
     assert_eq!(stations, vec!["2001", "2002"]);
 }
 

@@ -92,6 +92,14 @@ pub(super) struct Db {
     ended: broadcast::Sender<SessionEnded>,
 }
 
+/// Where a write happens: the tenant it is in, and the node that writes it (on its audit
+/// rows).
+#[derive(Debug, Clone, Copy)]
+struct At<'a> {
+    node: &'a str,
+    tenant: &'a str,
+}
+
 /// Which session `delete_session` ends.
 enum SessionOf<'a> {
     Agent(&'a str),
@@ -101,8 +109,7 @@ enum SessionOf<'a> {
 /// Ends a session inside `tx` and audits why; the ended session, if there was one.
 async fn delete_session(
     tx: &mut AnyConnection,
-    node: &str,
-    tenant: &str,
+    at: At<'_>,
     which: SessionOf<'_>,
     reason: &str,
 ) -> Result<Option<SessionEnded>, StoreError> {
@@ -111,7 +118,7 @@ async fn delete_session(
         SessionOf::Station(s) => ("DELETE FROM sessions WHERE tenant = $1 AND station = $2 RETURNING agent, station, call_id", s),
     };
     let row = sqlx::query(sql)
-        .bind(tenant)
+        .bind(at.tenant)
         .bind(key)
         .fetch_optional(&mut *tx)
         .await?;
@@ -126,8 +133,7 @@ async fn delete_session(
     };
     audit_row(
         tx,
-        node,
-        tenant,
+        at,
         AuditEntry {
             station: Some(&ended.station),
             call_id: ended.call_id.as_deref(),
@@ -258,6 +264,14 @@ impl Db {
         })
     }
 
+    /// A write in `tenant`, by this node.
+    fn at<'a>(&'a self, tenant: &'a str) -> At<'a> {
+        At {
+            node: &self.node_id,
+            tenant,
+        }
+    }
+
     /// A write transaction on a connection of the pool (see `Backend::write_lock`).
     async fn write(&self, immediate: bool) -> Result<sqlx::Transaction<'static, Any>, StoreError> {
         let mut tx = self.pool.begin_with(self.backend.begin(immediate)).await?;
@@ -315,23 +329,14 @@ impl Db {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        agent_changed(
-            tx,
-            &self.node_id,
-            tenant,
-            number,
-            n,
-            AuditEvent::PasscodeChanged,
-        )
-        .await
+        agent_changed(tx, self.at(tenant), number, n, AuditEvent::PasscodeChanged).await
     }
 
     pub(super) async fn remove_agent(&self, tenant: &str, number: &str) -> Result<(), StoreError> {
         let mut tx = self.write(false).await?;
         let ended = delete_session(
             &mut tx,
-            &self.node_id,
-            tenant,
+            self.at(tenant),
             SessionOf::Agent(number),
             "agent removed",
         )
@@ -342,15 +347,7 @@ impl Db {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        agent_changed(
-            tx,
-            &self.node_id,
-            tenant,
-            number,
-            n,
-            AuditEvent::AgentRemoved,
-        )
-        .await?;
+        agent_changed(tx, self.at(tenant), number, n, AuditEvent::AgentRemoved).await?;
         self.tell(ended);
         Ok(())
     }
@@ -414,8 +411,7 @@ impl Db {
         if let Some(e) = event {
             audit_row(
                 &mut tx,
-                &self.node_id,
-                tenant,
+                self.at(tenant),
                 AuditEntry::attempt(a, e.event, Some(e.reason)),
             )
             .await?;
@@ -516,8 +512,7 @@ impl Db {
         if was_locked {
             audit_row(
                 &mut tx,
-                &self.node_id,
-                tenant,
+                self.at(tenant),
                 AuditEntry::agent(number, AuditEvent::Unlock, Some("administrator")),
             )
             .await?;
@@ -535,7 +530,7 @@ impl Db {
         changes: &AgentChanges,
     ) -> Result<(), StoreError> {
         let mut tx = self.write(false).await?;
-        insert_agent(&mut tx, &self.node_id, tenant, number, hash, changes).await?;
+        insert_agent(&mut tx, self.at(tenant), number, hash, changes).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -549,7 +544,7 @@ impl Db {
         changes: &AgentChanges,
     ) -> Result<(), StoreError> {
         let mut tx = self.write(false).await?;
-        if !apply_changes(&mut tx, &self.node_id, tenant, number, hash, changes).await? {
+        if !apply_changes(&mut tx, self.at(tenant), number, hash, changes).await? {
             return Err(StoreError::NoSuchAgent(number.into()));
         }
         tx.commit().await?;
@@ -589,19 +584,10 @@ impl Db {
             updated: 0,
         };
         for (line, number, hash, changes) in rows {
-            if apply_changes(
-                &mut tx,
-                &self.node_id,
-                tenant,
-                number,
-                hash.as_deref(),
-                changes,
-            )
-            .await?
-            {
+            if apply_changes(&mut tx, self.at(tenant), number, hash.as_deref(), changes).await? {
                 summary.updated += 1;
             } else if let Some(hash) = hash {
-                insert_agent(&mut tx, &self.node_id, tenant, number, hash, changes).await?;
+                insert_agent(&mut tx, self.at(tenant), number, hash, changes).await?;
                 summary.created += 1;
             } else {
                 return Err(StoreError::Import(vec![format!(
@@ -710,8 +696,7 @@ impl Db {
         }
         audit_row(
             &mut tx,
-            &self.node_id,
-            tenant,
+            self.at(tenant),
             AuditEntry::agent(agent, AuditEvent::Status, Some(status.as_str())),
         )
         .await?;
@@ -740,14 +725,8 @@ impl Db {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write(false).await?;
-        let ended = delete_session(
-            &mut tx,
-            &self.node_id,
-            tenant,
-            SessionOf::Agent(agent),
-            reason,
-        )
-        .await?;
+        let ended =
+            delete_session(&mut tx, self.at(tenant), SessionOf::Agent(agent), reason).await?;
         tx.commit().await?;
         let found = ended.is_some();
         self.tell(ended);
@@ -785,14 +764,7 @@ impl Db {
         let mut ended = Vec::new();
         for (tenant, agent) in &found {
             ended.extend(
-                delete_session(
-                    &mut tx,
-                    &self.node_id,
-                    tenant,
-                    SessionOf::Agent(agent),
-                    reason,
-                )
-                .await?,
+                delete_session(&mut tx, self.at(tenant), SessionOf::Agent(agent), reason).await?,
             );
         }
         tx.commit().await?;
@@ -938,14 +910,8 @@ impl Db {
             .await?;
             for (tenant, agent) in &held {
                 ended.extend(
-                    delete_session(
-                        &mut tx,
-                        &self.node_id,
-                        tenant,
-                        SessionOf::Agent(agent),
-                        reason,
-                    )
-                    .await?,
+                    delete_session(&mut tx, self.at(tenant), SessionOf::Agent(agent), reason)
+                        .await?,
                 );
             }
             out.push((node, held.len()));
@@ -1002,8 +968,7 @@ impl Db {
         let mut tx = self.write(false).await?;
         let ended = delete_session(
             &mut tx,
-            &self.node_id,
-            tenant,
+            self.at(tenant),
             SessionOf::Station(station),
             reason,
         )
@@ -1071,14 +1036,8 @@ impl Db {
                 };
                 for (agent, why) in end {
                     ended.extend(
-                        delete_session(
-                            &mut tx,
-                            &self.node_id,
-                            tenant,
-                            SessionOf::Agent(&agent),
-                            why,
-                        )
-                        .await?,
+                        delete_session(&mut tx, self.at(tenant), SessionOf::Agent(&agent), why)
+                            .await?,
                     );
                 }
                 let now = now_ms();
@@ -1104,8 +1063,7 @@ impl Db {
         let reason = (!entry.reason.is_empty()).then_some(entry.reason);
         audit_row(
             &mut tx,
-            &self.node_id,
-            tenant,
+            self.at(tenant),
             AuditEntry::attempt(a, entry.event, reason),
         )
         .await?;
@@ -1149,8 +1107,7 @@ impl Db {
         let mut tx = self.write_on(lent.conn(), false).await?;
         audit_row(
             &mut tx,
-            &self.node_id,
-            tenant,
+            self.at(tenant),
             AuditEntry::attempt(a, entry.event, reason),
         )
         .await?;
@@ -1201,8 +1158,7 @@ async fn claim_if_free(
 /// Inserts an agent and applies `changes`; audits `agent_added`.
 async fn insert_agent(
     tx: &mut AnyConnection,
-    node: &str,
-    tenant: &str,
+    at: At<'_>,
     number: &str,
     hash: &str,
     changes: &AgentChanges,
@@ -1210,7 +1166,7 @@ async fn insert_agent(
     let r = sqlx::query(
         "INSERT INTO agents (tenant, number, passcode_hash, created_at) VALUES ($1, $2, $3, $4)",
     )
-    .bind(tenant)
+    .bind(at.tenant)
     .bind(number)
     .bind(hash)
     .bind(now_ms())
@@ -1220,11 +1176,10 @@ async fn insert_agent(
         Err(e) if is_unique_violation(&e) => return Err(StoreError::AgentExists(number.into())),
         r => r?,
     };
-    set_fields(tx, tenant, number, None, changes).await?;
+    set_fields(tx, at.tenant, number, None, changes).await?;
     audit_row(
         tx,
-        node,
-        tenant,
+        at,
         AuditEntry::agent(number, AuditEvent::AgentAdded, None),
     )
     .await
@@ -1234,21 +1189,19 @@ async fn insert_agent(
 /// false when there is no such agent.
 async fn apply_changes(
     tx: &mut AnyConnection,
-    node: &str,
-    tenant: &str,
+    at: At<'_>,
     number: &str,
     hash: Option<&str>,
     changes: &AgentChanges,
 ) -> Result<bool, StoreError> {
-    if !set_fields(tx, tenant, number, hash, changes).await? {
+    if !set_fields(tx, at.tenant, number, hash, changes).await? {
         return Ok(false);
     }
     let fields = changes.field_names().join(",");
     if !fields.is_empty() {
         audit_row(
             tx,
-            node,
-            tenant,
+            at,
             AuditEntry::agent(number, AuditEvent::AgentUpdated, Some(&fields)),
         )
         .await?;
@@ -1256,8 +1209,7 @@ async fn apply_changes(
     if hash.is_some() {
         audit_row(
             tx,
-            node,
-            tenant,
+            at,
             AuditEntry::agent(number, AuditEvent::PasscodeChanged, None),
         )
         .await?;
@@ -1361,8 +1313,7 @@ impl<'a> AuditEntry<'a> {
 /// rolled back); else the change is audited as `event` and committed.
 async fn agent_changed(
     mut tx: sqlx::Transaction<'_, Any>,
-    node: &str,
-    tenant: &str,
+    at: At<'_>,
     number: &str,
     rows: u64,
     event: AuditEvent,
@@ -1370,35 +1321,28 @@ async fn agent_changed(
     if rows == 0 {
         return Err(StoreError::NoSuchAgent(number.into()));
     }
-    audit_row(
-        &mut tx,
-        node,
-        tenant,
-        AuditEntry::agent(number, event, None),
-    )
-    .await?;
+    audit_row(&mut tx, at, AuditEntry::agent(number, event, None)).await?;
     tx.commit().await?;
     Ok(())
 }
 
 async fn audit_row(
     conn: &mut AnyConnection,
-    node: &str,
-    tenant: &str,
+    at: At<'_>,
     e: AuditEntry<'_>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit (at, tenant, agent, station, source, call_id, event, reason, node_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(now_ms())
-    .bind(tenant)
+    .bind(at.tenant)
     .bind(e.agent)
     .bind(e.station)
     .bind(e.source)
     .bind(e.call_id)
     .bind(e.event.as_str())
     .bind(e.reason)
-    .bind(node)
+    .bind(at.node)
     .execute(conn)
     .await?;
     Ok(())

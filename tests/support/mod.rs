@@ -109,6 +109,29 @@ impl TestGateway {
         (addr, token.trim().to_string())
     }
 
+    /// The stations of the sessions, sorted.
+    pub async fn stations(&self) -> Vec<String> {
+        self.sorted(|s| s.station).await
+    }
+
+    /// The agents logged on, sorted.
+    pub async fn agents(&self) -> Vec<String> {
+        self.sorted(|s| s.agent).await
+    }
+
+    async fn sorted(&self, field: impl Fn(agentgw::store::Session) -> String) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .store
+            .list_sessions()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(field)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Waits until no call and no dialog is left; false if some stay (a leak).
     pub async fn settles(&self) -> bool {
         for _ in 0..100 {
