@@ -33,6 +33,18 @@ impl Events {
             store,
         };
         let from = events.store.last_audit_id().await?;
+        if let Some(mut wakeups) = events.store.audit_wakeups() {
+            // Another node's entry wakes the follower at its commit, not at the next poll.
+            let wake = Arc::downgrade(&events.wake);
+            tokio::spawn(async move {
+                while wakeups.recv().await.is_some() {
+                    match wake.upgrade() {
+                        Some(w) => w.notify_one(),
+                        None => break,
+                    }
+                }
+            });
+        }
         tokio::spawn(events.clone().follow(from));
         Ok(events)
     }

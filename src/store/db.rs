@@ -83,6 +83,8 @@ impl Backend {
 #[derive(Debug, Clone)]
 pub(super) struct Db {
     backend: Backend,
+    /// The URL it was opened with (a PostgreSQL listener connects to it too).
+    pub(super) url: String,
     /// This gateway's node id, on the audit entries it writes.
     node_id: String,
     pool: AnyPool,
@@ -257,6 +259,7 @@ impl Db {
         let (ended, _) = broadcast::channel(1024);
         Ok(Db {
             backend,
+            url: url.clone(),
             node_id: node_id.to_string(),
             pool,
             lane,
@@ -773,6 +776,21 @@ impl Db {
         Ok(n)
     }
 
+    /// (PostgreSQL) A wake-up each time a transaction that wrote audit entries commits, from
+    /// any node: LISTEN on 'agentgw_audit', supervised. `PgListener` reconnects only on some
+    /// errors and drops what was sent while it was away, so the listener is rebuilt on any
+    /// error, sends a wake-up after every (re)connection (the follower then reads what it
+    /// missed from the table), and notifies itself every `PING` to find a connection that
+    /// died without an error. None on SQLite.
+    pub(super) fn audit_wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(listen_audit(self.url.clone(), tx));
+        Some(rx)
+    }
+
     /// Whether several nodes may share this store (PostgreSQL).
     pub(super) fn shared(&self) -> bool {
         self.backend == Backend::Postgres
@@ -1114,6 +1132,50 @@ impl Db {
         tx.commit().await?;
         lent.give_back();
         Ok(())
+    }
+}
+
+/// Runs the supervised LISTEN of `Db::audit_wakeups` until its receiver is gone.
+async fn listen_audit(url: String, wake: tokio::sync::mpsc::Sender<()>) {
+    const CHANNEL: &str = "agentgw_audit";
+    const PING: Duration = Duration::from_secs(10);
+    while !wake.is_closed() {
+        let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "audit listener cannot connect; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if listener.listen(CHANNEL).await.is_err() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        // Connected (again): whatever was notified meanwhile is read from the table.
+        let _ = wake.try_send(());
+        let mut pinged = false;
+        loop {
+            match tokio::time::timeout(PING, listener.recv()).await {
+                Ok(Ok(n)) => {
+                    pinged &= n.payload() != "ping";
+                    let _ = wake.try_send(());
+                }
+                Ok(Err(_)) => break,
+                // Quiet: notify ourselves; no answer by the next round means a dead link.
+                Err(_) if pinged => break,
+                Err(_) => {
+                    let ping = sqlx::query("SELECT pg_notify($1, 'ping')").bind(CHANNEL);
+                    if ping.execute(&mut listener).await.is_err() {
+                        break;
+                    }
+                    pinged = true;
+                }
+            }
+            if wake.is_closed() {
+                return;
+            }
+        }
     }
 }
 

@@ -616,6 +616,12 @@ impl Store {
         self.db.forget_attempts().await
     }
 
+    /// A wake-up each time any process on this store commits audit entries (PostgreSQL's
+    /// LISTEN/NOTIFY); None when the store cannot tell (SQLite: the audit log is polled).
+    pub fn audit_wakeups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        self.db.audit_wakeups()
+    }
+
     /// Sessions of every tenant.
     pub async fn count_sessions(&self) -> Result<usize, StoreError> {
         self.db.count_sessions().await

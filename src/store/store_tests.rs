@@ -415,3 +415,29 @@ on_both! {
         assert_eq!(s.login(&a, &policy()).await.unwrap(), LoginResult::LoggedIn);
     }
 }
+
+/// On PostgreSQL a commit with audit entries, from any process, wakes every store's listener
+/// (LISTEN/NOTIFY through a trigger); SQLite has none (its audit log is polled).
+#[tokio::test]
+async fn an_audit_commit_anywhere_wakes_the_listeners_on_postgresql() {
+    for (s, _scratch) in stores().await {
+        let Some(mut wakeups) = s.audit_wakeups() else {
+            assert!(!s.db.shared(), "PostgreSQL has a listener");
+            continue;
+        };
+        let five = std::time::Duration::from_secs(5);
+        // The first wake-up says it is listening (and to read what was missed).
+        assert_eq!(
+            tokio::time::timeout(five, wakeups.recv()).await,
+            Ok(Some(()))
+        );
+        // Another node, another connection: an agent added there wakes this one.
+        let url = s.db.url.clone();
+        let other = Store::open(&url, "node-b").await.unwrap();
+        add(&other, "1001", "", "1234").await;
+        assert_eq!(
+            tokio::time::timeout(five, wakeups.recv()).await,
+            Ok(Some(()))
+        );
+    }
+}
