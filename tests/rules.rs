@@ -543,6 +543,70 @@ async fn hanging_up_a_stay_line_logs_the_agent_out() {
 }
 
 #[tokio::test]
+async fn a_stay_line_whose_phone_went_away_is_logged_out_as_station_lost() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        stay(c);
+        c.login.line_timeout_secs = 2;
+    })
+    .await;
+    // A phone that stops sending RTP after the login and answers nothing (power cut).
+    let mut p = Phone::new(
+        gw.udp,
+        PhoneOptions {
+            deaf: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    p.call().await;
+    p.press("1001#1234#").await;
+    p.expect_prompt(PromptId::AgentLoginOk).await;
+    // Silent 2 s, then probed; no answer within the probe's 32 s: logged out.
+    let mut gone = false;
+    for _ in 0..45 {
+        if gw.store.list_sessions().await.unwrap().is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(gone, "the session of the vanished phone ended");
+    let log = gw.store.audit_log(Some("1001"), 5).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|r| r.event == "logout" && r.reason.as_deref() == Some("station lost")),
+        "{log:?}"
+    );
+    assert!(p.requests_named("OPTIONS") >= 1, "probed in its dialog");
+}
+
+#[tokio::test]
+async fn a_silent_stay_line_that_answers_the_probe_stays_logged_on() {
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        stay(c);
+        c.login.line_timeout_secs = 1;
+    })
+    .await;
+    let mut p = staying(&gw, "1001#1234#").await;
+    // On hold: no RTP, but the phone answers what comes in its dialog.
+    assert_eq!(
+        p.reinvite("sendonly").await.and_then(|r| r.status()),
+        Some(200)
+    );
+    let mut probed = false;
+    for _ in 0..50 {
+        if p.requests_named("OPTIONS") >= 2 {
+            probed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(probed, "probed again after each answer");
+    assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
+    assert_eq!(p.wait_for_bye(1).await, None);
+}
+
+#[tokio::test]
 async fn a_stay_line_displaced_by_a_log_on_elsewhere_hears_the_drop_prompt_and_gets_a_bye() {
     let gw = start_gateway_with("127.0.0.1", |c| {
         stay(c);

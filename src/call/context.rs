@@ -37,6 +37,8 @@ pub struct Settings {
     pub policy: LoginPolicy,
     /// How long a stay line (and its session) may last.
     pub session_max: Duration,
+    /// A stay line silent (no RTP) this long is probed; None: never.
+    pub line_timeout: Option<Duration>,
 }
 
 /// What every call shares.

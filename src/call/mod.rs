@@ -4,6 +4,7 @@
 mod answer;
 mod context;
 mod lines;
+mod liveness;
 mod requests;
 
 pub use context::{AttemptLimiters, CallContext, Settings};
@@ -19,6 +20,7 @@ use crate::sip::{CallSlot, IncomingCall, SipEvent};
 use crate::store::LoginAttempt;
 use answer::Media;
 use lines::LineRegistration;
+use liveness::Liveness;
 use requests::{Reply, Requests};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +77,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
         call,
         check: None,
         check_started: None,
+        probe: None,
         started: false,
         hung_up: false,
         heard_a_prompt: false,
@@ -114,6 +117,8 @@ struct Driver {
     /// store or the hash are short of CPU).
     check: Option<JoinHandle<Reply>>,
     check_started: Option<std::time::Instant>,
+    /// (Stay lines) a probe of a silent phone in flight: whether it answered.
+    probe: Option<JoinHandle<bool>>,
     /// The caller's ACK came: media flows and keys go to the flow.
     started: bool,
     hung_up: bool,
@@ -143,6 +148,12 @@ impl Driver {
         let mut flow_timer_at: Option<Instant> = None;
         let end_timer = tokio::time::sleep_until(call_deadline);
         tokio::pin!(end_timer);
+        // A stay line's liveness, looked at every second (`line_timeout_secs`; 0: never).
+        let mut liveness = self
+            .settings
+            .line_timeout
+            .map(|t| Liveness::new(t, std::time::Instant::now()));
+        let mut every_second = tokio::time::interval(Duration::from_secs(1));
         let mut end_is_stay = false;
         loop {
             let flow_deadline = self.flow.poll_timeout().map(Instant::from_std);
@@ -190,6 +201,24 @@ impl Driver {
                     self.flow.handle_timeout(std::time::Instant::now());
                 }
                 _ = &mut end_timer => self.input(Input::TimeLimit),
+                _ = every_second.tick(), if self.flow.is_staying() && self.probe.is_none() => {
+                    let now = std::time::Instant::now();
+                    if liveness.as_mut().is_some_and(|l| l.silent(self.media.line.heard(), now)) {
+                        let handle = self.call.handle.clone();
+                        self.probe = Some(tokio::spawn(async move { handle.probe().await }));
+                    }
+                }
+                answered = join_opt(&mut self.probe) => {
+                    self.probe = None;
+                    if answered.unwrap_or(false) {
+                        if let Some(l) = liveness.as_mut() {
+                            l.answered(std::time::Instant::now());
+                        }
+                    } else {
+                        warn!("the stay line's phone sent no RTP and did not answer: station lost");
+                        self.input(Input::LineLost);
+                    }
+                }
             }
             if let Some(outcome) = self.perform().await {
                 return outcome;

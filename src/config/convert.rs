@@ -72,6 +72,8 @@ impl Config {
             dtmf_methods: self.dtmf.methods.clone(),
             policy: LoginPolicy::from(&self.login),
             session_max: Duration::from_secs(self.login.session_max_hours * 3600),
+            line_timeout: (self.login.line_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.login.line_timeout_secs)),
         })
     }
 

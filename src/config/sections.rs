@@ -329,6 +329,9 @@ pub struct LoginConfig {
     pub initial_status: AgentStatus,
     /// A session (or a stay line) ends after this many hours.
     pub session_max_hours: u64,
+    /// A stay line from which no RTP came for this long is probed in its dialog (OPTIONS);
+    /// a phone that does not answer is lost: its agent is logged out ("station lost"). 0: off.
+    pub line_timeout_secs: u64,
     /// Agents added from now on must choose a new passcode at their first login.
     pub new_agents_must_change: bool,
 }
@@ -355,6 +358,7 @@ impl Default for LoginConfig {
             after_login: AfterLogin::Hangup,
             initial_status: AgentStatus::OnBreak,
             session_max_hours: 12,
+            line_timeout_secs: 30,
             new_agents_must_change: false,
         }
     }

@@ -126,6 +126,8 @@ pub enum Outcome {
     Dropped,
     /// The gateway shut down.
     Shutdown,
+    /// A stay line's phone sent no RTP for `line_timeout_secs` and did not answer the probe.
+    LineLost,
 }
 
 impl Outcome {
@@ -146,6 +148,7 @@ impl Outcome {
             Outcome::NotLoggedOn => "not-logged-on",
             Outcome::Dropped => "dropped",
             Outcome::Shutdown => "shutdown",
+            Outcome::LineLost => "station-lost",
         }
     }
 
@@ -167,6 +170,8 @@ impl Outcome {
             Outcome::Incorrect | Outcome::Locked | Outcome::StationNotAllowed => 21,
             // Temporary failure: try again later.
             Outcome::Unavailable | Outcome::Shutdown => 41,
+            // No user responding: the phone went away.
+            Outcome::LineLost => 18,
             // Recovery on timer expiry: nothing keyed, or too long.
             Outcome::NoInput | Outcome::TimeLimit => 102,
         }
@@ -200,6 +205,8 @@ pub enum Input {
     /// The gateway is shutting down after its drain time: goodbye now (a stay line also logs
     /// its agent out).
     Shutdown,
+    /// (Stay lines) the phone sent no RTP for the line timeout and did not answer the probe.
+    LineLost,
 }
 
 /// What the driver must do.
@@ -344,6 +351,7 @@ impl FlowConfig {
 
 /// Reasons recorded for sessions a stay line ends.
 pub const REASON_STATION_HUNG_UP: &str = "station hung up";
+pub const REASON_STATION_LOST: &str = "station lost";
 pub const REASON_BY_PHONE: &str = "logged off by phone";
 pub const REASON_MAX_HOURS: &str = rules::REASON_SESSION_EXPIRED;
 pub const REASON_SHUTDOWN: &str = "gateway shutdown";
@@ -478,6 +486,14 @@ impl Flow {
                 }
                 _ => self.close(&[PromptId::Goodbye], Outcome::Shutdown),
             },
+            Input::LineLost => {
+                if let State::Staying { .. } = self.state {
+                    self.actions.push_back(Action::Logout {
+                        reason: REASON_STATION_LOST,
+                    });
+                    self.close(&[], Outcome::LineLost);
+                }
+            }
             Input::SessionEnded { by } => {
                 // While a change of this line's own is pending, its answer tells what happened.
                 if let State::Staying { pending: false } = self.state {

@@ -48,6 +48,7 @@ impl CallMedia {
                 sent: 0,
                 received: 0,
                 foreign: 0,
+                heard: 0,
             }),
             wake: tokio::sync::Notify::new(),
             ended: AtomicBool::new(false),
@@ -137,6 +138,11 @@ impl CallMedia {
     /// Swaps out the keys found since the last call.
     pub fn take_keys(&self, keys: &mut Vec<(Digit, DtmfMethod)>) {
         std::mem::swap(&mut self.line().keys, keys);
+    }
+
+    /// RTP packets taken from the caller since the call began.
+    pub fn heard(&self) -> u64 {
+        self.line().heard
     }
 
     /// Resolves when the pump found a key or finished a prompt since the last wake-up.
@@ -241,6 +247,8 @@ struct Line {
     sent: u64,
     received: u64,
     foreign: u64,
+    /// RTP packets taken from the caller since the call began (its liveness).
+    heard: u64,
 }
 
 /// Ticks between comfort-noise packets while nothing plays (200 ms).
@@ -316,6 +324,7 @@ impl Line {
             }
         }
         self.received += 1;
+        self.heard += 1;
         let Some(n) = self.negotiated.filter(|_| self.hears_keys) else {
             return false;
         };

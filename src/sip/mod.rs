@@ -116,6 +116,17 @@ impl CallHandle {
         self.dialog.ringing(None, None).ok();
     }
 
+    /// Asks the phone whether it is still there: an OPTIONS in the dialog. False when no
+    /// answer comes within a non-INVITE transaction's time (64 × T1, 32 s), or the answer says
+    /// the dialog is gone (481) or timed out (408).
+    pub async fn probe(&self) -> bool {
+        let asked = self.dialog.request(Method::Options, None, None);
+        match tokio::time::timeout(Duration::from_secs(32), asked).await {
+            Ok(Ok(Some(answer))) => !matches!(u16::from(answer.status_code), 408 | 481),
+            _ => false,
+        }
+    }
+
     /// Refuses the call before answering.
     pub fn reject(&self, code: u16) {
         self.dialog.reject(Some(StatusCode::from(code)), None).ok();

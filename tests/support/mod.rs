@@ -866,6 +866,15 @@ impl Phone {
         None
     }
 
+    /// How many requests of `method` the gateway sent this phone.
+    pub fn requests_named(&self, method: &str) -> usize {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|m| m.method() == Some(method))
+            .count()
+    }
+
     /// A header of the gateway's BYE, once it came.
     pub fn bye_header(&self, name: &str) -> Option<String> {
         let requests = self.requests.lock().unwrap();
