@@ -1,5 +1,6 @@
 //! The nodes sharing the store (heartbeats, the lost ones' stay lines) and the attempt counts they share.
 
+use super::sessions::STAY_SESSIONS_OF_NODE;
 use super::*;
 
 impl Db {
@@ -133,19 +134,11 @@ impl Db {
         let mut ended = Vec::new();
         let mut out = Vec::new();
         for node in lost {
-            let held: Vec<(String, String)> = sqlx::query_as(
-                "SELECT tenant, agent FROM sessions WHERE node_id = $1 AND stay = 1",
-            )
-            .bind(&node)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (tenant, agent) in &held {
-                ended.extend(
-                    delete_session(&mut tx, self.at(tenant), SessionOf::Agent(agent), reason)
-                        .await?,
-                );
-            }
-            out.push((node, held.len()));
+            let closed = self
+                .end_found(&mut tx, STAY_SESSIONS_OF_NODE, node.as_str(), reason)
+                .await?;
+            out.push((node, closed.len()));
+            ended.extend(closed);
         }
         tx.commit().await?;
         self.tell(ended);

@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// The sessions of the stay lines a node holds (`$1`: the node).
+pub(super) const STAY_SESSIONS_OF_NODE: &str =
+    "SELECT tenant, agent FROM sessions WHERE node_id = $1 AND stay = 1";
+
 impl Db {
     pub(in crate::store) async fn list_sessions(
         &self,
@@ -92,12 +96,8 @@ impl Db {
         node_id: &str,
         reason: &str,
     ) -> Result<usize, StoreError> {
-        self.end_selected(
-            "SELECT tenant, agent FROM sessions WHERE node_id = $1 AND stay = 1",
-            node_id,
-            reason,
-        )
-        .await
+        self.end_selected(STAY_SESSIONS_OF_NODE, node_id, reason)
+            .await
     }
 
     /// Ends, in one transaction, the sessions `select` (tenant, agent) finds with `value`.
@@ -111,6 +111,25 @@ impl Db {
         T: 'q + Send + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
     {
         let mut tx = self.write(false).await?;
+        let ended = self.end_found(&mut tx, select, value, reason).await?;
+        tx.commit().await?;
+        let n = ended.len();
+        self.tell(ended);
+        Ok(n)
+    }
+
+    /// Inside `tx`: ends the sessions `select` (tenant, agent) finds with `value`; the
+    /// sessions ended, to tell once `tx` commits.
+    pub(super) async fn end_found<'q, T>(
+        &self,
+        tx: &mut AnyConnection,
+        select: &'q str,
+        value: T,
+        reason: &str,
+    ) -> Result<Vec<SessionEnded>, StoreError>
+    where
+        T: 'q + Send + sqlx::Encode<'q, Any> + sqlx::Type<Any>,
+    {
         let found: Vec<(String, String)> = sqlx::query_as(select)
             .bind(value)
             .fetch_all(&mut *tx)
@@ -118,13 +137,10 @@ impl Db {
         let mut ended = Vec::new();
         for (tenant, agent) in &found {
             ended.extend(
-                delete_session(&mut tx, self.at(tenant), SessionOf::Agent(agent), reason).await?,
+                delete_session(tx, self.at(tenant), SessionOf::Agent(agent), reason).await?,
             );
         }
-        tx.commit().await?;
-        let n = ended.len();
-        self.tell(ended);
-        Ok(n)
+        Ok(ended)
     }
 
     pub(in crate::store) async fn sessions_by_status(
