@@ -226,23 +226,13 @@ async fn killing_a_node_process_closes_its_stay_lines_from_the_survivor() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let shared = tempfile::tempdir().unwrap();
-    let pepper: String = (0..32)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect();
-    std::fs::write(shared.path().join("pepper"), pepper).unwrap();
-    let store = format!(
-        "url = \"{}\"\npepper_file = \"{}\"",
-        db.url,
-        shared.path().join("pepper").display()
-    );
+    let (_pepper, store) = daemon::shared_store(&db.url);
     let node = |id: &str| {
         format!("[login]\nafter_login = \"stay\"\n[gateway]\nnode_id = \"{id}\"\nnode_timeout_secs = 3\n")
     };
     let mut a = daemon::Daemon::start_on_store(&store, &node("proc-a"));
     let b = daemon::Daemon::start_on_store(&store, &node("proc-b"));
-    let gw_a: std::net::SocketAddr = format!("127.0.0.1:{}", a.port).parse().unwrap();
-    let mut p = Phone::new(gw_a, PhoneOptions::default()).await;
+    let mut p = Phone::new(a.sip_addr(), PhoneOptions::default()).await;
     assert_eq!(p.call().await, 200);
     p.press("1001#1234#").await;
     p.expect_prompt(PromptId::AgentLoginOk).await;

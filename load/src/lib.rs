@@ -149,6 +149,8 @@ pub struct CallReport {
     /// Last key sent → the peer's BYE, when it hung up after all keys were sent.
     pub hangup: Option<Duration>,
     pub rtp_received: u64,
+    /// When the call started, from the start of the run.
+    pub started: Duration,
 }
 
 /// The prompt frames, by content.
@@ -253,6 +255,7 @@ pub async fn one_call(
         result: None,
         hangup: None,
         rtp_received: 0,
+        started: Duration::ZERO,
     };
     let deadline = tokio::time::Instant::now() + opts.call_timeout + opts.stay.unwrap_or_default();
     let r =
@@ -315,10 +318,17 @@ async fn call_flow(
     let ruri = format!("sip:{}@{target}", opts.uri_user);
     let station = format!("load{n}");
     let from = format!("<sip:{station}@{ip}>;tag={from_tag}");
-    let request = |method: &str, uri: &str, cseq: u32, to: &str, body: &str, ctype: bool| {
+    // `route`: the Route header of an in-dialog request (empty: none).
+    let request = |method: &str,
+                   uri: &str,
+                   cseq: u32,
+                   to: &str,
+                   route: &str,
+                   body: &str,
+                   ctype: bool| {
         format!(
             "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\n\
-             From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{station}@{local}>\r\n\
+             {route}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{station}@{local}>\r\n\
              User-Agent: agentgw-load\r\n{}Content-Length: {}\r\n\r\n{body}",
             random_token(),
             if ctype { "Content-Type: application/sdp\r\n" } else { "" },
@@ -326,7 +336,7 @@ async fn call_flow(
         )
     };
     let to_plain = format!("<{ruri}>");
-    let invite = request("INVITE", &ruri, 1, &to_plain, &sdp, true);
+    let invite = request("INVITE", &ruri, 1, &to_plain, "", &sdp, true);
     let sent_at = Instant::now();
     shared.started.fetch_add(1, Relaxed);
     if ch.send(&invite).await.is_err() {
@@ -350,7 +360,7 @@ async fn call_flow(
                     report.outcome = Outcome::SipError;
                     report.sip_status = Some(status);
                     let to = m.header("To").unwrap_or("").to_string();
-                    let ack = request("ACK", &ruri, 1, &to, "", false);
+                    let ack = request("ACK", &ruri, 1, &to, "", "", false);
                     let _ = ch.send(&ack).await;
                     return;
                 }
@@ -369,7 +379,20 @@ async fn call_flow(
         .header("Contact")
         .and_then(|c| Some(c.split('<').nth(1)?.split('>').next()?.to_string()))
         .unwrap_or_else(|| ruri.clone());
-    let ack = request("ACK", &remote_uri, 1, &to, "", false);
+    // A proxy that record-routed stays in the dialog (RFC 3261 §12.1.2): the route set is the
+    // Record-Route reversed, sent on through the same next hop (the target).
+    let mut route_set: Vec<&str> = ok
+        .headers("Record-Route")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    route_set.reverse();
+    let route = if route_set.is_empty() {
+        String::new()
+    } else {
+        format!("Route: {}\r\n", route_set.join(", "))
+    };
+    let ack = request("ACK", &remote_uri, 1, &to, &route, "", false);
     let _ = ch.send(&ack).await;
     {
         let mut line = phone.line();
@@ -512,7 +535,7 @@ async fn call_flow(
                 if bye_sent {
                     break; // no answer to our BYE: give up
                 }
-                let bye = request("BYE", &remote_uri, 2, &to, "", false);
+                let bye = request("BYE", &remote_uri, 2, &to, &route, "", false);
                 let _ = ch.send(&bye).await;
                 bye_sent = true;
                 hangup_at = Some(tokio::time::Instant::now() + Duration::from_secs(4));
@@ -601,6 +624,20 @@ pub struct Summary {
     /// longest stall (ms) between two ticks.
     pub generator_late_ticks: u64,
     pub generator_max_stall_ms: u64,
+    /// Each second of the run (by when calls started): how its calls ended and their
+    /// slowest setup, to see when and for how long something went wrong.
+    pub seconds: Vec<Second>,
+}
+
+/// The calls started in one second of the run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Second {
+    /// Seconds from the start of the run.
+    pub at: u64,
+    pub started: u64,
+    pub outcomes: std::collections::BTreeMap<String, u64>,
+    /// The slowest INVITE → 200 of the second's answered calls.
+    pub setup_max_ms: f64,
 }
 
 /// A stall of the generator's media threads longer than this is reported as the generator
@@ -608,6 +645,32 @@ pub struct Summary {
 pub const GENERATOR_STALL_WARN_MS: u64 = 100;
 
 impl Summary {
+    /// The seconds that had a call not ending `expect`, or one set up slower than `slow`, as
+    /// lines of text.
+    pub fn disturbed_seconds(&self, expect: Outcome, slow: Duration) -> Vec<String> {
+        let slow_ms = slow.as_secs_f64() * 1000.0;
+        self.seconds
+            .iter()
+            .filter(|sec| {
+                sec.setup_max_ms > slow_ms || sec.outcomes.keys().any(|o| o != expect.as_str())
+            })
+            .map(|sec| {
+                let ended: Vec<String> = sec
+                    .outcomes
+                    .iter()
+                    .map(|(o, n)| format!("{n} {o}"))
+                    .collect();
+                format!(
+                    "{:>5} s: {} started, {}; slowest setup {:.0} ms",
+                    sec.at,
+                    sec.started,
+                    ended.join(", "),
+                    sec.setup_max_ms
+                )
+            })
+            .collect()
+    }
+
     /// Calls whose outcome is not `expect`.
     pub fn failures(&self, expect: Outcome) -> u64 {
         self.outcomes
@@ -700,8 +763,10 @@ pub async fn run(
         };
         let agent = opts.agents[(n as usize) % opts.agents.len()].clone();
         let (o, s, t) = (opts.clone(), shared.clone(), tx.clone());
+        let at = started.elapsed();
         tokio::spawn(async move {
-            let r = one_call(n, agent, o, s.clone()).await;
+            let mut r = one_call(n, agent, o, s.clone()).await;
+            r.started = at;
             s.finished.fetch_add(1, Relaxed);
             drop(permit);
             let _ = t.send(r);
@@ -756,6 +821,19 @@ pub async fn run(
         .collect();
     s.rtp_deviation = Spread::from_histogram(&hist);
     for r in &reports {
+        let at = r.started.as_secs();
+        if s.seconds.len() <= at as usize {
+            s.seconds.resize_with(at as usize + 1, Second::default);
+        }
+        let sec = &mut s.seconds[at as usize];
+        sec.at = at;
+        sec.started += 1;
+        *sec.outcomes
+            .entry(r.outcome.as_str().to_string())
+            .or_default() += 1;
+        if let Some(setup) = r.setup {
+            sec.setup_max_ms = sec.setup_max_ms.max(setup.as_secs_f64() * 1000.0);
+        }
         *s.outcomes
             .entry(r.outcome.as_str().to_string())
             .or_default() += 1;

@@ -242,6 +242,16 @@ fn main() -> Result<()> {
         std::fs::write(f, serde_json::to_string_pretty(&summary)?)
             .with_context(|| format!("cannot write {}", f.display()))?;
     }
+    let disturbed = summary.disturbed_seconds(expect, Duration::from_secs(1));
+    if !disturbed.is_empty() {
+        println!(
+            "seconds with a call not {} or set up in over 1 s:",
+            expect.as_str()
+        );
+        for line in disturbed.iter().take(60) {
+            println!("{line}");
+        }
+    }
     let failures = summary.failures(expect);
     if failures > 0 {
         eprintln!(

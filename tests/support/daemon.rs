@@ -33,6 +33,21 @@ pub fn free_port() -> u16 {
     panic!("no free port");
 }
 
+/// The `[store]` keys of nodes sharing the database at `url`: the URL and a pepper file made
+/// for them (in the directory returned, to be kept while the nodes run).
+pub fn shared_store(url: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let pepper: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    std::fs::write(dir.path().join("pepper"), pepper).unwrap();
+    let store = format!(
+        "url = \"{url}\"\npepper_file = \"{}\"",
+        dir.path().join("pepper").display()
+    );
+    (dir, store)
+}
+
 pub struct Daemon {
     pub child: Child,
     /// Where the admin API listens.
@@ -173,6 +188,11 @@ impl Daemon {
             .unwrap_or_default()
             .to_string();
         (child, admin)
+    }
+
+    /// Where it takes SIP over UDP.
+    pub fn sip_addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
     }
 
     /// A value of `/metrics` (the test fails when it is missing).
