@@ -122,8 +122,18 @@ impl CallHandle {
     pub async fn probe(&self) -> bool {
         let asked = self.dialog.request(Method::Options, None, None);
         match tokio::time::timeout(Duration::from_secs(32), asked).await {
-            Ok(Ok(Some(answer))) => !matches!(u16::from(answer.status_code), 408 | 481),
-            _ => false,
+            Ok(Ok(Some(answer))) => {
+                let status = u16::from(answer.status_code);
+                debug!(
+                    status,
+                    "the silent stay line's phone answered the OPTIONS probe"
+                );
+                !matches!(status, 408 | 481)
+            }
+            _ => {
+                debug!("the silent stay line's phone did not answer the OPTIONS probe");
+                false
+            }
         }
     }
 
