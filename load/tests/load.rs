@@ -4,6 +4,8 @@
 //! and, against an IVR that is not agentgw, from how the call ends (when it hangs up after the
 //! last key, or that it waits on the line).
 
+#[path = "../../tests/support/kamailio.rs"]
+mod kamailio;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
@@ -372,4 +374,39 @@ async fn another_agentgw_prompt_and_a_timeout() {
     let s = run(o).await;
     assert_eq!(count(&s, Outcome::Timeout), 1, "{}", s.table());
     assert_eq!(s.setup.count, 1, "{}", s.table());
+    // The second it started in is listed as disturbed, with what happened.
+    let listed = s.disturbed_seconds(Outcome::LoggedIn, Duration::from_secs(1));
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].contains("1 started, 1 timeout"), "{listed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_record_routing_proxy_the_ack_and_bye_follow_the_route_set() {
+    // Stay lines: the generator hangs up, so its BYE must find its way through Kamailio.
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.login.already_logged_on = agentgw::login::rules::AlreadyLoggedOnPolicy::Replace;
+        c.login.after_login = agentgw::login::rules::AfterLogin::Stay;
+    })
+    .await;
+    let Some(kam) = kamailio::Kamailio::start(&[gw.udp]) else {
+        return;
+    };
+    let mut o = opts(kam.addr, &[("1001", "1234")], 4);
+    o.type_ahead = true;
+    o.stay = Some(Duration::from_millis(500));
+    let s = run(o).await;
+    assert_eq!(
+        count(&s, Outcome::LoggedIn),
+        4,
+        "{}\n{}",
+        s.table(),
+        kam.log()
+    );
+    assert!(s
+        .disturbed_seconds(Outcome::LoggedIn, Duration::from_secs(1))
+        .is_empty());
+    assert!(
+        gw.settles().await,
+        "every call ended at the gateway: its BYE came through"
+    );
 }

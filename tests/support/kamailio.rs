@@ -35,7 +35,12 @@ impl Kamailio {
             .unwrap()
             .port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kamailio/kamailio.cfg");
+        // The repository's file, from this crate or the load generator's beside it.
+        let cfg = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|d| d.join("deploy/kamailio/kamailio.cfg"))
+            .find(|f| f.exists())
+            .expect("deploy/kamailio/kamailio.cfg in the repository");
         let run = dir.path();
         let child = Command::new(BINARY)
             .arg("-f")
