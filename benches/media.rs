@@ -218,12 +218,43 @@ fn sip_packet_limiter(c: &mut Criterion) {
     });
 }
 
+/// The RFC 3261 checks every SIP request passes before the stack parses it, against the
+/// stack's own parse of the same INVITE (a softphone's, 840 bytes with its SDP).
+fn sip_validate(c: &mut Criterion) {
+    let sdp = "v=0\r\no=- 3891 3891 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+               a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n";
+    let invite = format!(
+        "INVITE sip:login@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport\r\n\
+         Max-Forwards: 70\r\nFrom: \"Desk 2001\" <sip:2001@pbx.example>;tag=1928301774\r\n\
+         To: <sip:login@192.0.2.1>\r\nCall-ID: a84b4c76e66710@192.0.2.10\r\nCSeq: 314159 INVITE\r\n\
+         Contact: <sip:2001@192.0.2.10:5060>\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO\r\n\
+         Supported: replaces, timer\r\nUser-Agent: Softphone 1.0\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let bytes = invite.as_bytes();
+    c.bench_function("sip_validate_invite", |b| {
+        b.iter(|| {
+            black_box(agentgw::sip::validate::check(
+                black_box(bytes),
+                65535,
+                false,
+            ))
+        })
+    });
+    c.bench_function("sip_stack_parse_invite", |b| {
+        b.iter(|| black_box(rsipstack::sip::SipMessage::try_from(black_box(bytes)).is_ok()))
+    });
+}
+
 criterion_group!(
     benches,
     inband,
     rtp,
     login_flow,
     udp_loopback,
-    sip_packet_limiter
+    sip_packet_limiter,
+    sip_validate
 );
 criterion_main!(benches);

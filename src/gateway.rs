@@ -10,7 +10,7 @@ use crate::media::prompts::PromptError;
 use crate::media::pump::{MediaPump, PumpSettings};
 use crate::media::realtime::watch_runtime;
 use crate::media::rtp::PortAllocator;
-use crate::sip::{ListenAddr, SipError, SipServer, SipSettings, TcpConnections};
+use crate::sip::{InvalidCounts, ListenAddr, SipError, SipServer, SipSettings, TcpConnections};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -116,6 +116,7 @@ pub struct Gateway {
     overload: Arc<Overload>,
     tcp: Arc<TcpConnections>,
     packets: Arc<PacketLimiter>,
+    invalid: Arc<InvalidCounts>,
     /// This run's instance among the store's nodes (its heartbeat row).
     instance: String,
     keep_alive: tokio::task::JoinHandle<()>,
@@ -182,9 +183,12 @@ impl Gateway {
         );
         let packets: Arc<PacketLimiter> = Arc::default();
         packets.set_rate(config.sip.max_packets_per_second_per_source);
+        let invalid: Arc<InvalidCounts> = Arc::default();
         let (sip, mut calls) = SipServer::start(SipSettings {
             listen: config.sip.listen.clone(),
             udp_receive_buffer: config.sip.udp_receive_buffer_kib as usize * 1024,
+            max_message_bytes: config.sip.max_message_bytes,
+            invalid: invalid.clone(),
             max_calls: config.sip.max_calls,
             max_calls_per_second: config.sip.max_calls_per_second,
             overload: config.sip.refuse_when_overloaded.then(|| overload.clone()),
@@ -218,6 +222,7 @@ impl Gateway {
             overload,
             tcp,
             packets,
+            invalid,
             instance,
             keep_alive,
         })
@@ -348,6 +353,7 @@ impl Gateway {
             overload: self.overload.clone(),
             tcp: self.tcp.clone(),
             packets: self.packets.clone(),
+            invalid: self.invalid.clone(),
         }
     }
 

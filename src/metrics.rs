@@ -196,6 +196,15 @@ impl Metrics {
             "Webhook deliveries dropped (queue full or out of retries).",
             self.webhooks_dropped.load(Ordering::Relaxed),
         );
+        let _ = writeln!(out, "# HELP agentgw_sip_invalid_total SIP messages refused by the RFC 3261 checks before parsing, by the status they were answered with (dropped: not answered).\n# TYPE agentgw_sip_invalid_total counter");
+        for (status, n) in &gauges.sip_invalid {
+            let status = if *status == 0 {
+                "dropped".to_string()
+            } else {
+                status.to_string()
+            };
+            let _ = writeln!(out, "agentgw_sip_invalid_total{{status=\"{status}\"}} {n}");
+        }
         let _ = writeln!(out, "# HELP agentgw_sessions_by_status Agents logged on, by status.\n# TYPE agentgw_sessions_by_status gauge");
         for (status, n) in &gauges.by_status {
             let _ = writeln!(out, "agentgw_sessions_by_status{{status=\"{status}\"}} {n}");
@@ -275,6 +284,8 @@ pub struct Gauges {
     pub tcp_refused: u64,
     pub tcp_shut_down: u64,
     pub sip_packets_dropped: u64,
+    /// Messages refused by the RFC 3261 checks: (status answered, count); status 0: dropped.
+    pub sip_invalid: Vec<(u16, u64)>,
 }
 
 /// Escapes a label value.

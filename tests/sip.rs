@@ -229,7 +229,7 @@ async fn unparseable_sdp_gets_400_with_a_warning_and_no_codec_gets_488() {
 }
 
 #[tokio::test]
-async fn in_dialog_requests_for_unknown_calls_get_481_and_unknown_methods_405() {
+async fn in_dialog_requests_for_unknown_calls_get_481_and_methods_not_served_405() {
     let gw = start_gateway().await;
     let mut phone = Phone::new(gw.udp, PhoneOptions::default()).await;
     phone.set_to_tag("nosuchdialog");
@@ -241,7 +241,7 @@ async fn in_dialog_requests_for_unknown_calls_get_481_and_unknown_methods_405() 
 }
 
 #[tokio::test]
-async fn malformed_sip_is_dropped_and_everything_else_keeps_working() {
+async fn malformed_sip_is_refused_or_dropped_and_everything_else_keeps_working() {
     let gw = start_gateway().await;
     let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let big_header = format!(

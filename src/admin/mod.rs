@@ -64,6 +64,7 @@ pub struct GatewayStatus {
     pub overload: Arc<Overload>,
     pub tcp: Arc<TcpConnections>,
     pub packets: Arc<PacketLimiter>,
+    pub invalid: Arc<crate::sip::InvalidCounts>,
 }
 
 impl GatewayStatus {
@@ -102,6 +103,7 @@ impl GatewayStatus {
             tcp_refused: self.tcp.refused.load(Ordering::Relaxed),
             tcp_shut_down: self.tcp.shut_down_total.load(Ordering::Relaxed),
             sip_packets_dropped: self.packets.dropped.load(Ordering::Relaxed),
+            sip_invalid: self.invalid.get(),
         }
     }
 }

@@ -120,6 +120,12 @@ impl Config {
                 "must be at most 1048576 (1 GiB; 0: the kernel's default)",
             );
         }
+        if !(1300..=65535).contains(&self.sip.max_message_bytes) {
+            return invalid(
+                "sip.max_message_bytes",
+                "must be 1300 (a datagram that fits an Ethernet frame) to 65535",
+            );
+        }
         let asserted = matches!(self.login.station, StationFrom::Pai | StationFrom::Header);
         if asserted && self.sip.trusted_networks.is_empty() {
             return invalid(

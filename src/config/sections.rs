@@ -131,6 +131,9 @@ pub struct SipConfig {
     /// dropped by the kernel and the phones retransmit 0.5 s later; the kernel caps it at
     /// `net.core.rmem_max`. Applies at start.
     pub udp_receive_buffer_kib: u32,
+    /// A SIP message longer than this, in bytes, is answered 513 Message Too Large unread
+    /// (UDP datagrams are read whole, up to 65,507 bytes).
+    pub max_message_bytes: usize,
     /// Threads of the async runtime (SIP transactions, the calls' tasks, the admin API);
     /// 0: half the cores, at least one. The media, the passcode hashes and SQLite have
     /// threads of their own.
@@ -176,6 +179,7 @@ impl Default for SipConfig {
             max_tcp_connections_per_source: 500,
             max_packets_per_second_per_source: 5000,
             udp_receive_buffer_kib: 4096,
+            max_message_bytes: 65535,
             threads: 0,
             trusted_networks: Vec::new(),
         }

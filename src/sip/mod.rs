@@ -22,7 +22,9 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::{SipAddr, SipConnection, TcpListenerConnection, TransportLayer};
+use rsipstack::transport::{
+    Inspection, SipAddr, SipConnection, TcpListenerConnection, TransportLayer,
+};
 use rsipstack::EndpointBuilder;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -34,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 /// Methods we answer; sent in Allow.
-const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+const ALLOW: &str = validate::ALLOW;
 /// Events queued per call before the call task reads them; a peer flooding in-dialog requests
 /// past it gets 503 on the excess.
 const CALL_EVENT_QUEUE: usize = 32;
@@ -187,12 +189,63 @@ impl Drop for CallSlot {
     }
 }
 
+/// The messages the RFC 3261 checks refused: answered, by status, and dropped
+/// (`agentgw_sip_invalid_total`).
+#[derive(Debug, Default)]
+pub struct InvalidCounts(Mutex<std::collections::BTreeMap<u16, u64>>);
+
+impl InvalidCounts {
+    /// Status 0: dropped unanswered.
+    fn count(&self, status: u16) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(status).or_default() += 1;
+        }
+    }
+
+    /// (status, count), status 0 for the dropped.
+    pub fn get(&self) -> Vec<(u16, u64)> {
+        self.0
+            .lock()
+            .map(|m| m.iter().map(|(s, n)| (*s, *n)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A received message through `validate::check`, as the transport layer acts on it; what is
+/// answered or dropped is counted and logged at debug.
+fn inspect(
+    raw: &[u8],
+    source: SocketAddr,
+    max_bytes: usize,
+    stream: bool,
+    counts: &InvalidCounts,
+) -> Inspection {
+    match validate::check(raw, max_bytes, stream) {
+        validate::Verdict::Pass => Inspection::Pass,
+        validate::Verdict::Rewrite(bytes) => Inspection::Replace(bytes),
+        validate::Verdict::Answer { status, answer } => {
+            counts.count(status);
+            debug!(%source, status, answer = %String::from_utf8_lossy(&answer).lines().next().unwrap_or_default(), "invalid SIP request answered");
+            Inspection::Reply(answer)
+        }
+        validate::Verdict::Drop(why) => {
+            counts.count(0);
+            debug!(%source, why, "SIP message dropped");
+            Inspection::Drop
+        }
+    }
+}
+
 /// Settings the SIP side needs.
 #[derive(Debug, Clone)]
 pub struct SipSettings {
     pub listen: Vec<ListenAddr>,
     /// Bytes asked for each UDP socket's receive buffer (0: the kernel's default).
     pub udp_receive_buffer: usize,
+    /// Longer SIP messages are answered 513.
+    pub max_message_bytes: usize,
+    /// What the RFC 3261 checks refused.
+    pub invalid: Arc<InvalidCounts>,
     pub max_calls: usize,
     /// New calls per second at most (0: no limit).
     pub max_calls_per_second: u32,
@@ -236,6 +289,12 @@ impl SipServer {
         transport_layer.set_whitelist(move |ip: IpAddr| {
             let ok = packets.allow(ip, std::time::Instant::now());
             async move { ok }
+        });
+        // ... and then the checks of RFC 3261 (validate.rs), before the stack parses it.
+        let max_message = settings.max_message_bytes;
+        let invalid = settings.invalid.clone();
+        transport_layer.set_inspector(move |raw: &[u8], source: SocketAddr, _| {
+            inspect(raw, source, max_message, false, &invalid)
         });
         let mut listening = Vec::new();
         let mut tcp_listeners: Vec<(tokio::net::TcpListener, SipAddr)> = Vec::new();
@@ -409,6 +468,7 @@ mod routes;
 mod station;
 mod tcp;
 mod udp;
+pub mod validate;
 pub use listen::{ListenAddr, Transport};
 pub use routes::{
     MAX_REQUESTS_BEFORE_ACK, MAX_REQUESTS_BEFORE_ACK_IN_ALL, MAX_REQUESTS_PER_SECOND_PER_CALL,

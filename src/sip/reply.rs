@@ -51,8 +51,6 @@ pub(super) fn spawn_reply(tx: Transaction, code: StatusCode, headers: Vec<Header
 /// A To tag for a stateless answer: the same for a request and its retransmissions (same
 /// Call-ID, From tag and branch), unguessable from outside (a key chosen at start).
 pub(super) fn stateless_tag(request: &rsipstack::sip::Request) -> String {
-    use std::hash::BuildHasher;
-    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
     let call_id = request.call_id_header().map(|c| c.value().to_string()).ok();
     let from_tag = request
         .from_header()
@@ -64,10 +62,7 @@ pub(super) fn stateless_tag(request: &rsipstack::sip::Request) -> String {
         .ok()
         .and_then(|v| rsipstack::sip::ToTypedHeader::typed(v).ok())
         .and_then(|v| v.branch().map(|b| b.to_string()));
-    let h = KEY
-        .get_or_init(std::hash::RandomState::new)
-        .hash_one((call_id, from_tag, branch));
-    format!("sl{h:016x}")
+    format!("sl{}", validate::keyed_hash((call_id, from_tag, branch)))
 }
 
 pub(super) async fn answer_if_unanswered(tx: &mut Transaction, code: StatusCode) {

@@ -579,6 +579,13 @@ impl Phone {
                     .to_string()
             });
         self.route_set = route_set;
+        self.learn_answer(&resp);
+        200
+    }
+
+    /// Takes the gateway's SDP answer in `resp` (a 200 to our INVITE): where and how to send
+    /// RTP and keys.
+    pub fn learn_answer(&mut self, resp: &SipMsg) {
         let sdp = resp.body().to_string();
         let media = agentgw::sdp::parse(sdp.as_bytes()).expect("gateway SDP parses");
         self.remote_rtp = Some(media.addr);
@@ -587,7 +594,6 @@ impl Phone {
             self.te_pt = Some(te);
         }
         self.answer_sdp = Some(sdp);
-        200
     }
 
     /// ACKs the 200 (with the answer SDP for a late offer) and sends a first audio packet.
