@@ -4,6 +4,7 @@
 //! stack's parser cannot read as it is (folded header lines, octets that are not UTF-8) is
 //! passed on rewritten in the form it reads. Pure: bytes in, a verdict out.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// What to do with a received message.
@@ -58,11 +59,12 @@ const SINGLE: [&str; 7] = [
     "max-forwards",
 ];
 
-/// A header as received: its name in long form, lower case, and its value (unfolded).
+/// A header as received: its name in long form, lower case, when it is one the checks read
+/// (else empty), the name as sent, and its value (unfolded).
 struct Field<'a> {
-    name: String,
+    name: &'static str,
     raw_name: &'a str,
-    value: String,
+    value: Cow<'a, str>,
 }
 
 /// Checks `raw`, received over a stream (`stream`: TCP/TLS, where the framing already used
@@ -83,10 +85,12 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
     };
     let head_bytes = &raw[..head_end];
     let body = &raw[body_start..];
-    let utf8 = std::str::from_utf8(head_bytes).is_ok();
-    let head = String::from_utf8_lossy(head_bytes);
+    let (head, utf8) = match std::str::from_utf8(head_bytes) {
+        Ok(text) => (Cow::Borrowed(text), true),
+        Err(_) => (String::from_utf8_lossy(head_bytes), false),
+    };
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().unwrap_or_default().to_string();
+    let request_line = lines.next().unwrap_or_default();
     let mut fields: Vec<Field> = Vec::new();
     let mut folded = false;
     let mut bad_line: Option<String> = None;
@@ -95,8 +99,9 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
             match fields.last_mut() {
                 Some(f) => {
                     folded = true;
-                    f.value.push(' ');
-                    f.value.push_str(line.trim());
+                    let v = f.value.to_mut();
+                    v.push(' ');
+                    v.push_str(line.trim());
                 }
                 None => bad_line = bad_line.or(Some(line.to_string())),
             }
@@ -114,11 +119,11 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
         fields.push(Field {
             name: long_name(name),
             raw_name: name,
-            value: value.trim().to_string(),
+            value: Cow::Borrowed(value.trim()),
         });
     }
     let mut parts = request_line.split(' ');
-    let method = parts.next().unwrap_or_default().to_string();
+    let method = parts.next().unwrap_or_default();
     let is_ack = method == "ACK";
     let answer = |status: u16, reason: &str, extra: &[(&str, String)]| {
         if is_ack {
@@ -134,7 +139,7 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
     // The Request-Line: Method SP Request-URI SP SIP-Version, one space each.
     let (uri, version) = match (parts.next(), parts.next(), parts.next()) {
         (Some(uri), Some(version), None) if !method.is_empty() && !uri.is_empty() => {
-            (uri.to_string(), version.to_string())
+            (uri, version)
         }
         _ => {
             if !request_line.contains("SIP/") {
@@ -146,10 +151,11 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
     if !method.bytes().all(is_token) {
         return bad("Malformed method in the Request-Line".into());
     }
-    match version.to_ascii_uppercase().as_str() {
-        "SIP/2.0" => {}
-        v if v.starts_with("SIP/") => return answer(505, "Version Not Supported", &[]),
-        _ => return bad("Malformed SIP-Version in the Request-Line".into()),
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+            return answer(505, "Version Not Supported", &[]);
+        }
+        return bad("Malformed SIP-Version in the Request-Line".into());
     }
     if let Some(line) = bad_line {
         let shown: String = line.chars().take(40).collect();
@@ -174,7 +180,7 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
         fields
             .iter()
             .find(|f| f.name == name)
-            .map(|f| f.value.as_str())
+            .map(|f| f.value.as_ref())
             .unwrap_or_default()
     };
     let cseq_ok = value("cseq").split_once([' ', '\t']).is_some_and(|(n, m)| {
@@ -208,7 +214,7 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
     let length = fields.iter().find(|f| f.name == "content-length");
     let body_len = match length {
         Some(f) => {
-            let digits = f.value.as_str();
+            let digits: &str = &f.value;
             if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit())
             {
                 return bad("Malformed Content-Length header".into());
@@ -227,7 +233,7 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
     }
 
     // Method, Request-URI, extensions, body: RFC 3261 §8.2.1 to §8.2.3.
-    if !KNOWN_METHODS.contains(&method.as_str()) {
+    if !KNOWN_METHODS.contains(&method) {
         return answer(501, "Not Implemented", &[("Allow", ALLOW.into())]);
     }
     if uri.contains(['<', '>', '"']) {
@@ -294,7 +300,7 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
         .position(|f| f.name == "from" && !has_tag(&f.value));
     if let Some(i) = untagged {
         let tag = rfc2543_tag(value("call-id"), &fields[i].value);
-        fields[i].value.push_str(&format!(";tag={tag}"));
+        fields[i].value.to_mut().push_str(&format!(";tag={tag}"));
     }
 
     if folded || !utf8 || untagged.is_some() {
@@ -430,8 +436,8 @@ fn has_tag(value: &str) -> bool {
 fn stateless_tag(fields: &[Field]) -> String {
     let parts: Vec<&str> = fields
         .iter()
-        .filter(|f| matches!(f.name.as_str(), "call-id" | "from" | "cseq"))
-        .map(|f| f.value.as_str())
+        .filter(|f| matches!(f.name, "call-id" | "from" | "cseq"))
+        .map(|f| f.value.as_ref())
         .collect();
     format!("sl{}", keyed_hash(parts))
 }
@@ -453,22 +459,26 @@ pub(super) fn keyed_hash(parts: impl std::hash::Hash) -> String {
 }
 
 /// The long form, lower case, of a header name (RFC 3261 §7.3.3 compact forms).
-fn long_name(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    match lower.as_str() {
-        "i" => "call-id",
-        "f" => "from",
-        "t" => "to",
-        "v" => "via",
-        "l" => "content-length",
-        "c" => "content-type",
-        "e" => "content-encoding",
-        "m" => "contact",
-        "k" => "supported",
-        "s" => "subject",
-        _ => return lower,
-    }
-    .into()
+fn long_name(name: &str) -> &'static str {
+    const NAMES: [(&str, &str); 11] = [
+        ("via", "v"),
+        ("from", "f"),
+        ("to", "t"),
+        ("call-id", "i"),
+        ("cseq", ""),
+        ("content-length", "l"),
+        ("content-type", "c"),
+        ("content-encoding", "e"),
+        ("max-forwards", ""),
+        ("require", ""),
+        ("proxy-require", ""),
+    ];
+    NAMES
+        .iter()
+        .find(|(long, short)| {
+            name.eq_ignore_ascii_case(long) || (!short.is_empty() && name.eq_ignore_ascii_case(short))
+        })
+        .map_or("", |(long, _)| long)
 }
 
 fn display_name(long: &str) -> &'static str {
@@ -490,8 +500,18 @@ fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
 }
 
+/// Where `needle` (a line end, `\r\n\r\n` or `\n\n`) first is in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let last = *needle.last()?;
+    let mut from = needle.len() - 1;
+    while let Some(i) = hay.get(from..)?.iter().position(|&b| b == last) {
+        let end = from + i + 1;
+        if hay[end - needle.len()..end] == *needle {
+            return Some(end - needle.len());
+        }
+        from = end;
+    }
+    None
 }
 
 #[cfg(test)]
