@@ -189,6 +189,7 @@ impl Gateway {
             udp_receive_buffer: config.sip.udp_receive_buffer_kib as usize * 1024,
             max_message_bytes: config.sip.max_message_bytes,
             invalid: invalid.clone(),
+            tcp_message_timeout: Duration::from_secs(config.sip.tcp_message_timeout_secs),
             max_calls: config.sip.max_calls,
             max_calls_per_second: config.sip.max_calls_per_second,
             overload: config.sip.refuse_when_overloaded.then(|| overload.clone()),

@@ -19,6 +19,20 @@ pub enum SdpError {
     /// Readable, but no codec in common (answered 488).
     #[error("no common codec: agentgw offers PCMU and PCMA")]
     NoCommonCodec,
+    /// Readable, but no audio stream to take: none offered, or each disabled (port 0) or not
+    /// RTP (answered 488).
+    #[error("no usable audio stream: {0}")]
+    NoAudio(&'static str),
+}
+
+impl SdpError {
+    /// The SIP status an offer with this fault is refused with.
+    pub fn status(&self) -> u16 {
+        match self {
+            SdpError::Malformed(_) => 400,
+            SdpError::NoCommonCodec | SdpError::NoAudio(_) => 488,
+        }
+    }
 }
 
 /// Media direction (RFC 3264).
@@ -66,6 +80,9 @@ pub struct RemoteMedia {
     /// The payload type of comfort noise (RFC 3389 CN/8000), if the peer offered it.
     pub comfort_noise: Option<u8>,
     pub direction: Direction,
+    /// The offer's other media streams, as the answer rejects them (RFC 3264 §6: one m= line
+    /// per offered one, in order, port 0): those before the audio stream and those after.
+    pub rejected: (Vec<String>, Vec<String>),
 }
 
 /// The payload type we offer for telephone-event when we make the offer (late offer).
@@ -90,6 +107,8 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
     let mut audio: Option<AudioSection> = None;
     let mut in_audio = false;
     let mut seen_media = false;
+    let mut offered_audio = false;
+    let mut rejected: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     for raw in text.lines() {
         let line = raw.trim_end_matches('\r');
         if line.is_empty() {
@@ -103,9 +122,22 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
             "m" => {
                 seen_media = true;
                 in_audio = false;
+                let mut section = None;
                 if audio.is_none() && value.starts_with("audio ") {
-                    audio = Some(AudioSection::parse_m(value)?);
+                    offered_audio = true;
+                    // A disabled stream (port 0) or one not over RTP is not taken.
+                    section = Some(AudioSection::parse_m(value)?).filter(|a| a.port != 0 && a.rtp);
+                }
+                if section.is_some() {
+                    audio = section;
                     in_audio = true;
+                } else if rejected.0.len() + rejected.1.len() < 16 {
+                    let side = if audio.is_some() {
+                        &mut rejected.1
+                    } else {
+                        &mut rejected.0
+                    };
+                    side.push(rejected_stream(value));
                 }
             }
             "c" => {
@@ -146,7 +178,11 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
             _ => {}
         }
     }
-    let audio = audio.ok_or_else(|| SdpError::Malformed("SDP has no m=audio line".into()))?;
+    let audio = audio.ok_or(SdpError::NoAudio(if offered_audio {
+        "the audio stream is disabled (port 0) or not RTP"
+    } else {
+        "the offer has no m=audio line"
+    }))?;
     let ip = audio
         .conn
         .or(session_conn)
@@ -165,11 +201,30 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
         telephone_event: audio.telephone_event,
         comfort_noise: audio.comfort_noise(),
         direction: audio.direction.unwrap_or(session_dir),
+        rejected,
     })
+}
+
+/// An offered stream's m= line as an answer rejects it: port 0, its transport and first
+/// format kept (RFC 3264 §6).
+fn rejected_stream(value: &str) -> String {
+    let mut parts = value.split_whitespace();
+    let media = parts.next().unwrap_or("application");
+    let proto = parts.nth(1).unwrap_or("RTP/AVP");
+    let format = parts.next().unwrap_or("0");
+    let clean = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(32)
+            .collect()
+    };
+    format!("{} 0 {} {}", clean(media), clean(proto), clean(format))
 }
 
 struct AudioSection {
     port: u16,
+    /// Over RTP (RTP/AVP, RTP/AVPF …).
+    rtp: bool,
     payloads: Vec<u8>,
     names: Vec<(u8, String)>,
     telephone_event: Option<u8>,
@@ -194,9 +249,7 @@ impl AudioSection {
         let proto = parts
             .next()
             .ok_or_else(|| SdpError::Malformed("m=audio has no transport".into()))?;
-        if !proto.starts_with("RTP/") {
-            return Err(SdpError::NoCommonCodec);
-        }
+        let rtp = proto.starts_with("RTP/");
         let payloads = parts
             .take(64)
             .map(|p| {
@@ -207,6 +260,7 @@ impl AudioSection {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AudioSection {
             port,
+            rtp,
             payloads,
             names: Vec::new(),
             telephone_event: None,
@@ -308,17 +362,32 @@ pub struct Origin {
     pub version: u64,
 }
 
-/// Our SDP answer for a call.
+/// Our SDP answer for a call: its audio stream, between the offer's other streams rejected
+/// (`rejected`, from `RemoteMedia`).
 pub fn answer(
     origin: Origin,
     local: SocketAddr,
     media: Negotiated,
     direction: Direction,
+    rejected: &(Vec<String>, Vec<String>),
 ) -> String {
     let mut pts = vec![media.codec.payload_type()];
     pts.extend(media.telephone_event);
     pts.extend(media.comfort_noise);
-    body(origin, local, &pts, Some(media), direction)
+    let audio = body(origin, local, &pts, Some(media), direction);
+    if rejected.0.is_empty() && rejected.1.is_empty() {
+        return audio;
+    }
+    let (session, stream) = audio.split_at(audio.find("m=audio").unwrap_or(audio.len()));
+    let mut s = session.to_string();
+    for m in &rejected.0 {
+        let _ = write!(s, "m={m}\r\n");
+    }
+    s.push_str(stream);
+    for m in &rejected.1 {
+        let _ = write!(s, "m={m}\r\n");
+    }
+    s
 }
 
 /// Our SDP offer (INVITE without SDP: offer in the 200, answer in the ACK).

@@ -19,6 +19,7 @@ fn picks_first_supported_codec_and_the_peers_telephone_event_type() {
         "192.0.2.1:20000".parse().unwrap(),
         n,
         Direction::SendRecv,
+        &Default::default(),
     );
     assert!(a.contains("m=audio 20000 RTP/AVP 8 120\r\n"), "{a}");
     assert!(a.contains("a=rtpmap:120 telephone-event/8000\r\n"), "{a}");
@@ -39,6 +40,7 @@ fn ipv6_and_media_level_connection_and_hold() {
         "[::1]:20002".parse().unwrap(),
         m.negotiate(),
         m.direction.answer(),
+        &m.rejected,
     );
     assert!(
         a.contains("c=IN IP6 ::1\r\n") && a.contains("a=recvonly\r\n"),
@@ -90,6 +92,7 @@ fn comfort_noise_is_answered_when_offered() {
         "192.0.2.1:20000".parse().unwrap(),
         m.negotiate(),
         Direction::SendRecv,
+        &Default::default(),
     );
     assert!(
         a.contains("RTP/AVP 0 101 13\r\n") && a.contains("a=rtpmap:13 CN/8000\r\n"),
@@ -97,4 +100,40 @@ fn comfort_noise_is_answered_when_offered() {
     );
     let m = parse(b"v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 4000 RTP/AVP 0\r\n").unwrap();
     assert_eq!(m.comfort_noise, None);
+}
+
+#[test]
+fn a_disabled_or_missing_audio_stream_is_no_audio_and_other_streams_are_rejected_in_place() {
+    let port0 = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 0 RTP/AVP 0\r\n";
+    assert!(matches!(parse(port0.as_bytes()), Err(SdpError::NoAudio(_))));
+    let video = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 4002 RTP/AVP 96\r\n";
+    assert!(matches!(parse(video.as_bytes()), Err(SdpError::NoAudio(_))));
+    assert_eq!(SdpError::NoAudio("x").status(), 488);
+    // Video, a disabled audio stream, the audio stream taken, an application stream.
+    let offer = "v=0\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=video 4002 RTP/AVP 96\r\n\
+                 a=rtpmap:96 H264/90000\r\nm=audio 0 RTP/AVP 8\r\nm=audio 4000 RTP/AVP 0 101\r\n\
+                 a=rtpmap:101 telephone-event/8000\r\nm=application 5000 UDP/BFCP *\r\n";
+    let m = parse(offer.as_bytes()).unwrap();
+    assert_eq!(m.addr.port(), 4000);
+    let a = answer(
+        Origin {
+            session_id: 1,
+            version: 1,
+        },
+        "10.0.0.1:30000".parse().unwrap(),
+        m.negotiate(),
+        m.direction.answer(),
+        &m.rejected,
+    );
+    let lines: Vec<&str> = a.lines().filter(|l| l.starts_with("m=")).collect();
+    assert_eq!(
+        lines,
+        [
+            "m=video 0 RTP/AVP 96",
+            "m=audio 0 RTP/AVP 8",
+            "m=audio 30000 RTP/AVP 0 101",
+            "m=application 0 UDP/BFCP *"
+        ],
+        "{a}"
+    );
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+use agentgw::sip::Transport;
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::*;
@@ -371,4 +372,144 @@ async fn a_caller_without_from_tags_logs_in_and_hangs_up() {
         gw.store.list_sessions().await.unwrap().is_empty(),
         "hung up: logged out"
     );
+}
+
+/// Reads from `s` until a whole response head came; its text (empty: closed first).
+async fn read_answer(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).to_string()
+}
+
+/// Whether the gateway closed `s` within `secs`.
+async fn closed_within(s: &mut tokio::net::TcpStream, secs: u64) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Over TCP: the same answers on the connection, which stays open for the next request; a
+/// message whose length cannot be framed (a bad or too large Content-Length) is answered and
+/// the connection closed.
+#[tokio::test]
+async fn over_tcp_invalid_requests_are_answered_on_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let gw = start_gateway().await;
+    let opts = PhoneOptions {
+        transport: Transport::Tcp,
+        ..PhoneOptions::default()
+    };
+    let mut p = Phone::new(gw.tcp, opts.clone()).await;
+    let invite = p.invite_text();
+    let mut s = tokio::net::TcpStream::connect(gw.tcp).await.unwrap();
+    for (bad, want) in [
+        (
+            invite.replacen("SIP/2.0\r\n", "SIP/3.0\r\n", 1),
+            "SIP/2.0 505 ",
+        ),
+        (invite.replace("INVITE", "FOOBAR"), "SIP/2.0 501 "),
+        (
+            invite.replace("Max-Forwards:", "Require: foo\r\nMax-Forwards:"),
+            "SIP/2.0 420 ",
+        ),
+    ] {
+        s.write_all(bad.as_bytes()).await.unwrap();
+        let a = read_answer(&mut s).await;
+        assert!(status(&a).starts_with(want), "{want}: {a:?}");
+    }
+    // Then a valid INVITE on the same connection is served.
+    s.write_all(invite.as_bytes()).await.unwrap();
+    let mut a = read_answer(&mut s).await;
+    while status(&a).starts_with("SIP/2.0 1") {
+        a = read_answer(&mut s).await;
+    }
+    assert!(status(&a).starts_with("SIP/2.0 200 "), "{a:?}");
+    for (cl, want) in [("-1", "SIP/2.0 400 "), ("99999", "SIP/2.0 513 ")] {
+        let mut s = tokio::net::TcpStream::connect(gw.tcp).await.unwrap();
+        let mut p = Phone::new(gw.tcp, opts.clone()).await;
+        let invite = p.invite_text();
+        let line = invite
+            .lines()
+            .find(|l| l.starts_with("Content-Length"))
+            .unwrap()
+            .to_string();
+        let bad = invite.replace(&line, &format!("Content-Length: {cl}"));
+        s.write_all(bad.as_bytes()).await.unwrap();
+        let a = read_answer(&mut s).await;
+        assert!(status(&a).starts_with(want), "{cl}: {a:?}");
+        assert!(
+            closed_within(&mut s, 5).await,
+            "{cl}: closed after the answer"
+        );
+    }
+}
+
+/// A TCP peer that sends a byte a second, or nothing, is disconnected after
+/// `[sip] tcp_message_timeout_secs`; a normal one is not.
+#[tokio::test]
+async fn slow_and_silent_tcp_peers_are_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let gw = start_gateway_with("127.0.0.1", |c| c.sip.tcp_message_timeout_secs = 2).await;
+    let mut silent = tokio::net::TcpStream::connect(gw.tcp).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(gw.tcp).await.unwrap();
+    let dripping = tokio::spawn(async move {
+        for b in b"INVITE sip:login@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1" {
+            if slow.write_all(&[*b]).await.is_err() {
+                return (slow, true);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        (slow, false)
+    });
+    assert!(
+        closed_within(&mut silent, 10).await,
+        "a silent peer is disconnected"
+    );
+    let (mut slow, write_failed) = dripping.await.unwrap();
+    assert!(
+        write_failed || closed_within(&mut slow, 1).await,
+        "a peer sending a byte every 0.5 s is disconnected"
+    );
+    // A phone over TCP still logs in.
+    logs_in_over_tcp(gw.tcp).await;
+}
+
+/// RFC 3264: an offer with no usable audio stream is refused 488; the streams agentgw does
+/// not take are answered with port 0, in the offer's order.
+#[tokio::test]
+async fn sdp_offers_are_answered_stream_by_stream() {
+    let gw = start_gateway().await;
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    let port0 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 0 RTP/AVP 0\r\n";
+    let r = p.raw_invite(port0).await;
+    assert_eq!(r.status(), Some(488), "{r:?}");
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    let video_only = port0.replace("m=audio 0 RTP/AVP 0", "m=video 4002 RTP/AVP 96");
+    assert_eq!(p.raw_invite(&video_only).await.status(), Some(488));
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    let both = port0.replace(
+        "m=audio 0 RTP/AVP 0\r\n",
+        "m=video 4002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=audio 4000 RTP/AVP 0\r\n",
+    );
+    let r = p.raw_invite(&both).await;
+    assert_eq!(r.status(), Some(200));
+    let m: Vec<&str> = r.body().lines().filter(|l| l.starts_with("m=")).collect();
+    assert_eq!(m.len(), 2, "{}", r.body());
+    assert_eq!(m[0], "m=video 0 RTP/AVP 96");
+    assert!(m[1].starts_with("m=audio ") && !m[1].starts_with("m=audio 0 "));
 }

@@ -76,7 +76,13 @@ impl Media {
 
     fn sdp_for(&self, remote: &RemoteMedia) -> String {
         let n = self.line.negotiated().unwrap_or(remote.negotiate());
-        sdp::answer(self.origin, self.local, n, remote.direction.answer())
+        sdp::answer(
+            self.origin,
+            self.local,
+            n,
+            remote.direction.answer(),
+            &remote.rejected,
+        )
     }
 
     /// Takes the answer a late-offer call's ACK carries (unless the media is already agreed).

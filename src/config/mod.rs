@@ -126,6 +126,12 @@ impl Config {
                 "must be 1300 (a datagram that fits an Ethernet frame) to 65535",
             );
         }
+        if self.sip.tcp_message_timeout_secs > 3600 {
+            return invalid(
+                "sip.tcp_message_timeout_secs",
+                "must be at most 3600 (0: no limit)",
+            );
+        }
         let asserted = matches!(self.login.station, StationFrom::Pai | StationFrom::Header);
         if asserted && self.sip.trusted_networks.is_empty() {
             return invalid(

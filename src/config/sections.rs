@@ -134,6 +134,11 @@ pub struct SipConfig {
     /// A SIP message longer than this, in bytes, is answered 513 Message Too Large unread
     /// (UDP datagrams are read whole, up to 65,507 bytes).
     pub max_message_bytes: usize,
+    /// Over TCP, the longest a SIP message may take to arrive once its first byte came (and
+    /// the first message once the connection is open), seconds; past it the connection is
+    /// closed, so that a peer sending a byte at a time, or nothing, cannot hold a connection
+    /// slot. 0: no limit.
+    pub tcp_message_timeout_secs: u64,
     /// Threads of the async runtime (SIP transactions, the calls' tasks, the admin API);
     /// 0: half the cores, at least one. The media, the passcode hashes and SQLite have
     /// threads of their own.
@@ -180,6 +185,7 @@ impl Default for SipConfig {
             max_packets_per_second_per_source: 5000,
             udp_receive_buffer_kib: 4096,
             max_message_bytes: 65535,
+            tcp_message_timeout_secs: 10,
             threads: 0,
             trusted_networks: Vec::new(),
         }

@@ -289,10 +289,7 @@ impl Acceptor {
             match sdp::parse(&body) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    let code = match e {
-                        SdpError::Malformed(_) => StatusCode::BadRequest,
-                        SdpError::NoCommonCodec => StatusCode::NotAcceptableHere,
-                    };
+                    let code = StatusCode::from(e.status());
                     info!(%call_id, %source, reason = %e, "INVITE refused: {}", u16::from(code.clone()));
                     spawn_reply(tx, code, vec![warning(&e.to_string())]);
                     return;

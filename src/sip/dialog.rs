@@ -177,10 +177,7 @@ pub(super) async fn answer_reoffer(
                 .ok();
         }
         Ok(Ok(Err(e))) => {
-            let code = match e {
-                SdpError::Malformed(_) => StatusCode::BadRequest,
-                SdpError::NoCommonCodec => StatusCode::NotAcceptableHere,
-            };
+            let code = StatusCode::from(e.status());
             handle
                 .respond(code, Some(vec![warning(&e.to_string())]), None)
                 .await

@@ -23,7 +23,7 @@ use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{
-    Inspection, SipAddr, SipConnection, TcpListenerConnection, TransportLayer,
+    Inspection, SipAddr, SipConnection, TcpListenerConnection, TransportInspector, TransportLayer,
 };
 use rsipstack::EndpointBuilder;
 use std::collections::{HashMap, VecDeque};
@@ -220,7 +220,14 @@ fn inspect(
     stream: bool,
     counts: &InvalidCounts,
 ) -> Inspection {
-    match validate::check(raw, max_bytes, stream) {
+    // The checks run inside the SIP stack's receive loop: a bug of theirs must cost one
+    // message, never the listener.
+    let verdict = std::panic::catch_unwind(|| validate::check(raw, max_bytes, stream))
+        .unwrap_or_else(|_| {
+            tracing::error!(%source, "the SIP checks failed on a message (a bug): dropped");
+            validate::Verdict::Drop("the checks failed")
+        });
+    match verdict {
         validate::Verdict::Pass => Inspection::Pass,
         validate::Verdict::Rewrite(bytes) => Inspection::Replace(bytes),
         validate::Verdict::Answer { status, answer } => {
@@ -246,6 +253,9 @@ pub struct SipSettings {
     pub max_message_bytes: usize,
     /// What the RFC 3261 checks refused.
     pub invalid: Arc<InvalidCounts>,
+    /// The longest a message over TCP may take to arrive, from its first byte (or, the first
+    /// one, from the connection); zero: no limit.
+    pub tcp_message_timeout: Duration,
     pub max_calls: usize,
     /// New calls per second at most (0: no limit).
     pub max_calls_per_second: u32,
@@ -291,11 +301,14 @@ impl SipServer {
             async move { ok }
         });
         // ... and then the checks of RFC 3261 (validate.rs), before the stack parses it.
-        let max_message = settings.max_message_bytes;
-        let invalid = settings.invalid.clone();
-        transport_layer.set_inspector(move |raw: &[u8], source: SocketAddr, _| {
-            inspect(raw, source, max_message, false, &invalid)
-        });
+        let checks = |stream: bool| {
+            let (max_message, invalid) = (settings.max_message_bytes, settings.invalid.clone());
+            move |raw: &[u8], source: SocketAddr, _| {
+                inspect(raw, source, max_message, stream, &invalid)
+            }
+        };
+        transport_layer.set_inspector(checks(false));
+        let stream_checks: Arc<dyn TransportInspector> = Arc::new(checks(true));
         let mut listening = Vec::new();
         let mut tcp_listeners: Vec<(tokio::net::TcpListener, SipAddr)> = Vec::new();
         for l in &settings.listen {
@@ -392,6 +405,8 @@ impl SipServer {
                 local,
                 dialogs.endpoint.clone(),
                 settings.tcp.clone(),
+                stream_checks.clone(),
+                settings.tcp_message_timeout,
                 cancel.child_token(),
             ));
         }

@@ -9,7 +9,7 @@
 use crate::limits::RefusalLog;
 use rsipstack::transaction::endpoint::EndpointInner;
 use rsipstack::transport::tcp::TcpConnection;
-use rsipstack::transport::{SipAddr, SipConnection};
+use rsipstack::transport::{SipAddr, SipConnection, TransportInspector};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
@@ -253,13 +253,17 @@ impl TcpConnections {
 }
 
 /// Accepts on `listener` until `cancel`: each connection within the limits goes to
-/// rsipstack, which serves it until the peer closes it or it is idle for rsipstack's stream
-/// idle timeout (5 min), and cancels the token given to it then, which frees its slot.
+/// rsipstack with `inspector` (the RFC 3261 checks) and `message_timeout` (the longest a
+/// message, or the first one after connecting, may take to arrive), which serves it until the
+/// peer closes it, a message is too slow, or it is idle for rsipstack's stream idle timeout
+/// (5 min), and cancels the token given to it then, which frees its slot.
 pub async fn accept_loop(
     listener: tokio::net::TcpListener,
     local: SipAddr,
     endpoint: Arc<EndpointInner>,
     connections: Arc<TcpConnections>,
+    inspector: Arc<dyn TransportInspector>,
+    message_timeout: Duration,
     cancel: CancellationToken,
 ) {
     let mut failures = RefusalLog::default();
@@ -302,6 +306,9 @@ pub async fn accept_loop(
                     continue;
                 }
             };
+        connection
+            .inner
+            .set_inspector(inspector.clone(), message_timeout);
         endpoint
             .transport_layer
             .add_connection(SipConnection::Tcp(connection));

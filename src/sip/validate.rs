@@ -138,9 +138,7 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
 
     // The Request-Line: Method SP Request-URI SP SIP-Version, one space each.
     let (uri, version) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(uri), Some(version), None) if !method.is_empty() && !uri.is_empty() => {
-            (uri, version)
-        }
+        (Some(uri), Some(version), None) if !method.is_empty() && !uri.is_empty() => (uri, version),
         _ => {
             if !request_line.contains("SIP/") {
                 return Verdict::Drop("not a SIP message");
@@ -152,7 +150,11 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
         return bad("Malformed method in the Request-Line".into());
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+        if version.len() > 4
+            && version
+                .get(..4)
+                .is_some_and(|v| v.eq_ignore_ascii_case("SIP/"))
+        {
             return answer(505, "Version Not Supported", &[]);
         }
         return bad("Malformed SIP-Version in the Request-Line".into());
@@ -220,6 +222,9 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
                 return bad("Malformed Content-Length header".into());
             }
             let n: usize = digits.parse().unwrap_or(usize::MAX);
+            if body_start.saturating_add(n) > max_bytes {
+                return answer(513, "Message Too Large", &[]);
+            }
             if n > body.len() {
                 return bad("Content-Length larger than the body".into());
             }
@@ -306,7 +311,7 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
     if folded || !utf8 || untagged.is_some() {
         // The same request in the form the stack reads: one line per header, UTF-8.
         let mut out = String::with_capacity(raw.len());
-        out.push_str(&request_line);
+        out.push_str(request_line);
         out.push_str("\r\n");
         for f in &fields {
             let _ = write!(out, "{}: {}\r\n", f.raw_name, f.value);
@@ -476,7 +481,8 @@ fn long_name(name: &str) -> &'static str {
     NAMES
         .iter()
         .find(|(long, short)| {
-            name.eq_ignore_ascii_case(long) || (!short.is_empty() && name.eq_ignore_ascii_case(short))
+            name.eq_ignore_ascii_case(long)
+                || (!short.is_empty() && name.eq_ignore_ascii_case(short))
         })
         .map_or("", |(long, _)| long)
 }

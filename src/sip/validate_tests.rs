@@ -157,3 +157,11 @@ fn a_stream_message_needs_its_content_length() {
         v => panic!("{v:?}"),
     }
 }
+
+#[test]
+fn a_version_with_a_multibyte_character_is_malformed_not_a_panic() {
+    let msg = OK.replacen("SIP/2.0\r\n", "SI\u{e9}/2.0\r\n", 1);
+    assert_eq!(status(&msg), 400);
+    let msg = OK.replacen("SIP/2.0\r\n", "SIP\u{e9}2.0\r\n", 1);
+    assert_eq!(status(&msg), 400);
+}

@@ -3,10 +3,12 @@ use crate::sip::SipMessage;
 use crate::{
     transport::{
         connection::{TransportSender, KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE},
-        SipAddr, SipConnection, TransportEvent,
+        transport_layer::Inspection,
+        SipAddr, SipConnection, TransportEvent, TransportInspector,
     },
     Result,
 };
+use std::sync::{Arc, OnceLock};
 use bytes::{Buf, BytesMut};
 use core::time::Duration;
 use memchr::{memchr, memmem};
@@ -21,11 +23,38 @@ pub(super) const MAX_SIP_MESSAGE_SIZE: usize = 65535;
 const CL_FULL_NAME: &[u8] = b"content-length";
 const CL_SHORT_NAME: &[u8] = b"l";
 
-pub struct SipCodec {}
+pub struct SipCodec {
+    /// Called on each framed message before it is parsed, with its source.
+    inspector: Option<(
+        Arc<dyn TransportInspector>,
+        core::net::SocketAddr,
+        crate::sip::transport::Transport,
+    )>,
+}
 
 impl SipCodec {
     pub fn new() -> Self {
-        Self {}
+        Self { inspector: None }
+    }
+
+    /// A codec that passes each framed message through `inspector` before parsing it (see
+    /// [`crate::transport::TransportLayer::set_inspector`]).
+    pub fn with_inspector(
+        inspector: Arc<dyn TransportInspector>,
+        source: core::net::SocketAddr,
+        transport: crate::sip::transport::Transport,
+    ) -> Self {
+        Self {
+            inspector: Some((inspector, source, transport)),
+        }
+    }
+
+    /// The inspector's verdict on `raw`, when there is one.
+    fn inspect(&self, raw: &[u8]) -> Inspection {
+        match &self.inspector {
+            Some((inspector, source, transport)) => inspector.inspect(raw, *source, *transport),
+            None => Inspection::Pass,
+        }
     }
 }
 
@@ -40,6 +69,9 @@ pub enum SipCodecType {
     Message(SipMessage),
     KeepaliveRequest,
     KeepaliveResponse,
+    /// The inspector answered the message (send these bytes back) or dropped it (empty);
+    /// `close`: the stream cannot be framed past it, close it after the answer.
+    Inspected { answer: Vec<u8>, close: bool },
 }
 
 impl std::fmt::Display for SipCodecType {
@@ -48,6 +80,21 @@ impl std::fmt::Display for SipCodecType {
             SipCodecType::Message(msg) => write!(f, "{}", msg),
             SipCodecType::KeepaliveRequest => write!(f, "Keepalive Request"),
             SipCodecType::KeepaliveResponse => write!(f, "Keepalive Response"),
+            SipCodecType::Inspected { .. } => write!(f, "Inspected"),
+        }
+    }
+}
+
+impl SipCodec {
+    /// A message whose length cannot be known (a bad Content-Length) or is too large: the
+    /// inspector's answer to its headers before the stream is closed, or `e`.
+    fn unframed(&self, headers: &[u8], e: crate::Error) -> Result<Option<SipCodecType>> {
+        match self.inspect(headers) {
+            Inspection::Reply(answer) => Ok(Some(SipCodecType::Inspected {
+                answer,
+                close: true,
+            })),
+            _ => Err(e),
         }
     }
 }
@@ -104,13 +151,17 @@ impl Decoder for SipCodec {
                     if is_cl {
                         // parse value
                         let value_buf = &line[colon + 1..];
-                        content_length = std::str::from_utf8(value_buf)
-                            .map_err(|_| crate::Error::Error("Invalid Content-Length".to_string()))?
-                            .trim()
-                            .parse()
-                            .map_err(|_| {
-                                crate::Error::Error("Invalid Content-Length value".to_string())
-                            })?;
+                        let parsed = std::str::from_utf8(value_buf)
+                            .map_err(|_| crate::Error::Error("Invalid Content-Length".to_string()))
+                            .and_then(|v| {
+                                v.trim().parse().map_err(|_| {
+                                    crate::Error::Error("Invalid Content-Length value".to_string())
+                                })
+                            });
+                        content_length = match parsed {
+                            Ok(n) => n,
+                            Err(e) => return self.unframed(headers, e),
+                        };
                         break;
                     }
                 }
@@ -119,11 +170,28 @@ impl Decoder for SipCodec {
             }
 
             let total_len = headers_end + 4 + content_length;
+            if total_len > MAX_SIP_MESSAGE_SIZE {
+                let e = crate::Error::Error("SIP message too large".to_string());
+                return self.unframed(headers, e);
+            }
 
             if src.len() >= total_len {
                 let msg_data = src.split_to(total_len); // consume full message
-                let msg = SipMessage::try_from(&msg_data[..])?;
-                return Ok(Some(SipCodecType::Message(msg)));
+                let item = match self.inspect(&msg_data) {
+                    Inspection::Pass => SipCodecType::Message(SipMessage::try_from(&msg_data[..])?),
+                    Inspection::Replace(bytes) => {
+                        SipCodecType::Message(SipMessage::try_from(&bytes[..])?)
+                    }
+                    Inspection::Drop => SipCodecType::Inspected {
+                        answer: Vec::new(),
+                        close: false,
+                    },
+                    Inspection::Reply(answer) => SipCodecType::Inspected {
+                        answer,
+                        close: false,
+                    },
+                };
+                return Ok(Some(item));
             }
         }
 
@@ -154,6 +222,10 @@ where
     pub remote_addr: SipAddr,
     pub read_half: Mutex<Option<R>>,
     pub write_half: Mutex<W>,
+    /// Called on each framed message before it is parsed (`set_inspector`).
+    inspector: OnceLock<Arc<dyn TransportInspector>>,
+    /// The longest a message may take to arrive once its first byte came (`set_inspector`).
+    message_timeout: OnceLock<Duration>,
 }
 
 impl<R, W> StreamConnectionInner<R, W>
@@ -167,7 +239,20 @@ where
             remote_addr,
             read_half: Mutex::new(Some(read_half)),
             write_half: Mutex::new(write_half),
+            inspector: OnceLock::new(),
+            message_timeout: OnceLock::new(),
         }
+    }
+
+    /// Passes each message received on this connection through `inspector` before it is
+    /// parsed (as `TransportLayer::set_inspector` does for datagrams), and closes the
+    /// connection when a message takes longer than `message_timeout` to arrive once its first
+    /// byte came, or the first message that long after the connection was served
+    /// (`Duration::ZERO`: no limit): a peer that sends a byte at a time, or nothing, cannot
+    /// hold it open. Set once, before the connection is served.
+    pub fn set_inspector(&self, inspector: Arc<dyn TransportInspector>, message_timeout: Duration) {
+        let _ = self.inspector.set(inspector);
+        let _ = self.message_timeout.set(message_timeout);
     }
 
     pub async fn send_message(&self, msg: SipMessage) -> Result<()> {
@@ -205,12 +290,47 @@ where
 
         let remote_addr = self.remote_addr.clone();
 
-        let mut codec = SipCodec::new();
+        let mut codec = match (self.inspector.get(), remote_addr.get_socketaddr()) {
+            (Some(inspector), Ok(source)) => SipCodec::with_inspector(
+                inspector.clone(),
+                source,
+                remote_addr.r#type.unwrap_or_default(),
+            ),
+            _ => SipCodec::new(),
+        };
+        let message_timeout = self.message_timeout.get().copied().unwrap_or_default();
+        // When the first byte of the message being received came; a new connection's first
+        // message counts from the connection (a peer that connects and sends nothing).
+        let mut message_started: Option<std::time::Instant> = Some(std::time::Instant::now());
         let mut buffer = BytesMut::with_capacity(MAX_SIP_MESSAGE_SIZE);
         let mut read_buf = BytesMut::with_capacity(MAX_SIP_MESSAGE_SIZE);
         read_buf.resize(MAX_SIP_MESSAGE_SIZE, 0);
         loop {
-            match read_stream_chunk(&mut read_half, &mut read_buf, idle_timeout).await {
+            // Between messages the idle timeout applies; within one, what is left of its time.
+            let wait = match message_started {
+                Some(started) if !message_timeout.is_zero() => {
+                    let left = message_timeout.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        warn!(
+                            local = %self.local_addr,
+                            remote = %remote_addr,
+                            timeout_ms = message_timeout.as_millis() as u64,
+                            "stream message too slow, closing connection"
+                        );
+                        break;
+                    }
+                    if idle_timeout.is_zero() {
+                        left
+                    } else {
+                        left.min(idle_timeout)
+                    }
+                }
+                _ => idle_timeout,
+            };
+            match read_stream_chunk(&mut read_half, &mut read_buf, wait).await {
+                StreamRead::Idle if message_started.is_some() && !message_timeout.is_zero() => {
+                    continue; // the check above closes it
+                }
                 StreamRead::Idle => {
                     warn!(
                         local = %self.local_addr,
@@ -226,8 +346,10 @@ where
                 }
                 StreamRead::Data(Ok(n)) => {
                     buffer.extend_from_slice(&read_buf[0..n]);
+                    let mut decoded = false;
 
                     while let Some(msg) = codec.decode(&mut buffer)? {
+                        decoded = true;
                         match msg {
                             SipCodecType::Message(sip_msg) => {
                                 info!(src = %remote_addr, raw_message = ?sip_msg.to_string(), "received message");
@@ -251,8 +373,21 @@ where
                                 self.send_raw(KEEPALIVE_RESPONSE).await?;
                             }
                             SipCodecType::KeepaliveResponse => {}
+                            SipCodecType::Inspected { answer, close } => {
+                                if !answer.is_empty() {
+                                    self.send_raw(&answer).await?;
+                                }
+                                if close {
+                                    return Ok(());
+                                }
+                            }
                         }
                     }
+                    message_started = match (buffer.is_empty(), decoded) {
+                        (true, _) => None,
+                        (false, true) => Some(std::time::Instant::now()),
+                        (false, false) => message_started.or_else(|| Some(std::time::Instant::now())),
+                    };
                 }
                 StreamRead::Data(Err(e)) => {
                     warn!(error = %e, src = %remote_addr, "Error reading from stream");
