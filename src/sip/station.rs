@@ -100,8 +100,9 @@ pub(super) fn from_station(tx: &Transaction) -> String {
     }
 }
 
-/// The local address the caller reaches us on: the listener's configured address when it is
-/// bound to one, else the address the kernel routes replies to the caller from.
+/// The local address the caller reaches us on: the address of the listener the request came
+/// to when it is bound to one (with listeners of both families on one port, the caller's
+/// family's), else the address the kernel routes replies to the caller from.
 pub(super) fn local_ip_towards(
     listen: &[ListenAddr],
     tx: &Transaction,
@@ -115,9 +116,9 @@ pub(super) fn local_ip_towards(
         };
         listen
             .iter()
-            .find(|l| l.transport == transport && l.addr.port() == port)
+            .filter(|l| l.transport == transport && l.addr.port() == port)
             .map(|l| l.addr.ip())
-            .filter(|ip| !ip.is_unspecified())
+            .find(|ip| !ip.is_unspecified() && ip.is_ipv4() == source.is_ipv4())
     });
     if let Some(ip) = bound {
         return ip;

@@ -66,9 +66,12 @@ pub(super) fn udp_socket(
     tokio::net::UdpSocket::from_std(socket)
 }
 
+/// Where a request came from; an IPv4 caller reaching an IPv6 `[::]` listener as itself
+/// (its IPv4-mapped address, `::ffff:a.b.c.d`, as an IPv4 address).
 pub(super) fn source_of(tx: &Transaction) -> Option<SocketAddr> {
     tx.connection
         .as_ref()
         .and_then(|c| c.get_remote_addr())
         .and_then(|a| a.get_socketaddr().ok())
+        .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
 }

@@ -658,15 +658,26 @@ impl TransportLayerInner {
 
         let listens = self.listens.read();
         let mut first_udp = None;
+        // With UDP listeners of both families, a target goes out of one of its own family
+        // (sending to an IPv6 address from an IPv4 socket fails, and back).
+        let target_v6 = target.get_socketaddr().ok().map(|a| a.is_ipv6());
+        let mut same_family_udp = None;
         for transport in listens.iter() {
             let addr = transport.get_addr();
-            if addr.r#type == Some(Transport::Udp) && first_udp.is_none() {
-                first_udp = Some(transport.clone());
+            if addr.r#type == Some(Transport::Udp) {
+                if first_udp.is_none() {
+                    first_udp = Some(transport.clone());
+                }
+                let v6 = addr.get_socketaddr().ok().map(|a| a.is_ipv6());
+                if same_family_udp.is_none() && v6.is_some() && v6 == target_v6 {
+                    same_family_udp = Some(transport.clone());
+                }
             }
             if addr == target {
                 return Ok((transport.clone(), target.clone()));
             }
         }
+        let first_udp = same_family_udp.or(first_udp);
         // A UDP listener can only carry UDP (or transport-less) targets:
         // never downgrade a reliable-transport target to the UDP listener —
         // that silently sent `sips:` INVITEs as plaintext datagrams to a TLS
