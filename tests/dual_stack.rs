@@ -65,6 +65,15 @@ async fn three_log_in(to: SocketAddr, transport: Transport) {
     }
 }
 
+/// Three callers at a time of each family, over UDP and over TCP, to `port` on loopback.
+async fn callers_of_both_families_log_in(port: u16) {
+    for ip in ["::1", "127.0.0.1"] {
+        for transport in [Transport::Udp, Transport::Tcp] {
+            three_log_in(SocketAddr::new(ip.parse().unwrap(), port), transport).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn ipv4_and_ipv6_listeners_on_one_port_serve_both_families() {
     if !ipv6() {
@@ -84,11 +93,7 @@ async fn ipv4_and_ipv6_listeners_on_one_port_serve_both_families() {
         c.login.already_logged_on = agentgw::login::rules::AlreadyLoggedOnPolicy::Replace;
     })
     .await;
-    for ip in ["::1", "127.0.0.1"] {
-        for transport in [Transport::Udp, Transport::Tcp] {
-            three_log_in(SocketAddr::new(ip.parse().unwrap(), port), transport).await;
-        }
-    }
+    callers_of_both_families_log_in(port).await;
     assert!(gw.settles().await);
 }
 
@@ -103,10 +108,6 @@ async fn one_unspecified_ipv6_listener_serves_both_families() {
         c.login.already_logged_on = agentgw::login::rules::AlreadyLoggedOnPolicy::Replace;
     })
     .await;
-    for ip in ["::1", "127.0.0.1"] {
-        for transport in [Transport::Udp, Transport::Tcp] {
-            three_log_in(SocketAddr::new(ip.parse().unwrap(), port), transport).await;
-        }
-    }
+    callers_of_both_families_log_in(port).await;
     assert!(gw.settles().await);
 }

@@ -36,6 +36,21 @@ async fn answer_to_bytes(to: SocketAddr, data: &[u8]) -> String {
     }
 }
 
+/// The value of a message's Content-Length.
+fn content_length(message: &str) -> String {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .to_string()
+}
+
+/// `message` with its Content-Length value replaced by `value`.
+fn with_content_length(message: String, value: &str) -> String {
+    let old = format!("Content-Length: {}", content_length(&message));
+    message.replacen(&old, &format!("Content-Length: {value}"), 1)
+}
+
 fn status(answer: &str) -> &str {
     answer.lines().next().unwrap_or_default()
 }
@@ -131,49 +146,24 @@ async fn every_malformed_request_gets_its_rfc_3261_answer_and_no_call() {
         ),
         (
             "Content-Length past the datagram",
-            Box::new(|i| {
-                let cl = i
-                    .lines()
-                    .find(|l| l.starts_with("Content-Length"))
-                    .unwrap()
-                    .to_string();
-                i.replace(&cl, "Content-Length: 9999")
-            }),
+            Box::new(|i| with_content_length(i, "9999")),
             "SIP/2.0 400 Content-Length larger than the body",
         ),
         (
             "a negative Content-Length",
-            Box::new(|i| {
-                let cl = i
-                    .lines()
-                    .find(|l| l.starts_with("Content-Length"))
-                    .unwrap()
-                    .to_string();
-                i.replace(&cl, "Content-Length: -1")
-            }),
+            Box::new(|i| with_content_length(i, "-1")),
             "SIP/2.0 400 Malformed Content-Length",
         ),
         (
             "Content-Length 2^64-1",
-            Box::new(|i| {
-                let cl = i
-                    .lines()
-                    .find(|l| l.starts_with("Content-Length"))
-                    .unwrap()
-                    .to_string();
-                i.replace(&cl, "Content-Length: 18446744073709551615")
-            }),
+            Box::new(|i| with_content_length(i, "18446744073709551615")),
             "SIP/2.0 400 Malformed Content-Length",
         ),
         (
             "two Content-Length headers",
             Box::new(|i| {
-                let cl = i
-                    .lines()
-                    .find(|l| l.starts_with("Content-Length"))
-                    .unwrap()
-                    .to_string();
-                i.replace(&cl, &format!("{cl}\r\n{cl}"))
+                let twice = format!("{0}\r\nContent-Length: {0}", content_length(&i));
+                with_content_length(i, &twice)
             }),
             "SIP/2.0 400 Duplicate Content-Length",
         ),
@@ -442,12 +432,7 @@ async fn over_tcp_invalid_requests_are_answered_on_the_connection() {
         let mut s = tokio::net::TcpStream::connect(gw.tcp).await.unwrap();
         let mut p = Phone::new(gw.tcp, opts.clone()).await;
         let invite = p.invite_text();
-        let line = invite
-            .lines()
-            .find(|l| l.starts_with("Content-Length"))
-            .unwrap()
-            .to_string();
-        let bad = invite.replace(&line, &format!("Content-Length: {cl}"));
+        let bad = with_content_length(invite, cl);
         s.write_all(bad.as_bytes()).await.unwrap();
         let a = read_answer(&mut s).await;
         assert!(status(&a).starts_with(want), "{cl}: {a:?}");
