@@ -179,6 +179,12 @@ impl Metrics {
             gauges.tcp_shut_down,
         );
         one(
+            "agentgw_tcp_connections_too_slow_total",
+            "counter",
+            "SIP TCP connections closed because a message took longer than [sip] tcp_message_timeout_secs to arrive (or the first one after connecting).",
+            gauges.tcp_too_slow,
+        );
+        one(
             "agentgw_sip_packets_dropped_total",
             "counter",
             "SIP datagrams dropped unread because their source sent more than [sip] max_packets_per_second_per_source.",
@@ -283,6 +289,7 @@ pub struct Gauges {
     pub tcp_open: usize,
     pub tcp_refused: u64,
     pub tcp_shut_down: u64,
+    pub tcp_too_slow: u64,
     pub sip_packets_dropped: u64,
     /// Messages refused by the RFC 3261 checks: (status answered, count); status 0: dropped.
     pub sip_invalid: Vec<(u16, u64)>,

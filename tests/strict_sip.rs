@@ -252,7 +252,10 @@ async fn options_are_checked_alike() {
 async fn folded_headers_non_utf8_octets_and_a_datagram_over_8_kb_are_served() {
     let gw = start_gateway().await;
     type Change = fn(String) -> Vec<u8>;
-    let cases: [(&str, Change); 3] = [
+    let cases: [(&str, Change); 4] = [
+        ("a From tag with spaces around =", |i| {
+            i.replacen(";tag=", " ; tag = ", 1).into_bytes()
+        }),
         ("a folded From", |i| {
             i.replacen("From: <", "From:\r\n <", 1)
                 .replacen(">;tag=", ">\r\n\t;tag=", 1)
@@ -471,6 +474,12 @@ async fn slow_and_silent_tcp_peers_are_disconnected() {
     );
     // A phone over TCP still logs in.
     logs_in_over_tcp(gw.tcp).await;
+    let (admin, token) = gw.start_admin().await;
+    let (_, text) = http(admin, "GET", "/metrics", Some(&token), None).await;
+    assert!(
+        text.contains("agentgw_tcp_connections_too_slow_total 2"),
+        "{text}"
+    );
 }
 
 /// RFC 3264: an offer with no usable audio stream is refused 488; the streams agentgw does

@@ -27,6 +27,9 @@ pub struct TcpConnections {
     pub refused: AtomicU64,
     /// Open connections shut down for sending too much (`agentgw_tcp_connections_shut_down_total`).
     pub shut_down_total: AtomicU64,
+    /// Connections closed for a message slower than `[sip] tcp_message_timeout_secs`
+    /// (`agentgw_tcp_connections_too_slow_total`).
+    pub too_slow_total: AtomicU64,
 }
 
 /// shutdown(2) both ways: the SIP stack reads the end of the connection and lets it go.
@@ -309,11 +312,16 @@ pub async fn accept_loop(
         connection
             .inner
             .set_inspector(inspector.clone(), message_timeout);
+        let served = connection.inner.clone();
         endpoint
             .transport_layer
             .add_connection(SipConnection::Tcp(connection));
+        let counts = connections.clone();
         tokio::spawn(async move {
             token.cancelled().await;
+            if served.closed_too_slow() {
+                counts.too_slow_total.fetch_add(1, Ordering::Relaxed);
+            }
             drop(slot);
         });
     }

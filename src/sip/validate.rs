@@ -308,7 +308,19 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
         fields[i].value.to_mut().push_str(&format!(";tag={tag}"));
     }
 
-    if folded || !utf8 || untagged.is_some() {
+    // Header parameters written with spaces around `;` and `=` (RFC 3261's SEMI and EQUAL
+    // allow them: `;tag = x`), which the stack does not read: written without.
+    let mut spaced = false;
+    for f in fields.iter_mut() {
+        if matches!(f.name, "from" | "to" | "via" | "contact") {
+            if let Some(compact) = compact_params(&f.value) {
+                f.value = Cow::Owned(compact);
+                spaced = true;
+            }
+        }
+    }
+
+    if folded || !utf8 || spaced || untagged.is_some() {
         // The same request in the form the stack reads: one line per header, UTF-8.
         let mut out = String::with_capacity(raw.len());
         out.push_str(request_line);
@@ -322,6 +334,39 @@ pub fn check(raw: &[u8], max_bytes: usize, stream: bool) -> Verdict {
         return Verdict::Rewrite(bytes);
     }
     Verdict::Pass
+}
+
+/// `value` without the spaces around `;` and `=` outside quotes and `<…>`, when it has any.
+fn compact_params(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = String::with_capacity(value.len());
+    let (mut quoted, mut angle, mut escaped, mut changed) = (false, false, false, false);
+    for (i, c) in value.char_indices() {
+        if quoted {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quoted = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            quoted = true;
+        } else if c == '<' {
+            angle = true;
+        } else if c == '>' {
+            angle = false;
+        } else if !angle && (c == ' ' || c == '\t') {
+            // Spaces just before or after a `;` or `=` (skipping other spaces).
+            let next = bytes[i..].iter().find(|b| !matches!(b, b' ' | b'\t'));
+            let prev = out.trim_end_matches([' ', '\t']).chars().last();
+            if matches!(next, Some(b';' | b'=')) || matches!(prev, Some(';' | '=')) {
+                changed = true;
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    changed.then_some(out)
 }
 
 /// Checks a From or To value: a name-addr (`"Name" <uri>;params`) or an addr-spec

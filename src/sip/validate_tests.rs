@@ -132,7 +132,7 @@ fn folded_headers_and_octets_that_are_not_utf8_are_rewritten_for_the_stack() {
         Verdict::Rewrite(bytes) => {
             let text = String::from_utf8(bytes).unwrap();
             assert!(
-                text.contains("\r\nFrom: \"Desk\" <sip:2001@pbx.example> ;tag=a1\r\n"),
+                text.contains("\r\nFrom: \"Desk\" <sip:2001@pbx.example>;tag=a1\r\n"),
                 "{text}"
             );
             assert!(text.ends_with("\r\n\r\nv=0\n"));
@@ -164,4 +164,17 @@ fn a_version_with_a_multibyte_character_is_malformed_not_a_panic() {
     assert_eq!(status(&msg), 400);
     let msg = OK.replacen("SIP/2.0\r\n", "SIP\u{e9}2.0\r\n", 1);
     assert_eq!(status(&msg), 400);
+}
+
+#[test]
+fn parameters_with_spaces_are_compacted_and_quoted_names_kept() {
+    assert_eq!(
+        compact_params("\"A ; B = C\" <sip:a@b;x = y> ; tag = 12").as_deref(),
+        Some("\"A ; B = C\" <sip:a@b;x = y>;tag=12")
+    );
+    assert_eq!(compact_params("<sip:a@b>;tag=1"), None);
+    assert_eq!(
+        compact_params("SIP/2.0/UDP 192.0.2.1:5060 ; branch = z9hG4bK1").as_deref(),
+        Some("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1")
+    );
 }

@@ -226,6 +226,8 @@ where
     inspector: OnceLock<Arc<dyn TransportInspector>>,
     /// The longest a message may take to arrive once its first byte came (`set_inspector`).
     message_timeout: OnceLock<Duration>,
+    /// Set when the connection was closed for a message too slow to arrive.
+    too_slow: std::sync::atomic::AtomicBool,
 }
 
 impl<R, W> StreamConnectionInner<R, W>
@@ -241,7 +243,14 @@ where
             write_half: Mutex::new(write_half),
             inspector: OnceLock::new(),
             message_timeout: OnceLock::new(),
+            too_slow: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the connection was closed because a message took longer than the
+    /// `message_timeout` of `set_inspector` to arrive.
+    pub fn closed_too_slow(&self) -> bool {
+        self.too_slow.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Passes each message received on this connection through `inspector` before it is
@@ -317,6 +326,8 @@ where
                             timeout_ms = message_timeout.as_millis() as u64,
                             "stream message too slow, closing connection"
                         );
+                        self.too_slow
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
                         break;
                     }
                     if idle_timeout.is_zero() {
