@@ -208,17 +208,35 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
 /// An offered stream's m= line as an answer rejects it: port 0, its transport and first
 /// format kept (RFC 3264 §6).
 fn rejected_stream(value: &str) -> String {
-    let mut parts = value.split_whitespace();
-    let media = parts.next().unwrap_or("application");
-    let proto = parts.nth(1).unwrap_or("RTP/AVP");
-    let format = parts.next().unwrap_or("0");
-    let clean = |s: &str| -> String {
-        s.chars()
-            .filter(|c| c.is_ascii_graphic())
+    // Each field as SDP's grammar has it (a token; an RTP format is a payload type), or a
+    // placeholder: the answer must parse whatever the offer held.
+    let token = |s: Option<&str>, extra: &[char], or: &str| -> String {
+        let t: String = s
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || extra.contains(c))
             .take(32)
-            .collect()
+            .collect();
+        if t.is_empty() {
+            or.into()
+        } else {
+            t
+        }
     };
-    format!("{} 0 {} {}", clean(media), clean(proto), clean(format))
+    let mut parts = value.split_whitespace();
+    let media = token(parts.next(), &[], "application");
+    let proto = token(parts.nth(1), &['/', '-', '.', '_'], "RTP/AVP");
+    let format = parts.next();
+    let format = if proto.starts_with("RTP/") {
+        format
+            .and_then(|f| f.parse::<u8>().ok())
+            .filter(|pt| *pt < 128)
+            .unwrap_or(0)
+            .to_string()
+    } else {
+        token(format, &['*', '-', '.', '_', '/'], "*")
+    };
+    format!("{media} 0 {proto} {format}")
 }
 
 struct AudioSection {

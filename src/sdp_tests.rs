@@ -137,3 +137,24 @@ fn a_disabled_or_missing_audio_stream_is_no_audio_and_other_streams_are_rejected
         "{a}"
     );
 }
+
+#[test]
+fn a_garbled_stream_is_rejected_with_an_answer_that_parses() {
+    // Found by the sdp fuzz target: a stream whose fields are not SDP tokens.
+    let offer =
+        "v=0\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio\u{12}\u{12} 4 RTP/01:db8::10\r\u{8}t=0\r\n\
+                 m=audio 4000 RTP/AVP 0\r\n";
+    let m = parse(offer.as_bytes()).unwrap();
+    assert_eq!(m.rejected.0, ["audio 0 RTP/01db810 0"]);
+    let a = answer(
+        Origin {
+            session_id: 1,
+            version: 1,
+        },
+        "10.0.0.1:30000".parse().unwrap(),
+        m.negotiate(),
+        m.direction.answer(),
+        &m.rejected,
+    );
+    assert!(parse(a.as_bytes()).is_ok(), "{a}");
+}
