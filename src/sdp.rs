@@ -268,8 +268,9 @@ impl AudioSection {
             .next()
             .ok_or_else(|| SdpError::Malformed("m=audio has no transport".into()))?;
         let rtp = proto.starts_with("RTP/");
+        // Formats are payload types only over RTP; another transport's are not read.
         let payloads = parts
-            .take(64)
+            .take(if rtp { 64 } else { 0 })
             .map(|p| {
                 p.parse::<u8>().ok().filter(|pt| *pt < 128).ok_or_else(|| {
                     SdpError::Malformed(format!("m=audio payload type {p:?} is not 0-127"))

@@ -157,4 +157,7 @@ fn a_garbled_stream_is_rejected_with_an_answer_that_parses() {
         &m.rejected,
     );
     assert!(parse(a.as_bytes()).is_ok(), "{a}");
+    // An audio stream over another transport: its formats are not payload types.
+    let offer = "v=0\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 5 0 *\r\nm=audio 4000 RTP/AVP 0\r\n";
+    assert_eq!(parse(offer.as_bytes()).unwrap().rejected.0, ["audio 0 0 *"]);
 }
