@@ -115,16 +115,7 @@ fn a_disabled_or_missing_audio_stream_is_no_audio_and_other_streams_are_rejected
                  a=rtpmap:101 telephone-event/8000\r\nm=application 5000 UDP/BFCP *\r\n";
     let m = parse(offer.as_bytes()).unwrap();
     assert_eq!(m.addr.port(), 4000);
-    let a = answer(
-        Origin {
-            session_id: 1,
-            version: 1,
-        },
-        "10.0.0.1:30000".parse().unwrap(),
-        m.negotiate(),
-        m.direction.answer(),
-        &m.rejected,
-    );
+    let a = answered(&m);
     let lines: Vec<&str> = a.lines().filter(|l| l.starts_with("m=")).collect();
     assert_eq!(
         lines,
@@ -146,7 +137,16 @@ fn a_garbled_stream_is_rejected_with_an_answer_that_parses() {
                  m=audio 4000 RTP/AVP 0\r\n";
     let m = parse(offer.as_bytes()).unwrap();
     assert_eq!(m.rejected.0, ["audio 0 RTP/01db810 0"]);
-    let a = answer(
+    let a = answered(&m);
+    assert!(parse(a.as_bytes()).is_ok(), "{a}");
+    // An audio stream over another transport: its formats are not payload types.
+    let offer = "v=0\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 5 0 *\r\nm=audio 4000 RTP/AVP 0\r\n";
+    assert_eq!(parse(offer.as_bytes()).unwrap().rejected.0, ["audio 0 0 *"]);
+}
+
+/// Our answer to the offer `m`, as a call makes it (from 10.0.0.1:30000).
+fn answered(m: &RemoteMedia) -> String {
+    answer(
         Origin {
             session_id: 1,
             version: 1,
@@ -155,9 +155,5 @@ fn a_garbled_stream_is_rejected_with_an_answer_that_parses() {
         m.negotiate(),
         m.direction.answer(),
         &m.rejected,
-    );
-    assert!(parse(a.as_bytes()).is_ok(), "{a}");
-    // An audio stream over another transport: its formats are not payload types.
-    let offer = "v=0\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 5 0 *\r\nm=audio 4000 RTP/AVP 0\r\n";
-    assert_eq!(parse(offer.as_bytes()).unwrap().rejected.0, ["audio 0 0 *"]);
+    )
 }

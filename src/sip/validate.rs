@@ -508,42 +508,39 @@ pub(super) fn keyed_hash(parts: impl std::hash::Hash) -> String {
     )
 }
 
-/// The long form, lower case, of a header name (RFC 3261 §7.3.3 compact forms).
+/// The headers the checks read: the long name lower case, its compact form (RFC 3261
+/// §7.3.3), and how it is written.
+const NAMES: [(&str, &str, &str); 11] = [
+    ("via", "v", "Via"),
+    ("from", "f", "From"),
+    ("to", "t", "To"),
+    ("call-id", "i", "Call-ID"),
+    ("cseq", "", "CSeq"),
+    ("content-length", "l", "Content-Length"),
+    ("content-type", "c", "Content-Type"),
+    ("content-encoding", "e", "Content-Encoding"),
+    ("max-forwards", "", "Max-Forwards"),
+    ("require", "", "Require"),
+    ("proxy-require", "", "Proxy-Require"),
+];
+
+/// The long form, lower case, of a header name the checks read (else empty).
 fn long_name(name: &str) -> &'static str {
-    const NAMES: [(&str, &str); 11] = [
-        ("via", "v"),
-        ("from", "f"),
-        ("to", "t"),
-        ("call-id", "i"),
-        ("cseq", ""),
-        ("content-length", "l"),
-        ("content-type", "c"),
-        ("content-encoding", "e"),
-        ("max-forwards", ""),
-        ("require", ""),
-        ("proxy-require", ""),
-    ];
     NAMES
         .iter()
-        .find(|(long, short)| {
+        .find(|(long, short, _)| {
             name.eq_ignore_ascii_case(long)
                 || (!short.is_empty() && name.eq_ignore_ascii_case(short))
         })
-        .map_or("", |(long, _)| long)
+        .map_or("", |(long, _, _)| long)
 }
 
+/// How the header `long` (a long name from `NAMES`) is written.
 fn display_name(long: &str) -> &'static str {
-    match long {
-        "via" => "Via",
-        "from" => "From",
-        "to" => "To",
-        "call-id" => "Call-ID",
-        "cseq" => "CSeq",
-        "content-length" => "Content-Length",
-        "content-type" => "Content-Type",
-        "max-forwards" => "Max-Forwards",
-        _ => "a",
-    }
+    NAMES
+        .iter()
+        .find(|(l, _, _)| *l == long)
+        .map_or("a", |(_, _, written)| written)
 }
 
 /// RFC 3261's token characters.
