@@ -146,6 +146,12 @@ pub fn decide(
     let Some(r) = record else {
         return Verdict::stop(Incorrect, AuditEvent::LoginFailed, "unknown agent");
     };
+    // Before the passcode is looked at: a barred source never counts towards the agent's
+    // lockout (anyone could lock an agent out from outside), and learns nothing of it.
+    if !rules::source_allowed(&r.networks, a.source_ip) {
+        let reason = "source network not allowed for this agent";
+        return Verdict::stop(Incorrect, AuditEvent::LoginRefused, reason);
+    }
     if r.failures.locked(now_ms) {
         return match right {
             true => Verdict::stop(Locked, AuditEvent::LoginRefused, "agent locked"),
@@ -168,10 +174,6 @@ pub fn decide(
     }
     if !r.enabled {
         return Verdict::stop(Incorrect, AuditEvent::LoginFailed, "agent disabled");
-    }
-    if !rules::source_allowed(&r.networks, a.source_ip) {
-        let reason = "source network not allowed for this agent";
-        return Verdict::stop(Incorrect, AuditEvent::LoginRefused, reason);
     }
     let mut writes = Writes {
         failures: (r.failures.count > 0).then_some((Failures::default(), false)),

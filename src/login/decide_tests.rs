@@ -179,6 +179,29 @@ fn networks_of_the_gateway_and_of_the_agent_refuse_as_login_incorrect() {
 }
 
 #[test]
+fn a_barred_source_never_touches_the_lockout_count() {
+    let mut r = record();
+    r.networks = vec!["10.0.0.0/8".parse().unwrap()];
+    r.failures.count = 2;
+    // A wrong passcode from outside the agent's networks: refused, no failure written.
+    let v = decide(&attempt(Mode::Login), Some(&r), false, &rules(&[]), NOW);
+    let Verdict::Stop { answer, audit, writes } = &v else {
+        panic!("not a stop: {v:?}")
+    };
+    assert_eq!(*answer, CheckOutcome::Incorrect);
+    assert_eq!(audit.reason, "source network not allowed for this agent");
+    assert_eq!(writes.failures, None);
+    // A locked agent is not told apart from outside either.
+    r.failures = Failures {
+        count: 3,
+        window_start_ms: Some(NOW),
+        locked_until_ms: Some(NOW + 60_000),
+    };
+    let v = decide(&attempt(Mode::Login), Some(&r), true, &rules(&[]), NOW);
+    assert_eq!(stopped(&v).0, CheckOutcome::Incorrect);
+}
+
+#[test]
 fn a_disabled_agent_fails_like_a_wrong_passcode() {
     let mut r = record();
     r.enabled = false;
