@@ -10,7 +10,10 @@ use crate::media::prompts::PromptError;
 use crate::media::pump::{MediaPump, PumpSettings};
 use crate::media::realtime::watch_runtime;
 use crate::media::rtp::PortAllocator;
-use crate::sip::{InvalidCounts, ListenAddr, SipError, SipServer, SipSettings, TcpConnections};
+use crate::sip::{
+    AuthSettings, InvalidCounts, ListenAddr, PhoneAccounts, SipError, SipServer, SipSettings,
+    TcpConnections, TlsServer,
+};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,6 +30,8 @@ pub enum GatewayError {
     Sip(#[from] SipError),
     #[error("{0}")]
     Media(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Counts every audit event for `/metrics`.
@@ -104,6 +109,19 @@ async fn keep_alive(store: Store, instance: String, timeout: Duration) {
     }
 }
 
+/// The SIP side's reader of phone accounts: the store's, in `realm`.
+fn phone_accounts(store: Store, realm: String) -> PhoneAccounts {
+    PhoneAccounts(Arc::new(move |user: String| {
+        let (store, realm) = (store.clone(), realm.clone());
+        Box::pin(async move {
+            store
+                .phone_secrets(&user, &realm)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }))
+}
+
 /// A running gateway. Dropping it stops the listeners.
 pub struct Gateway {
     sip: SipServer,
@@ -117,6 +135,8 @@ pub struct Gateway {
     tcp: Arc<TcpConnections>,
     packets: Arc<PacketLimiter>,
     invalid: Arc<InvalidCounts>,
+    /// The TLS listeners' certificate, read again on a reload.
+    tls: Option<TlsServer>,
     /// This run's instance among the store's nodes (its heartbeat row).
     instance: String,
     keep_alive: tokio::task::JoinHandle<()>,
@@ -184,6 +204,10 @@ impl Gateway {
         let packets: Arc<PacketLimiter> = Arc::default();
         packets.set_rate(config.sip.max_packets_per_second_per_source);
         let invalid: Arc<InvalidCounts> = Arc::default();
+        let tls = match config.sip.tls_files() {
+            Some(files) => Some(TlsServer::load(&files).map_err(GatewayError::Tls)?),
+            None => None,
+        };
         let (sip, mut calls) = SipServer::start(SipSettings {
             listen: config.sip.listen.clone(),
             udp_receive_buffer: config.sip.udp_receive_buffer_kib as usize * 1024,
@@ -199,6 +223,13 @@ impl Gateway {
             station_from: config.login.station,
             station_header: config.login.station_header.clone(),
             trusted: config.sip.trusted_networks.clone(),
+            auth: AuthSettings {
+                authenticate: config.sip.authenticate,
+                realm: config.sip.realm.clone(),
+                accounts: phone_accounts(ctx.store.clone(), config.sip.realm.clone()),
+                nonces: Arc::default(),
+            },
+            tls: tls.clone(),
         })
         .await?;
         let events = crate::events::Events::start(ctx.store.clone()).await?;
@@ -224,6 +255,7 @@ impl Gateway {
             tcp,
             packets,
             invalid,
+            tls,
             instance,
             keep_alive,
         })
@@ -285,6 +317,11 @@ impl Gateway {
     /// not load is refused, changing nothing.
     pub fn reload(&self, config: &Config) -> Result<Vec<Change>, GatewayError> {
         let settings = config.call_settings()?;
+        // The certificate and key files are read again (a renewed certificate at the same
+        // path); new handshakes show them, open connections keep theirs.
+        if let (Some(tls), Some(files)) = (&self.tls, config.sip.tls_files()) {
+            tls.reload(&files).map_err(GatewayError::Tls)?;
+        }
         let running = match self.running.lock() {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod call;
 pub mod config;
+pub mod digest;
 pub mod events;
 pub mod gateway;
 pub mod limits;

@@ -59,6 +59,10 @@ enum Command {
     /// See and end sessions (logged-on agents).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Manage phone accounts: what callers outside [sip] trusted_networks authenticate with
+    /// (SIP Digest); the account is the station they log agents on at.
+    #[command(subcommand)]
+    Phone(PhoneCommand),
     /// Check configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -137,6 +141,22 @@ enum AgentCommand {
         #[arg(long)]
         must_change: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PhoneCommand {
+    /// Add a phone account, or set its password, in the [sip] realm.
+    Add {
+        /// The user name the phone authenticates as (letters, digits, -_.+).
+        username: String,
+        /// Read the password (12 to 128 characters) from standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List phone accounts (never their secrets).
+    List,
+    /// Remove a phone account.
+    Remove { username: String },
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +287,7 @@ async fn run(cli: Cli, config: Config) -> Result<()> {
         Command::Config(_) => Ok(()),
         Command::Agent(cmd) => agent(&config, &cli.tenant, cmd).await,
         Command::Session(cmd) => session(&config, &cli.tenant, cmd).await,
+        Command::Phone(cmd) => phone(&config, cmd).await,
         Command::Audit {
             agent,
             limit,
@@ -789,6 +810,41 @@ async fn session(config: &Config, tenant: &str, cmd: &SessionCommand) -> Result<
                 println!("agent {number} logged out");
             } else {
                 bail!("agent {number} is not logged on");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn phone(config: &Config, cmd: &PhoneCommand) -> Result<()> {
+    match cmd {
+        PhoneCommand::Add { username, .. } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .take(1024)
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
+            let password = Passcode(password.trim_end_matches(['\r', '\n']).to_string());
+            let store = open_store(config).await?;
+            let realm = &config.sip.realm;
+            if store.add_phone(username, realm, &password).await? {
+                println!("phone {username} added (realm {realm})");
+            } else {
+                println!("phone {username}: password set (realm {realm})");
+            }
+        }
+        PhoneCommand::List => {
+            let store = open_store_to_read(config).await?;
+            println!("{:<24} {:<24} CREATED", "USER", "REALM");
+            for p in store.phones().await? {
+                println!("{:<24} {:<24} {}", p.username, p.realm, p.created);
+            }
+        }
+        PhoneCommand::Remove { username } => {
+            if open_store(config).await?.remove_phone(username).await? {
+                println!("phone {username} removed");
+            } else {
+                bail!("no phone account {username}");
             }
         }
     }

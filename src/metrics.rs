@@ -185,6 +185,12 @@ impl Metrics {
             gauges.tcp_too_slow,
         );
         one(
+            "agentgw_tls_handshakes_failed_total",
+            "counter",
+            "SIP TLS connections closed because their handshake failed (no common version or cipher, a client certificate missing or not from [sip] tls_client_ca) or took longer than [sip] tcp_message_timeout_secs.",
+            gauges.tls_failed,
+        );
+        one(
             "agentgw_sip_packets_dropped_total",
             "counter",
             "SIP datagrams dropped unread because their source sent more than [sip] max_packets_per_second_per_source.",
@@ -290,6 +296,7 @@ pub struct Gauges {
     pub tcp_refused: u64,
     pub tcp_shut_down: u64,
     pub tcp_too_slow: u64,
+    pub tls_failed: u64,
     pub sip_packets_dropped: u64,
     /// Messages refused by the RFC 3261 checks: (status answered, count); status 0: dropped.
     pub sip_invalid: Vec<(u16, u64)>,

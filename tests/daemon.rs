@@ -125,12 +125,38 @@ fn administrator_manages_agents_and_sessions_from_the_command_line() {
     );
     let (ok, _, err) = d.cli(&["--tenant", "nope", "agent", "list"], None);
     assert!(!ok && err.contains("no [[tenant]] of that name"), "{err}");
+    // Phone accounts: the password from standard input, never listed.
+    let secret = "long phone password 1\n";
+    let (ok, out, err) = d.cli(
+        &["phone", "add", "desk-7", "--password-stdin"],
+        Some(secret),
+    );
+    assert!(
+        ok && out.contains("phone desk-7 added (realm agentgw)"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = d.cli(
+        &["phone", "add", "desk-8", "--password-stdin"],
+        Some("short"),
+    );
+    assert!(!ok && err.contains("12 to 128 characters"), "{err}");
+    let (ok, list, _) = d.cli(&["phone", "list"], None);
+    assert!(
+        ok && list.contains("desk-7") && list.contains("agentgw"),
+        "{list}"
+    );
+    assert!(!list.contains("long phone password"), "{list}");
+    let (ok, _, _) = d.cli(&["phone", "remove", "desk-7"], None);
+    assert!(ok);
+    let (ok, _, err) = d.cli(&["phone", "remove", "desk-7"], None);
+    assert!(!ok && err.contains("no phone account desk-7"), "{err}");
     // Every command has --help.
     for args in [
         &["--help"][..],
         &["serve", "--help"],
         &["agent", "add", "--help"],
         &["session", "list", "--help"],
+        &["phone", "add", "--help"],
     ] {
         let (ok, out, _) = d.cli(args, None);
         assert!(ok && out.contains("Usage"), "{args:?}");

@@ -351,6 +351,7 @@ async fn a_station_asserted_from_outside_the_trusted_networks_is_ignored_and_a_b
     let gw = start_gateway_with("127.0.0.1", |c| {
         c.login.station = StationFrom::Header;
         c.sip.trusted_networks = vec!["192.0.2.20/32".parse().unwrap()];
+        c.sip.authenticate = agentgw::digest::Authenticate::Off;
     })
     .await;
     let opts = PhoneOptions {

@@ -103,6 +103,7 @@ impl GatewayStatus {
             tcp_refused: self.tcp.refused.load(Ordering::Relaxed),
             tcp_shut_down: self.tcp.shut_down_total.load(Ordering::Relaxed),
             tcp_too_slow: self.tcp.too_slow_total.load(Ordering::Relaxed),
+            tls_failed: self.tcp.tls_failed.load(Ordering::Relaxed),
             sip_packets_dropped: self.packets.dropped.load(Ordering::Relaxed),
             sip_invalid: self.invalid.get(),
         }

@@ -69,7 +69,12 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
             store: ctx.store.for_tenant(route.tenant.as_str()),
             policy: Arc::new(settings.policy.for_route(&route)),
         },
-        flow: Flow::with_mode(settings.flow.for_caller(call.withheld), route.mode()),
+        flow: Flow::with_mode(
+            settings
+                .flow
+                .for_caller(call.withheld, call.caller.station_verified()),
+            route.mode(),
+        ),
         mode: route.mode(),
         keys: Keys::new(&settings.dtmf_methods),
         language,

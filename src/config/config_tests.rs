@@ -180,7 +180,11 @@ fn the_number_dialed_picks_the_tenant() {
 
 #[test]
 fn an_asserted_station_needs_the_trusted_networks_it_comes_from() {
-    let e = Config::parse("[login]\nstation = \"pai\"\n", "a").unwrap_err();
+    let e = Config::parse(
+        "[login]\nstation = \"pai\"\n[sip]\ntrusted_networks = []\n",
+        "a",
+    )
+    .unwrap_err();
     assert!(
         e.to_string().starts_with("a: sip.trusted_networks: "),
         "{e}"
@@ -191,6 +195,23 @@ fn an_asserted_station_needs_the_trusted_networks_it_comes_from() {
     )
     .unwrap();
     assert_eq!(c.sip.trusted_networks.len(), 1);
+}
+
+#[test]
+fn callers_outside_the_host_authenticate_by_default_in_a_realm_that_is_checked() {
+    let c = Config::default();
+    assert_eq!(c.sip.authenticate, crate::digest::Authenticate::Untrusted);
+    let loopback = |ip: &str| {
+        c.sip
+            .trusted_networks
+            .iter()
+            .any(|n| n.contains(ip.parse().unwrap()))
+    };
+    assert!(loopback("127.0.0.1") && loopback("::1") && !loopback("192.0.2.7"));
+    let e = Config::parse("[sip]\nrealm = \"a b\"\n", "a").unwrap_err();
+    assert!(e.to_string().starts_with("a: sip.realm: "), "{e}");
+    let e = Config::parse("[sip]\nauthenticate = \"maybe\"\n", "a").unwrap_err();
+    assert!(e.to_string().contains("sip.authenticate"), "{e}");
 }
 
 #[test]

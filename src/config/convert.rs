@@ -96,6 +96,8 @@ impl From<&LoginConfig> for FlowConfig {
             stay: c.after_login == AfterLogin::Stay,
             ask_extension: c.station == StationFrom::Prompt,
             ask_extension_when_withheld: c.anonymous_station == AnonymousStation::Prompt,
+            // Per caller (`FlowConfig::for_caller`).
+            station_verified: false,
         }
     }
 }

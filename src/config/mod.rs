@@ -139,6 +139,43 @@ impl Config {
                 "login.station = \"pai\" or \"header\" needs the networks of the PBXs whose station is believed, e.g. [\"192.0.2.20/32\"]",
             );
         }
+        let tls_listener = self
+            .sip
+            .listen
+            .iter()
+            .any(|l| l.transport == crate::sip::Transport::Tls);
+        match (&self.sip.tls_certificate, &self.sip.tls_private_key) {
+            (Some(_), None) => {
+                return invalid(
+                    "sip.tls_private_key",
+                    "tls_certificate needs its private key",
+                )
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "sip.tls_certificate",
+                    "tls_private_key needs its certificate",
+                )
+            }
+            (None, None) if tls_listener => {
+                return invalid(
+                    "sip.tls_certificate",
+                    "a tls: listener needs tls_certificate and tls_private_key (PEM files)",
+                )
+            }
+            _ => {}
+        }
+        let realm_ok = |r: &str| {
+            (1..=64).contains(&r.len())
+                && r.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@:".contains(c))
+        };
+        if !realm_ok(&self.sip.realm) {
+            return invalid(
+                "sip.realm",
+                "must be 1 to 64 letters, digits and -_.@: (a host name or a word)",
+            );
+        }
         if self.sip.max_calls == 0 {
             return invalid("sip.max_calls", "must be at least 1");
         }

@@ -1,5 +1,6 @@
 //! The sections of the TOML file, each key with its default and what it means.
 
+use crate::digest::Authenticate;
 use crate::login::rules::{
     AfterLogin, AlreadyLoggedOnPolicy, AnonymousStation, Lockout, Network, SameStationPolicy,
     StationFrom,
@@ -99,7 +100,8 @@ pub struct TenantConfig {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
-    /// Where SIP is accepted: `udp:ADDR:PORT` or `tcp:ADDR:PORT`, IPv6 as `udp:[::]:5060`.
+    /// Where SIP is accepted: `udp:ADDR:PORT`, `tcp:ADDR:PORT` or `tls:ADDR:PORT`, IPv6 as
+    /// `udp:[::]:5060`.
     pub listen: Vec<ListenAddr>,
     /// Calls in progress at once; past it an INVITE gets 503 with Retry-After.
     pub max_calls: usize,
@@ -143,10 +145,26 @@ pub struct SipConfig {
     /// 0: half the cores, at least one. The media, the passcode hashes and SQLite have
     /// threads of their own.
     pub threads: usize,
-    /// PBXs and proxies (CIDR) whose asserted station is believed: P-Asserted-Identity with
-    /// `login.station = "pai"`, the station header with `"header"`. From anywhere else the
-    /// station is the caller's From, so that no caller can claim someone else's station.
+    /// PBXs and proxies (CIDR) whose calls are taken without authentication and whose
+    /// station is believed: the From, or P-Asserted-Identity with `login.station = "pai"`,
+    /// the station header with `"header"`. A caller from anywhere else authenticates (see
+    /// `authenticate`) and its station is its phone account. Default: the loopback networks.
     pub trusted_networks: Vec<Network>,
+    /// Who must authenticate with SIP Digest against a phone account (`agentgw phone add`):
+    /// "untrusted" (every caller outside `trusted_networks`; 401, then 403 for wrong
+    /// credentials) or "off" (every caller is taken, as a PBX leg is).
+    pub authenticate: Authenticate,
+    /// The certificate chain (PEM, the server's first) of `tls:` listeners; read again on a
+    /// reload (SIGHUP), for new connections.
+    pub tls_certificate: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_private_key: Option<PathBuf>,
+    /// CA certificates (PEM): when set, a TLS client must present a certificate issued by one
+    /// of them (mutual TLS, for PBX trunks).
+    pub tls_client_ca: Option<PathBuf>,
+    /// The Digest realm phones authenticate in; a phone account's secret is made for one
+    /// realm, so changing it means setting the phones' passwords again.
+    pub realm: String,
 }
 
 impl SipConfig {
@@ -154,6 +172,15 @@ impl SipConfig {
     /// `max_packets_per_second_per_source` (0: no limit), past which it is shut down.
     pub fn tcp_bytes_per_second(&self) -> u64 {
         u64::from(self.max_packets_per_second_per_source) * 2048
+    }
+
+    /// The files of the TLS listeners, when set.
+    pub fn tls_files(&self) -> Option<crate::sip::TlsFiles> {
+        Some(crate::sip::TlsFiles {
+            certificate: self.tls_certificate.clone()?,
+            private_key: self.tls_private_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The async runtime's thread count: `threads`, or half the cores (at least one) for 0.
@@ -187,7 +214,16 @@ impl Default for SipConfig {
             max_message_bytes: 65535,
             tcp_message_timeout_secs: 10,
             threads: 0,
-            trusted_networks: Vec::new(),
+            // The host itself: a PBX or proxy on the same machine, and the quick start.
+            trusted_networks: vec![
+                "127.0.0.0/8".parse().expect("loopback network"),
+                "::1/128".parse().expect("loopback network"),
+            ],
+            authenticate: Authenticate::Untrusted,
+            tls_certificate: None,
+            tls_private_key: None,
+            tls_client_ca: None,
+            realm: "agentgw".into(),
         }
     }
 }

@@ -185,7 +185,12 @@ fn a_barred_source_never_touches_the_lockout_count() {
     r.failures.count = 2;
     // A wrong passcode from outside the agent's networks: refused, no failure written.
     let v = decide(&attempt(Mode::Login), Some(&r), false, &rules(&[]), NOW);
-    let Verdict::Stop { answer, audit, writes } = &v else {
+    let Verdict::Stop {
+        answer,
+        audit,
+        writes,
+    } = &v
+    else {
         panic!("not a stop: {v:?}")
     };
     assert_eq!(*answer, CheckOutcome::Incorrect);

@@ -337,13 +337,19 @@ pub struct FlowConfig {
     pub ask_extension: bool,
     /// Ask for it when the caller's identity is withheld.
     pub ask_extension_when_withheld: bool,
+    /// The caller's station is known to be its own (a trusted network's or an authenticated
+    /// phone's): a logout call ends the station's session without a passcode. Otherwise the
+    /// station could be forged, and a logout call asks for the agent and passcode.
+    pub station_verified: bool,
 }
 
 impl FlowConfig {
-    /// The flow of one caller: whether its identity is withheld decides the extension prompt.
-    pub fn for_caller(&self, withheld: bool) -> FlowConfig {
+    /// The flow of one caller: whether its identity is withheld decides the extension prompt,
+    /// whether its station is verified how a logout call goes.
+    pub fn for_caller(&self, withheld: bool, station_verified: bool) -> FlowConfig {
         FlowConfig {
             ask_extension: self.ask_extension || (withheld && self.ask_extension_when_withheld),
+            station_verified,
             ..self.clone()
         }
     }
@@ -431,10 +437,12 @@ impl Flow {
         match input {
             Input::Started => match (&self.state, self.mode) {
                 (State::Idle, Mode::Login) => self.collect(Field::Agent, PromptId::AgentUser, now),
-                (State::Idle, Mode::Logout) => {
+                (State::Idle, Mode::Logout) if self.cfg.station_verified => {
                     self.state = State::LookingUp;
                     self.actions.push_back(Action::LogoutStation);
                 }
+                // A station the caller could have forged ends nobody's session: whose, then?
+                (State::Idle, Mode::Logout) => self.collect(Field::Agent, PromptId::AgentUser, now),
                 _ => {}
             },
             Input::Digit(d) => self.on_digit(d, now),

@@ -11,6 +11,7 @@ fn cfg() -> FlowConfig {
         stay: false,
         ask_extension: false,
         ask_extension_when_withheld: true,
+        station_verified: true,
     }
 }
 
@@ -397,6 +398,21 @@ fn calling_the_logout_number_from_the_station_logs_its_agent_off() {
 }
 
 #[test]
+fn a_logout_call_from_a_station_not_verified_ends_nobodys_session_without_the_passcode() {
+    let mut c = Call {
+        flow: Flow::with_mode(cfg().for_caller(false, false), Mode::Logout),
+        now: Instant::now(),
+        log: vec![],
+    };
+    assert_eq!(
+        c.input(Input::Started),
+        vec![Action::Play(PromptId::AgentUser)]
+    );
+    assert_eq!(c.keys("1001#1234#").last(), Some(&check("1001", "1234")));
+    assert!(!c.log.contains(&Action::LogoutStation));
+}
+
+#[test]
 fn calling_the_logout_number_from_elsewhere_asks_for_the_credentials() {
     let mut c = logout_call();
     assert_eq!(
@@ -653,7 +669,7 @@ fn with_station_prompt_the_extension_is_asked_after_the_passcode() {
 fn a_withheld_caller_is_asked_for_the_extension_when_so_configured() {
     let asked = |cfg: FlowConfig, withheld| {
         let mut c = Call {
-            flow: Flow::new(cfg.for_caller(withheld)),
+            flow: Flow::new(cfg.for_caller(withheld, true)),
             now: Instant::now(),
             log: vec![],
         };

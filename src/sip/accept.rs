@@ -81,7 +81,7 @@ impl Acceptor {
     }
 
     pub(super) async fn run(
-        self,
+        self: Arc<Self>,
         mut incoming: rsipstack::transaction::TransactionReceiver,
         cancel: CancellationToken,
     ) {
@@ -95,7 +95,7 @@ impl Acceptor {
         }
     }
 
-    pub(super) async fn on_transaction(&self, mut tx: Transaction) {
+    pub(super) async fn on_transaction(self: &Arc<Self>, mut tx: Transaction) {
         // A request over TCP did not pass the datagram check (`max_packets_per_second_per_source`):
         // it is counted here. Over the budget the connection is shut down, as its messages
         // cannot be dropped before the SIP stack has read and parsed them (it reads a TCP
@@ -104,7 +104,7 @@ impl Acceptor {
         if tx
             .connection
             .as_ref()
-            .is_some_and(|c| matches!(c, SipConnection::Tcp(_)))
+            .is_some_and(|c| matches!(c, SipConnection::Tcp(_) | SipConnection::Tls(_)))
         {
             if let Some(source) = source_of(&tx) {
                 if !self
@@ -249,11 +249,9 @@ impl Acceptor {
         }
     }
 
-    pub(super) async fn on_invite(&self, tx: Transaction) {
-        let Some(source) = source_of(&tx) else {
-            spawn_reply(tx, StatusCode::BadRequest, vec![]);
-            return;
-        };
+    /// Takes on a new call from `caller` at `source`: admission, the offer, the station, the
+    /// dialog, and the call handed to the gateway.
+    pub(super) async fn admit(&self, tx: Transaction, source: SocketAddr, caller: Caller) {
         let call_id = tx
             .original
             .call_id_header()
@@ -296,7 +294,11 @@ impl Acceptor {
                 }
             }
         };
-        let station = match self.station_of(&tx, source.ip()) {
+        let station = match &caller {
+            Caller::Authenticated(user) => Ok(user.clone()),
+            _ => self.station_of(&tx, source.ip()),
+        };
+        let station = match station {
             Ok(station) if Station::is_withheld(&station) => None,
             Ok(station) => Some(Station(station)),
             Err(why) => {
@@ -342,6 +344,7 @@ impl Acceptor {
         let call = IncomingCall {
             call_id: CallId(call_id),
             withheld: station.is_none(),
+            caller,
             station: station.unwrap_or_else(Station::of_one_call),
             dialed,
             source,

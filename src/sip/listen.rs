@@ -1,4 +1,4 @@
-//! Where SIP is accepted: `udp:0.0.0.0:5060`, `tcp:[::]:5060`.
+//! Where SIP is accepted: `udp:0.0.0.0:5060`, `tcp:[::]:5060`, `tls:0.0.0.0:5061`.
 
 use serde::Deserialize;
 use std::fmt;
@@ -10,6 +10,7 @@ use std::str::FromStr;
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl fmt::Display for Transport {
@@ -17,6 +18,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         })
     }
 }
@@ -43,7 +45,8 @@ impl FromStr for ListenAddr {
         let transport = match t.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
-            other => return Err(format!("transport {other:?} is not one of udp, tcp")),
+            "tls" => Transport::Tls,
+            other => return Err(format!("transport {other:?} is not one of udp, tcp, tls")),
         };
         let addr = rest.parse::<SocketAddr>().map_err(|_| {
             format!("{rest:?} is not ADDRESS:PORT (IPv6 in brackets: \"[::]:5060\")")

@@ -21,6 +21,7 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::tls::TlsListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{
     Inspection, SipAddr, SipConnection, TcpListenerConnection, TransportInspector, TransportLayer,
@@ -75,6 +76,8 @@ pub struct IncomingCall {
     pub station: Station,
     /// The caller's identity is withheld (RFC 3323): `station` is of this call alone.
     pub withheld: bool,
+    /// Whose word the station is: a trusted network's, a phone account's, or the caller's own.
+    pub caller: Caller,
     /// The user part of the Request-URI: what the caller dialed (`login`, `logout` …).
     pub dialed: String,
     /// Where the INVITE came from.
@@ -269,9 +272,13 @@ pub struct SipSettings {
     /// Where the caller's station is read, and the header for `StationFrom::Header`.
     pub station_from: StationFrom,
     pub station_header: String,
-    /// Where PBXs and proxies send from whose asserted station (PAI, the station header) is
-    /// believed; from anywhere else the station is the From.
+    /// Where PBXs and proxies send from: their calls are taken without authentication and
+    /// their asserted station (PAI, the station header) is believed.
     pub trusted: Vec<Network>,
+    /// How callers from elsewhere authenticate.
+    pub auth: AuthSettings,
+    /// The certificate of the TLS listeners (needed by any).
+    pub tls: Option<TlsServer>,
 }
 
 /// The running SIP side.
@@ -310,7 +317,8 @@ impl SipServer {
         transport_layer.set_inspector(checks(false));
         let stream_checks: Arc<dyn TransportInspector> = Arc::new(checks(true));
         let mut listening = Vec::new();
-        let mut tcp_listeners: Vec<(tokio::net::TcpListener, SipAddr)> = Vec::new();
+        let mut tcp_listeners: Vec<(tokio::net::TcpListener, SipAddr, Option<TlsServer>)> =
+            Vec::new();
         for l in &settings.listen {
             let fail = |reason: String| SipError::Listen { listen: *l, reason };
             match l.transport {
@@ -335,12 +343,21 @@ impl SipServer {
                     });
                     transport_layer.add_transport(conn.into());
                 }
-                Transport::Tcp => {
+                Transport::Tcp | Transport::Tls => {
                     // agentgw accepts (within its limits, see tcp.rs) and hands each
-                    // connection to rsipstack. rsipstack still needs a TCP listener of
-                    // this address for the Via of requests it sends in TCP dialogs; when
-                    // it tries to serve that one, the bind fails (this socket has the
-                    // port), so nothing else accepts here.
+                    // connection to rsipstack. rsipstack still needs a listener of this
+                    // address and transport for the Via of requests it sends in TCP and TLS
+                    // dialogs; when it tries to serve that one, the bind fails (this socket
+                    // has the port), so nothing else accepts here.
+                    let tls = match l.transport {
+                        Transport::Tls => Some(settings.tls.clone().ok_or_else(|| {
+                            fail(
+                                "a TLS listener needs [sip] tls_certificate and tls_private_key"
+                                    .into(),
+                            )
+                        })?),
+                        _ => None,
+                    };
                     let std_listener =
                         std::net::TcpListener::bind(l.addr).map_err(|e| fail(e.to_string()))?;
                     let listener = std_listener
@@ -348,14 +365,23 @@ impl SipServer {
                         .and_then(|()| tokio::net::TcpListener::from_std(std_listener))
                         .map_err(|e| fail(e.to_string()))?;
                     let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
-                    let conn = TcpListenerConnection::new(addr, None)
-                        .await
-                        .map_err(|e| fail(e.to_string()))?;
+                    let conn = match l.transport {
+                        Transport::Tls => SipConnection::TlsListener(
+                            TlsListenerConnection::new(addr, None, Default::default())
+                                .await
+                                .map_err(|e| fail(e.to_string()))?,
+                        ),
+                        _ => SipConnection::TcpListener(
+                            TcpListenerConnection::new(addr, None)
+                                .await
+                                .map_err(|e| fail(e.to_string()))?,
+                        ),
+                    };
                     let local = conn.get_addr().clone();
-                    transport_layer.add_transport(SipConnection::TcpListener(conn));
-                    tcp_listeners.push((listener, local));
+                    transport_layer.add_transport(conn);
+                    tcp_listeners.push((listener, local, tls));
                     listening.push(ListenAddr {
-                        transport: Transport::Tcp,
+                        transport: l.transport,
                         addr,
                     });
                 }
@@ -399,7 +425,7 @@ impl SipServer {
                 warn!(error = %e, "cannot start the SIP TCP guard thread: connections are not watched for floods");
             }
         }
-        for (listener, local) in tcp_listeners {
+        for (listener, local, tls) in tcp_listeners {
             tokio::spawn(tcp::accept_loop(
                 listener,
                 local,
@@ -407,6 +433,7 @@ impl SipServer {
                 settings.tcp.clone(),
                 stream_checks.clone(),
                 settings.tcp_message_timeout,
+                tls,
                 cancel.child_token(),
             ));
         }
@@ -434,7 +461,7 @@ impl SipServer {
             }),
             settings,
         };
-        tokio::spawn(acceptor.run(incoming, cancel.clone()));
+        tokio::spawn(Arc::new(acceptor).run(incoming, cancel.clone()));
         Ok((
             SipServer {
                 listening,
@@ -476,19 +503,23 @@ impl Drop for SipServer {
 }
 
 mod accept;
+mod auth;
 mod dialog;
 mod listen;
 mod reply;
 mod routes;
 mod station;
 mod tcp;
+mod tls;
 mod udp;
 pub mod validate;
+pub use auth::{AuthSettings, Caller, PhoneAccounts};
 pub use listen::{ListenAddr, Transport};
 pub use routes::{
     MAX_REQUESTS_BEFORE_ACK, MAX_REQUESTS_BEFORE_ACK_IN_ALL, MAX_REQUESTS_PER_SECOND_PER_CALL,
 };
 pub use tcp::TcpConnections;
+pub use tls::{TlsFiles, TlsServer};
 
 #[cfg(test)]
 #[path = "sip_tests.rs"]

@@ -112,6 +112,7 @@ pub(super) fn local_ip_towards(
         let port = c.get_addr().get_socketaddr().ok()?.port();
         let transport = match c.transport() {
             rsipstack::sip::transport::Transport::Udp => Transport::Udp,
+            rsipstack::sip::transport::Transport::Tls => Transport::Tls,
             _ => Transport::Tcp,
         };
         listen
@@ -144,9 +145,16 @@ pub(super) fn contact_uri(tx: &Transaction, ip: IpAddr) -> Option<rsipstack::sip
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     };
-    let transport = match conn.transport() {
-        rsipstack::sip::transport::Transport::Udp => "",
-        _ => ";transport=tcp",
+    // Over TLS: a SIPS Contact when the request's URI was one (RFC 3261 §8.1.1.8), else a
+    // SIP URI with transport=tls.
+    let (scheme, transport) = match conn.transport() {
+        rsipstack::sip::transport::Transport::Udp => ("sip", ""),
+        rsipstack::sip::transport::Transport::Tls => match tx.original.uri.scheme {
+            Some(rsipstack::sip::Scheme::Sips) => ("sips", ""),
+            _ => ("sip", ";transport=tls"),
+        },
+        _ => ("sip", ";transport=tcp"),
     };
-    rsipstack::sip::Uri::try_from(format!("sip:agentgw@{host}:{port}{transport}").as_str()).ok()
+    rsipstack::sip::Uri::try_from(format!("{scheme}:agentgw@{host}:{port}{transport}").as_str())
+        .ok()
 }

@@ -1,5 +1,5 @@
-//! SIP over TCP: agentgw accepts the connections itself, within limits, and hands each to
-//! rsipstack, which parses and answers on it. rsipstack's own listener accepts without a
+//! SIP over TCP and TLS: agentgw accepts the connections itself, within limits (and completes
+//! a TLS handshake, `tls.rs`), and hands each to rsipstack, which parses and answers on it. rsipstack's own listener accepts without a
 //! limit, and each connection costs about 72 KiB (two 64 KiB buffers) for up to its idle
 //! timeout, so one peer could hold the machine's memory with idle connections
 //! (`[sip] max_tcp_connections`, `max_tcp_connections_per_source`). And rsipstack reads a
@@ -9,6 +9,7 @@
 use crate::limits::RefusalLog;
 use rsipstack::transaction::endpoint::EndpointInner;
 use rsipstack::transport::tcp::TcpConnection;
+use rsipstack::transport::tls::TlsConnection;
 use rsipstack::transport::{SipAddr, SipConnection, TransportInspector};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// The TCP connections open, by source, against their limits; shared with the metrics.
 #[derive(Debug, Default)]
@@ -30,6 +31,8 @@ pub struct TcpConnections {
     /// Connections closed for a message slower than `[sip] tcp_message_timeout_secs`
     /// (`agentgw_tcp_connections_too_slow_total`).
     pub too_slow_total: AtomicU64,
+    /// TLS handshakes that failed or took too long (`agentgw_tls_handshakes_failed_total`).
+    pub tls_failed: AtomicU64,
 }
 
 /// shutdown(2) both ways: the SIP stack reads the end of the connection and lets it go.
@@ -259,7 +262,10 @@ impl TcpConnections {
 /// rsipstack with `inspector` (the RFC 3261 checks) and `message_timeout` (the longest a
 /// message, or the first one after connecting, may take to arrive), which serves it until the
 /// peer closes it, a message is too slow, or it is idle for rsipstack's stream idle timeout
-/// (5 min), and cancels the token given to it then, which frees its slot.
+/// (5 min), and cancels the token given to it then, which frees its slot. With `tls`, each
+/// connection first completes its TLS handshake within `message_timeout` (10 s when 0), in a
+/// task of its own, holding its slot meanwhile.
+#[allow(clippy::too_many_arguments)]
 pub async fn accept_loop(
     listener: tokio::net::TcpListener,
     local: SipAddr,
@@ -267,6 +273,7 @@ pub async fn accept_loop(
     connections: Arc<TcpConnections>,
     inspector: Arc<dyn TransportInspector>,
     message_timeout: Duration,
+    tls: Option<super::tls::TlsServer>,
     cancel: CancellationToken,
 ) {
     let mut failures = RefusalLog::default();
@@ -301,25 +308,105 @@ pub async fn accept_loop(
             }
         };
         let token = cancel.child_token();
-        let connection =
-            match TcpConnection::from_stream(stream, local.clone(), Some(token.clone())) {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, source = %peer, "cannot serve a SIP TCP connection");
-                    continue;
+        let served = Served {
+            endpoint: endpoint.clone(),
+            connections: connections.clone(),
+            inspector: inspector.clone(),
+            message_timeout,
+            token,
+            slot,
+        };
+        let Some(tls) = tls.clone() else {
+            match TcpConnection::from_stream(stream, local.clone(), Some(served.token.clone())) {
+                Ok(c) => served.serve(Stream::Tcp(c)),
+                Err(e) => warn!(error = %e, source = %peer, "cannot serve a SIP TCP connection"),
+            }
+            continue;
+        };
+        let local = local.clone();
+        tokio::spawn(async move {
+            let limit = match message_timeout {
+                Duration::ZERO => Duration::from_secs(10),
+                t => t,
+            };
+            let stream = match tokio::time::timeout(limit, tls.acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    served
+                        .connections
+                        .tls_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    debug!(source = %peer, error = %e, "SIP TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    served
+                        .connections
+                        .tls_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    debug!(source = %peer, "SIP TLS handshake not done in time: closed");
+                    return;
                 }
             };
-        connection
-            .inner
-            .set_inspector(inspector.clone(), message_timeout);
-        let served = connection.inner.clone();
-        endpoint
-            .transport_layer
-            .add_connection(SipConnection::Tcp(connection));
-        let counts = connections.clone();
+            let remote = SipAddr {
+                r#type: Some(rsipstack::sip::transport::Transport::Tls),
+                addr: peer.into(),
+            };
+            let mut local = local;
+            local.r#type = Some(rsipstack::sip::transport::Transport::Tls);
+            let token = Some(served.token.clone());
+            match TlsConnection::from_server_stream(stream, local, remote, token).await {
+                Ok(c) => served.serve(Stream::Tls(c)),
+                Err(e) => warn!(error = %e, source = %peer, "cannot serve a SIP TLS connection"),
+            }
+        });
+    }
+}
+
+/// A connection taken on, over TCP or TLS.
+enum Stream {
+    Tcp(TcpConnection),
+    Tls(TlsConnection),
+}
+
+/// What serving one accepted connection needs.
+struct Served {
+    endpoint: Arc<EndpointInner>,
+    connections: Arc<TcpConnections>,
+    inspector: Arc<dyn TransportInspector>,
+    message_timeout: Duration,
+    /// Cancelled by rsipstack when it lets the connection go.
+    token: CancellationToken,
+    slot: TcpSlot,
+}
+
+impl Served {
+    /// Hands the connection to rsipstack with the checks; its slot is freed (and a close for
+    /// slowness counted) once rsipstack lets it go.
+    fn serve(self, stream: Stream) {
+        let (connection, too_slow): (SipConnection, Box<dyn Fn() -> bool + Send>) = match stream {
+            Stream::Tcp(c) => {
+                c.inner.set_inspector(self.inspector, self.message_timeout);
+                let inner = c.inner.clone();
+                (
+                    SipConnection::Tcp(c),
+                    Box::new(move || inner.closed_too_slow()),
+                )
+            }
+            Stream::Tls(c) => {
+                c.set_inspector(self.inspector, self.message_timeout);
+                let kept = c.clone();
+                (
+                    SipConnection::Tls(c),
+                    Box::new(move || kept.closed_too_slow()),
+                )
+            }
+        };
+        self.endpoint.transport_layer.add_connection(connection);
+        let (token, counts, slot) = (self.token, self.connections, self.slot);
         tokio::spawn(async move {
             token.cancelled().await;
-            if served.closed_too_slow() {
+            if too_slow() {
                 counts.too_slow_total.fetch_add(1, Ordering::Relaxed);
             }
             drop(slot);

@@ -271,6 +271,31 @@ impl Hasher {
         Ok(self.dummy.get_or_init(|| h).clone())
     }
 
+    /// 48 bytes of key stream for sealing a secret under `salt` with the pepper (with none,
+    /// a key anyone can compute: the secret is then only as safe as the database), and the
+    /// pepper's id in hex ("" without one).
+    pub(super) fn seal_pad(&self, salt: &[u8]) -> ([u8; 48], String) {
+        use hmac::{Hmac, Mac};
+        let (key, id) = match &self.keys.pepper {
+            Some((p, id)) => (
+                p.as_slice(),
+                id.iter().map(|b| format!("{b:02x}")).collect(),
+            ),
+            None => (&[][..], String::new()),
+        };
+        let block = |n: u8| {
+            let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+            m.update(b"agentgw sealed secret");
+            m.update(salt);
+            m.update(&[n]);
+            m.finalize().into_bytes()
+        };
+        let mut pad = [0u8; 48];
+        pad[..32].copy_from_slice(&block(1));
+        pad[32..].copy_from_slice(&block(2)[..16]);
+        (pad, id)
+    }
+
     /// The id of the pepper, as `keyid=` shows it in a PHC string.
     pub(super) fn pepper_keyid_b64(&self) -> Option<String> {
         use argon2::password_hash::Encoding;

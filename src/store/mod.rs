@@ -6,6 +6,8 @@ mod agents;
 mod db;
 mod hasher;
 mod lane;
+mod phones;
+pub use phones::{Phone, MIN_PHONE_PASSWORD_CHARS};
 
 use hasher::Hasher;
 pub use hasher::{HashSettings, DEFAULT_HASH_ITERATIONS, DEFAULT_HASH_MEMORY_KIB};

@@ -441,3 +441,55 @@ async fn an_audit_commit_anywhere_wakes_the_listeners_on_postgresql() {
         );
     }
 }
+
+on_both! {
+    /// A phone account keeps the password's HA1s, for its realm only; list and remove.
+    async fn phone_accounts_keep_their_digest_secrets_for_their_realm(s) {
+        let pw = Passcode("correct horse battery".into());
+        assert!(s.add_phone("desk-7", "agentgw", &pw).await.unwrap());
+        let want = crate::digest::Ha1s::of("desk-7", "agentgw", &pw.0);
+        assert_eq!(s.phone_secrets("desk-7", "agentgw").await.unwrap(), Some(want));
+        assert_eq!(s.phone_secrets("desk-7", "other").await.unwrap(), None);
+        assert_eq!(s.phone_secrets("desk-8", "agentgw").await.unwrap(), None);
+        let short = s.add_phone("desk-8", "agentgw", &Passcode("short".into())).await;
+        assert!(matches!(short, Err(StoreError::Invalid(_))), "{short:?}");
+        let bad = s.add_phone("desk 8", "agentgw", &pw).await;
+        assert!(matches!(bad, Err(StoreError::Invalid(_))), "{bad:?}");
+        // Setting the password again replaces the secret.
+        let pw2 = Passcode("another long password".into());
+        assert!(!s.add_phone("desk-7", "agentgw", &pw2).await.unwrap());
+        let want = crate::digest::Ha1s::of("desk-7", "agentgw", &pw2.0);
+        assert_eq!(s.phone_secrets("desk-7", "agentgw").await.unwrap(), Some(want));
+        let listed = s.phones().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].username.as_str(), listed[0].realm.as_str()), ("desk-7", "agentgw"));
+        assert!(s.remove_phone("desk-7").await.unwrap());
+        assert!(!s.remove_phone("desk-7").await.unwrap());
+        assert_eq!(s.phone_secrets("desk-7", "agentgw").await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn a_phone_secret_sealed_with_a_pepper_is_unreadable_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let with = HashSettings {
+        pepper: Some(b"0123456789abcdef0123".to_vec()),
+        ..HashSettings::default()
+    };
+    let peppered = Store::open_with(&url, "n", &with).await.unwrap();
+    let pw = Passcode("correct horse battery".into());
+    peppered.add_phone("desk-7", "agentgw", &pw).await.unwrap();
+    let (_, secret) = peppered.db.phone("desk-7").await.unwrap().unwrap();
+    let ha1s = crate::digest::Ha1s::of("desk-7", "agentgw", &pw.0);
+    assert!(!secret.contains(&ha1s.md5) && !secret.contains(&ha1s.sha256));
+    assert_eq!(
+        peppered.phone_secrets("desk-7", "agentgw").await.unwrap(),
+        Some(ha1s)
+    );
+    let plain = Store::open(&url, "n").await.unwrap();
+    assert_eq!(
+        plain.phone_secrets("desk-7", "agentgw").await.unwrap(),
+        None
+    );
+}

@@ -14,6 +14,7 @@ use agentgw::store::Store;
 use agentgw::{Config, Gateway};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,7 +35,7 @@ pub struct TestGateway {
 pub const DEMO_AGENTS: [(&str, &str); 3] = [("1001", "1234"), ("1002", "2345"), ("1003", "3456")];
 
 /// A port free for both UDP and TCP on `ip`.
-fn free_port(ip: IpAddr) -> u16 {
+pub fn free_port(ip: IpAddr) -> u16 {
     for _ in 0..50 {
         let udp = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
         let port = udp.local_addr().unwrap().port();
@@ -148,6 +149,123 @@ pub async fn start_gateway() -> TestGateway {
     start_gateway_with("127.0.0.1", |_| {}).await
 }
 
+/// A TLS connection over `stream` to the gateway at `gateway`, its certificate checked
+/// against `opts.tls_ca` for the gateway's IP address.
+async fn tls_connect(
+    stream: TcpStream,
+    gateway: SocketAddr,
+    opts: &PhoneOptions,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = opts.tls_ca.as_deref().expect("a TLS phone needs tls_ca");
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match &opts.tls_client {
+        None => config.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert)
+                .map(Result::unwrap)
+                .collect();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key).unwrap();
+            config.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    let name = rustls::pki_types::ServerName::IpAddress(gateway.ip().into());
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .expect("TLS handshake with the gateway")
+}
+
+/// A certificate for `ip` signed by a new CA, made with openssl in `dir` under `name`: the
+/// paths of the certificate and key, and the CA's certificate (PEM).
+pub fn certificate(dir: &std::path::Path, name: &str, ip: &str) -> (PathBuf, PathBuf, Vec<u8>) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is needed to make the test certificates (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (ca_key, ca) = (format!("{name}-ca.key"), format!("{name}-ca.pem"));
+    let (key, csr, cert) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN={name} test CA"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        &format!("/CN={name}"),
+    ]);
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        format!("subjectAltName = IP:{ip}\nbasicConstraints = CA:FALSE\n"),
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        ext.to_str().unwrap(),
+    ]);
+    (
+        dir.join(cert),
+        dir.join(key),
+        std::fs::read(dir.join(ca)).unwrap(),
+    )
+}
+
 /// A SIP message as the phone reads it: the load generator's parser.
 pub use agentgw_load::sip::Msg as SipMsg;
 
@@ -173,6 +291,13 @@ pub struct PhoneOptions {
     /// Leave the gateway's requests (its BYE) unanswered, as a phone that went away does
     /// (UDP only).
     pub deaf: bool,
+    /// Over TLS: the CA certificate (PEM) the gateway's certificate is checked against.
+    pub tls_ca: Option<Vec<u8>>,
+    /// Over TLS: the phone's own certificate and key (PEM), for mutual TLS.
+    pub tls_client: Option<(Vec<u8>, Vec<u8>)>,
+    /// A phone account to answer a 401 with: user, password, and the algorithm to take
+    /// from the challenges ("SHA-256" or "MD5").
+    pub digest: Option<(String, String, &'static str)>,
 }
 
 impl Default for PhoneOptions {
@@ -188,13 +313,19 @@ impl Default for PhoneOptions {
             dialed: "login".into(),
             comfort_noise: false,
             deaf: false,
+            tls_ca: None,
+            tls_client: None,
+            digest: None,
         }
     }
 }
 
+/// The writing half of a TCP or TLS connection.
+type StreamWriter = Arc<tokio::sync::Mutex<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>>;
+
 enum Signalling {
     Udp(Arc<UdpSocket>),
-    Tcp(Arc<tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>),
+    Stream(StreamWriter),
 }
 
 /// One received RTP packet.
@@ -243,6 +374,10 @@ pub struct Phone {
     branch: String,
     pub invite_response: Option<SipMsg>,
     pub answer_sdp: Option<String>,
+    /// The INVITE's CSeq: 1, one more for each answer to a challenge.
+    invite_cseq: u32,
+    /// The Authorization header line last sent with the INVITE, if any.
+    pub authorization: Option<String>,
 }
 
 fn rand_token() -> String {
@@ -301,11 +436,28 @@ impl Phone {
                 });
                 (Signalling::Udp(s), local)
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let stream = TcpStream::connect(gateway).await.unwrap();
                 let local = stream.local_addr().unwrap();
-                let (mut rd, wr) = stream.into_split();
-                let wr = Arc::new(tokio::sync::Mutex::new(wr));
+                let (mut rd, wr): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, _) =
+                    match opts.transport {
+                        Transport::Tls => {
+                            let tls = tls_connect(stream, gateway, &opts).await;
+                            let (rd, wr) = tokio::io::split(tls);
+                            (
+                                Box::new(rd),
+                                Box::new(wr) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                            )
+                        }
+                        _ => {
+                            let (rd, wr) = stream.into_split();
+                            (
+                                Box::new(rd),
+                                Box::new(wr) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                            )
+                        }
+                    };
+                let wr: StreamWriter = Arc::new(tokio::sync::Mutex::new(wr));
                 let ww = wr.clone();
                 let reqs = requests.clone();
                 tokio::spawn(async move {
@@ -316,7 +468,9 @@ impl Phone {
                             buf.drain(..used);
                             if m.method().is_some() {
                                 let reply = SipMsg::ok(&m);
-                                ww.lock().await.write_all(reply.as_bytes()).await.ok();
+                                let mut w = ww.lock().await;
+                                w.write_all(reply.as_bytes()).await.ok();
+                                w.flush().await.ok();
                                 reqs.lock().unwrap().push(m);
                             } else {
                                 resp_tx.send(m).ok();
@@ -328,7 +482,7 @@ impl Phone {
                         }
                     }
                 });
-                (Signalling::Tcp(wr), local)
+                (Signalling::Stream(wr), local)
             }
         };
         Phone {
@@ -353,6 +507,8 @@ impl Phone {
             branch: String::new(),
             invite_response: None,
             answer_sdp: None,
+            invite_cseq: 1,
+            authorization: None,
         }
     }
 
@@ -363,10 +519,20 @@ impl Phone {
         }
     }
 
+    /// The transport parameter of our URIs.
+    fn uri_transport(&self) -> &'static str {
+        match self.opts.transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+        }
+    }
+
     fn transport_name(&self) -> &'static str {
         match self.opts.transport {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 
@@ -415,11 +581,7 @@ impl Phone {
             .unwrap_or_default();
         let gw = Self::host(self.gateway);
         let me = Self::host(self.local_sip);
-        let uri_tp = if self.opts.transport == Transport::Tcp {
-            ";transport=tcp"
-        } else {
-            ""
-        };
+        let uri_tp = self.uri_transport();
         let ct = if body.is_empty() {
             ""
         } else {
@@ -477,8 +639,10 @@ impl Phone {
             Signalling::Udp(s) => {
                 s.send_to(data, self.gateway).await.unwrap();
             }
-            Signalling::Tcp(w) => {
-                w.lock().await.write_all(data).await.unwrap();
+            Signalling::Stream(w) => {
+                let mut w = w.lock().await;
+                w.write_all(data).await.unwrap();
+                w.flush().await.unwrap();
             }
         }
     }
@@ -518,7 +682,9 @@ impl Phone {
             self.our_sdp()
         };
         let extra = self.opts.invite_headers.clone();
-        self.request("INVITE", 1, &extra, &body, true)
+        let extra = extra + self.authorization.as_deref().unwrap_or("");
+        let cseq = self.invite_cseq;
+        self.request("INVITE", cseq, &extra, &body, true)
     }
 
     /// Sends the INVITE (without waiting for an answer).
@@ -549,11 +715,24 @@ impl Phone {
     /// here, a 200 is left for `ack`. Returns the status (0: none came).
     pub async fn invite_until_answered(&mut self) -> u16 {
         self.send_invite().await;
-        let Some(resp) = self.final_response("INVITE", 10).await else {
+        let Some(mut resp) = self.final_response("INVITE", 10).await else {
             return 0;
         };
-        let status = resp.status().unwrap_or(0);
         self.invite_response = Some(resp.clone());
+        if resp.status() == Some(401) && self.opts.digest.is_some() {
+            self.ack_failure().await;
+            self.authorization = Some(self.answer_challenge(&resp));
+            self.to_tag = None;
+            self.invite_cseq += 1;
+            self.cseq = self.invite_cseq;
+            self.send_invite().await;
+            let Some(again) = self.final_response("INVITE", 10).await else {
+                return 0;
+            };
+            resp = again;
+            self.invite_response = Some(resp.clone());
+        }
+        let status = resp.status().unwrap_or(0);
         if status != 200 {
             self.ack_failure().await;
             return status;
@@ -583,6 +762,40 @@ impl Phone {
         200
     }
 
+    /// The Authorization header line answering the challenge of `opts.digest`'s algorithm
+    /// in a 401 (RFC 8760, qop=auth, nonce count 1).
+    fn answer_challenge(&self, resp: &SipMsg) -> String {
+        let (user, password, algorithm) = self.opts.digest.clone().unwrap();
+        let challenge = resp
+            .headers("WWW-Authenticate")
+            .find(|c| c.contains(&format!("algorithm={algorithm},")))
+            .unwrap_or_else(|| panic!("no {algorithm} challenge in {resp:?}"));
+        let param = |name: &str| {
+            challenge
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|v| v.split('"').next())
+                .unwrap()
+                .to_string()
+        };
+        let (realm, nonce) = (param("realm"), param("nonce"));
+        let uri = format!("sip:{}@{}", self.opts.dialed, Self::host(self.gateway));
+        let uri = uri + self.uri_transport();
+        let alg = match algorithm {
+            "MD5" => agentgw::digest::Algorithm::Md5,
+            _ => agentgw::digest::Algorithm::Sha256,
+        };
+        let ha1 = alg.hex(format!("{user}:{realm}:{password}").as_bytes());
+        let ha2 = alg.hex(format!("INVITE:{uri}").as_bytes());
+        let cnonce = rand_token();
+        let response = alg.hex(format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}").as_bytes());
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{response}\", algorithm={algorithm}, cnonce=\"{cnonce}\", \
+             qop=auth, nc=00000001\r\n"
+        )
+    }
+
     /// Takes the gateway's SDP answer in `resp` (a 200 to our INVITE): where and how to send
     /// RTP and keys.
     pub fn learn_answer(&mut self, resp: &SipMsg) {
@@ -610,7 +823,7 @@ impl Phone {
         } else {
             String::new()
         };
-        let ack = self.request("ACK", 1, "", &ack_body, true);
+        let ack = self.request("ACK", self.invite_cseq, "", &ack_body, true);
         self.send_raw(ack.as_bytes()).await;
         // A first packet so the gateway can latch (symmetric RTP), as real phones do.
         self.send_audio_frame().await;
@@ -651,12 +864,13 @@ impl Phone {
                 .and_then(|t| t.split(";tag=").nth(1))
                 .map(|t| t.to_string());
         }
-        let ack = self.request("ACK", 1, "", "", false);
+        let cseq = self.invite_cseq;
+        let ack = self.request("ACK", cseq, "", "", false);
         self.send_raw(ack.as_bytes()).await;
     }
 
     pub async fn send_cancel(&mut self) {
-        let req = self.request("CANCEL", 1, "", "", false);
+        let req = self.request("CANCEL", self.invite_cseq, "", "", false);
         self.send_raw(req.as_bytes()).await;
     }
 

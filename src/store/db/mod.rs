@@ -21,6 +21,7 @@ use tokio::sync::broadcast;
 mod agents;
 mod audit;
 mod nodes;
+mod phones;
 mod sessions;
 
 use audit::*;

@@ -852,6 +852,28 @@ impl TlsConnection {
     pub fn cancel_token(&self) -> Option<CancellationToken> {
         self.cancel_token.clone()
     }
+
+    /// `StreamConnectionInner::set_inspector` of this connection (set once, before it is
+    /// served).
+    pub fn set_inspector(
+        &self,
+        inspector: Arc<dyn crate::transport::TransportInspector>,
+        message_timeout: std::time::Duration,
+    ) {
+        match &self.inner {
+            TlsConnectionInner::Client(inner) => inner.set_inspector(inspector, message_timeout),
+            TlsConnectionInner::Server(inner) => inner.set_inspector(inspector, message_timeout),
+        }
+    }
+
+    /// Whether the connection was closed for a message slower than the inspector's
+    /// `message_timeout`.
+    pub fn closed_too_slow(&self) -> bool {
+        match &self.inner {
+            TlsConnectionInner::Client(inner) => inner.closed_too_slow(),
+            TlsConnectionInner::Server(inner) => inner.closed_too_slow(),
+        }
+    }
 }
 
 // Implement StreamConnection trait for TlsConnection

@@ -1,0 +1,173 @@
+//! Digest responses by RFC 7616's example (the same computation as RFC 8760's for SIP), the
+//! parsing of credentials, and nonces: expiry, forgery and replay.
+
+use super::*;
+
+/// RFC 7616 §3.9.1's example, by both algorithms.
+fn example(algorithm: Algorithm) -> Credentials {
+    Credentials {
+        username: "Mufasa".into(),
+        realm: "http-auth@example.org".into(),
+        nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v".into(),
+        uri: "/dir/index.html".into(),
+        response: String::new(),
+        algorithm,
+        cnonce: "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ".into(),
+        count: 1,
+    }
+}
+
+#[test]
+fn responses_match_rfc_7616s_example() {
+    let ha1s = Ha1s::of("Mufasa", "http-auth@example.org", "Circle of Life");
+    let c = example(Algorithm::Md5);
+    assert_eq!(
+        response(&ha1s.md5, &c, "GET"),
+        "8ca523f5e9506fed4657c9700eebdbec"
+    );
+    let c = example(Algorithm::Sha256);
+    assert_eq!(
+        response(&ha1s.sha256, &c, "GET"),
+        "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+    );
+}
+
+#[test]
+fn credentials_are_read_with_quotes_commas_and_any_case() {
+    let c = parse(
+        "Digest username=\"bob\",realm=\"agentgw\", nonce=\"n,1\", uri=\"sip:login@192.0.2.1\", \
+         response=\"ABCD\", ALGORITHM=SHA-256, cnonce=\"c\", qop=auth, nc=0000000a",
+    )
+    .unwrap();
+    assert_eq!(c.username, "bob");
+    assert_eq!(c.nonce, "n,1");
+    assert_eq!(c.algorithm, Algorithm::Sha256);
+    assert_eq!(c.count, 10);
+    assert_eq!(c.response, "abcd");
+    let without_qop =
+        "Digest username=\"bob\", realm=\"agentgw\", nonce=\"n\", uri=\"sip:x\", response=\"a\"";
+    assert_eq!(parse(without_qop), Err("no qop (qop=auth is required)"));
+    assert_eq!(
+        parse("Basic Ym9iOnNlY3JldA=="),
+        Err("not Digest credentials")
+    );
+    let sess = "Digest username=\"b\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"a\", algorithm=MD5-sess, qop=auth, nc=00000001, cnonce=\"c\"";
+    assert_eq!(parse(sess), Err("algorithm not offered"));
+}
+
+#[test]
+fn both_algorithms_are_offered_sha_256_first() {
+    let c = challenges("agentgw", "n", false);
+    assert_eq!(c.len(), 2);
+    assert!(c[0].contains("algorithm=SHA-256") && c[1].contains("algorithm=MD5"));
+    assert!(c
+        .iter()
+        .all(|c| c.contains("qop=\"auth\"") && !c.contains("stale")));
+    assert!(challenges("agentgw", "n", true)[0].ends_with("stale=true"));
+}
+
+/// The Authorization a phone sends for `nonce` with `password`.
+fn authorization(nonce: &str, password: &str, count: u32, algorithm: Algorithm) -> String {
+    let mut c = example(algorithm);
+    c.username = "desk-7".into();
+    c.realm = "agentgw".into();
+    c.nonce = nonce.into();
+    c.uri = "sip:login@192.0.2.1".into();
+    c.count = count;
+    let ha1s = Ha1s::of("desk-7", "agentgw", password);
+    let r = response(ha1s.get(algorithm), &c, "INVITE");
+    format!(
+        "Digest username=\"desk-7\", realm=\"agentgw\", nonce=\"{nonce}\", uri=\"{}\", \
+         response=\"{r}\", algorithm={}, cnonce=\"{}\", qop=auth, nc={count:08x}",
+        c.uri,
+        algorithm.name(),
+        c.cnonce
+    )
+}
+
+#[test]
+fn a_right_response_is_taken_once_per_count_and_a_wrong_one_refused() {
+    let nonces = Nonces::default();
+    let account = Ha1s::of("desk-7", "agentgw", "s3cret");
+    let now = 1_000_000;
+    let nonce = nonces.issue(now);
+    for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+        let count = if algorithm == Algorithm::Md5 { 2 } else { 1 };
+        let auth = authorization(&nonce, "s3cret", count, algorithm);
+        let First::Lookup(c) = first(Some(&auth), "agentgw", &nonces, now + 1) else {
+            panic!("not looked up")
+        };
+        assert_eq!(
+            finish(&c, Some(&account), "INVITE", &nonces, now + 1),
+            Ok("desk-7".into())
+        );
+        // The same request again: a replay.
+        assert_eq!(
+            finish(&c, Some(&account), "INVITE", &nonces, now + 2),
+            Err("a nonce count used before (a replay)")
+        );
+    }
+    let auth = authorization(&nonce, "guess", 3, Algorithm::Sha256);
+    let First::Lookup(c) = first(Some(&auth), "agentgw", &nonces, now + 1) else {
+        panic!("not looked up")
+    };
+    assert_eq!(
+        finish(&c, Some(&account), "INVITE", &nonces, now),
+        Err("wrong password")
+    );
+    assert_eq!(
+        finish(&c, None, "INVITE", &nonces, now),
+        Err("no such phone account")
+    );
+    // A wrong password does not use up the count.
+    let auth = authorization(&nonce, "s3cret", 3, Algorithm::Sha256);
+    let First::Lookup(c) = first(Some(&auth), "agentgw", &nonces, now + 1) else {
+        panic!("not looked up")
+    };
+    assert!(finish(&c, Some(&account), "INVITE", &nonces, now).is_ok());
+}
+
+#[test]
+fn nonces_expire_and_cannot_be_made_up() {
+    let nonces = Nonces::default();
+    let now = 1_000_000;
+    let nonce = nonces.issue(now);
+    assert_eq!(nonces.state(&nonce, now), NonceState::Fresh);
+    assert_eq!(
+        nonces.state(&nonce, now + NONCE_LIFETIME_SECS),
+        NonceState::Fresh
+    );
+    assert_eq!(
+        nonces.state(&nonce, now + NONCE_LIFETIME_SECS + 1),
+        NonceState::Stale
+    );
+    assert_eq!(Nonces::default().state(&nonce, now), NonceState::Forged);
+    let mut tampered = nonce.clone().into_bytes();
+    tampered[0] = if tampered[0] == b'0' { b'1' } else { b'0' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert_eq!(nonces.state(&tampered, now), NonceState::Forged);
+    assert_eq!(nonces.state("é", now), NonceState::Forged);
+    let stale = authorization(&nonce, "s3cret", 1, Algorithm::Md5);
+    assert_eq!(
+        first(
+            Some(&stale),
+            "agentgw",
+            &nonces,
+            now + NONCE_LIFETIME_SECS + 1
+        ),
+        First::Challenge { stale: true }
+    );
+    assert_eq!(
+        first(None, "agentgw", &nonces, now),
+        First::Challenge { stale: false }
+    );
+    assert_eq!(
+        first(
+            Some(&authorization("ab", "x", 1, Algorithm::Md5)),
+            "agentgw",
+            &nonces,
+            now
+        ),
+        First::Refuse("a nonce not issued here")
+    );
+}
