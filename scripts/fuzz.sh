@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(sip_intake sdp rtp_keys info_body)
+[ ${#targets[@]} -gt 0 ] || targets=(sip_intake sdp rtp_keys info_body srtp)
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   echo "== $t: $secs s" >&2

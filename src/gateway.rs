@@ -230,6 +230,7 @@ impl Gateway {
                 nonces: Arc::default(),
             },
             tls: tls.clone(),
+            srtp: config.media.srtp,
         })
         .await?;
         let events = crate::events::Events::start(ctx.store.clone()).await?;

@@ -1,8 +1,9 @@
 //! SDP offer/answer for one audio stream: PCMU/PCMA, telephone-event at whatever payload type
-//! the peer uses, ptime, direction. Only what a login IVR needs; everything else in a peer's SDP
-//! is ignored, never an error.
+//! the peer uses, ptime, direction, SRTP keys (SDES, RFC 4568) and the `[media] srtp` policy.
+//! Only what a login IVR needs; everything else in a peer's SDP is ignored, never an error.
 
 use crate::media::prompts::Codec;
+use crate::media::srtp::{MasterKey, Suite};
 pub use crate::media::Negotiated;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +24,9 @@ pub enum SdpError {
     /// RTP (answered 488).
     #[error("no usable audio stream: {0}")]
     NoAudio(&'static str),
+    /// Readable, but its media security is refused by `[media] srtp` (answered 488).
+    #[error("{0}")]
+    Security(&'static str),
 }
 
 impl SdpError {
@@ -30,7 +34,7 @@ impl SdpError {
     pub fn status(&self) -> u16 {
         match self {
             SdpError::Malformed(_) => 400,
-            SdpError::NoCommonCodec | SdpError::NoAudio(_) => 488,
+            SdpError::NoCommonCodec | SdpError::NoAudio(_) | SdpError::Security(_) => 488,
         }
     }
 }
@@ -83,6 +87,58 @@ pub struct RemoteMedia {
     /// The offer's other media streams, as the answer rejects them (RFC 3264 §6: one m= line
     /// per offered one, in order, port 0): those before the audio stream and those after.
     pub rejected: (Vec<String>, Vec<String>),
+    /// The stream is RTP/SAVP (or SAVPF): SRTP or nothing.
+    pub secure: bool,
+    /// Its `a=crypto` lines of suites agentgw supports, in the peer's order.
+    pub crypto: Vec<Crypto>,
+}
+
+/// One `a=crypto` line: its tag and the key it carries (or, in our SDP, ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crypto {
+    pub tag: u32,
+    pub key: MasterKey,
+}
+
+/// `[media] srtp`: whether calls' audio is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpPolicy {
+    /// Plain RTP only: an SRTP-only offer (RTP/SAVP) is refused.
+    Off,
+    /// SRTP when the caller offers it over TLS, plain RTP otherwise.
+    Offer,
+    /// SRTP only, and so only over TLS: anything else is refused.
+    Require,
+}
+
+/// Most `a=crypto` lines read from one stream.
+const MAX_CRYPTO_LINES: usize = 16;
+
+/// The peer's crypto line to answer with, under `policy`, for a call whose signalling came
+/// over TLS or not (SDES keys are never taken or sent in clear): Some, SRTP with that key;
+/// None, plain RTP; an error, the offer is refused (488).
+pub fn choose_crypto(
+    policy: SrtpPolicy,
+    over_tls: bool,
+    remote: &RemoteMedia,
+) -> Result<Option<&Crypto>, SdpError> {
+    let usable = remote.crypto.first().filter(|_| over_tls);
+    match (policy, remote.secure, usable) {
+        (SrtpPolicy::Off, true, _) => Err(SdpError::Security(
+            "SRTP offered (RTP/SAVP) but [media] srtp = \"off\"",
+        )),
+        (SrtpPolicy::Off, false, _) => Ok(None),
+        (_, true, None) if !over_tls => Err(SdpError::Security(
+            "SRTP keys are taken only over SIP over TLS",
+        )),
+        (_, true, None) => Err(SdpError::Security("no SRTP crypto suite in common")),
+        (SrtpPolicy::Require, false, None) => Err(SdpError::Security(
+            "[media] srtp = \"require\": plain RTP refused (offer RTP/SAVP over SIP over TLS)",
+        )),
+        (_, _, Some(c)) => Ok(Some(c)),
+        (SrtpPolicy::Offer, false, None) => Ok(None),
+    }
 }
 
 /// The payload type we offer for telephone-event when we make the offer (late offer).
@@ -166,10 +222,12 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
                     }
                     (Some(d), false, false) => session_dir = d,
                     (None, true, _) => {
-                        if let (Some(a), Some(rtpmap)) =
-                            (audio.as_mut(), value.strip_prefix("rtpmap:"))
-                        {
-                            a.rtpmap(rtpmap);
+                        if let Some(a) = audio.as_mut() {
+                            if let Some(rtpmap) = value.strip_prefix("rtpmap:") {
+                                a.rtpmap(rtpmap);
+                            } else if let Some(crypto) = value.strip_prefix("crypto:") {
+                                a.crypto(crypto);
+                            }
                         }
                     }
                     _ => {}
@@ -202,6 +260,8 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
         comfort_noise: audio.comfort_noise(),
         direction: audio.direction.unwrap_or(session_dir),
         rejected,
+        secure: audio.secure,
+        crypto: audio.crypto,
     })
 }
 
@@ -243,6 +303,9 @@ struct AudioSection {
     port: u16,
     /// Over RTP (RTP/AVP, RTP/AVPF …).
     rtp: bool,
+    /// RTP/SAVP or RTP/SAVPF.
+    secure: bool,
+    crypto: Vec<Crypto>,
     payloads: Vec<u8>,
     names: Vec<(u8, String)>,
     telephone_event: Option<u8>,
@@ -268,6 +331,7 @@ impl AudioSection {
             .next()
             .ok_or_else(|| SdpError::Malformed("m=audio has no transport".into()))?;
         let rtp = proto.starts_with("RTP/");
+        let secure = proto.starts_with("RTP/SAVP");
         // Formats are payload types only over RTP; another transport's are not read.
         let payloads = parts
             .take(if rtp { 64 } else { 0 })
@@ -280,12 +344,34 @@ impl AudioSection {
         Ok(AudioSection {
             port,
             rtp,
+            secure,
+            crypto: Vec::new(),
             payloads,
             names: Vec::new(),
             telephone_event: None,
             conn: None,
             direction: None,
         })
+    }
+
+    /// `TAG SUITE KEY-PARAMS [SESSION-PARAMS]` (RFC 4568 §9.1); kept when the suite is one
+    /// agentgw supports and the key reads (one inline key, no session parameters that change
+    /// the packets: UNENCRYPTED_SRTP and the like are not taken).
+    fn crypto(&mut self, value: &str) {
+        let mut parts = value.split_whitespace();
+        let (Some(tag), Some(suite), Some(params)) = (
+            parts.next().and_then(|t| t.parse::<u32>().ok()),
+            parts.next().and_then(Suite::of),
+            parts.next(),
+        ) else {
+            return;
+        };
+        if parts.next().is_some() || self.crypto.len() >= MAX_CRYPTO_LINES {
+            return;
+        }
+        if let Some(key) = MasterKey::from_inline(suite, params) {
+            self.crypto.push(Crypto { tag, key });
+        }
     }
 
     fn rtpmap(&mut self, value: &str) {
@@ -383,17 +469,24 @@ pub struct Origin {
 
 /// Our SDP answer for a call: its audio stream, between the offer's other streams rejected
 /// (`rejected`, from `RemoteMedia`).
+/// With `crypto`, our key for the peer's chosen line, under the profile the offer used.
 pub fn answer(
     origin: Origin,
     local: SocketAddr,
     media: Negotiated,
     direction: Direction,
-    rejected: &(Vec<String>, Vec<String>),
+    remote: &RemoteMedia,
+    crypto: Option<&Crypto>,
 ) -> String {
     let mut pts = vec![media.codec.payload_type()];
     pts.extend(media.telephone_event);
     pts.extend(media.comfort_noise);
-    let audio = body(origin, local, &pts, Some(media), direction);
+    let security = Security {
+        secure: remote.secure,
+        crypto: crypto.map(std::slice::from_ref).unwrap_or_default(),
+    };
+    let audio = body(origin, local, &pts, Some(media), direction, &security);
+    let rejected = &remote.rejected;
     if rejected.0.is_empty() && rejected.1.is_empty() {
         return audio;
     }
@@ -409,15 +502,23 @@ pub fn answer(
     s
 }
 
-/// Our SDP offer (INVITE without SDP: offer in the 200, answer in the ACK).
-pub fn offer(origin: Origin, local: SocketAddr) -> String {
+/// Our SDP offer (INVITE without SDP: offer in the 200, answer in the ACK), with `crypto`
+/// lines (RTP/SAVP when `secure`, else best-effort SRTP in RTP/AVP).
+pub fn offer(origin: Origin, local: SocketAddr, secure: bool, crypto: &[Crypto]) -> String {
     body(
         origin,
         local,
         &[0, 8, OUR_TELEPHONE_EVENT_PT],
         None,
         Direction::SendRecv,
+        &Security { secure, crypto },
     )
+}
+
+/// The profile and crypto lines of our audio stream.
+struct Security<'a> {
+    secure: bool,
+    crypto: &'a [Crypto],
 }
 
 fn body(
@@ -426,16 +527,18 @@ fn body(
     pts: &[u8],
     media: Option<Negotiated>,
     dir: Direction,
+    security: &Security<'_>,
 ) -> String {
     let fam = if local.is_ipv4() { "IP4" } else { "IP6" };
     let ip = local.ip();
     let mut s = String::with_capacity(300);
     let _ = write!(
         s,
-        "v=0\r\no=agentgw {} {} IN {fam} {ip}\r\ns=agentgw\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP",
+        "v=0\r\no=agentgw {} {} IN {fam} {ip}\r\ns=agentgw\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {} RTP/{}",
         origin.session_id,
         origin.version,
-        local.port()
+        local.port(),
+        if security.secure { "SAVP" } else { "AVP" }
     );
     for pt in pts {
         let _ = write!(s, " {pt}");
@@ -458,6 +561,15 @@ fn body(
             }
             _ => {}
         }
+    }
+    for c in security.crypto {
+        let _ = write!(
+            s,
+            "a=crypto:{} {} {}\r\n",
+            c.tag,
+            c.key.suite.name(),
+            c.key.to_inline()
+        );
     }
     s.push_str("a=ptime:20\r\n");
     let _ = write!(s, "a={}\r\n", dir.attr());

@@ -19,7 +19,8 @@ fn picks_first_supported_codec_and_the_peers_telephone_event_type() {
         "192.0.2.1:20000".parse().unwrap(),
         n,
         Direction::SendRecv,
-        &Default::default(),
+        &m,
+        None,
     );
     assert!(a.contains("m=audio 20000 RTP/AVP 8 120\r\n"), "{a}");
     assert!(a.contains("a=rtpmap:120 telephone-event/8000\r\n"), "{a}");
@@ -40,7 +41,8 @@ fn ipv6_and_media_level_connection_and_hold() {
         "[::1]:20002".parse().unwrap(),
         m.negotiate(),
         m.direction.answer(),
-        &m.rejected,
+        &m,
+        None,
     );
     assert!(
         a.contains("c=IN IP6 ::1\r\n") && a.contains("a=recvonly\r\n"),
@@ -72,6 +74,8 @@ fn our_offer_lists_both_codecs_and_events() {
             version: 1,
         },
         "127.0.0.1:20000".parse().unwrap(),
+        false,
+        &[],
     );
     assert!(o.contains("m=audio 20000 RTP/AVP 0 8 101\r\n"), "{o}");
     let back = parse(o.as_bytes()).unwrap();
@@ -92,7 +96,8 @@ fn comfort_noise_is_answered_when_offered() {
         "192.0.2.1:20000".parse().unwrap(),
         m.negotiate(),
         Direction::SendRecv,
-        &Default::default(),
+        &m,
+        None,
     );
     assert!(
         a.contains("RTP/AVP 0 101 13\r\n") && a.contains("a=rtpmap:13 CN/8000\r\n"),
@@ -154,6 +159,90 @@ fn answered(m: &RemoteMedia) -> String {
         "10.0.0.1:30000".parse().unwrap(),
         m.negotiate(),
         m.direction.answer(),
-        &m.rejected,
+        m,
+        None,
     )
+}
+
+/// An offer of `profile` with these `a=crypto` lines.
+fn secure_offer(profile: &str, crypto: &[String]) -> RemoteMedia {
+    let lines: String = crypto.iter().map(|c| format!("a=crypto:{c}\r\n")).collect();
+    let sdp = format!("v=0\r\nc=IN IP4 10.0.0.5\r\nm=audio 4000 {profile} 0\r\n{lines}");
+    parse(sdp.as_bytes()).unwrap()
+}
+
+#[test]
+fn crypto_lines_of_supported_suites_are_read_and_the_answer_carries_ours() {
+    let key = MasterKey::generate(Suite::AesCm128HmacSha1_32);
+    let m = secure_offer(
+        "RTP/SAVP",
+        &[
+            "1 AES_256_CM_HMAC_SHA1_80 inline:AAAA".into(),
+            format!("2 AES_CM_128_HMAC_SHA1_32 {}|2^31", key.to_inline()),
+            "3 AES_CM_128_HMAC_SHA1_80 inline:tooshort".into(),
+            format!(
+                "4 AES_CM_128_HMAC_SHA1_80 {} UNENCRYPTED_SRTP",
+                key.to_inline()
+            ),
+        ],
+    );
+    assert!(m.secure);
+    assert_eq!(m.crypto.len(), 1, "{:?}", m.crypto);
+    assert_eq!((m.crypto[0].tag, &m.crypto[0].key), (2, &key));
+    let ours = Crypto {
+        tag: 2,
+        key: MasterKey::generate(Suite::AesCm128HmacSha1_32),
+    };
+    let a = answer(
+        Origin {
+            session_id: 1,
+            version: 1,
+        },
+        "10.0.0.1:30000".parse().unwrap(),
+        m.negotiate(),
+        Direction::SendRecv,
+        &m,
+        Some(&ours),
+    );
+    assert!(a.contains("m=audio 30000 RTP/SAVP 0\r\n"), "{a}");
+    assert!(
+        a.contains(&format!(
+            "a=crypto:2 AES_CM_128_HMAC_SHA1_32 {}\r\n",
+            ours.key.to_inline()
+        )),
+        "{a}"
+    );
+    assert_eq!(parse(a.as_bytes()).unwrap().crypto, vec![ours]);
+}
+
+#[test]
+fn the_srtp_policy_decides_by_profile_keys_and_transport() {
+    use SrtpPolicy::{Off, Offer, Require};
+    let key = MasterKey::generate(Suite::AeadAes128Gcm).to_inline();
+    let savp = secure_offer("RTP/SAVP", &[format!("1 AEAD_AES_128_GCM {key}")]);
+    let savp_unknown = secure_offer("RTP/SAVP", &["1 F8_128_HMAC_SHA1_80 inline:AAAA".into()]);
+    let best_effort = secure_offer("RTP/AVP", &[format!("1 AEAD_AES_128_GCM {key}")]);
+    let plain = secure_offer("RTP/AVP", &[]);
+    let keyed = |r: Result<Option<&Crypto>, SdpError>| r.map(|c| c.is_some());
+    for (policy, tls, offer, want) in [
+        (Off, true, &savp, Err(())),
+        (Off, true, &best_effort, Ok(false)),
+        (Offer, true, &savp, Ok(true)),
+        (Offer, false, &savp, Err(())),
+        (Offer, true, &savp_unknown, Err(())),
+        (Offer, true, &best_effort, Ok(true)),
+        (Offer, false, &best_effort, Ok(false)),
+        (Offer, false, &plain, Ok(false)),
+        (Require, true, &savp, Ok(true)),
+        (Require, true, &best_effort, Ok(true)),
+        (Require, true, &plain, Err(())),
+        (Require, false, &best_effort, Err(())),
+    ] {
+        let got = keyed(choose_crypto(policy, tls, offer));
+        assert_eq!(
+            got.map_err(|e| assert_eq!(e.status(), 488)),
+            want,
+            "{policy:?} {tls} {offer:?}"
+        );
+    }
 }

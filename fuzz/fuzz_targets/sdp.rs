@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
             "192.0.2.1:40000".parse().unwrap(),
             offer.negotiate(),
             offer.direction.answer(),
-            &offer.rejected,
+            &offer,
+            None,
         );
         assert!(parse(a.as_bytes()).is_ok(), "our answer parses: {a}");
     }

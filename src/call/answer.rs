@@ -1,10 +1,12 @@
-//! A call's SDP side: the RTP socket it answers with, its offer or answer, and the answers to
-//! later offers. Everything per packet lives in `media::line`, driven by the media pump.
+//! A call's SDP side: the RTP socket it answers with, its offer or answer, the SRTP keys of
+//! both sides, and the answers to later offers. Everything per packet lives in `media::line`,
+//! driven by the media pump.
 
 use super::CallContext;
 use crate::limits::RefusalLog;
 use crate::media::line::CallMedia;
-use crate::sdp::{self, Origin, RemoteMedia, SdpError};
+use crate::media::srtp::{self, MasterKey, Suite};
+use crate::sdp::{self, Crypto, Origin, RemoteMedia, SdpError, SrtpPolicy};
 use crate::sip::IncomingCall;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,13 @@ pub(super) struct Media {
     local: SocketAddr,
     origin: Origin,
     pub line: Arc<CallMedia>,
+    /// `[media] srtp`, and whether the call's signalling came over TLS.
+    policy: SrtpPolicy,
+    over_tls: bool,
+    /// Our SRTP keys: the one answered with (one line), or those of our offer (a late offer).
+    ours: Vec<Crypto>,
+    /// The peer's key in use, to tell a re-key from the same key offered again.
+    theirs: Option<MasterKey>,
 }
 
 impl Media {
@@ -25,6 +34,7 @@ impl Media {
         call: &IncomingCall,
         inband: bool,
         strict: bool,
+        policy: SrtpPolicy,
     ) -> Option<(Media, String)> {
         let any = match call.local_ip {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -46,22 +56,79 @@ impl Media {
             }
         };
         let port = socket.local_addr().map_or(0, |a| a.port());
-        let media = Media {
+        let mut media = Media {
             local: SocketAddr::new(call.local_ip, port),
             origin: Origin {
                 session_id: rand::random::<u32>() as u64,
                 version: 1,
             },
             line: CallMedia::new(socket, inband, strict),
+            policy,
+            over_tls: call.over_tls,
+            ours: Vec::new(),
+            theirs: None,
         };
         let sdp = match &call.offer {
-            Some(offer) => {
-                media.apply_remote(offer);
-                media.sdp_for(offer)
+            // The SIP side refused an offer the policy refuses (488) before the call began.
+            Some(offer) => match media.answer(offer) {
+                Ok(sdp) => sdp,
+                Err(e) => {
+                    warn!(reason = %e, "offer refused by [media] srtp");
+                    return None;
+                }
+            },
+            None => {
+                // Keys go only over TLS; under "require" the SIP side refused a late offer
+                // over anything else.
+                if policy != SrtpPolicy::Off && call.over_tls {
+                    media.ours = Suite::ALL
+                        .iter()
+                        .zip(1..)
+                        .map(|(&suite, tag)| Crypto {
+                            tag,
+                            key: MasterKey::generate(suite),
+                        })
+                        .collect();
+                }
+                let secure = policy == SrtpPolicy::Require;
+                sdp::offer(media.origin, media.local, secure, &media.ours)
             }
-            None => sdp::offer(media.origin, media.local),
         };
         Some((media, sdp))
+    }
+
+    /// Takes the peer's offer: its media, and its SRTP key (with ours made once and kept for
+    /// the call, so that a re-INVITE with the same key changes nothing); our answer.
+    fn answer(&mut self, remote: &RemoteMedia) -> Result<String, SdpError> {
+        let chosen = sdp::choose_crypto(self.policy, self.over_tls, remote)?;
+        match chosen {
+            Some(c) => {
+                let ours = match self.ours.first() {
+                    Some(o) if o.key.suite == c.key.suite => o.key.clone(),
+                    _ => MasterKey::generate(c.key.suite),
+                };
+                let fresh = self.theirs.as_ref() != Some(&c.key)
+                    || self.ours.first().is_none_or(|o| o.key != ours);
+                if fresh {
+                    self.line.set_srtp(Some((
+                        srtp::Sender::new(&ours),
+                        srtp::Receiver::new(&c.key),
+                    )));
+                }
+                self.theirs = Some(c.key.clone());
+                self.ours = vec![Crypto {
+                    tag: c.tag,
+                    key: ours,
+                }];
+            }
+            None => {
+                self.line.set_srtp(None);
+                self.theirs = None;
+                self.ours.clear();
+            }
+        }
+        self.apply_remote(remote);
+        Ok(self.sdp_for(remote))
     }
 
     fn apply_remote(&self, remote: &RemoteMedia) {
@@ -81,23 +148,48 @@ impl Media {
             self.local,
             n,
             remote.direction.answer(),
-            &remote.rejected,
+            remote,
+            self.ours.first(),
         )
     }
 
-    /// Takes the answer a late-offer call's ACK carries (unless the media is already agreed).
-    pub fn on_ack(&self, body: &[u8]) -> Result<(), SdpError> {
-        if self.line.negotiated().is_none() {
-            self.apply_remote(&sdp::parse(body)?);
+    /// Takes the answer a late-offer call's ACK carries (unless the media is already agreed):
+    /// with SRTP, the peer's key on the line of one of our tags.
+    pub fn on_ack(&mut self, body: &[u8]) -> Result<(), SdpError> {
+        if self.line.negotiated().is_some() {
+            return Ok(());
         }
+        let remote = sdp::parse(body)?;
+        let agreed = remote.crypto.iter().find_map(|theirs| {
+            let ours = self.ours.iter().find(|o| o.tag == theirs.tag)?;
+            (ours.key.suite == theirs.key.suite).then(|| (ours.clone(), theirs.key.clone()))
+        });
+        match agreed {
+            Some((ours, theirs)) => {
+                self.line.set_srtp(Some((
+                    srtp::Sender::new(&ours.key),
+                    srtp::Receiver::new(&theirs),
+                )));
+                self.ours = vec![ours];
+                self.theirs = Some(theirs);
+            }
+            None if self.policy == SrtpPolicy::Require => {
+                return Err(SdpError::Security(
+                    "the answer has no SRTP key of our offer",
+                ))
+            }
+            None => self.ours.clear(),
+        }
+        self.apply_remote(&remote);
         Ok(())
     }
 
-    /// Answers a re-INVITE's offer (hold, a move of the media), a new SDP version.
+    /// Answers a re-INVITE's offer (hold, a move of the media, new keys), a new SDP version.
     pub fn reoffer(&mut self, offer: &[u8]) -> Result<String, SdpError> {
         let remote = sdp::parse(offer)?;
-        self.apply_remote(&remote);
+        // Refused before anything changes.
+        sdp::choose_crypto(self.policy, self.over_tls, &remote)?;
         self.origin.version += 1;
-        Ok(self.sdp_for(&remote))
+        self.answer(&remote)
     }
 }

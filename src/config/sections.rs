@@ -8,6 +8,7 @@ use crate::login::rules::{
 use crate::login::AgentStatus;
 use crate::media::dtmf::DtmfMethod;
 use crate::media::rtp::PortRange;
+use crate::sdp::SrtpPolicy;
 use crate::sip::ListenAddr;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -246,6 +247,10 @@ pub struct MediaConfig {
     /// `LimitRTPRIO=` (systemd). A media thread busy for more than 15 ms of each 20 ms for
     /// half a second goes back to normal scheduling until it is light again.
     pub realtime_priority: u8,
+    /// Whether calls' audio is encrypted (SRTP with SDES keys, which go only over SIP over
+    /// TLS): "off" (plain RTP; an RTP/SAVP offer is refused), "offer" (SRTP when the caller
+    /// offers it over TLS, plain RTP otherwise), "require" (SRTP only, so TLS only).
+    pub srtp: SrtpPolicy,
 }
 
 impl Default for MediaConfig {
@@ -259,6 +264,7 @@ impl Default for MediaConfig {
             strict_rtp: true,
             threads: 0,
             realtime_priority: 0,
+            srtp: SrtpPolicy::Offer,
         }
     }
 }

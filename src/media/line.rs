@@ -11,6 +11,7 @@ use crate::media::poll::SocketSet;
 use crate::media::prompts::{Codec, EncodedPrompt, Frame, PromptId, FRAME_SAMPLES};
 use crate::media::pump::{Batch, Pumped, Tally, RECV_BATCH};
 use crate::media::rtp::{self, RemoteTarget, RtpWriter, MAX_RTP_PACKET};
+use crate::media::srtp;
 use crate::media::Negotiated;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +50,8 @@ impl CallMedia {
                 received: 0,
                 foreign: 0,
                 heard: 0,
+                srtp: None,
+                forged: 0,
             }),
             wake: tokio::sync::Notify::new(),
             ended: AtomicBool::new(false),
@@ -91,6 +94,17 @@ impl CallMedia {
             None => line.target = Some(RemoteTarget::new(addr)),
         }
         line.peer_receives = peer_receives;
+    }
+
+    /// Protects what is sent and unprotects what is read with these SRTP contexts from now
+    /// on (None: plain RTP).
+    pub fn set_srtp(&self, srtp: Option<(srtp::Sender, srtp::Receiver)>) {
+        self.line().srtp = srtp.map(Box::new);
+    }
+
+    /// SRTP packets dropped so far: forged, altered or replayed.
+    pub fn srtp_refused(&self) -> u64 {
+        self.line().forged
     }
 
     /// The media agreed with the peer, once known.
@@ -249,6 +263,32 @@ struct Line {
     foreign: u64,
     /// RTP packets taken from the caller since the call began (its liveness).
     heard: u64,
+    /// SRTP: what protects our packets and unprotects the peer's.
+    srtp: Option<Box<(srtp::Sender, srtp::Receiver)>>,
+    /// SRTP packets dropped: forged, altered, replayed or malformed.
+    forged: u64,
+}
+
+/// Sends `pkt` to `to`, protected first when the line is SRTP (in a buffer on the stack: no
+/// allocation); whether it went.
+fn send_rtp(
+    socket: &std::net::UdpSocket,
+    srtp: Option<&mut (srtp::Sender, srtp::Receiver)>,
+    pkt: &[u8],
+    to: SocketAddr,
+) -> bool {
+    let Some((sender, _)) = srtp else {
+        return socket.send_to(pkt, to).is_ok();
+    };
+    let mut buf = [0u8; MAX_RTP_PACKET + 16];
+    if pkt.len() > MAX_RTP_PACKET {
+        return false;
+    }
+    buf[..pkt.len()].copy_from_slice(pkt);
+    match sender.protect(&mut buf, pkt.len()) {
+        Some(len) => socket.send_to(&buf[..len], to).is_ok(),
+        None => false,
+    }
 }
 
 /// Ticks between comfort-noise packets while nothing plays (200 ms).
@@ -278,7 +318,7 @@ impl Line {
             if let Some(cn) = n.comfort_noise {
                 if self.cn_ticks % CN_EVERY == 0 {
                     let pkt = self.writer.packet(cn, &[CN_LEVEL], FRAME_SAMPLES as u32);
-                    if self.socket.send_to(pkt, to).is_ok() {
+                    if send_rtp(&self.socket, self.srtp.as_deref_mut(), pkt, to) {
                         self.sent += 1;
                     }
                 } else {
@@ -301,7 +341,7 @@ impl Line {
                     .writer
                     .packet(n.codec.payload_type(), &frame, FRAME_SAMPLES as u32);
                 // A full socket buffer drops this frame rather than stalling the pump.
-                if self.socket.send_to(pkt, to).is_ok() {
+                if send_rtp(&self.socket, self.srtp.as_deref_mut(), pkt, to) {
                     self.sent += 1;
                 }
             }
@@ -314,6 +354,26 @@ impl Line {
     /// drops it when it comes from another) and looks for a key in it; returns true when one
     /// was found.
     fn on_packet(&mut self, data: &[u8], from: Option<SocketAddr>) -> bool {
+        // SRTP: authenticated (and not a replay) before anything else, the source latched to
+        // included, so that a forged packet moves nothing.
+        let mut plain = [0u8; MAX_RTP_PACKET + 16];
+        let data = match self.srtp.as_deref_mut() {
+            None => data,
+            Some((_, receiver)) => {
+                let Some(buf) = plain.get_mut(..data.len()) else {
+                    self.forged += 1;
+                    return false;
+                };
+                buf.copy_from_slice(data);
+                match receiver.unprotect(buf) {
+                    Ok(n) => &plain[..n],
+                    Err(_) => {
+                        self.forged += 1;
+                        return false;
+                    }
+                }
+            }
+        };
         let Some((hdr, payload)) = rtp::parse(data) else {
             return false;
         };

@@ -10,6 +10,7 @@ pub mod prompts;
 pub mod pump;
 pub mod realtime;
 pub mod rtp;
+pub mod srtp;
 
 use prompts::Codec;
 

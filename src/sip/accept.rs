@@ -280,18 +280,33 @@ impl Acceptor {
             );
             return;
         };
+        let over_tls = tx
+            .connection
+            .as_ref()
+            .is_some_and(|c| matches!(c, SipConnection::Tls(_)));
         let body = tx.original.body().clone();
         let offer = if body.iter().all(u8::is_ascii_whitespace) {
-            None
+            // A late offer: ours, with SRTP keys only over TLS.
+            if self.settings.srtp == sdp::SrtpPolicy::Require && !over_tls {
+                Err(SdpError::Security(
+                    "[media] srtp = \"require\": SRTP keys are sent only over SIP over TLS",
+                ))
+            } else {
+                Ok(None)
+            }
         } else {
-            match sdp::parse(&body) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    let code = StatusCode::from(e.status());
-                    info!(%call_id, %source, reason = %e, "INVITE refused: {}", u16::from(code.clone()));
-                    spawn_reply(tx, code, vec![warning(&e.to_string())]);
-                    return;
-                }
+            sdp::parse(&body).and_then(|m| {
+                sdp::choose_crypto(self.settings.srtp, over_tls, &m)?;
+                Ok(Some(m))
+            })
+        };
+        let offer = match offer {
+            Ok(m) => m,
+            Err(e) => {
+                let code = StatusCode::from(e.status());
+                info!(%call_id, %source, reason = %e, "INVITE refused: {}", u16::from(code.clone()));
+                spawn_reply(tx, code, vec![warning(&e.to_string())]);
+                return;
             }
         };
         let station = match &caller {
@@ -345,6 +360,7 @@ impl Acceptor {
             call_id: CallId(call_id),
             withheld: station.is_none(),
             caller,
+            over_tls,
             station: station.unwrap_or_else(Station::of_one_call),
             dialed,
             source,

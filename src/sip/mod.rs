@@ -78,6 +78,8 @@ pub struct IncomingCall {
     pub withheld: bool,
     /// Whose word the station is: a trusted network's, a phone account's, or the caller's own.
     pub caller: Caller,
+    /// The INVITE came over TLS: SRTP keys may be taken and sent.
+    pub over_tls: bool,
     /// The user part of the Request-URI: what the caller dialed (`login`, `logout` …).
     pub dialed: String,
     /// Where the INVITE came from.
@@ -279,6 +281,8 @@ pub struct SipSettings {
     pub auth: AuthSettings,
     /// The certificate of the TLS listeners (needed by any).
     pub tls: Option<TlsServer>,
+    /// `[media] srtp`: offers it refuses get 488 before a call is set up.
+    pub srtp: sdp::SrtpPolicy,
 }
 
 /// The running SIP side.

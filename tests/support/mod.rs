@@ -9,6 +9,7 @@ use agentgw::login::Passcode;
 use agentgw::media::dtmf::{rfc4733, Digit};
 use agentgw::media::prompts::{Catalog, Codec, Frame, PromptId, FRAME_SAMPLES};
 use agentgw::media::rtp::{self, RtpWriter};
+use agentgw::media::srtp::{self, MasterKey, Suite};
 use agentgw::sip::{ListenAddr, Transport};
 use agentgw::store::Store;
 use agentgw::{Config, Gateway};
@@ -291,6 +292,9 @@ pub struct PhoneOptions {
     /// Leave the gateway's requests (its BYE) unanswered, as a phone that went away does
     /// (UDP only).
     pub deaf: bool,
+    /// SRTP: the suite offered with a key of the phone's, and whether as RTP/SAVP (else
+    /// best-effort, in RTP/AVP).
+    pub srtp: Option<(Suite, bool)>,
     /// Over TLS: the CA certificate (PEM) the gateway's certificate is checked against.
     pub tls_ca: Option<Vec<u8>>,
     /// Over TLS: the phone's own certificate and key (PEM), for mutual TLS.
@@ -313,6 +317,7 @@ impl Default for PhoneOptions {
             dialed: "login".into(),
             comfort_noise: false,
             deaf: false,
+            srtp: None,
             tls_ca: None,
             tls_client: None,
             digest: None,
@@ -359,6 +364,12 @@ pub struct Phone {
     requests: Arc<Mutex<Vec<SipMsg>>>,
     rtp: Arc<UdpSocket>,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// SRTP: the phone's key, what protects its packets, and what unprotects the gateway's
+    /// (packets that fail are counted in `srtp_refused`).
+    srtp_key: Option<MasterKey>,
+    srtp_tx: Option<srtp::Sender>,
+    srtp_rx: Arc<Mutex<Option<srtp::Receiver>>>,
+    pub srtp_refused: Arc<Mutex<u64>>,
     remote_rtp: Option<SocketAddr>,
     pub codec: Codec,
     pub te_pt: Option<u8>,
@@ -389,12 +400,24 @@ impl Phone {
         let ip = gateway.ip();
         let rtp = Arc::new(UdpSocket::bind(SocketAddr::new(ip, 0)).await.unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
+        let srtp_rx: Arc<Mutex<Option<srtp::Receiver>>> = Arc::default();
+        let srtp_refused: Arc<Mutex<u64>> = Arc::default();
         {
             let rtp = rtp.clone();
             let received = received.clone();
+            let (srtp_rx, srtp_refused) = (srtp_rx.clone(), srtp_refused.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 2048];
-                while let Ok((n, _)) = rtp.recv_from(&mut buf).await {
+                while let Ok((mut n, _)) = rtp.recv_from(&mut buf).await {
+                    if let Some(rx) = srtp_rx.lock().unwrap().as_mut() {
+                        match rx.unprotect(&mut buf[..n]) {
+                            Ok(len) => n = len,
+                            Err(_) => {
+                                *srtp_refused.lock().unwrap() += 1;
+                                continue;
+                            }
+                        }
+                    }
                     if let Some((h, p)) = rtp::parse(&buf[..n]) {
                         received.lock().unwrap().push(Received {
                             at: Instant::now(),
@@ -486,6 +509,10 @@ impl Phone {
             }
         };
         Phone {
+            srtp_key: opts.srtp.map(|(suite, _)| MasterKey::generate(suite)),
+            srtp_tx: None,
+            srtp_rx,
+            srtp_refused,
             codec: opts.codecs[0],
             te_pt: opts.telephone_event,
             opts,
@@ -544,12 +571,19 @@ impl Phone {
         if self.opts.comfort_noise {
             pts.push(13);
         }
+        let profile = match self.opts.srtp {
+            Some((_, true)) => "RTP/SAVP",
+            _ => "RTP/AVP",
+        };
         let mut s = format!(
-            "v=0\r\no=phone 1 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pts}\r\n",
+            "v=0\r\no=phone 1 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} {profile} {pts}\r\n",
             ip = addr.ip(),
             port = addr.port(),
             pts = pts.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
         );
+        if let Some(key) = &self.srtp_key {
+            s += &format!("a=crypto:1 {} {}\r\n", key.suite.name(), key.to_inline());
+        }
         for c in &self.opts.codecs {
             s += &format!("a=rtpmap:{} {}/8000\r\n", c.payload_type(), c.name());
         }
@@ -806,7 +840,30 @@ impl Phone {
         if let Some(te) = media.telephone_event {
             self.te_pt = Some(te);
         }
+        // SRTP when the gateway answered our key with one of its own.
+        match (media.crypto.first(), &self.srtp_key) {
+            (Some(theirs), Some(ours)) => {
+                assert_eq!(theirs.key.suite, ours.suite, "the suite offered");
+                *self.srtp_rx.lock().unwrap() = Some(srtp::Receiver::new(&theirs.key));
+                self.srtp_tx = Some(srtp::Sender::new(ours));
+            }
+            _ => {
+                *self.srtp_rx.lock().unwrap() = None;
+                self.srtp_tx = None;
+            }
+        }
         self.answer_sdp = Some(sdp);
+    }
+
+    /// Sends an RTP packet from `socket` to `to`, protected when the call is SRTP.
+    async fn send_rtp(&mut self, socket: &UdpSocket, pkt: &[u8], to: SocketAddr) {
+        let mut buf = [0u8; 2048];
+        buf[..pkt.len()].copy_from_slice(pkt);
+        let len = match self.srtp_tx.as_mut() {
+            Some(tx) => tx.protect(&mut buf, pkt.len()).unwrap(),
+            None => pkt.len(),
+        };
+        socket.send_to(&buf[..len], to).await.ok();
     }
 
     /// ACKs the 200 (with the answer SDP for a late offer) and sends a first audio packet.
@@ -886,7 +943,8 @@ impl Phone {
             .writer
             .packet(self.codec.payload_type(), &silence, FRAME_SAMPLES as u32)
             .to_vec();
-        self.rtp.send_to(&pkt, to).await.ok();
+        let socket = self.rtp.clone();
+        self.send_rtp(&socket, &pkt, to).await;
     }
 
     /// Keys `digits` as RFC 4733 events: per key three start packets and three end packets
@@ -914,7 +972,7 @@ impl Phone {
             w.skip(160 * 6);
             self.writer = w;
             for p in packets {
-                socket.send_to(&p, to).await.ok();
+                self.send_rtp(socket, &p, to).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             tokio::time::sleep(Duration::from_millis(40)).await;
@@ -1007,11 +1065,12 @@ impl Phone {
                     .writer
                     .packet(self.codec.payload_type(), &frame, 0)
                     .to_vec();
-                self.rtp.send_to(&pkt, to).await.ok();
+                let socket = self.rtp.clone();
+                self.send_rtp(&socket, &pkt, to).await;
                 if let (true, Some(te), true) = (with_events, te, slot < 5) {
                     let payload = rfc4733::encode(d, slot >= 3, 160 * (slot as u16 + 1).min(4));
                     let pkt = raw_rtp(te, slot as u16, event_ts, self.writer.ssrc(), &payload);
-                    self.rtp.send_to(&pkt, to).await.ok();
+                    self.send_rtp(&socket, &pkt, to).await;
                 }
                 self.writer.skip(FRAME_SAMPLES as u32);
                 tokio::time::sleep(Duration::from_millis(20)).await;
