@@ -1,5 +1,5 @@
-//! SIP Digest authentication of callers (RFC 3261 §22, RFC 8760): the challenges (SHA-256 and
-//! MD5, qop=auth), nonces that expire and whose counts are used once, and a response checked
+//! SIP Digest authentication of callers (RFC 3261 §22, RFC 8760): the challenges (SHA-256
+//! and MD5, in the order configured, qop=auth), nonces that expire and whose counts are used once, and a response checked
 //! against a phone account's HA1. Pure: the clock and the account come in as arguments.
 
 use hmac::{Hmac, Mac};
@@ -30,9 +30,11 @@ pub const MAX_USERNAME_CHARS: usize = 64;
 const MAX_NONCES_IN_USE: usize = 100_000;
 
 /// A digest algorithm of RFC 8760 (the `-sess` variants are not offered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub enum Algorithm {
+    #[serde(rename = "SHA-256")]
     Sha256,
+    #[serde(rename = "MD5")]
     Md5,
 }
 
@@ -196,11 +198,11 @@ fn split_params(s: &str) -> impl Iterator<Item = &str> {
     parts.into_iter().filter(|p| !p.trim().is_empty())
 }
 
-/// The `WWW-Authenticate` values of a 401, SHA-256 first (RFC 8760 §2.4: in order of
-/// preference), both with qop="auth".
-pub fn challenges(realm: &str, nonce: &str, stale: bool) -> Vec<String> {
+/// The `WWW-Authenticate` values of a 401, one per algorithm in `algorithms`' order (RFC
+/// 8760 §2.4: in order of preference), each with qop="auth".
+pub fn challenges(realm: &str, algorithms: &[Algorithm], nonce: &str, stale: bool) -> Vec<String> {
     let stale = if stale { ", stale=true" } else { "" };
-    [Algorithm::Sha256, Algorithm::Md5]
+    algorithms
         .iter()
         .map(|a| {
             format!(
@@ -334,12 +336,22 @@ pub enum First {
     Lookup(Credentials),
 }
 
-/// Looks at a request's `Authorization` value (None: it had none).
-pub fn first(authorization: Option<&str>, realm: &str, nonces: &Nonces, now_secs: u64) -> First {
+/// Looks at a request's `Authorization` value (None: it had none), in `realm` where
+/// `algorithms` are offered.
+pub fn first(
+    authorization: Option<&str>,
+    realm: &str,
+    algorithms: &[Algorithm],
+    nonces: &Nonces,
+    now_secs: u64,
+) -> First {
     let Some(value) = authorization else {
         return First::Challenge { stale: false };
     };
     let c = match parse(value) {
+        Ok(c) if !algorithms.contains(&c.algorithm) => {
+            return First::Refuse("algorithm not offered")
+        }
         Ok(c) => c,
         Err(why) => return First::Refuse(why),
     };

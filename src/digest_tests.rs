@@ -3,6 +3,8 @@
 
 use super::*;
 
+const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
+
 /// RFC 7616 §3.9.1's example, by both algorithms.
 fn example(algorithm: Algorithm) -> Credentials {
     Credentials {
@@ -57,13 +59,16 @@ fn credentials_are_read_with_quotes_commas_and_any_case() {
 
 #[test]
 fn both_algorithms_are_offered_sha_256_first() {
-    let c = challenges("agentgw", "n", false);
+    const BOTH: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
+    let c = challenges("agentgw", &BOTH, "n", false);
     assert_eq!(c.len(), 2);
     assert!(c[0].contains("algorithm=SHA-256") && c[1].contains("algorithm=MD5"));
     assert!(c
         .iter()
         .all(|c| c.contains("qop=\"auth\"") && !c.contains("stale")));
-    assert!(challenges("agentgw", "n", true)[0].ends_with("stale=true"));
+    assert!(challenges("agentgw", &BOTH, "n", true)[0].ends_with("stale=true"));
+    let md5_first = challenges("agentgw", &[Algorithm::Md5, Algorithm::Sha256], "n", false);
+    assert!(md5_first[0].contains("algorithm=MD5"), "{md5_first:?}");
 }
 
 /// The Authorization a phone sends for `nonce` with `password`.
@@ -94,7 +99,7 @@ fn a_right_response_is_taken_once_per_count_and_a_wrong_one_refused() {
     for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
         let count = if algorithm == Algorithm::Md5 { 2 } else { 1 };
         let auth = authorization(&nonce, "s3cret", count, algorithm);
-        let First::Lookup(c) = first(Some(&auth), "agentgw", &nonces, now + 1) else {
+        let First::Lookup(c) = first(Some(&auth), "agentgw", &ALL, &nonces, now + 1) else {
             panic!("not looked up")
         };
         assert_eq!(
@@ -108,7 +113,7 @@ fn a_right_response_is_taken_once_per_count_and_a_wrong_one_refused() {
         );
     }
     let auth = authorization(&nonce, "guess", 3, Algorithm::Sha256);
-    let First::Lookup(c) = first(Some(&auth), "agentgw", &nonces, now + 1) else {
+    let First::Lookup(c) = first(Some(&auth), "agentgw", &ALL, &nonces, now + 1) else {
         panic!("not looked up")
     };
     assert_eq!(
@@ -121,10 +126,16 @@ fn a_right_response_is_taken_once_per_count_and_a_wrong_one_refused() {
     );
     // A wrong password does not use up the count.
     let auth = authorization(&nonce, "s3cret", 3, Algorithm::Sha256);
-    let First::Lookup(c) = first(Some(&auth), "agentgw", &nonces, now + 1) else {
+    let First::Lookup(c) = first(Some(&auth), "agentgw", &ALL, &nonces, now + 1) else {
         panic!("not looked up")
     };
     assert!(finish(&c, Some(&account), "INVITE", &nonces, now).is_ok());
+    // An algorithm that was not offered.
+    let auth = authorization(&nonce, "s3cret", 4, Algorithm::Md5);
+    assert_eq!(
+        first(Some(&auth), "agentgw", &[Algorithm::Sha256], &nonces, now),
+        First::Refuse("algorithm not offered")
+    );
 }
 
 #[test]
@@ -152,19 +163,21 @@ fn nonces_expire_and_cannot_be_made_up() {
         first(
             Some(&stale),
             "agentgw",
+            &ALL,
             &nonces,
             now + NONCE_LIFETIME_SECS + 1
         ),
         First::Challenge { stale: true }
     );
     assert_eq!(
-        first(None, "agentgw", &nonces, now),
+        first(None, "agentgw", &ALL, &nonces, now),
         First::Challenge { stale: false }
     );
     assert_eq!(
         first(
             Some(&authorization("ab", "x", 1, Algorithm::Md5)),
             "agentgw",
+            &ALL,
             &nonces,
             now
         ),

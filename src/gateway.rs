@@ -226,6 +226,7 @@ impl Gateway {
             auth: AuthSettings {
                 authenticate: config.sip.authenticate,
                 realm: config.sip.realm.clone(),
+                algorithms: config.sip.digest_algorithms.clone(),
                 accounts: phone_accounts(ctx.store.clone(), config.sip.realm.clone()),
                 nonces: Arc::default(),
             },

@@ -34,8 +34,8 @@ impl Media {
         call: &IncomingCall,
         inband: bool,
         strict: bool,
-        policy: SrtpPolicy,
     ) -> Option<(Media, String)> {
+        let policy = call.srtp;
         let any = match call.local_ip {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),

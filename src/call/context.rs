@@ -26,8 +26,6 @@ pub struct Settings {
     pub routes: Routes,
     /// Strict RTP (`[media] strict_rtp`).
     pub strict_rtp: bool,
-    /// `[media] srtp`.
-    pub srtp: crate::sdp::SrtpPolicy,
     pub flow: FlowConfig,
     /// Longest a call may last before it is ended with goodbye.
     pub max_call: Duration,

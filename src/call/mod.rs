@@ -38,8 +38,7 @@ async fn run_call(ctx: Arc<CallContext>, mut call: IncomingCall, _slot: CallSlot
     let started_at = Instant::now();
     let settings = ctx.settings();
     let inband = settings.dtmf_methods.contains(&DtmfMethod::Inband);
-    let Some((media, sdp)) = Media::open(&ctx, &call, inband, settings.strict_rtp, settings.srtp)
-    else {
+    let Some((media, sdp)) = Media::open(&ctx, &call, inband, settings.strict_rtp) else {
         ctx.metrics.call_ended("no-rtp-port");
         call.handle.reject(503);
         return;

@@ -212,6 +212,15 @@ fn callers_outside_the_host_authenticate_by_default_in_a_realm_that_is_checked()
     assert!(e.to_string().starts_with("a: sip.realm: "), "{e}");
     let e = Config::parse("[sip]\nauthenticate = \"maybe\"\n", "a").unwrap_err();
     assert!(e.to_string().contains("sip.authenticate"), "{e}");
+    for bad in ["[]", "[\"MD5\", \"MD5\"]", "[\"SHA-512\"]"] {
+        let e = Config::parse(&format!("[sip]\ndigest_algorithms = {bad}\n"), "a").unwrap_err();
+        assert!(
+            e.to_string().contains("sip.digest_algorithms"),
+            "{bad}: {e}"
+        );
+    }
+    let c = Config::parse("[sip]\ndigest_algorithms = [\"MD5\", \"SHA-256\"]\n", "a").unwrap();
+    assert_eq!(c.sip.digest_algorithms[0], crate::digest::Algorithm::Md5);
 }
 
 #[test]

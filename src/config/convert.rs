@@ -66,7 +66,6 @@ impl Config {
             catalogs,
             routes: self.routes(),
             strict_rtp: self.media.strict_rtp,
-            srtp: self.media.srtp,
             flow: FlowConfig::from(&self.login),
             max_call: Duration::from_secs(self.sip.max_call_secs),
             answer_after: Duration::from_millis(self.sip.answer_after_ms),

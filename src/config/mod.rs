@@ -165,6 +165,14 @@ impl Config {
             }
             _ => {}
         }
+        let algorithms = &self.sip.digest_algorithms;
+        if algorithms.is_empty() || algorithms.len() > 2 || algorithms.first() == algorithms.get(1)
+        {
+            return invalid(
+                "sip.digest_algorithms",
+                "must list \"SHA-256\", \"MD5\" or both, once each",
+            );
+        }
         let realm_ok = |r: &str| {
             (1..=64).contains(&r.len())
                 && r.chars()

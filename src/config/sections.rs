@@ -163,6 +163,10 @@ pub struct SipConfig {
     /// CA certificates (PEM): when set, a TLS client must present a certificate issued by one
     /// of them (mutual TLS, for PBX trunks).
     pub tls_client_ca: Option<PathBuf>,
+    /// The Digest algorithms offered, in order of preference (RFC 8760): "SHA-256", "MD5".
+    /// A phone answers the first it supports; some (baresip 1.x, on libre 1.1) give up at a
+    /// first challenge they cannot answer instead, and need "MD5" listed first.
+    pub digest_algorithms: Vec<crate::digest::Algorithm>,
     /// The Digest realm phones authenticate in; a phone account's secret is made for one
     /// realm, so changing it means setting the phones' passwords again.
     pub realm: String,
@@ -225,6 +229,10 @@ impl Default for SipConfig {
             tls_private_key: None,
             tls_client_ca: None,
             realm: "agentgw".into(),
+            digest_algorithms: vec![
+                crate::digest::Algorithm::Sha256,
+                crate::digest::Algorithm::Md5,
+            ],
         }
     }
 }

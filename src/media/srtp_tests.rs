@@ -136,3 +136,40 @@ fn inline_keys_of_the_wrong_length_or_with_an_mki_are_refused() {
     assert!(MasterKey::from_inline(Suite::AesCm128HmacSha1_80, "inline:!!!").is_none());
     assert!(!format!("{:?}", MasterKey::generate(Suite::AeadAes128Gcm)).contains("inline"));
 }
+
+/// RFC 7714 §16.1.1: AEAD_AES_128_GCM with the published session key and salt.
+#[test]
+fn gcm_packets_match_rfc_7714_16_1() {
+    let keys = Keys::Gcm {
+        aead: Aes128Gcm::new_from_slice(&unhex("000102030405060708090a0b0c0d0e0f")).unwrap(),
+        salt: unhex("517569642070726f2071756f").try_into().unwrap(),
+    };
+    let plain = unhex(
+        "8040f17b8041f8d35501a0b247616c6c696120657374206f6d6e697320646976\
+         69736120696e207061727465732074726573",
+    );
+    let protected = unhex(
+        "8040f17b8041f8d35501a0b2f24de3a3fb34de6cacba861c9d7e4bcabe633bd5\
+         0d294e6f42a5f47a51c7d19b36de3adf8833899d7f27beb16a9152cf765ee4390cce",
+    );
+    let mut tx = Sender {
+        keys: keys.clone(),
+        suite: Suite::AeadAes128Gcm,
+        roc: 0,
+        last_seq: None,
+    };
+    let mut buf = [0u8; 128];
+    buf[..plain.len()].copy_from_slice(&plain);
+    let n = tx.protect(&mut buf, plain.len()).unwrap();
+    assert_eq!(buf[..n].to_vec(), protected);
+    let mut rx = Receiver {
+        keys,
+        suite: Suite::AeadAes128Gcm,
+        roc: 0,
+        s_l: None,
+        window: 0,
+    };
+    let mut wire = protected.clone();
+    assert_eq!(rx.unprotect(&mut wire), Ok(plain.len()));
+    assert_eq!(wire[..plain.len()], plain[..]);
+}

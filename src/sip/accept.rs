@@ -361,6 +361,7 @@ impl Acceptor {
             withheld: station.is_none(),
             caller,
             over_tls,
+            srtp: self.settings.srtp,
             station: station.unwrap_or_else(Station::of_one_call),
             dialed,
             source,

@@ -45,6 +45,8 @@ impl std::fmt::Debug for PhoneAccounts {
 pub struct AuthSettings {
     pub authenticate: Authenticate,
     pub realm: String,
+    /// Offered in this order.
+    pub algorithms: Vec<digest::Algorithm>,
     pub accounts: PhoneAccounts,
     pub nonces: Arc<digest::Nonces>,
 }
@@ -87,10 +89,16 @@ impl Acceptor {
         }
         let now = now_secs();
         let value = tx.original.header_value("Authorization");
-        let credentials = match digest::first(value.as_deref(), &auth.realm, &auth.nonces, now) {
+        let credentials = match digest::first(
+            value.as_deref(),
+            &auth.realm,
+            &auth.algorithms,
+            &auth.nonces,
+            now,
+        ) {
             First::Challenge { stale } => {
                 let nonce = auth.nonces.issue(now);
-                let headers = digest::challenges(&auth.realm, &nonce, stale)
+                let headers = digest::challenges(&auth.realm, &auth.algorithms, &nonce, stale)
                     .into_iter()
                     .map(|c| Header::WwwAuthenticate(c.into()))
                     .collect();

@@ -80,6 +80,8 @@ pub struct IncomingCall {
     pub caller: Caller,
     /// The INVITE came over TLS: SRTP keys may be taken and sent.
     pub over_tls: bool,
+    /// `[media] srtp`, as the offer was checked against.
+    pub srtp: sdp::SrtpPolicy,
     /// The user part of the Request-URI: what the caller dialed (`login`, `logout` …).
     pub dialed: String,
     /// Where the INVITE came from.
