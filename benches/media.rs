@@ -248,8 +248,40 @@ fn sip_validate(c: &mut Criterion) {
     });
 }
 
+/// SRTP on a 20 ms PCMU packet: protect (what each sent frame costs) and protect + unprotect
+/// (what each received packet costs, its protection made in the same loop), by suite.
+fn srtp(c: &mut Criterion) {
+    use agentgw::media::srtp::{MasterKey, Receiver, Sender, Suite};
+    let catalog = Catalog::load(None).expect("prompts");
+    let frame = catalog.get(PromptId::AgentUser).frames(Codec::Pcmu)[10];
+    for suite in Suite::ALL {
+        let key = MasterKey::generate(suite);
+        let (mut tx, mut rx) = (Sender::new(&key), Receiver::new(&key));
+        let mut w = RtpWriter::default();
+        let mut buf = [0u8; 1600];
+        c.bench_function(&format!("srtp_protect_{}", suite.name()), |b| {
+            b.iter(|| {
+                let pkt = w.packet(0, &frame, 160);
+                let n = pkt.len();
+                buf[..n].copy_from_slice(pkt);
+                black_box(tx.protect(&mut buf, n))
+            })
+        });
+        c.bench_function(&format!("srtp_protect_unprotect_{}", suite.name()), |b| {
+            b.iter(|| {
+                let pkt = w.packet(0, &frame, 160);
+                let n = pkt.len();
+                buf[..n].copy_from_slice(pkt);
+                let len = tx.protect(&mut buf, n).expect("room");
+                black_box(rx.unprotect(&mut buf[..len]).is_ok())
+            })
+        });
+    }
+}
+
 criterion_group!(
     benches,
+    srtp,
     inband,
     rtp,
     login_flow,

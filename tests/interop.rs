@@ -16,7 +16,9 @@ fn baresip_logs_in_over_tls_with_srtp_as_a_phone_account() {
         })
         .collect();
     if !missing.is_empty() {
-        support::not_checked_loudly(&format!("baresip over TLS + SRTP: {missing:?} not installed"));
+        support::not_checked_loudly(&format!(
+            "baresip over TLS + SRTP: {missing:?} not installed"
+        ));
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/baresip-tls-srtp.sh");
@@ -30,6 +32,9 @@ fn baresip_logs_in_over_tls_with_srtp_as_a_phone_account() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("RTP/SAVP") && text.contains("a=crypto:"), "{text}");
+    assert!(
+        text.contains("RTP/SAVP") && text.contains("a=crypto:"),
+        "{text}"
+    );
     assert!(text.contains("outcome=\"logged-in\""), "{text}");
 }

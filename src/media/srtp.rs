@@ -3,7 +3,7 @@
 //! protected and unprotected in place (no allocation per packet), the rollover counter
 //! followed, and replays refused within a 64-packet window. RTCP is neither sent nor read.
 
-use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
+use aes::cipher::{InnerIvInit, KeyInit, KeyIvInit, StreamCipher};
 use aes::Aes128;
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::Aes128Gcm;
@@ -210,18 +210,12 @@ fn cm_apply(cipher: &Aes128, salt: &[u8; 14], ssrc: u32, index: u64, payload: &m
     for (b, s) in iv[8..14].iter_mut().zip(&index.to_be_bytes()[2..]) {
         *b ^= s;
     }
-    // AES-CM is AES-CTR with this IV, the key schedule reused.
-    let mut counter = aes::Block::from(iv);
-    let mut block = aes::Block::default();
-    for chunk in payload.chunks_mut(16) {
-        block.copy_from_slice(&counter);
-        cipher.encrypt_block(&mut block);
-        for (p, k) in chunk.iter_mut().zip(block.iter()) {
-            *p ^= k;
-        }
-        let c = u16::from_be_bytes([counter[14], counter[15]]).wrapping_add(1);
-        counter[14..].copy_from_slice(&c.to_be_bytes());
-    }
+    // AES-CM is AES-CTR with this IV (a payload is far under 2^16 blocks, so the 128-bit
+    // counter never carries past the 16 bits RFC 3711 gives it); the key schedule is copied,
+    // not expanded again.
+    let core =
+        ctr::CtrCore::<Aes128, ctr::flavors::Ctr128BE>::inner_iv_init(cipher.clone(), &iv.into());
+    Aes128Ctr::from_core(core).apply_keystream(payload);
 }
 
 /// The GCM nonce of packet `index` of `ssrc` (RFC 7714 §8.1).
