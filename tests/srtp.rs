@@ -6,25 +6,13 @@ mod support;
 
 use agentgw::media::srtp::Suite;
 use agentgw::sdp::SrtpPolicy;
-use agentgw::sip::{ListenAddr, Transport};
+use agentgw::sip::Transport;
 use std::net::SocketAddr;
 use support::*;
 
 /// A gateway with a TLS listener and `[media] srtp = policy`; its TLS address and CA.
 async fn gateway(dir: &std::path::Path, policy: SrtpPolicy) -> (TestGateway, SocketAddr, Vec<u8>) {
-    let (cert, key, ca) = certificate(dir, "gateway", "127.0.0.1");
-    let tls: SocketAddr = ([127, 0, 0, 1], free_port("127.0.0.1".parse().unwrap())).into();
-    let gw = start_gateway_with("127.0.0.1", |c| {
-        c.sip.listen.push(ListenAddr {
-            transport: Transport::Tls,
-            addr: tls,
-        });
-        c.sip.tls_certificate = Some(cert);
-        c.sip.tls_private_key = Some(key);
-        c.media.srtp = policy;
-    })
-    .await;
-    (gw, tls, ca)
+    start_tls_gateway(dir, |c| c.media.srtp = policy).await
 }
 
 fn phone(ca: &[u8], tls: bool, srtp: Option<(Suite, bool)>) -> PhoneOptions {

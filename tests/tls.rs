@@ -5,33 +5,10 @@
 
 mod support;
 
-use agentgw::sip::{ListenAddr, Transport};
-use std::net::SocketAddr;
+use agentgw::sip::Transport;
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A gateway on loopback with a TLS listener of the certificate `name` made in `dir`; the
-/// listener's address and the CA's certificate.
-async fn tls_gateway(
-    dir: &std::path::Path,
-    tweak: impl FnOnce(&mut agentgw::Config),
-) -> (TestGateway, SocketAddr, Vec<u8>) {
-    let (cert, key, ca) = certificate(dir, "gateway", "127.0.0.1");
-    let port = free_port("127.0.0.1".parse().unwrap());
-    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
-    let gw = start_gateway_with("127.0.0.1", |c| {
-        c.sip.listen.push(ListenAddr {
-            transport: Transport::Tls,
-            addr: tls,
-        });
-        c.sip.tls_certificate = Some(cert);
-        c.sip.tls_private_key = Some(key);
-        tweak(c);
-    })
-    .await;
-    (gw, tls, ca)
-}
 
 fn over_tls(ca: &[u8]) -> PhoneOptions {
     PhoneOptions {
@@ -44,7 +21,7 @@ fn over_tls(ca: &[u8]) -> PhoneOptions {
 #[tokio::test]
 async fn an_agent_logs_in_over_tls_and_the_bye_comes_back_on_the_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let (gw, tls, ca) = tls_gateway(dir.path(), |_| {}).await;
+    let (gw, tls, ca) = start_tls_gateway(dir.path(), |_| {}).await;
     let mut p = Phone::new(tls, over_tls(&ca)).await;
     assert_eq!(p.call().await, 200);
     let contact = p
@@ -66,7 +43,7 @@ async fn an_agent_logs_in_over_tls_and_the_bye_comes_back_on_the_connection() {
 #[tokio::test]
 async fn a_reload_shows_a_renewed_certificate_to_new_connections_and_calls_go_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (gw, tls, old_ca) = tls_gateway(dir.path(), |c| {
+    let (gw, tls, old_ca) = start_tls_gateway(dir.path(), |c| {
         c.login.after_login = agentgw::login::rules::AfterLogin::Stay;
     })
     .await;
@@ -102,7 +79,7 @@ async fn a_reload_shows_a_renewed_certificate_to_new_connections_and_calls_go_on
 #[tokio::test]
 async fn clear_sip_on_the_tls_port_and_a_silent_connection_are_closed_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let (gw, tls, _) = tls_gateway(dir.path(), |c| c.sip.tcp_message_timeout_secs = 1).await;
+    let (gw, tls, _) = start_tls_gateway(dir.path(), |c| c.sip.tcp_message_timeout_secs = 1).await;
     let (admin, token) = gw.start_admin().await;
     // SIP in clear: not a TLS record, the connection is closed at once.
     let mut clear = tokio::net::TcpStream::connect(tls).await.unwrap();
@@ -134,7 +111,7 @@ async fn with_a_client_ca_only_a_phone_with_a_certificate_from_it_is_served() {
     let _ = certificate(dir.path(), "trunk", "127.0.0.1");
     let client_ca_file = dir.path().join("trunk-ca.pem");
     let (gw, tls, ca) =
-        tls_gateway(dir.path(), |c| c.sip.tls_client_ca = Some(client_ca_file)).await;
+        start_tls_gateway(dir.path(), |c| c.sip.tls_client_ca = Some(client_ca_file)).await;
     let opts = PhoneOptions {
         tls_client: Some((
             std::fs::read(dir.path().join("trunk.pem")).unwrap(),

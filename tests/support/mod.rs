@@ -35,8 +35,29 @@ pub struct TestGateway {
 
 pub const DEMO_AGENTS: [(&str, &str); 3] = [("1001", "1234"), ("1002", "2345"), ("1003", "3456")];
 
+/// A gateway on loopback with a TLS listener too, its certificate for 127.0.0.1 made in `dir`:
+/// the gateway, the TLS listener's address and the CA's certificate (PEM).
+pub async fn start_tls_gateway(
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestGateway, SocketAddr, Vec<u8>) {
+    let (cert, key, ca) = certificate(dir, "gateway", "127.0.0.1");
+    let tls = SocketAddr::new([127, 0, 0, 1].into(), free_port([127, 0, 0, 1].into()));
+    let gw = start_gateway_with("127.0.0.1", |c| {
+        c.sip.listen.push(ListenAddr {
+            transport: Transport::Tls,
+            addr: tls,
+        });
+        c.sip.tls_certificate = Some(cert);
+        c.sip.tls_private_key = Some(key);
+        tweak(c);
+    })
+    .await;
+    (gw, tls, ca)
+}
+
 /// A port free for both UDP and TCP on `ip`.
-pub fn free_port(ip: IpAddr) -> u16 {
+fn free_port(ip: IpAddr) -> u16 {
     for _ in 0..50 {
         let udp = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
         let port = udp.local_addr().unwrap().port();
@@ -206,37 +227,23 @@ pub fn certificate(dir: &std::path::Path, name: &str, ip: &str) -> (PathBuf, Pat
         format!("{name}.csr"),
         format!("{name}.pem"),
     );
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca,
-        "-days",
-        "2",
-        "-subj",
-        &format!("/CN={name} test CA"),
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &csr,
-        "-subj",
-        &format!("/CN={name}"),
-    ]);
+    // A P-256 key and a certificate request (self-signed for the CA), without a passphrase.
+    let new_key = |key: &str, out: &str, subject: &str, ca: bool| {
+        let mut args = vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ];
+        args.extend(["-nodes", "-keyout", key, "-out", out, "-subj", subject]);
+        if ca {
+            args.extend(["-x509", "-days", "2"]);
+        }
+        run(&args);
+    };
+    new_key(&ca_key, &ca, &format!("/CN={name} test CA"), true);
+    new_key(&key, &csr, &format!("/CN={name}"), false);
     let ext = dir.join(format!("{name}.ext"));
     std::fs::write(
         &ext,
