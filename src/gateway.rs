@@ -223,13 +223,12 @@ impl Gateway {
             station_from: config.login.station,
             station_header: config.login.station_header.clone(),
             trusted: config.sip.trusted_networks.clone(),
-            auth: AuthSettings {
-                authenticate: config.sip.authenticate,
-                realm: config.sip.realm.clone(),
-                algorithms: config.sip.digest_algorithms.clone(),
-                accounts: phone_accounts(ctx.store.clone(), config.sip.realm.clone()),
-                nonces: Arc::default(),
-            },
+            auth: AuthSettings::new(
+                config.sip.authenticate,
+                config.sip.realm.clone(),
+                config.sip.digest_algorithms.clone(),
+                phone_accounts(ctx.store.clone(), config.sip.realm.clone()),
+            ),
             tls: tls.clone(),
             srtp: config.media.srtp,
         })

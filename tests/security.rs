@@ -195,3 +195,20 @@ async fn wrong_passcodes_from_a_barred_network_leave_the_lockout_count_alone() {
     p.press("1003#3456#").await;
     assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
 }
+
+#[tokio::test]
+async fn a_source_failing_20_times_a_minute_is_refused_even_with_the_right_password() {
+    let gw = untrusting(|_| {}).await;
+    for _ in 0..20 {
+        let mut p = Phone::new(gw.udp, account("a wrong guess!", "MD5")).await;
+        assert_eq!(p.call().await, 403);
+    }
+    let mut p = Phone::new(gw.udp, account(PASSWORD, "SHA-256")).await;
+    assert_eq!(p.call().await, 403);
+    let warning = p.invite_response.as_ref().unwrap().header("Warning");
+    assert!(
+        warning.unwrap_or("").contains("too many failed"),
+        "{warning:?}"
+    );
+    assert!(gw.store.list_sessions().await.unwrap().is_empty());
+}

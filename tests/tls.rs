@@ -38,6 +38,23 @@ async fn an_agent_logs_in_over_tls_and_the_bye_comes_back_on_the_connection() {
     p.press("1001#1234#").await;
     assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
     assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
+    // A SIPS Request-URI gets a SIPS Contact (RFC 3261 §8.1.1.8).
+    let opts = PhoneOptions {
+        sips: true,
+        ..over_tls(&ca)
+    };
+    let mut p = Phone::new(tls, opts).await;
+    assert_eq!(p.call().await, 200);
+    let contact = p
+        .invite_response
+        .as_ref()
+        .unwrap()
+        .header("Contact")
+        .unwrap()
+        .to_string();
+    assert!(contact.starts_with("<sips:agentgw@127.0.0.1:"), "{contact}");
+    p.press("1002#2345#").await;
+    assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
 }
 
 #[tokio::test]

@@ -61,6 +61,16 @@ impl SourceLimiter {
         entry.1 += 1;
         entry.1 <= self.per_minute
     }
+
+    /// Whether `source` has used up its minute, without counting an attempt.
+    pub fn spent(&self, source: &str, now: Instant) -> bool {
+        let key = std::hash::BuildHasher::hash_one(&self.keys, source);
+        self.per_minute > 0
+            && self.seen.get(&key).is_some_and(|(start, n)| {
+                now.saturating_duration_since(*start) < Duration::from_secs(60)
+                    && *n >= self.per_minute
+            })
+    }
 }
 
 #[cfg(test)]
@@ -77,6 +87,12 @@ mod tests {
         assert!(!l.allow(ip, t0 + Duration::from_secs(10)));
         assert!(l.allow(other, t0 + Duration::from_secs(10)));
         assert!(l.allow(ip, t0 + Duration::from_secs(61)));
+        // Looking does not count.
+        let mut l = SourceLimiter::new(2);
+        assert!(!l.spent(ip, t0));
+        assert!(l.allow(ip, t0) && !l.spent(ip, t0) && l.allow(ip, t0));
+        assert!(l.spent(ip, t0) && l.spent(ip, t0 + Duration::from_secs(59)));
+        assert!(!l.spent(ip, t0 + Duration::from_secs(60)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::digest::{self, Authenticate, First, Ha1s};
+use crate::limits::SourceLimiter;
 use futures_util::future::BoxFuture;
 
 /// Whose word a call's station is.
@@ -40,7 +41,13 @@ impl std::fmt::Debug for PhoneAccounts {
     }
 }
 
-/// What authentication needs: the policy, the realm, the accounts and the nonces issued.
+/// Failed authentications a minute from one source address, past which its credentials are
+/// refused unread (403) until the minute ends: a password guessed online costs a minute per
+/// 20 guesses. Bounded like the attempt limiters (`SourceLimiter`).
+pub const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 20;
+
+/// What authentication needs: the policy, the realm, the accounts, the nonces issued and the
+/// failures counted by source.
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
     pub authenticate: Authenticate,
@@ -49,6 +56,41 @@ pub struct AuthSettings {
     pub algorithms: Vec<digest::Algorithm>,
     pub accounts: PhoneAccounts,
     pub nonces: Arc<digest::Nonces>,
+    pub failures: Arc<Mutex<SourceLimiter>>,
+}
+
+impl AuthSettings {
+    /// New: no nonce issued, no failure counted.
+    pub fn new(
+        authenticate: Authenticate,
+        realm: String,
+        algorithms: Vec<digest::Algorithm>,
+        accounts: PhoneAccounts,
+    ) -> AuthSettings {
+        AuthSettings {
+            authenticate,
+            realm,
+            algorithms,
+            accounts,
+            nonces: Arc::default(),
+            failures: Arc::new(Mutex::new(SourceLimiter::new(MAX_AUTH_FAILURES_PER_MINUTE))),
+        }
+    }
+
+    /// Whether `source` failed too often this minute.
+    fn spent(&self, source: IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        self.failures
+            .lock()
+            .is_ok_and(|f| f.spent(&source.to_string(), now))
+    }
+
+    /// Counts a failure of `source`.
+    fn failed(&self, source: IpAddr) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.allow(&source.to_string(), std::time::Instant::now());
+        }
+    }
 }
 
 fn now_secs() -> u64 {
@@ -107,6 +149,13 @@ impl Acceptor {
                 return;
             }
             First::Refuse(why) => {
+                auth.failed(source.ip());
+                refused(why, "-", source);
+                spawn_reply(tx, StatusCode::Forbidden, vec![warning(why)]);
+                return;
+            }
+            First::Lookup(_) if auth.spent(source.ip()) => {
+                let why = "too many failed authentications from this source: wait a minute";
                 refused(why, "-", source);
                 spawn_reply(tx, StatusCode::Forbidden, vec![warning(why)]);
                 return;
@@ -124,6 +173,7 @@ impl Acceptor {
             match verdict {
                 Ok(Ok(user)) => me.admit(tx, source, Caller::Authenticated(user)).await,
                 Ok(Err(why)) => {
+                    auth.failed(source.ip());
                     refused(why, &credentials.username, source);
                     spawn_reply(tx, StatusCode::Forbidden, vec![warning(why)]);
                 }

@@ -302,6 +302,8 @@ pub struct PhoneOptions {
     /// SRTP: the suite offered with a key of the phone's, and whether as RTP/SAVP (else
     /// best-effort, in RTP/AVP).
     pub srtp: Option<(Suite, bool)>,
+    /// Over TLS: call a `sips:` Request-URI.
+    pub sips: bool,
     /// Over TLS: the CA certificate (PEM) the gateway's certificate is checked against.
     pub tls_ca: Option<Vec<u8>>,
     /// Over TLS: the phone's own certificate and key (PEM), for mutual TLS.
@@ -325,6 +327,7 @@ impl Default for PhoneOptions {
             comfort_noise: false,
             deaf: false,
             srtp: None,
+            sips: false,
             tls_ca: None,
             tls_client: None,
             digest: None,
@@ -553,6 +556,16 @@ impl Phone {
         }
     }
 
+    /// The Request-URI of a new call: `sips:` with `opts.sips`, else `sip:` with the
+    /// transport.
+    fn request_uri(&self) -> String {
+        let gw = Self::host(self.gateway);
+        match self.opts.sips {
+            true => format!("sips:{}@{gw}", self.opts.dialed),
+            false => format!("sip:{}@{gw}{}", self.opts.dialed, self.uri_transport()),
+        }
+    }
+
     /// The transport parameter of our URIs.
     fn uri_transport(&self) -> &'static str {
         match self.opts.transport {
@@ -622,7 +635,11 @@ impl Phone {
             .unwrap_or_default();
         let gw = Self::host(self.gateway);
         let me = Self::host(self.local_sip);
-        let uri_tp = self.uri_transport();
+        // With a SIPS Request-URI, a SIPS Contact (RFC 3261 §8.1.1.8).
+        let (scheme, uri_tp) = match self.opts.sips {
+            true => ("sips", ""),
+            false => ("sip", self.uri_transport()),
+        };
         let ct = if body.is_empty() {
             ""
         } else {
@@ -638,15 +655,12 @@ impl Phone {
                     .collect();
                 (target.clone(), routes)
             }
-            _ => (
-                format!("sip:{}@{gw}{uri_tp}", self.opts.dialed),
-                String::new(),
-            ),
+            _ => (self.request_uri(), String::new()),
         };
         format!(
             "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{tp} {me};branch={branch};rport\r\n\
              Max-Forwards: 70\r\n{routes}From: <sip:{user}@{from_host}>;tag={ftag}\r\nTo: <sip:login@{gw}>{to_tag}\r\n\
-             Call-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{user}@{me}{uri_tp}>\r\n{extra}{ct}\
+             Call-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContact: <{scheme}:{user}@{me}{uri_tp}>\r\n{extra}{ct}\
              Content-Length: {len}\r\n\r\n{body}",
             tp = self.transport_name(),
             branch = self.branch,
@@ -820,8 +834,7 @@ impl Phone {
                 .to_string()
         };
         let (realm, nonce) = (param("realm"), param("nonce"));
-        let uri = format!("sip:{}@{}", self.opts.dialed, Self::host(self.gateway));
-        let uri = uri + self.uri_transport();
+        let uri = self.request_uri();
         let alg = match algorithm {
             "MD5" => agentgw::digest::Algorithm::Md5,
             _ => agentgw::digest::Algorithm::Sha256,
