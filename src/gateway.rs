@@ -12,7 +12,7 @@ use crate::media::realtime::watch_runtime;
 use crate::media::rtp::PortAllocator;
 use crate::sip::{
     AuthSettings, InvalidCounts, ListenAddr, PhoneAccounts, SipError, SipServer, SipSettings,
-    TcpConnections, TlsServer,
+    SrtpPolicies, TcpConnections, TlsServer,
 };
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
@@ -230,7 +230,17 @@ impl Gateway {
                 phone_accounts(ctx.store.clone(), config.sip.realm.clone()),
             ),
             tls: tls.clone(),
-            srtp: config.media.srtp,
+            srtp: SrtpPolicies {
+                default: config.media.srtp,
+                by_number: config
+                    .tenant
+                    .iter()
+                    .filter_map(|t| {
+                        let numbers = t.numbers.iter().chain(&t.logout_numbers).cloned();
+                        Some((numbers.collect(), t.srtp?))
+                    })
+                    .collect(),
+            },
         })
         .await?;
         let events = crate::events::Events::start(ctx.store.clone()).await?;

@@ -723,6 +723,7 @@ async fn the_number_dialed_picks_the_tenant_with_its_agents_sessions_and_languag
             language: Some("es".into()),
             already_logged_on: None,
             same_station: None,
+            srtp: None,
         }];
     })
     .await;

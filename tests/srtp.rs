@@ -114,3 +114,29 @@ async fn srtp_offers_under_each_policy_and_transport() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_tenant_requires_srtp_on_its_numbers_while_the_default_offers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, tls, ca) = start_tls_gateway(dir.path(), |c| {
+        c.media.srtp = SrtpPolicy::Offer;
+        c.tenant = vec![toml::from_str(
+            "name = \"secure\"\nnumbers = [\"login-secure\"]\nsrtp = \"require\"",
+        )
+        .unwrap()];
+    })
+    .await;
+    let plain = |dialed: &str| PhoneOptions {
+        dialed: dialed.into(),
+        ..phone(&ca, true, None)
+    };
+    assert_eq!(offered(tls, plain("login")).await.0, 200);
+    let (status, _, warning) = offered(tls, plain("login-secure")).await;
+    assert_eq!(status, 488, "{warning}");
+    let keyed = PhoneOptions {
+        dialed: "login-secure".into(),
+        ..phone(&ca, true, Some((Suite::AesCm128HmacSha1_80, true)))
+    };
+    assert_eq!(offered(tls, keyed).await.0, 200);
+    drop(gw);
+}

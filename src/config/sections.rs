@@ -96,6 +96,8 @@ pub struct TenantConfig {
     pub already_logged_on: Option<AlreadyLoggedOnPolicy>,
     /// This tenant's same-station policy; default: `[login] same_station`.
     pub same_station: Option<SameStationPolicy>,
+    /// This tenant's `[media] srtp` (its numbers' calls); default: `[media] srtp`.
+    pub srtp: Option<SrtpPolicy>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

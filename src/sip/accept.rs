@@ -280,6 +280,14 @@ impl Acceptor {
             );
             return;
         };
+        let dialed: String = tx
+            .original
+            .uri
+            .auth
+            .as_ref()
+            .map(|a| a.user.chars().take(MAX_STATION_CHARS).collect())
+            .unwrap_or_default();
+        let srtp = self.settings.srtp.for_dialed(&dialed);
         let over_tls = tx
             .connection
             .as_ref()
@@ -287,7 +295,7 @@ impl Acceptor {
         let body = tx.original.body().clone();
         let offer = if body.iter().all(u8::is_ascii_whitespace) {
             // A late offer: ours, with SRTP keys only over TLS.
-            if self.settings.srtp == sdp::SrtpPolicy::Require && !over_tls {
+            if srtp == sdp::SrtpPolicy::Require && !over_tls {
                 Err(SdpError::Security(
                     "[media] srtp = \"require\": SRTP keys are sent only over SIP over TLS",
                 ))
@@ -296,7 +304,7 @@ impl Acceptor {
             }
         } else {
             sdp::parse(&body).and_then(|m| {
-                sdp::choose_crypto(self.settings.srtp, over_tls, &m)?;
+                sdp::choose_crypto(srtp, over_tls, &m)?;
                 Ok(Some(m))
             })
         };
@@ -322,13 +330,6 @@ impl Acceptor {
                 return;
             }
         };
-        let dialed = tx
-            .original
-            .uri
-            .auth
-            .as_ref()
-            .map(|a| a.user.chars().take(MAX_STATION_CHARS).collect())
-            .unwrap_or_default();
         let local_ip = self
             .settings
             .public_address
@@ -361,7 +362,7 @@ impl Acceptor {
             withheld: station.is_none(),
             caller,
             over_tls,
-            srtp: self.settings.srtp,
+            srtp,
             station: station.unwrap_or_else(Station::of_one_call),
             dialed,
             source,

@@ -283,8 +283,26 @@ pub struct SipSettings {
     pub auth: AuthSettings,
     /// The certificate of the TLS listeners (needed by any).
     pub tls: Option<TlsServer>,
-    /// `[media] srtp`: offers it refuses get 488 before a call is set up.
-    pub srtp: sdp::SrtpPolicy,
+    /// `[media] srtp` by number dialed: offers it refuses get 488 before a call is set up.
+    pub srtp: SrtpPolicies,
+}
+
+/// `[media] srtp`, and the tenants' own for the numbers they are called on.
+#[derive(Debug, Clone)]
+pub struct SrtpPolicies {
+    pub default: sdp::SrtpPolicy,
+    /// (numbers dialed, their policy), in the tenants' order.
+    pub by_number: Vec<(Vec<String>, sdp::SrtpPolicy)>,
+}
+
+impl SrtpPolicies {
+    /// The policy for a call to `dialed` (the Request-URI user).
+    pub fn for_dialed(&self, dialed: &str) -> sdp::SrtpPolicy {
+        self.by_number
+            .iter()
+            .find(|(numbers, _)| numbers.iter().any(|n| n == dialed))
+            .map_or(self.default, |(_, p)| *p)
+    }
 }
 
 /// The running SIP side.
