@@ -1,12 +1,15 @@
 //! SIP Digest authentication of callers (RFC 3261 §22, RFC 8760): the challenges (SHA-256
-//! and MD5, in the order configured, qop=auth), nonces that expire and whose counts are used once, and a response checked
-//! against a phone account's HA1. Pure: the clock and the account come in as arguments.
+//! and MD5, in the order configured, qop=auth), nonces that expire and whose counts are used
+//! once, and a response checked against a phone account's HA1. Pure: the clock and the
+//! account come in as arguments.
 
 use hmac::{Hmac, Mac};
 use md5::Md5;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+use crate::hex;
 
 /// Which callers must authenticate (`[sip] authenticate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -60,18 +63,10 @@ impl Algorithm {
     /// The lowercase hex digest of `data`.
     pub fn hex(self, data: &[u8]) -> String {
         match self {
-            Algorithm::Sha256 => hex(&Sha256::digest(data)),
-            Algorithm::Md5 => hex(&Md5::digest(data)),
+            Algorithm::Sha256 => hex::encode(&Sha256::digest(data)),
+            Algorithm::Md5 => hex::encode(&Md5::digest(data)),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// A phone account's secrets for one realm: H(user:realm:password) by each algorithm.
@@ -162,8 +157,8 @@ pub fn parse(value: &str) -> Result<Credentials, &'static str> {
     }
     let count = params
         .get("nc")
-        .filter(|nc| nc.len() == 8)
-        .and_then(|nc| u32::from_str_radix(nc, 16).ok())
+        .and_then(|nc| hex::decode(nc)?.try_into().ok())
+        .map(u32::from_be_bytes)
         .ok_or("no nonce count (nc)")?;
     let cnonce = get("cnonce").map_err(|_| "no cnonce")?;
     Ok(Credentials {
@@ -277,21 +272,18 @@ impl Nonces {
         body[8..].copy_from_slice(&rand::random::<[u8; 8]>());
         let mut all = body.to_vec();
         all.extend_from_slice(&self.mac(&body));
-        hex(&all)
+        hex::encode(&all)
     }
 
     pub fn state(&self, nonce: &str, now_secs: u64) -> NonceState {
-        let bytes: Option<Vec<u8>> = (nonce.len() == 64)
-            .then(|| {
-                (0..32)
-                    .map(|i| u8::from_str_radix(nonce.get(2 * i..2 * i + 2)?, 16).ok())
-                    .collect()
-            })
-            .flatten();
+        let bytes = hex::decode(nonce).filter(|b| b.len() == 32);
         let Some(bytes) = bytes else {
             return NonceState::Forged;
         };
-        if !same(&hex(&self.mac(&bytes[..16])), &hex(&bytes[16..])) {
+        if !same(
+            &hex::encode(&self.mac(&bytes[..16])),
+            &hex::encode(&bytes[16..]),
+        ) {
             return NonceState::Forged;
         }
         let issued = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));

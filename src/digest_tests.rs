@@ -55,6 +55,11 @@ fn credentials_are_read_with_quotes_commas_and_any_case() {
     );
     let sess = "Digest username=\"b\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"a\", algorithm=MD5-sess, qop=auth, nc=00000001, cnonce=\"c\"";
     assert_eq!(parse(sess), Err("algorithm not offered"));
+    // nc is 8LHEX: a sign, a short or a long count is no count.
+    for nc in ["+0000001", "0000001", "000000001", "0000000g"] {
+        let c = format!("{without_qop}, qop=auth, cnonce=\"c\", nc={nc}");
+        assert_eq!(parse(&c), Err("no nonce count (nc)"), "{nc}");
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod digest;
 pub mod events;
 pub mod gateway;
+pub mod hex;
 pub mod limits;
 pub mod login;
 pub mod media;

@@ -433,12 +433,8 @@ async fn open_store(config: &Config) -> Result<Store> {
         Err(e) => bail!("{}: cannot read the pepper: {e}", path.display()),
     };
     let created = existing.is_none();
-    let pepper = existing.unwrap_or_else(|| {
-        (0..32)
-            .map(|_| format!("{:02x}", rand::random::<u8>()))
-            .collect::<String>()
-            .into_bytes()
-    });
+    let pepper =
+        existing.unwrap_or_else(|| agentgw::hex::encode(&rand::random::<[u8; 32]>()).into_bytes());
     let settings = agentgw::store::HashSettings {
         memory_kib: config.store.hash_memory_kib,
         iterations: config.store.hash_iterations,

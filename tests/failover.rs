@@ -38,12 +38,7 @@ struct Pepper(#[allow(dead_code)] tempfile::TempDir);
 async fn call_through(kam: &Kamailio) -> (Phone, u16) {
     let mut p = Phone::new(kam.addr, PhoneOptions::default()).await;
     assert_eq!(p.call().await, 200, "{}", kam.log());
-    let contact = p
-        .invite_response
-        .as_ref()
-        .and_then(|r| r.header("Contact"))
-        .unwrap_or_default()
-        .to_string();
+    let contact = p.answer_header("Contact");
     let port = contact
         .split("127.0.0.1:")
         .nth(1)

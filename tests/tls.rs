@@ -1,5 +1,5 @@
-//! SIP over TLS as phones and PBX trunks meet it: a login over TLS (Contact with
-//! transport=tls, the BYE on the same connection), a renewed certificate shown to new
+//! SIP over TLS as phones and PBX trunks meet it: logins over TLS 1.3 and 1.2 (Contact with
+//! transport=tls or sips:, the BYE on the same connection), a renewed certificate shown to new
 //! connections after a reload while a call goes on, handshakes that fail or stall closed and
 //! counted, and client certificates required from a CA (mutual TLS).
 
@@ -22,15 +22,13 @@ fn over_tls(ca: &[u8]) -> PhoneOptions {
 async fn an_agent_logs_in_over_tls_and_the_bye_comes_back_on_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let (gw, tls, ca) = start_tls_gateway(dir.path(), |_| {}).await;
-    let mut p = Phone::new(tls, over_tls(&ca)).await;
+    let opts = PhoneOptions {
+        tls_version: Some(&rustls::version::TLS13),
+        ..over_tls(&ca)
+    };
+    let mut p = Phone::new(tls, opts).await;
     assert_eq!(p.call().await, 200);
-    let contact = p
-        .invite_response
-        .as_ref()
-        .unwrap()
-        .header("Contact")
-        .unwrap()
-        .to_string();
+    let contact = p.answer_header("Contact");
     assert!(
         contact.to_ascii_lowercase().contains(";transport=tls"),
         "{contact}"
@@ -38,20 +36,15 @@ async fn an_agent_logs_in_over_tls_and_the_bye_comes_back_on_the_connection() {
     p.press("1001#1234#").await;
     assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));
     assert_eq!(gw.store.list_sessions().await.unwrap().len(), 1);
-    // A SIPS Request-URI gets a SIPS Contact (RFC 3261 §8.1.1.8).
+    // A SIPS Request-URI gets a SIPS Contact (RFC 3261 §8.1.1.8); TLS 1.2 is served too.
     let opts = PhoneOptions {
         sips: true,
+        tls_version: Some(&rustls::version::TLS12),
         ..over_tls(&ca)
     };
     let mut p = Phone::new(tls, opts).await;
     assert_eq!(p.call().await, 200);
-    let contact = p
-        .invite_response
-        .as_ref()
-        .unwrap()
-        .header("Contact")
-        .unwrap()
-        .to_string();
+    let contact = p.answer_header("Contact");
     assert!(contact.starts_with("<sips:agentgw@127.0.0.1:"), "{contact}");
     p.press("1002#2345#").await;
     assert_eq!(p.wait_for_bye(10).await.as_deref(), Some("logged-in"));

@@ -277,10 +277,7 @@ impl Hasher {
     pub(super) fn seal_pad(&self, salt: &[u8]) -> ([u8; 48], String) {
         use hmac::{Hmac, Mac};
         let (key, id) = match &self.keys.pepper {
-            Some((p, id)) => (
-                p.as_slice(),
-                id.iter().map(|b| format!("{b:02x}")).collect(),
-            ),
+            Some((p, id)) => (p.as_slice(), crate::hex::encode(id)),
             None => (&[][..], String::new()),
         };
         let block = |n: u8| {

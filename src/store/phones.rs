@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::digest::{Ha1s, MAX_USERNAME_CHARS};
+use crate::hex;
 
 /// A phone account as listed (never with its secret).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -30,20 +31,6 @@ fn validate_username(u: &str) -> Result<(), StoreError> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (s.len() % 2 == 0)
-        .then(|| {
-            (0..s.len() / 2)
-                .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-                .collect()
-        })
-        .flatten()
-}
-
 impl Store {
     /// Adds phone account `username` (or sets its password) for `realm`; true when new.
     pub async fn add_phone(
@@ -65,12 +52,16 @@ impl Store {
         let ha1s = Ha1s::of(username, realm, p);
         let salt: [u8; 16] = rand::random();
         let (pad, pepper) = self.hasher.seal_pad(&salt);
-        let plain = unhex(&ha1s.sha256)
+        let plain = hex::decode(&ha1s.sha256)
             .into_iter()
-            .chain(unhex(&ha1s.md5))
+            .chain(hex::decode(&ha1s.md5))
             .flatten();
         let sealed: Vec<u8> = plain.zip(pad).map(|(a, b)| a ^ b).collect();
-        let secret = format!("v1${pepper}${}${}", hex(&salt), hex(&sealed));
+        let secret = format!(
+            "v1${pepper}${}${}",
+            hex::encode(&salt),
+            hex::encode(&sealed)
+        );
         self.db.put_phone(username, realm, &secret).await
     }
 
@@ -112,8 +103,8 @@ impl Store {
         let (Some("v1"), Some(pepper), Some(salt), Some(sealed), None) = (
             parts.next(),
             parts.next(),
-            parts.next().and_then(unhex),
-            parts.next().and_then(unhex),
+            parts.next().and_then(hex::decode),
+            parts.next().and_then(hex::decode),
             parts.next(),
         ) else {
             warn!(username, "phone account secret unreadable");
@@ -129,8 +120,8 @@ impl Store {
         }
         let plain: Vec<u8> = sealed.iter().zip(pad).map(|(a, b)| a ^ b).collect();
         Ok(Some(Ha1s {
-            sha256: hex(&plain[..32]),
-            md5: hex(&plain[32..]),
+            sha256: hex::encode(&plain[..32]),
+            md5: hex::encode(&plain[32..]),
         }))
     }
 }

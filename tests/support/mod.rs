@@ -185,8 +185,12 @@ async fn tls_connect(
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions = match opts.tls_version {
+        Some(v) => vec![v],
+        None => rustls::DEFAULT_VERSIONS.to_vec(),
+    };
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(&versions)
         .unwrap()
         .with_root_certificates(roots);
     let config = match &opts.tls_client {
@@ -308,6 +312,8 @@ pub struct PhoneOptions {
     pub tls_ca: Option<Vec<u8>>,
     /// Over TLS: the phone's own certificate and key (PEM), for mutual TLS.
     pub tls_client: Option<(Vec<u8>, Vec<u8>)>,
+    /// Over TLS: offer only this version (else TLS 1.3 and 1.2).
+    pub tls_version: Option<&'static rustls::SupportedProtocolVersion>,
     /// A phone account to answer a 401 with: user, password, and the algorithm to take
     /// from the challenges ("SHA-256" or "MD5").
     pub digest: Option<(String, String, &'static str)>,
@@ -330,6 +336,7 @@ impl Default for PhoneOptions {
             sips: false,
             tls_ca: None,
             tls_client: None,
+            tls_version: None,
             digest: None,
         }
     }
@@ -926,6 +933,15 @@ impl Phone {
         self.final_response(method, 5)
             .await
             .expect("request answered")
+    }
+
+    /// Header `name` of the final answer to the INVITE ("" when absent or not yet answered).
+    pub fn answer_header(&self, name: &str) -> String {
+        let answer = self.invite_response.as_ref();
+        answer
+            .and_then(|r| r.header(name))
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn set_to_tag(&mut self, tag: &str) {
