@@ -12,7 +12,8 @@ set -euo pipefail
 for tool in baresip tmux openssl; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install $tool)" >&2; exit 2; }
 done
-BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/agentgw}
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${BIN:-$HERE/../target/release/agentgw}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 DIR=$(mktemp -d)
 SESSION=agentgw-baresip-$$
@@ -25,13 +26,7 @@ trap cleanup EXIT
 cd "$DIR"
 
 # A CA, and the gateway's certificate for 127.0.0.1.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
-  -out ca.pem -days 2 -subj "/CN=agentgw test CA" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout gw.key -out gw.csr \
-  -subj "/CN=127.0.0.1" 2>/dev/null
-printf 'subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n' > ext
-openssl x509 -req -in gw.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out gw.pem -days 2 \
-  -extfile ext 2>/dev/null
+"$HERE/test-certificate.sh" "$DIR" gw 127.0.0.1
 
 cat > agentgw.toml <<EOF
 [sip]
@@ -63,7 +58,7 @@ w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000); w.writeframes(b'\0\0
 "
 cat > bs/config <<EOF
 sip_listen 127.0.0.1:25072
-sip_cafile $DIR/ca.pem
+sip_cafile $DIR/gw-ca.pem
 audio_player aufile,$DIR/bs/heard.wav
 audio_source aufile,$DIR/bs/silence.wav
 audio_alert aufile,$DIR/bs/alert.wav

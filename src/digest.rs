@@ -116,23 +116,7 @@ pub struct Credentials {
 /// Reads `Digest username="…", realm="…", …`; the error says what is wrong. qop=auth is
 /// required (RFC 8760 §2.5): without it a response could be replayed at will.
 pub fn parse(value: &str) -> Result<Credentials, &'static str> {
-    let value = value.trim();
-    let rest = match value.get(..6) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("digest") => &value[6..],
-        _ => return Err("not Digest credentials"),
-    };
-    let mut params: HashMap<String, String> = HashMap::new();
-    for part in split_params(rest) {
-        let Some((name, v)) = part.split_once('=') else {
-            return Err("a parameter without a value");
-        };
-        let v = v.trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(v);
-        params.insert(name.trim().to_ascii_lowercase(), v.to_string());
-    }
+    let params = digest_params(value).ok_or("not Digest credentials")??;
     let get = |name: &'static str| params.get(name).cloned().ok_or(name);
     let missing = |name: &'static str| match name {
         "username" => "no username",
@@ -191,6 +175,74 @@ fn split_params(s: &str) -> impl Iterator<Item = &str> {
     }
     parts.push(&s[start..]);
     parts.into_iter().filter(|p| !p.trim().is_empty())
+}
+
+/// The parameters of a `Digest …` header value, names in lowercase and quotes taken off;
+/// None when the scheme is not Digest.
+fn digest_params(value: &str) -> Option<Result<HashMap<String, String>, &'static str>> {
+    let value = value.trim();
+    let rest = match value.get(..6) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("digest") => &value[6..],
+        _ => return None,
+    };
+    let mut params: HashMap<String, String> = HashMap::new();
+    for part in split_params(rest) {
+        let Some((name, v)) = part.split_once('=') else {
+            return Some(Err("a parameter without a value"));
+        };
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        params.insert(name.trim().to_ascii_lowercase(), v.to_string());
+    }
+    Some(Ok(params))
+}
+
+/// A phone's side: the `Authorization` value answering `challenge` (a `WWW-Authenticate`
+/// value) for a `method` request to `uri`, as `user` with `password`, the `count`th use of
+/// its nonce; None when the challenge is not a Digest one with qop=auth and an algorithm
+/// known here.
+pub fn authorization(
+    challenge: &str,
+    (user, password): (&str, &str),
+    method: &str,
+    uri: &str,
+    count: u32,
+) -> Option<String> {
+    let params = digest_params(challenge)?.ok()?;
+    let algorithm = match params.get("algorithm") {
+        None => Algorithm::Md5,
+        Some(a) => Algorithm::of(a)?,
+    };
+    let qops = params.get("qop")?;
+    if !qops
+        .split(',')
+        .any(|q| q.trim().eq_ignore_ascii_case("auth"))
+    {
+        return None;
+    }
+    let c = Credentials {
+        username: user.to_string(),
+        realm: params.get("realm")?.clone(),
+        nonce: params.get("nonce")?.clone(),
+        uri: uri.to_string(),
+        response: String::new(),
+        algorithm,
+        cnonce: hex::encode(&rand::random::<[u8; 8]>()),
+        count,
+    };
+    let ha1 = algorithm.hex(format!("{user}:{}:{password}", c.realm).as_bytes());
+    Some(format!(
+        "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", \
+         response=\"{}\", algorithm={}, cnonce=\"{}\", qop=auth, nc={count:08x}",
+        c.realm,
+        c.nonce,
+        response(&ha1, &c, method),
+        algorithm.name(),
+        c.cnonce
+    ))
 }
 
 /// The `WWW-Authenticate` values of a 401, one per algorithm in `algorithms`' order (RFC

@@ -76,23 +76,11 @@ fn both_algorithms_are_offered_sha_256_first() {
     assert!(md5_first[0].contains("algorithm=MD5"), "{md5_first:?}");
 }
 
-/// The Authorization a phone sends for `nonce` with `password`.
-fn authorization(nonce: &str, password: &str, count: u32, algorithm: Algorithm) -> String {
-    let mut c = example(algorithm);
-    c.username = "desk-7".into();
-    c.realm = "agentgw".into();
-    c.nonce = nonce.into();
-    c.uri = "sip:login@192.0.2.1".into();
-    c.count = count;
-    let ha1s = Ha1s::of("desk-7", "agentgw", password);
-    let r = response(ha1s.get(algorithm), &c, "INVITE");
-    format!(
-        "Digest username=\"desk-7\", realm=\"agentgw\", nonce=\"{nonce}\", uri=\"{}\", \
-         response=\"{r}\", algorithm={}, cnonce=\"{}\", qop=auth, nc={count:08x}",
-        c.uri,
-        algorithm.name(),
-        c.cnonce
-    )
+/// The Authorization a phone (desk-7) sends for `nonce` with `password`.
+fn answer(nonce: &str, password: &str, count: u32, algorithm: Algorithm) -> String {
+    let challenge = &challenges("agentgw", &[algorithm], nonce, false)[0];
+    let uri = "sip:login@192.0.2.1";
+    authorization(challenge, ("desk-7", password), "INVITE", uri, count).unwrap()
 }
 
 #[test]
@@ -103,7 +91,7 @@ fn a_right_response_is_taken_once_per_count_and_a_wrong_one_refused() {
     let nonce = nonces.issue(now);
     for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
         let count = if algorithm == Algorithm::Md5 { 2 } else { 1 };
-        let auth = authorization(&nonce, "s3cret", count, algorithm);
+        let auth = answer(&nonce, "s3cret", count, algorithm);
         let First::Lookup(c) = first(Some(&auth), "agentgw", &ALL, &nonces, now + 1) else {
             panic!("not looked up")
         };
@@ -117,7 +105,7 @@ fn a_right_response_is_taken_once_per_count_and_a_wrong_one_refused() {
             Err("a nonce count used before (a replay)")
         );
     }
-    let auth = authorization(&nonce, "guess", 3, Algorithm::Sha256);
+    let auth = answer(&nonce, "guess", 3, Algorithm::Sha256);
     let First::Lookup(c) = first(Some(&auth), "agentgw", &ALL, &nonces, now + 1) else {
         panic!("not looked up")
     };
@@ -130,13 +118,13 @@ fn a_right_response_is_taken_once_per_count_and_a_wrong_one_refused() {
         Err("no such phone account")
     );
     // A wrong password does not use up the count.
-    let auth = authorization(&nonce, "s3cret", 3, Algorithm::Sha256);
+    let auth = answer(&nonce, "s3cret", 3, Algorithm::Sha256);
     let First::Lookup(c) = first(Some(&auth), "agentgw", &ALL, &nonces, now + 1) else {
         panic!("not looked up")
     };
     assert!(finish(&c, Some(&account), "INVITE", &nonces, now).is_ok());
     // An algorithm that was not offered.
-    let auth = authorization(&nonce, "s3cret", 4, Algorithm::Md5);
+    let auth = answer(&nonce, "s3cret", 4, Algorithm::Md5);
     assert_eq!(
         first(Some(&auth), "agentgw", &[Algorithm::Sha256], &nonces, now),
         First::Refuse("algorithm not offered")
@@ -163,7 +151,7 @@ fn nonces_expire_and_cannot_be_made_up() {
     let tampered = String::from_utf8(tampered).unwrap();
     assert_eq!(nonces.state(&tampered, now), NonceState::Forged);
     assert_eq!(nonces.state("é", now), NonceState::Forged);
-    let stale = authorization(&nonce, "s3cret", 1, Algorithm::Md5);
+    let stale = answer(&nonce, "s3cret", 1, Algorithm::Md5);
     assert_eq!(
         first(
             Some(&stale),
@@ -180,7 +168,7 @@ fn nonces_expire_and_cannot_be_made_up() {
     );
     assert_eq!(
         first(
-            Some(&authorization("ab", "x", 1, Algorithm::Md5)),
+            Some(&answer("ab", "x", 1, Algorithm::Md5)),
             "agentgw",
             &ALL,
             &nonces,
@@ -188,4 +176,37 @@ fn nonces_expire_and_cannot_be_made_up() {
         ),
         First::Refuse("a nonce not issued here")
     );
+}
+
+#[test]
+fn a_phones_authorization_answers_each_challenge_and_checks_out() {
+    const BOTH: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
+    let ha1s = Ha1s::of("desk1", "agentgw", "correct horse battery");
+    for (challenge, ha1) in challenges("agentgw", &BOTH, "n0", false)
+        .iter()
+        .zip([&ha1s.sha256, &ha1s.md5])
+    {
+        let uri = "sip:login@192.0.2.1";
+        let value = authorization(
+            challenge,
+            ("desk1", "correct horse battery"),
+            "INVITE",
+            uri,
+            1,
+        );
+        let c = parse(&value.expect("a Digest challenge with qop=auth")).unwrap();
+        assert_eq!((c.username.as_str(), c.nonce.as_str()), ("desk1", "n0"));
+        assert_eq!((c.uri.as_str(), c.count), (uri, 1));
+        assert_eq!(response(ha1, &c, "INVITE"), c.response);
+        assert_ne!(response(ha1, &c, "BYE"), c.response, "the method is in it");
+    }
+    let no_qop = "Digest realm=\"agentgw\", nonce=\"n0\", algorithm=MD5";
+    assert_eq!(
+        authorization(no_qop, ("u", "p"), "INVITE", "sip:x", 1),
+        None
+    );
+    let sess = "Digest realm=\"agentgw\", nonce=\"n0\", algorithm=MD5-sess, qop=\"auth\"";
+    assert_eq!(authorization(sess, ("u", "p"), "INVITE", "sip:x", 1), None);
+    let basic = "Basic realm=\"agentgw\"";
+    assert_eq!(authorization(basic, ("u", "p"), "INVITE", "sip:x", 1), None);
 }

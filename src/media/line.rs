@@ -271,7 +271,7 @@ struct Line {
 
 /// Sends `pkt` to `to`, protected first when the line is SRTP (in a buffer on the stack: no
 /// allocation); whether it went.
-fn send_rtp(
+pub fn send_rtp(
     socket: &std::net::UdpSocket,
     srtp: Option<&mut (srtp::Sender, srtp::Receiver)>,
     pkt: &[u8],
@@ -281,12 +281,8 @@ fn send_rtp(
         return socket.send_to(pkt, to).is_ok();
     };
     let mut buf = [0u8; MAX_RTP_PACKET + 16];
-    if pkt.len() > MAX_RTP_PACKET {
-        return false;
-    }
-    buf[..pkt.len()].copy_from_slice(pkt);
-    match sender.protect(&mut buf, pkt.len()) {
-        Some(len) => socket.send_to(&buf[..len], to).is_ok(),
+    match sender.protect_into(pkt, &mut buf) {
+        Some(srtp) => socket.send_to(srtp, to).is_ok(),
         None => false,
     }
 }
@@ -359,20 +355,13 @@ impl Line {
         let mut plain = [0u8; MAX_RTP_PACKET + 16];
         let data = match self.srtp.as_deref_mut() {
             None => data,
-            Some((_, receiver)) => {
-                let Some(buf) = plain.get_mut(..data.len()) else {
+            Some((_, receiver)) => match receiver.unprotect_into(data, &mut plain) {
+                Ok(rtp) => rtp,
+                Err(_) => {
                     self.forged += 1;
                     return false;
-                };
-                buf.copy_from_slice(data);
-                match receiver.unprotect(buf) {
-                    Ok(n) => &plain[..n],
-                    Err(_) => {
-                        self.forged += 1;
-                        return false;
-                    }
                 }
-            }
+            },
         };
         let Some((hdr, payload)) = rtp::parse(data) else {
             return false;

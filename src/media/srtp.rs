@@ -248,6 +248,14 @@ impl Sender {
         }
     }
 
+    /// Protects a copy of the RTP packet `pkt` made in `buf`: the SRTP packet, or None when
+    /// `buf` has no room for it and its tag or it is not RTP.
+    pub fn protect_into<'a>(&mut self, pkt: &[u8], buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        buf.get_mut(..pkt.len())?.copy_from_slice(pkt);
+        let len = self.protect(buf, pkt.len())?;
+        Some(&buf[..len])
+    }
+
     /// Protects the RTP packet in `buf[..len]` in place, appending its tag; the SRTP
     /// packet's length, or None when `buf` has no room for the tag or it is not RTP.
     pub fn protect(&mut self, buf: &mut [u8], len: usize) -> Option<usize> {
@@ -335,6 +343,19 @@ impl Receiver {
             Some(s_l) if s_l >= 0x8000 && s_l - 0x8000 > seq => self.roc.wrapping_add(1),
             Some(_) => self.roc,
         }
+    }
+
+    /// Unprotects a copy of the SRTP packet `data` made in `buf`: the RTP packet, or why it
+    /// was dropped (Malformed when it does not fit in `buf`).
+    pub fn unprotect_into<'a>(
+        &mut self,
+        data: &[u8],
+        buf: &'a mut [u8],
+    ) -> Result<&'a [u8], Refused> {
+        let copy = buf.get_mut(..data.len()).ok_or(Refused::Malformed)?;
+        copy.copy_from_slice(data);
+        let len = self.unprotect(copy)?;
+        Ok(&buf[..len])
     }
 
     /// Unprotects the SRTP packet in `buf` in place: the RTP packet's length, or why it was

@@ -210,71 +210,29 @@ async fn tls_connect(
         .expect("TLS handshake with the gateway")
 }
 
-/// A certificate for `ip` signed by a new CA, made with openssl in `dir` under `name`: the
-/// paths of the certificate and key, and the CA's certificate (PEM).
+/// A certificate for `ip` signed by a new CA, made by scripts/test-certificate.sh (openssl) in
+/// `dir` under `name`: the paths of the certificate and key, and the CA's certificate (PEM).
 pub fn certificate(dir: &std::path::Path, name: &str, ip: &str) -> (PathBuf, PathBuf, Vec<u8>) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl is needed to make the test certificates (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let (ca_key, ca) = (format!("{name}-ca.key"), format!("{name}-ca.pem"));
-    let (key, csr, cert) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.pem"),
+    // The repository's script, from this crate or the load generator's beside it.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("scripts/test-certificate.sh"))
+        .find(|f| f.exists())
+        .expect("scripts/test-certificate.sh in the repository");
+    let out = std::process::Command::new(&script)
+        .args([dir.as_os_str(), name.as_ref(), ip.as_ref()])
+        .output()
+        .expect("scripts/test-certificate.sh runs");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
     );
-    // A P-256 key and a certificate request (self-signed for the CA), without a passphrase.
-    let new_key = |key: &str, out: &str, subject: &str, ca: bool| {
-        let mut args = vec![
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ];
-        args.extend(["-nodes", "-keyout", key, "-out", out, "-subj", subject]);
-        if ca {
-            args.extend(["-x509", "-days", "2"]);
-        }
-        run(&args);
-    };
-    new_key(&ca_key, &ca, &format!("/CN={name} test CA"), true);
-    new_key(&key, &csr, &format!("/CN={name}"), false);
-    let ext = dir.join(format!("{name}.ext"));
-    std::fs::write(
-        &ext,
-        format!("subjectAltName = IP:{ip}\nbasicConstraints = CA:FALSE\n"),
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-out",
-        &cert,
-        "-days",
-        "2",
-        "-extfile",
-        ext.to_str().unwrap(),
-    ]);
     (
-        dir.join(cert),
-        dir.join(key),
-        std::fs::read(dir.join(ca)).unwrap(),
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+        std::fs::read(dir.join(format!("{name}-ca.pem"))).unwrap(),
     )
 }
 
@@ -832,28 +790,12 @@ impl Phone {
             .headers("WWW-Authenticate")
             .find(|c| c.contains(&format!("algorithm={algorithm},")))
             .unwrap_or_else(|| panic!("no {algorithm} challenge in {resp:?}"));
-        let param = |name: &str| {
-            challenge
-                .split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|v| v.split('"').next())
-                .unwrap()
-                .to_string()
-        };
-        let (realm, nonce) = (param("realm"), param("nonce"));
         let uri = self.request_uri();
-        let alg = match algorithm {
-            "MD5" => agentgw::digest::Algorithm::Md5,
-            _ => agentgw::digest::Algorithm::Sha256,
-        };
-        let ha1 = alg.hex(format!("{user}:{realm}:{password}").as_bytes());
-        let ha2 = alg.hex(format!("INVITE:{uri}").as_bytes());
-        let cnonce = rand_token();
-        let response = alg.hex(format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}").as_bytes());
+        let account = (user.as_str(), password.as_str());
+        let value = agentgw::digest::authorization(challenge, account, "INVITE", &uri, 1);
         format!(
-            "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", \
-             uri=\"{uri}\", response=\"{response}\", algorithm={algorithm}, cnonce=\"{cnonce}\", \
-             qop=auth, nc=00000001\r\n"
+            "Authorization: {}\r\n",
+            value.expect("a challenge to answer")
         )
     }
 
