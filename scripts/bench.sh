@@ -7,7 +7,10 @@
 #   scripts/bench.sh [agentgw-load args…]        e.g. scripts/bench.sh --rate 100 --duration 60
 #
 # Environment: STORE_URL (a store other than a fresh SQLite file: an empty PostgreSQL database,
-# postgres://…; the PostgreSQL server's own CPU is then printed too), AGENTS (default 2000), STAY=1 (after_login = "stay"), HASH_MEMORY_KIB and
+# postgres://…; the PostgreSQL server's own CPU is then printed too), AGENTS (default 2000), STAY=1 (after_login = "stay"),
+# TLS=1 (the calls over SIP over TLS, on PORT+1, with a certificate made for the run), SRTP=SUITE
+# (the calls offer SRTP of that suite; with TLS=1), DIGEST=N (no trusted network: every call is
+# challenged and answers as one of N phone accounts made for the run, in turn), HASH_MEMORY_KIB and
 # HASH_ITERATIONS (argon2id), MEDIA_RT ([media] realtime_priority), MAX_CPS ([sip] max_calls_per_second), OVERLOAD=true ([sip] refuse_when_overloaded), PORT (default 5090), EXTRA (more TOML for the gateway), BENCH_LOG
 # (where the gateway's log is copied at the end; default /tmp/agentgw-bench.log), BIN (a directory
 # holding other agentgw and agentgw-load binaries, e.g. a copy of a previous build, for a
@@ -56,7 +59,10 @@ first=100000
 last=$((first + agents - 1))
 cat > "$dir/gw.toml" <<EOF
 [sip]
-listen = ["udp:$host:$port", "tcp:$host:$port"]
+listen = ["udp:$host:$port", "tcp:$host:$port"${TLS:+, \"tls:$host:$((port + 1))\"}]
+${TLS:+tls_certificate = \"$dir/gw.pem\"}
+${TLS:+tls_private_key = \"$dir/gw.key\"}
+${DIGEST:+trusted_networks = []}
 max_calls = 20000
 max_calls_per_second = ${MAX_CPS:-0}
 ${OVERLOAD:+refuse_when_overloaded = $OVERLOAD}
@@ -76,6 +82,7 @@ already_logged_on = "replace"
 station_attempts_per_min = 1000
 source_attempts_per_min = 10000000
 after_login = "${STAY:+stay}${STAY:-hangup}"
+${DIGEST:+same_station = \"replace\"}
 [log]
 filter = "warn"
 ${EXTRA:-}
@@ -85,6 +92,20 @@ sed -i 's/after_login = "stay1"/after_login = "stay"/' "$dir/gw.toml"
 [ -z "${STORE_URL:-}" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$dir/pepper"
 "$bin/agentgw-load" x:1 --agents "$first-$last" --passcode 2468 --print-agents-csv > "$dir/agents.csv"
 "$bin/agentgw" --config "$dir/gw.toml" agent import "$dir/agents.csv" >/dev/null 2>&1
+load_args=()
+target=$host:$port
+if [ -n "${TLS:-}" ]; then
+  scripts/test-certificate.sh "$dir" gw "$host"
+  target=$host:$((port + 1))
+  load_args+=(--transport tls --tls-ca "$dir/gw-ca.pem")
+fi
+[ -z "${SRTP:-}" ] || load_args+=(--srtp "$SRTP")
+if [ -n "${DIGEST:-}" ]; then
+  for i in $(seq 1 "$DIGEST"); do
+    echo load-phone-password | "$bin/agentgw" --config "$dir/gw.toml" phone add "load$i" --password-stdin >/dev/null
+  done
+  load_args+=(--phone-accounts "load:$DIGEST")
+fi
 # Two descriptors per call in the generator (SIP and RTP), one in the gateway: say so when the
 # limit cannot be raised (a container's hard limit), as calls past it fail in the generator.
 ulimit -n 65536 2>/dev/null || echo "warning: open files stay at $(ulimit -n) (hard limit $(ulimit -Hn)): the generator fails calls past about $(( $(ulimit -n) / 2 )) at once" >&2
@@ -118,7 +139,7 @@ rss0=$(rss VmRSS)
 echo "gateway pid $gw, RSS before: $rss0 KiB; agentgw-load $*" >&2
 set +e
 TIMEFORMAT="generator CPU: %U s user + %S s sys"
-time "${in_ns[@]}" "$bin/agentgw-load" "$host:$port" --agents "$first-$last" --passcode 2468 "$@"
+time "${in_ns[@]}" "$bin/agentgw-load" "$target" --agents "$first-$last" --passcode 2468 "${load_args[@]}" "$@"
 status=$?
 set -e
 cpu1=$(cpu)

@@ -17,8 +17,9 @@ pub mod sip;
 
 use agentgw::media::prompts::{Catalog, Codec, Frame, PromptId};
 use agentgw::media::pump::{MediaPump, PumpSettings};
+use agentgw::media::srtp::{self, MasterKey, Suite};
 use agentgw::metrics::Metrics;
-use sip::{sdp_media, Channel};
+use sip::{sdp_media, Channel, Signalling};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -36,7 +37,13 @@ pub struct LoadOptions {
     pub target: SocketAddr,
     /// The Request-URI user to call.
     pub uri_user: String,
-    pub tcp: bool,
+    /// UDP, TCP or TLS.
+    pub signalling: Signalling,
+    /// SRTP: offer RTP/SAVP with a key of this suite (a=crypto, RFC 4568).
+    pub srtp: Option<Suite>,
+    /// Phone accounts (user, password) to answer a Digest challenge with, used in turn by
+    /// the calls; none: a challenge fails the call.
+    pub phone_accounts: Vec<(String, String)>,
     /// New calls per second.
     pub rate: f64,
     /// Calls up at once at most.
@@ -277,7 +284,7 @@ async fn call_flow(
     shared: &Shared,
     report: &mut CallReport,
 ) {
-    let Ok(mut ch) = Channel::open(opts.tcp, opts.local_ip, opts.target).await else {
+    let Ok(mut ch) = Channel::open(&opts.signalling, opts.local_ip, opts.target).await else {
         report.outcome = Outcome::SipError;
         return;
     };
@@ -301,15 +308,24 @@ async fn call_flow(
         shared.media.clone(),
     );
     let _media = shared.pump.add(&phone);
-    let transport = if ch.is_tcp() { "TCP" } else { "UDP" };
+    let transport = opts.signalling.via();
+    let contact_param = opts.signalling.contact_param();
     let call_id = format!("{}-{n}@agentgw-load", random_token());
     let from_tag = random_token();
     let fam = if local.is_ipv4() { "IP4" } else { "IP6" };
     let ip = local.ip();
     let cn = if opts.comfort_noise { " 13" } else { "" };
+    let srtp_key = opts.srtp.map(MasterKey::generate);
+    let (profile, crypto) = match &srtp_key {
+        Some(k) => (
+            "RTP/SAVP",
+            format!("a=crypto:1 {} {}\r\n", k.suite.name(), k.to_inline()),
+        ),
+        None => ("RTP/AVP", String::new()),
+    };
     let sdp = format!(
-        "v=0\r\no=load {n} 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP {pt} {TE_PT}{cn}\r\n\
-         a=rtpmap:{pt} {name}/8000\r\na=rtpmap:{TE_PT} telephone-event/8000\r\na=fmtp:{TE_PT} 0-16\r\n{cnmap}a=ptime:20\r\na=sendrecv\r\n",
+        "v=0\r\no=load {n} 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {rtp_port} {profile} {pt} {TE_PT}{cn}\r\n\
+         a=rtpmap:{pt} {name}/8000\r\na=rtpmap:{TE_PT} telephone-event/8000\r\na=fmtp:{TE_PT} 0-16\r\n{cnmap}{crypto}a=ptime:20\r\na=sendrecv\r\n",
         pt = opts.codec.payload_type(),
         name = opts.codec.name(),
         cnmap = if opts.comfort_noise { "a=rtpmap:13 CN/8000\r\n" } else { "" },
@@ -318,17 +334,17 @@ async fn call_flow(
     let ruri = format!("sip:{}@{target}", opts.uri_user);
     let station = format!("load{n}");
     let from = format!("<sip:{station}@{ip}>;tag={from_tag}");
-    // `route`: the Route header of an in-dialog request (empty: none).
+    // `extra`: header lines such as an in-dialog request's Route (empty: none).
     let request = |method: &str,
                    uri: &str,
                    cseq: u32,
                    to: &str,
-                   route: &str,
+                   extra: &str,
                    body: &str,
                    ctype: bool| {
         format!(
             "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{};rport\r\nMax-Forwards: 70\r\n\
-             {route}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{station}@{local}>\r\n\
+             {extra}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{station}@{local}{contact_param}>\r\n\
              User-Agent: agentgw-load\r\n{}Content-Length: {}\r\n\r\n{body}",
             random_token(),
             if ctype { "Content-Type: application/sdp\r\n" } else { "" },
@@ -336,7 +352,8 @@ async fn call_flow(
         )
     };
     let to_plain = format!("<{ruri}>");
-    let invite = request("INVITE", &ruri, 1, &to_plain, "", &sdp, true);
+    let mut invite_cseq = 1;
+    let mut invite = request("INVITE", &ruri, invite_cseq, &to_plain, "", &sdp, true);
     let sent_at = Instant::now();
     shared.started.fetch_add(1, Relaxed);
     if ch.send(&invite).await.is_err() {
@@ -352,26 +369,46 @@ async fn call_flow(
             m = ch.recv() => {
                 let Some(m) = m else { report.outcome = Outcome::SipError; return; };
                 let Some(status) = m.status() else { continue; };
-                if m.cseq_method() != "INVITE" || status < 200 {
+                if m.cseq_method() != "INVITE" || m.cseq() != Some(invite_cseq) || status < 200 {
                     if status >= 100 { next_rtx = tokio::time::Instant::now() + Duration::from_secs(3600); }
                     continue;
                 }
                 if status >= 300 {
+                    let to = m.header("To").unwrap_or("").to_string();
+                    let ack = request("ACK", &ruri, invite_cseq, &to, "", "", false);
+                    let _ = ch.send(&ack).await;
+                    // A Digest challenge answered once, as the next phone account.
+                    let account = opts.phone_accounts.get(n as usize % opts.phone_accounts.len().max(1));
+                    let answer = account.filter(|_| status == 401 && invite_cseq == 1).and_then(|(user, password)| {
+                        m.headers("WWW-Authenticate").find_map(|c| {
+                            agentgw::digest::authorization(c, (user, password), "INVITE", &ruri, 1)
+                        })
+                    });
+                    if let Some(answer) = answer {
+                        invite_cseq += 1;
+                        let auth = format!("Authorization: {answer}\r\n");
+                        invite = request("INVITE", &ruri, invite_cseq, &to_plain, &auth, &sdp, true);
+                        if ch.send(&invite).await.is_err() { break None; }
+                        rto = Duration::from_millis(500);
+                        next_rtx = tokio::time::Instant::now() + rto;
+                        continue;
+                    }
                     report.outcome = Outcome::SipError;
                     report.sip_status = Some(status);
-                    let to = m.header("To").unwrap_or("").to_string();
-                    let ack = request("ACK", &ruri, 1, &to, "", "", false);
-                    let _ = ch.send(&ack).await;
                     return;
                 }
-                break m;
+                break Some(m);
             }
-            _ = tokio::time::sleep_until(next_rtx), if !ch.is_tcp() => {
+            _ = tokio::time::sleep_until(next_rtx), if !ch.is_reliable() => {
                 let _ = ch.send(&invite).await;
                 rto = (rto * 2).min(Duration::from_secs(4));
                 next_rtx = tokio::time::Instant::now() + rto;
             }
         }
+    };
+    let Some(ok) = ok else {
+        report.outcome = Outcome::SipError;
+        return;
     };
     report.setup = Some(sent_at.elapsed());
     let to = ok.header("To").unwrap_or("").to_string();
@@ -392,11 +429,20 @@ async fn call_flow(
     } else {
         format!("Route: {}\r\n", route_set.join(", "))
     };
-    let ack = request("ACK", &remote_uri, 1, &to, &route, "", false);
+    let ack = request("ACK", &remote_uri, invite_cseq, &to, &route, "", false);
     let _ = ch.send(&ack).await;
     {
         let mut line = phone.line();
         line.remote = sdp_media(ok.body());
+        // SRTP when the answer carries the gateway's key for ours.
+        let theirs = srtp_key.as_ref().and_then(|_| {
+            let answer = agentgw::sdp::parse(ok.body().as_bytes()).ok()?;
+            answer.crypto.into_iter().next()
+        });
+        if let (Some(ours), Some(theirs)) = (&srtp_key, theirs) {
+            let keys = (srtp::Sender::new(ours), srtp::Receiver::new(&theirs.key));
+            line.srtp = Some(Box::new(keys));
+        }
         if opts.type_ahead {
             let start = shared.pump.tick() + 5;
             line.keying.push_back(rtp::Keying::new(
@@ -535,7 +581,7 @@ async fn call_flow(
                 if bye_sent {
                     break; // no answer to our BYE: give up
                 }
-                let bye = request("BYE", &remote_uri, 2, &to, &route, "", false);
+                let bye = request("BYE", &remote_uri, invite_cseq + 1, &to, &route, "", false);
                 let _ = ch.send(&bye).await;
                 bye_sent = true;
                 hangup_at = Some(tokio::time::Instant::now() + Duration::from_secs(4));
@@ -618,6 +664,8 @@ pub struct Summary {
     pub rtp_lost: u64,
     pub rtp_out_of_order: u64,
     pub rtp_sent: u64,
+    /// SRTP packets received that did not unprotect.
+    pub srtp_refused: u64,
     /// |inter-arrival − 20 ms| of consecutive packets (0.1 ms resolution).
     pub rtp_deviation: Spread,
     /// The generator's own media threads: ticks that ran a period or more late, and the
@@ -711,11 +759,12 @@ impl Summary {
         s += &row("RTP inter-arrival − 20 ms", &self.rtp_deviation);
         let _ = writeln!(
             s,
-            "RTP received {} ({:.0} per call), lost {}, out of order {}; sent {}",
+            "RTP received {} ({:.0} per call), lost {}, out of order {}, SRTP refused {}; sent {}",
             self.rtp_received,
             self.rtp_received_per_call,
             self.rtp_lost,
             self.rtp_out_of_order,
+            self.srtp_refused,
             self.rtp_sent
         );
         let _ = writeln!(
@@ -808,6 +857,7 @@ pub async fn run(
         rtp_lost: shared.media.rtp_lost.load(Relaxed),
         rtp_out_of_order: shared.media.rtp_out_of_order.load(Relaxed),
         rtp_sent: shared.metrics.rtp_out.load(Relaxed),
+        srtp_refused: shared.media.srtp_refused.load(Relaxed),
         generator_late_ticks: shared.metrics.media_late_ticks.load(Relaxed),
         generator_max_stall_ms: shared.metrics.media_max_stall_ticks.load(Relaxed) * 20,
         ..Summary::default()

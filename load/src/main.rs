@@ -2,6 +2,8 @@
 //! `agentgw-load --help` and docs/operations.md, "Load testing".
 
 use agentgw::media::prompts::Codec;
+use agentgw::media::srtp::Suite;
+use agentgw_load::sip::Signalling;
 use agentgw_load::{self as load, LoadOptions, Outcome};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -22,9 +24,28 @@ struct Args {
     /// The Request-URI user to call.
     #[arg(long, default_value = "login")]
     user: String,
-    /// Transport: udp or tcp.
+    /// Transport: udp, tcp or tls (SIP over TLS; give --tls-ca).
     #[arg(long, default_value = "udp")]
     transport: String,
+    /// With --transport tls: the CA certificate (PEM) the gateway's certificate is checked
+    /// against (for the target's IP address).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Offer SRTP with SDES keys of this suite, as RTP/SAVP: AES_CM_128_HMAC_SHA1_80,
+    /// AES_CM_128_HMAC_SHA1_32 or AEAD_AES_128_GCM (the gateway sends keys only over TLS).
+    #[arg(long, value_name = "SUITE")]
+    srtp: Option<String>,
+    /// Answer Digest challenges as phone accounts PREFIX1 … PREFIXN, in turn, all with
+    /// --phone-password (e.g. made with `agentgw phone add`): PREFIX:N.
+    #[arg(long, value_name = "PREFIX:N")]
+    phone_accounts: Option<String>,
+    /// The password of every --phone-accounts account.
+    #[arg(
+        long,
+        default_value = "load-phone-password",
+        env = "AGENTGW_LOAD_PHONE_PASSWORD"
+    )]
+    phone_password: String,
     /// New calls per second.
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
@@ -153,6 +174,33 @@ fn local_ip(target: SocketAddr) -> std::net::IpAddr {
         })
 }
 
+fn signalling(a: &Args) -> Result<Signalling> {
+    Ok(match (a.transport.as_str(), &a.tls_ca) {
+        ("udp", None) => Signalling::Udp,
+        ("tcp", None) => Signalling::Tcp,
+        ("tls", Some(ca)) => {
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            Signalling::tls(&pem).map_err(|e| anyhow::anyhow!("--tls-ca {}: {e}", ca.display()))?
+        }
+        ("tls", None) => bail!("--transport tls needs --tls-ca FILE"),
+        (_, Some(_)) => bail!("--tls-ca is for --transport tls"),
+        (t, None) => bail!("--transport {t}: udp, tcp or tls"),
+    })
+}
+
+/// `--phone-accounts PREFIX:N`: (PREFIX1, password) … (PREFIXN, password).
+fn phone_accounts(a: &Args) -> Result<Vec<(String, String)>> {
+    let Some(spec) = &a.phone_accounts else {
+        return Ok(vec![]);
+    };
+    let bad = || format!("--phone-accounts {spec}: PREFIX:N, e.g. load:50");
+    let (prefix, n) = spec.rsplit_once(':').with_context(bad)?;
+    let n: usize = n.parse().ok().filter(|n| *n > 0).with_context(bad)?;
+    Ok((1..=n)
+        .map(|i| (format!("{prefix}{i}"), a.phone_password.clone()))
+        .collect())
+}
+
 fn main() -> Result<()> {
     let a = Args::parse();
     let agents = agents(&a)?;
@@ -190,11 +238,14 @@ fn main() -> Result<()> {
     let opts = LoadOptions {
         target,
         uri_user: a.user.clone(),
-        tcp: match a.transport.as_str() {
-            "udp" => false,
-            "tcp" => true,
-            t => bail!("--transport {t}: udp or tcp"),
+        signalling: signalling(&a)?,
+        srtp: match &a.srtp {
+            None => None,
+            Some(name) => Some(Suite::of(name).with_context(|| {
+                format!("--srtp {name}: AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32 or AEAD_AES_128_GCM")
+            })?),
         },
+        phone_accounts: phone_accounts(&a)?,
         rate: a.rate,
         concurrency: a.concurrency,
         calls: a.calls,

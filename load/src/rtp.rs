@@ -7,11 +7,13 @@
 use super::{PromptIndex, DEV_BUCKETS, TE_PT};
 use agentgw::media::dtmf::{rfc4733, Digit};
 use agentgw::media::g711;
+use agentgw::media::line::send_rtp;
 use agentgw::media::player::PTIME;
 use agentgw::media::poll::SocketSet;
 use agentgw::media::prompts::{Codec, PromptId, FRAME_SAMPLES};
 use agentgw::media::pump::{Batch, Pumped, Tally, RECV_BATCH};
-use agentgw::media::rtp::{self, RtpWriter};
+use agentgw::media::rtp::{self, RtpWriter, MAX_RTP_PACKET};
+use agentgw::media::srtp;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -25,6 +27,8 @@ pub(super) struct Hearing {
     pub index: PromptIndex,
     pub rtp_lost: AtomicU64,
     pub rtp_out_of_order: AtomicU64,
+    /// SRTP packets that did not unprotect (forged, altered, replayed, or keyed wrong).
+    pub srtp_refused: AtomicU64,
     /// Inter-arrival deviation of back-to-back frames, in 0.1 ms buckets.
     pub deviation: Vec<AtomicU64>,
 }
@@ -35,6 +39,7 @@ impl Hearing {
             index,
             rtp_lost: AtomicU64::new(0),
             rtp_out_of_order: AtomicU64::new(0),
+            srtp_refused: AtomicU64::new(0),
             deviation: (0..DEV_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -138,6 +143,7 @@ impl Phone {
                 speaking: None,
                 last_voice_tick: 0,
                 spoken: Vec::new(),
+                srtp: None,
             }),
             wake: tokio::sync::Notify::new(),
             ended: AtomicBool::new(false),
@@ -179,11 +185,24 @@ pub(super) struct Line {
     last_voice_tick: u64,
     /// Stretches of speech that is not agentgw's that ended since the call task last looked.
     pub spoken: Vec<Spoken>,
+    /// SRTP, once the answer gave the gateway's key: what protects ours and unprotects its.
+    pub srtp: Option<Box<(srtp::Sender, srtp::Receiver)>>,
 }
 
 impl Line {
     /// One received packet; true when a new prompt started with it.
     fn on_packet(&mut self, data: &[u8], arrival: Duration, tick: u64, shared: &Hearing) -> bool {
+        let mut plain = [0u8; MAX_RTP_PACKET + 16];
+        let data = match self.srtp.as_deref_mut() {
+            None => data,
+            Some((_, receiver)) => match receiver.unprotect_into(data, &mut plain) {
+                Ok(rtp) => rtp,
+                Err(_) => {
+                    shared.srtp_refused.fetch_add(1, Relaxed);
+                    return false;
+                }
+            },
+        };
         let Some((hdr, payload)) = rtp::parse(data) else {
             return false;
         };
@@ -265,7 +284,7 @@ impl Line {
                 let end = k.phase >= 3;
                 let payload = rfc4733::encode(d, end, 160 * (u16::from(k.phase.min(3)) + 1));
                 let pkt = self.writer.packet(TE_PT, &payload, 0);
-                if self.socket.send_to(pkt, to).is_ok() {
+                if send_rtp(&self.socket, self.srtp.as_deref_mut(), pkt, to) {
                     tally.sent += 1;
                 }
                 // The moment a gateway counts the last key of the entry.
@@ -294,7 +313,7 @@ impl Line {
                 self.codec.silence(),
                 FRAME_SAMPLES as u32,
             );
-            if self.socket.send_to(pkt, to).is_ok() {
+            if send_rtp(&self.socket, self.srtp.as_deref_mut(), pkt, to) {
                 tally.sent += 1;
             }
         }

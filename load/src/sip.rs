@@ -1,11 +1,71 @@
 //! A SIP client's side of the wire: just enough of a UAC to place a call, answer a BYE and
-//! hang up, over UDP (with retransmission) or TCP, on one socket per call; and the message
-//! parser the load generator and the tests' phone share.
+//! hang up, over UDP (with retransmission), TCP or TLS, on one socket per call; and the
+//! message parser the load generator and the tests' phone share.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+
+/// How a call's signalling goes.
+#[derive(Clone)]
+pub enum Signalling {
+    Udp,
+    Tcp,
+    /// SIP over TLS, the gateway's certificate checked with this configuration.
+    Tls(Arc<rustls::ClientConfig>),
+}
+
+impl std::fmt::Debug for Signalling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.via())
+    }
+}
+
+impl Signalling {
+    /// The Contact URI's transport parameter (none for UDP).
+    pub fn contact_param(&self) -> &'static str {
+        match self {
+            Signalling::Udp => "",
+            Signalling::Tcp => ";transport=tcp",
+            Signalling::Tls(_) => ";transport=tls",
+        }
+    }
+
+    /// The transport as a Via header names it.
+    pub fn via(&self) -> &'static str {
+        match self {
+            Signalling::Udp => "UDP",
+            Signalling::Tcp => "TCP",
+            Signalling::Tls(_) => "TLS",
+        }
+    }
+
+    /// A TLS client configuration trusting the CA certificates in `ca_pem` (TLS 1.2 and 1.3).
+    pub fn tls(ca_pem: &[u8]) -> Result<Signalling, String> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            let cert = cert.map_err(|e| format!("not a PEM certificate: {e}"))?;
+            roots.add(cert).map_err(|e| e.to_string())?;
+        }
+        if roots.is_empty() {
+            return Err("no certificate in it".into());
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Signalling::Tls(Arc::new(config)))
+    }
+}
+
+/// A connected byte stream: TCP, or TLS over it.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 
 /// The largest SIP message accepted.
 const MAX_MESSAGE: usize = 16 * 1024;
@@ -74,6 +134,11 @@ impl Msg {
         self.header("CSeq")
             .and_then(|c| c.split_whitespace().nth(1))
             .unwrap_or("")
+    }
+
+    /// The CSeq number.
+    pub fn cseq(&self) -> Option<u32> {
+        self.header("CSeq")?.split_whitespace().next()?.parse().ok()
     }
 
     /// A 200 OK to this request, with its Via, From, To, Call-ID and CSeq.
@@ -155,47 +220,64 @@ pub enum Channel {
         to: SocketAddr,
         buf: Box<[u8; MAX_MESSAGE]>,
     },
-    Tcp {
-        stream: TcpStream,
+    Stream {
+        stream: Box<dyn Stream>,
+        local: SocketAddr,
         buf: Vec<u8>,
     },
 }
 
 impl Channel {
     pub async fn open(
-        tcp: bool,
+        how: &Signalling,
         local_ip: std::net::IpAddr,
         to: SocketAddr,
     ) -> std::io::Result<Channel> {
-        if tcp {
-            let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(to))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
-            stream.set_nodelay(true)?;
-            Ok(Channel::Tcp {
-                stream,
-                buf: Vec::with_capacity(4096),
-            })
-        } else {
-            let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
-            Ok(Channel::Udp {
-                socket,
-                to,
-                buf: Box::new([0; MAX_MESSAGE]),
-            })
-        }
+        let timed_out = |what| std::io::Error::new(std::io::ErrorKind::TimedOut, what);
+        let tcp = match how {
+            Signalling::Udp => {
+                let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
+                return Ok(Channel::Udp {
+                    socket,
+                    to,
+                    buf: Box::new([0; MAX_MESSAGE]),
+                });
+            }
+            Signalling::Tcp | Signalling::Tls(_) => {
+                tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(to))
+                    .await
+                    .map_err(|_| timed_out("connect timed out"))??
+            }
+        };
+        tcp.set_nodelay(true)?;
+        let local = tcp.local_addr()?;
+        let stream: Box<dyn Stream> = match how {
+            Signalling::Tls(config) => {
+                let name = rustls::pki_types::ServerName::IpAddress(to.ip().into());
+                let connect = tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp);
+                let tls = tokio::time::timeout(Duration::from_secs(5), connect)
+                    .await
+                    .map_err(|_| timed_out("TLS handshake timed out"))??;
+                Box::new(tls)
+            }
+            _ => Box::new(tcp),
+        };
+        Ok(Channel::Stream {
+            stream,
+            local,
+            buf: Vec::with_capacity(4096),
+        })
     }
 
-    pub fn is_tcp(&self) -> bool {
-        matches!(self, Channel::Tcp { .. })
+    /// Over TCP or TLS: nothing to retransmit.
+    pub fn is_reliable(&self) -> bool {
+        matches!(self, Channel::Stream { .. })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         match self {
             Channel::Udp { socket, .. } => socket.local_addr(),
-            Channel::Tcp { stream, .. } => stream.local_addr(),
+            Channel::Stream { local, .. } => Ok(*local),
         }
     }
 
@@ -204,7 +286,7 @@ impl Channel {
             Channel::Udp { socket, to, .. } => {
                 socket.send_to(msg.as_bytes(), *to).await.map(|_| ())
             }
-            Channel::Tcp { stream, .. } => stream.write_all(msg.as_bytes()).await,
+            Channel::Stream { stream, .. } => stream.write_all(msg.as_bytes()).await,
         }
     }
 
@@ -222,7 +304,7 @@ impl Channel {
                     return Some(m);
                 }
             },
-            Channel::Tcp { stream, buf } => loop {
+            Channel::Stream { stream, buf, .. } => loop {
                 if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     let head = std::str::from_utf8(&buf[..end]).ok()?;
                     let len: usize = head

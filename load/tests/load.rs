@@ -10,6 +10,8 @@ mod kamailio;
 mod support;
 
 use agentgw::media::prompts::Codec;
+use agentgw::media::srtp::Suite;
+use agentgw_load::sip::Signalling;
 use agentgw_load::{self as load, LoadOptions, Outcome, Summary};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,7 +21,9 @@ fn opts(target: SocketAddr, agents: &[(&str, &str)], calls: u64) -> LoadOptions 
     LoadOptions {
         target,
         uri_user: "login".into(),
-        tcp: false,
+        signalling: Signalling::Udp,
+        srtp: None,
+        phone_accounts: vec![],
         rate: 20.0,
         concurrency: 50,
         calls: Some(calls),
@@ -65,12 +69,56 @@ async fn logged_in_after_the_prompts_and_type_ahead_over_udp_and_tcp() {
     assert!(s.rtp_received_per_call > 100.0, "{}", s.table());
     assert_eq!(s.rtp_lost, 0, "{}", s.table());
     let mut o = opts(gw.tcp, &agents, 6);
-    o.tcp = true;
+    o.signalling = Signalling::Tcp;
     o.type_ahead = true;
     o.codec = Codec::Pcma;
     let s = run(o).await;
     assert_eq!(count(&s, Outcome::LoggedIn), 6, "{}", s.table());
     assert_eq!(gw.store.list_sessions().await.unwrap().len(), 3);
+    assert!(gw.settles().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_in_over_tls_with_srtp_as_phone_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, tls, ca) = support::start_tls_gateway(dir.path(), |c| {
+        c.sip.trusted_networks = vec![];
+        c.media.srtp = agentgw::sdp::SrtpPolicy::Require;
+        c.login.already_logged_on = agentgw::login::rules::AlreadyLoggedOnPolicy::Replace;
+        c.login.same_station = agentgw::login::rules::SameStationPolicy::Replace;
+    })
+    .await;
+    let password = "load-phone-password";
+    for user in ["load1", "load2"] {
+        let secret = agentgw::login::Passcode(password.into());
+        gw.store.add_phone(user, "agentgw", &secret).await.unwrap();
+    }
+    let agents = [("1001", "1234"), ("1002", "2345"), ("1003", "3456")];
+    let over_tls = |suite| LoadOptions {
+        signalling: Signalling::tls(&ca).unwrap(),
+        srtp: Some(suite),
+        phone_accounts: vec![
+            ("load1".into(), password.into()),
+            ("load2".into(), password.into()),
+        ],
+        ..opts(tls, &agents, 4)
+    };
+    for suite in [Suite::AesCm128HmacSha1_80, Suite::AeadAes128Gcm] {
+        let s = run(over_tls(suite)).await;
+        assert_eq!(count(&s, Outcome::LoggedIn), 4, "{}", s.table());
+        assert!(s.rtp_received_per_call > 100.0, "{}", s.table());
+        assert_eq!(s.srtp_refused, 0, "{}", s.table());
+    }
+    // The stations are the accounts the calls authenticated as.
+    assert_eq!(gw.stations().await, ["load1", "load2"]);
+    // Without accounts every call meets the challenge and fails.
+    let s = run(LoadOptions {
+        phone_accounts: vec![],
+        calls: Some(1),
+        ..over_tls(Suite::AesCm128HmacSha1_80)
+    })
+    .await;
+    assert_eq!(s.sip_errors.get(&401), Some(&1), "{}", s.table());
     assert!(gw.settles().await);
 }
 
