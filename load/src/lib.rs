@@ -395,6 +395,7 @@ async fn call_flow(
                     }
                     report.outcome = Outcome::SipError;
                     report.sip_status = Some(status);
+                    ch.close().await;
                     return;
                 }
                 break Some(m);
@@ -589,6 +590,7 @@ async fn call_flow(
         }
     }
     report.rtp_received = phone.line().received;
+    ch.close().await;
 }
 
 /// Percentiles of a set of durations, in milliseconds.

@@ -290,6 +290,13 @@ impl Channel {
         }
     }
 
+    /// Ends a TCP or TLS connection cleanly (TLS's close_notify, then FIN), within a second.
+    pub async fn close(&mut self) {
+        if let Channel::Stream { stream, .. } = self {
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        }
+    }
+
     /// The next message; `None` when the connection closed or something unparseable came.
     pub async fn recv(&mut self) -> Option<Msg> {
         match self {

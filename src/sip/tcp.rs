@@ -293,6 +293,10 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        // SIP messages are small and answered at once: Nagle's algorithm would hold a
+        // response behind an unacknowledged write (a TLS session ticket, a 100 Trying) until
+        // the peer's delayed ACK, some 40 ms.
+        let _ = stream.set_nodelay(true);
         let socket = stream.as_fd().try_clone_to_owned().ok();
         let slot = match connections.admit(peer, socket, Instant::now()) {
             Ok(slot) => slot,
