@@ -696,3 +696,54 @@ fn a_lost_pepper_is_refused_rather_than_silently_replaced() {
     );
     assert!(!pepper.exists(), "no new pepper written over a lost one");
 }
+
+#[test]
+fn a_start_listening_on_udp_tcp_and_tls_logs_no_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = support::certificate(dir.path(), "gateway", "127.0.0.1");
+    let (port, tls_port) = (free_port(), free_port());
+    let config = dir.path().join("agentgw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nlisten = [\"udp:127.0.0.1:{port}\", \"tcp:127.0.0.1:{port}\", \"tls:127.0.0.1:{tls_port}\"]\n\
+             tls_certificate = \"{}\"\ntls_private_key = \"{}\"\n\
+             [store]\nurl = \"sqlite://{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            cert.display(),
+            key.display(),
+            dir.path().join("agentgw.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "serve", "--demo"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let printed: Vec<String> = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .take_while(|l| !l.starts_with("admin API on "))
+        .collect();
+    std::thread::spawn(move || for _ in lines {});
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let tls = format!("listening for SIP on tls:127.0.0.1:{tls_port}");
+    assert!(
+        printed.iter().any(|l| l.contains(&tls)),
+        "{printed:?}\n{log}"
+    );
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+}

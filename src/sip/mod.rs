@@ -371,8 +371,7 @@ impl SipServer {
                     // agentgw accepts (within its limits, see tcp.rs) and hands each
                     // connection to rsipstack. rsipstack still needs a listener of this
                     // address and transport for the Via of requests it sends in TCP and TLS
-                    // dialogs; when it tries to serve that one, the bind fails (this socket
-                    // has the port), so nothing else accepts here.
+                    // dialogs, registered as accepted elsewhere: it binds nothing.
                     let tls = match l.transport {
                         Transport::Tls => Some(settings.tls.clone().ok_or_else(|| {
                             fail(
@@ -393,12 +392,14 @@ impl SipServer {
                         Transport::Tls => SipConnection::TlsListener(
                             TlsListenerConnection::new(addr, None, Default::default())
                                 .await
-                                .map_err(|e| fail(e.to_string()))?,
+                                .map_err(|e| fail(e.to_string()))?
+                                .accepted_elsewhere(),
                         ),
                         _ => SipConnection::TcpListener(
                             TcpListenerConnection::new(addr, None)
                                 .await
-                                .map_err(|e| fail(e.to_string()))?,
+                                .map_err(|e| fail(e.to_string()))?
+                                .accepted_elsewhere(),
                         ),
                     };
                     let local = conn.get_addr().clone();

@@ -12,6 +12,8 @@ use tracing::{debug, warn};
 pub struct TcpListenerConnectionInner {
     pub local_addr: SipAddr,
     pub external: Option<SipAddr>,
+    /// Set by `accepted_elsewhere`: `serve_listener` binds nothing.
+    pub accepted_elsewhere: bool,
 }
 
 #[derive(Clone)]
@@ -30,16 +32,31 @@ impl TcpListenerConnection {
                 r#type: Some(crate::sip::transport::Transport::Tcp),
                 addr: addr.into(),
             }),
+            accepted_elsewhere: false,
         };
         Ok(TcpListenerConnection {
             inner: Arc::new(inner),
         })
     }
 
+    /// For an application that binds this address and accepts its connections itself,
+    /// handing each to the transport layer (`add_connection`): the listener is registered
+    /// for its address, and `serve_listener` leaves the socket alone instead of failing to
+    /// bind it again.
+    pub fn accepted_elsewhere(mut self) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.accepted_elsewhere = true;
+        }
+        self
+    }
+
     pub async fn serve_listener(
         &self,
         transport_layer_inner: TransportLayerInnerRef,
     ) -> Result<()> {
+        if self.inner.accepted_elsewhere {
+            return Ok(());
+        }
         let local = self.inner.local_addr.get_socketaddr()?;
         let domain = if local.is_ipv6() {
             Domain::IPV6

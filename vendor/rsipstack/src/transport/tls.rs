@@ -278,6 +278,8 @@ fn parse_private_key(key_data: &[u8]) -> Result<pki_types::PrivateKeyDer<'static
 pub struct TlsListenerConnectionInner {
     pub local_addr: SipAddr,
     pub external: Option<SipAddr>,
+    /// Set by `accepted_elsewhere`: `serve_listener` binds nothing.
+    pub accepted_elsewhere: bool,
     pub config: TlsConfig,
     pub cert_resolver: crate::platform::sync::Mutex<Option<Arc<ReloadableCertResolver>>>,
 }
@@ -302,6 +304,7 @@ impl TlsListenerConnection {
                 r#type: Some(crate::sip::transport::Transport::Tls),
                 addr: addr.into(),
             }),
+            accepted_elsewhere: false,
             config,
             cert_resolver: crate::platform::sync::Mutex::new(None),
         };
@@ -310,10 +313,24 @@ impl TlsListenerConnection {
         })
     }
 
+    /// For an application that binds this address and accepts its connections itself,
+    /// handing each to the transport layer (`add_connection`): the listener is registered
+    /// for its address, and `serve_listener` leaves the socket alone instead of failing to
+    /// bind it again.
+    pub fn accepted_elsewhere(mut self) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.accepted_elsewhere = true;
+        }
+        self
+    }
+
     pub async fn serve_listener(
         &self,
         transport_layer_inner: TransportLayerInnerRef,
     ) -> Result<()> {
+        if self.inner.accepted_elsewhere {
+            return Ok(());
+        }
         let local = self.inner.local_addr.get_socketaddr()?;
         let domain = if local.is_ipv6() {
             Domain::IPV6
