@@ -7,7 +7,7 @@
 use super::{PromptIndex, DEV_BUCKETS, TE_PT};
 use agentgw::media::dtmf::{rfc4733, Digit};
 use agentgw::media::g711;
-use agentgw::media::line::send_rtp;
+use agentgw::media::line::{received_rtp, send_rtp};
 use agentgw::media::player::PTIME;
 use agentgw::media::poll::SocketSet;
 use agentgw::media::prompts::{Codec, PromptId, FRAME_SAMPLES};
@@ -193,15 +193,9 @@ impl Line {
     /// One received packet; true when a new prompt started with it.
     fn on_packet(&mut self, data: &[u8], arrival: Duration, tick: u64, shared: &Hearing) -> bool {
         let mut plain = [0u8; MAX_RTP_PACKET + 16];
-        let data = match self.srtp.as_deref_mut() {
-            None => data,
-            Some((_, receiver)) => match receiver.unprotect_into(data, &mut plain) {
-                Ok(rtp) => rtp,
-                Err(_) => {
-                    shared.srtp_refused.fetch_add(1, Relaxed);
-                    return false;
-                }
-            },
+        let Some(data) = received_rtp(self.srtp.as_deref_mut(), data, &mut plain) else {
+            shared.srtp_refused.fetch_add(1, Relaxed);
+            return false;
         };
         let Some((hdr, payload)) = rtp::parse(data) else {
             return false;

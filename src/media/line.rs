@@ -287,6 +287,19 @@ pub fn send_rtp(
     }
 }
 
+/// The RTP packet in `data` as received: unprotected into `buf` when the line is SRTP (None
+/// when it does not unprotect: forged, altered, replayed or malformed), else `data` itself.
+pub fn received_rtp<'a>(
+    srtp: Option<&mut (srtp::Sender, srtp::Receiver)>,
+    data: &'a [u8],
+    buf: &'a mut [u8],
+) -> Option<&'a [u8]> {
+    match srtp {
+        None => Some(data),
+        Some((_, receiver)) => receiver.unprotect_into(data, buf).ok(),
+    }
+}
+
 /// Ticks between comfort-noise packets while nothing plays (200 ms).
 const CN_EVERY: u32 = 10;
 /// Comfort-noise level: -78 dBov, a quiet line (RFC 3389).
@@ -353,15 +366,9 @@ impl Line {
         // SRTP: authenticated (and not a replay) before anything else, the source latched to
         // included, so that a forged packet moves nothing.
         let mut plain = [0u8; MAX_RTP_PACKET + 16];
-        let data = match self.srtp.as_deref_mut() {
-            None => data,
-            Some((_, receiver)) => match receiver.unprotect_into(data, &mut plain) {
-                Ok(rtp) => rtp,
-                Err(_) => {
-                    self.forged += 1;
-                    return false;
-                }
-            },
+        let Some(data) = received_rtp(self.srtp.as_deref_mut(), data, &mut plain) else {
+            self.forged += 1;
+            return false;
         };
         let Some((hdr, payload)) = rtp::parse(data) else {
             return false;
