@@ -1,7 +1,8 @@
 //! SIP over TLS as phones and PBX trunks meet it: logins over TLS 1.3 and 1.2 (Contact with
 //! transport=tls or sips:, the BYE on the same connection), a renewed certificate shown to new
 //! connections after a reload while a call goes on, handshakes that fail or stall closed and
-//! counted, and client certificates required from a CA (mutual TLS).
+//! counted, connections held to the TCP limits, and client certificates required from a CA
+//! (mutual TLS).
 
 mod support;
 
@@ -113,6 +114,33 @@ async fn clear_sip_on_the_tls_port_and_a_silent_connection_are_closed_and_counte
         Some(2),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn tls_connections_are_held_to_the_tcp_connection_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, tls, ca) = start_tls_gateway(dir.path(), |c| {
+        c.sip.max_tcp_connections_per_source = 1;
+        c.login.after_login = agentgw::login::rules::AfterLogin::Stay;
+    })
+    .await;
+    let (admin, token) = gw.start_admin().await;
+    let mut staying = Phone::new(tls, over_tls(&ca)).await;
+    assert_eq!(staying.call().await, 200);
+    // A second connection from the same source is closed at once, before any handshake.
+    let mut second = tokio::net::TcpStream::connect(tls).await.unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    let (_, metrics) = http(admin, "GET", "/metrics", Some(&token), None).await;
+    let count = |name| metric(&metrics, name);
+    assert_eq!(count("agentgw_tcp_connections_refused_total"), Some(1));
+    assert_eq!(count("agentgw_tls_handshakes_failed_total"), Some(0));
+    // The call on the first connection goes on.
+    staying.press("1001#1234#").await;
+    let logged_in = agentgw::media::prompts::PromptId::AgentLoginOk;
+    assert!(staying.wait_for_prompt_start(logged_in, 10).await);
+    assert_eq!(gw.agents().await, ["1001"]);
 }
 
 #[tokio::test]
