@@ -9,6 +9,14 @@ mod support;
 use agentgw::media::srtp::Suite;
 use agentgw::sdp::SrtpPolicy;
 
+/// What a script printed, once it exited 0 (else its output and errors).
+fn succeeded(out: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{errors}");
+    text
+}
+
 #[test]
 fn baresip_logs_in_over_tls_with_srtp_as_a_phone_account() {
     let missing: Vec<&str> = ["baresip", "tmux", "openssl"]
@@ -31,12 +39,7 @@ fn baresip_logs_in_over_tls_with_srtp_as_a_phone_account() {
         .env("BIN", env!("CARGO_BIN_EXE_agentgw"))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeded(&out);
     assert!(
         text.contains("RTP/SAVP") && text.contains("a=crypto:"),
         "{text}"
@@ -76,12 +79,7 @@ async fn a_libsrtp_phone_logs_in_over_tls_with_each_suite() {
             .await
             .expect("the libsrtp phone ends within 40 s")
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = succeeded(&out);
         let crypto = format!("answer_crypto={}", suite.name());
         assert!(
             text.contains("answer=m=audio") && text.contains(&crypto),
