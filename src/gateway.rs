@@ -12,7 +12,7 @@ use crate::media::realtime::watch_runtime;
 use crate::media::rtp::PortAllocator;
 use crate::sip::{
     AuthSettings, InvalidCounts, ListenAddr, PhoneAccounts, SipError, SipServer, SipSettings,
-    SrtpPolicies, TcpConnections, TlsServer,
+    TcpConnections, TlsServer,
 };
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
@@ -230,17 +230,7 @@ impl Gateway {
                 phone_accounts(ctx.store.clone(), config.sip.realm.clone()),
             ),
             tls: tls.clone(),
-            srtp: SrtpPolicies {
-                default: config.media.srtp,
-                by_number: config
-                    .tenant
-                    .iter()
-                    .filter_map(|t| {
-                        let numbers = t.numbers.iter().chain(&t.logout_numbers).cloned();
-                        Some((numbers.collect(), t.srtp?))
-                    })
-                    .collect(),
-            },
+            call_routes: config.routes(),
         })
         .await?;
         let events = crate::events::Events::start(ctx.store.clone()).await?;

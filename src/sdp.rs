@@ -141,6 +141,19 @@ pub fn choose_crypto(
     }
 }
 
+/// For an INVITE without an offer (ours goes in the 200): whether our offer carries SRTP keys
+/// under `policy`, for a call whose signalling came over TLS or not; an error, the call is
+/// refused (488).
+pub fn late_offer_keys(policy: SrtpPolicy, over_tls: bool) -> Result<bool, SdpError> {
+    match (policy, over_tls) {
+        (SrtpPolicy::Off, _) => Ok(false),
+        (SrtpPolicy::Require, false) => Err(SdpError::Security(
+            "[media] srtp = \"require\": SRTP keys are sent only over SIP over TLS",
+        )),
+        (_, over_tls) => Ok(over_tls),
+    }
+}
+
 /// The payload type we offer for telephone-event when we make the offer (late offer).
 pub const OUR_TELEPHONE_EVENT_PT: u8 = 101;
 

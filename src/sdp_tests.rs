@@ -246,3 +246,19 @@ fn the_srtp_policy_decides_by_profile_keys_and_transport() {
         );
     }
 }
+
+#[test]
+fn a_late_offer_carries_keys_only_over_tls_and_require_refuses_it_elsewhere() {
+    use SrtpPolicy::{Off, Offer, Require};
+    for (policy, tls, want) in [
+        (Off, true, Ok(false)),
+        (Off, false, Ok(false)),
+        (Offer, true, Ok(true)),
+        (Offer, false, Ok(false)),
+        (Require, true, Ok(true)),
+        (Require, false, Err(())),
+    ] {
+        let got = late_offer_keys(policy, tls).map_err(|e| assert_eq!(e.status(), 488));
+        assert_eq!(got, want, "{policy:?} {tls}");
+    }
+}

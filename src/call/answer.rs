@@ -78,9 +78,8 @@ impl Media {
                 }
             },
             None => {
-                // Keys go only over TLS; under "require" the SIP side refused a late offer
-                // over anything else.
-                if policy != SrtpPolicy::Off && call.over_tls {
+                // The SIP side refused a late offer the policy refuses.
+                if matches!(sdp::late_offer_keys(policy, call.over_tls), Ok(true)) {
                     media.ours = Suite::ALL
                         .iter()
                         .zip(1..)
@@ -97,10 +96,15 @@ impl Media {
         Some((media, sdp))
     }
 
-    /// Takes the peer's offer: its media, and its SRTP key (with ours made once and kept for
-    /// the call, so that a re-INVITE with the same key changes nothing); our answer.
+    /// Takes the peer's offer, or refuses it under the policy; our answer.
     fn answer(&mut self, remote: &RemoteMedia) -> Result<String, SdpError> {
         let chosen = sdp::choose_crypto(self.policy, self.over_tls, remote)?;
+        Ok(self.take(remote, chosen))
+    }
+
+    /// Takes the peer's offer: its media, and its SRTP key `chosen` (with ours made once and
+    /// kept for the call, so that a re-INVITE with the same key changes nothing); our answer.
+    fn take(&mut self, remote: &RemoteMedia, chosen: Option<&Crypto>) -> String {
         match chosen {
             Some(c) => {
                 let ours = match self.ours.first() {
@@ -128,7 +132,7 @@ impl Media {
             }
         }
         self.apply_remote(remote);
-        Ok(self.sdp_for(remote))
+        self.sdp_for(remote)
     }
 
     fn apply_remote(&self, remote: &RemoteMedia) {
@@ -188,8 +192,8 @@ impl Media {
     pub fn reoffer(&mut self, offer: &[u8]) -> Result<String, SdpError> {
         let remote = sdp::parse(offer)?;
         // Refused before anything changes.
-        sdp::choose_crypto(self.policy, self.over_tls, &remote)?;
+        let chosen = sdp::choose_crypto(self.policy, self.over_tls, &remote)?;
         self.origin.version += 1;
-        self.answer(&remote)
+        Ok(self.take(&remote, chosen))
     }
 }

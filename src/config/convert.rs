@@ -25,12 +25,14 @@ impl Config {
                     language: t.language.clone(),
                     already_logged_on: t.already_logged_on,
                     same_station: t.same_station,
+                    srtp: t.srtp,
                 })
                 .collect(),
             logout_user: self.login.logout_uri_user.clone(),
             language: self.prompts.language.clone(),
             already_logged_on: self.login.already_logged_on,
             same_station: self.login.same_station,
+            srtp: self.media.srtp,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use crate::login::rules::{AlreadyLoggedOnPolicy, SameStationPolicy};
 use crate::login::{Mode, Tenant};
+use crate::sdp::SrtpPolicy;
 
 /// The tenant of calls to numbers no tenant claims.
 pub const DEFAULT_TENANT: &str = "default";
@@ -15,6 +16,8 @@ pub struct CallRoute {
     pub language: String,
     pub already_logged_on: AlreadyLoggedOnPolicy,
     pub same_station: SameStationPolicy,
+    /// Whether the call's audio is encrypted (`[media] srtp`, or the tenant's).
+    pub srtp: SrtpPolicy,
 }
 
 /// One tenant's numbers and what differs from the defaults.
@@ -28,6 +31,7 @@ pub struct TenantRoute {
     pub language: Option<String>,
     pub already_logged_on: Option<AlreadyLoggedOnPolicy>,
     pub same_station: Option<SameStationPolicy>,
+    pub srtp: Option<SrtpPolicy>,
 }
 
 /// The routing table: the tenants, then the default tenant for every other number.
@@ -39,6 +43,7 @@ pub struct Routes {
     pub language: String,
     pub already_logged_on: AlreadyLoggedOnPolicy,
     pub same_station: SameStationPolicy,
+    pub srtp: SrtpPolicy,
 }
 
 impl CallRoute {
@@ -64,6 +69,7 @@ impl Routes {
                     language: t.language.clone().unwrap_or_else(|| self.language.clone()),
                     already_logged_on: t.already_logged_on.unwrap_or(self.already_logged_on),
                     same_station: t.same_station.unwrap_or(self.same_station),
+                    srtp: t.srtp.unwrap_or(self.srtp),
                 };
             }
         }
@@ -73,6 +79,7 @@ impl Routes {
             language: self.language.clone(),
             already_logged_on: self.already_logged_on,
             same_station: self.same_station,
+            srtp: self.srtp,
         }
     }
 

@@ -287,7 +287,7 @@ impl Acceptor {
             .as_ref()
             .map(|a| a.user.chars().take(MAX_STATION_CHARS).collect())
             .unwrap_or_default();
-        let srtp = self.settings.srtp.for_dialed(&dialed);
+        let srtp = self.settings.call_routes.route(&dialed).srtp;
         let over_tls = tx
             .connection
             .as_ref()
@@ -295,13 +295,7 @@ impl Acceptor {
         let body = tx.original.body().clone();
         let offer = if body.iter().all(u8::is_ascii_whitespace) {
             // A late offer: ours, with SRTP keys only over TLS.
-            if srtp == sdp::SrtpPolicy::Require && !over_tls {
-                Err(SdpError::Security(
-                    "[media] srtp = \"require\": SRTP keys are sent only over SIP over TLS",
-                ))
-            } else {
-                Ok(None)
-            }
+            sdp::late_offer_keys(srtp, over_tls).map(|_| None)
         } else {
             sdp::parse(&body).and_then(|m| {
                 sdp::choose_crypto(srtp, over_tls, &m)?;

@@ -11,6 +11,7 @@
 pub const STACK_LOG_FILTER: &str = "rsipstack=warn,rsipstack::transport::transport_layer=error";
 
 use crate::limits::{CallRate, Overload, PacketLimiter, RefusalLog, TokenBucket};
+use crate::login::route::Routes as CallRoutes;
 use crate::login::rules::{Network, StationFrom};
 use crate::login::{CallId, Station};
 use crate::media::dtmf::{info, Digit};
@@ -283,26 +284,9 @@ pub struct SipSettings {
     pub auth: AuthSettings,
     /// The certificate of the TLS listeners (needed by any).
     pub tls: Option<TlsServer>,
-    /// `[media] srtp` by number dialed: offers it refuses get 488 before a call is set up.
-    pub srtp: SrtpPolicies,
-}
-
-/// `[media] srtp`, and the tenants' own for the numbers they are called on.
-#[derive(Debug, Clone)]
-pub struct SrtpPolicies {
-    pub default: sdp::SrtpPolicy,
-    /// (numbers dialed, their policy), in the tenants' order.
-    pub by_number: Vec<(Vec<String>, sdp::SrtpPolicy)>,
-}
-
-impl SrtpPolicies {
-    /// The policy for a call to `dialed` (the Request-URI user).
-    pub fn for_dialed(&self, dialed: &str) -> sdp::SrtpPolicy {
-        self.by_number
-            .iter()
-            .find(|(numbers, _)| numbers.iter().any(|n| n == dialed))
-            .map_or(self.default, |(_, p)| *p)
-    }
+    /// The tenants' routing as read at start: the `[media] srtp` of the number dialed (offers
+    /// it refuses get 488 before a call is set up).
+    pub call_routes: CallRoutes,
 }
 
 /// The running SIP side.
