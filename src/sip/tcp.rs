@@ -1,8 +1,9 @@
 //! SIP over TCP and TLS: agentgw accepts the connections itself, within limits (and completes
-//! a TLS handshake, `tls.rs`), and hands each to rsipstack, which parses and answers on it. rsipstack's own listener accepts without a
-//! limit, and each connection costs about 72 KiB (two 64 KiB buffers) for up to its idle
-//! timeout, so one peer could hold the machine's memory with idle connections
-//! (`[sip] max_tcp_connections`, `max_tcp_connections_per_source`). And rsipstack reads a
+//! a TLS handshake, `tls.rs`), and hands each to rsipstack, which parses and answers on it.
+//! rsipstack's own listener accepts without a limit, and each connection costs about 72 KiB
+//! (two 64 KiB buffers) for up to its idle timeout, so one peer could hold the machine's
+//! memory with idle connections (`[sip] max_tcp_connections`,
+//! `max_tcp_connections_per_source`). And rsipstack reads a
 //! connection as fast as the peer sends, parsing into an unbounded queue, so a guard thread
 //! shuts down the connections of a source that sends too much (`guard`).
 
@@ -335,20 +336,14 @@ pub async fn accept_loop(
             };
             let stream = match tokio::time::timeout(limit, tls.acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    served
-                        .connections
-                        .tls_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    debug!(source = %peer, error = %e, "SIP TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    served
-                        .connections
-                        .tls_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    debug!(source = %peer, "SIP TLS handshake not done in time: closed");
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "not done in time".into(),
+                    };
+                    let failures = &served.connections.tls_failed;
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    debug!(source = %peer, why, "SIP TLS handshake failed: closed");
                     return;
                 }
             };
