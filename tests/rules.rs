@@ -171,13 +171,7 @@ async fn wrong_passcodes_across_calls_lock_the_agent_until_unlocked() {
         c.login.max_attempts = 3;
     })
     .await;
-    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
-    p.call().await;
-    for _ in 0..3 {
-        p.press("1003#0000#").await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    assert_eq!(p.wait_for_bye(15).await.as_deref(), Some("incorrect"));
+    refused_three_times(&gw, "1003#0000#").await;
     // The right passcode now hears that the agent is locked.
     let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
     p.call().await;

@@ -7,7 +7,6 @@ mod support;
 use agentgw::digest::Authenticate;
 use agentgw::media::prompts::PromptId;
 use agentgw::store::AgentChanges;
-use std::time::Duration;
 use support::*;
 
 const PASSWORD: &str = "correct horse battery";
@@ -174,13 +173,7 @@ async fn wrong_passcodes_from_a_barred_network_leave_the_lockout_count_alone() {
     };
     gw.store.update_agent("1003", &office).await.unwrap();
     for _ in 0..2 {
-        let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
-        p.call().await;
-        for _ in 0..3 {
-            p.press("1003#0000#").await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        assert_eq!(p.wait_for_bye(15).await.as_deref(), Some("incorrect"));
+        refused_three_times(&gw, "1003#0000#").await;
     }
     let agent = gw.store.agent("1003").await.unwrap().unwrap();
     assert!(!agent.locked, "{agent:?}");

@@ -171,6 +171,18 @@ pub async fn start_gateway() -> TestGateway {
     start_gateway_with("127.0.0.1", |_| {}).await
 }
 
+/// One call keying `keys` (an agent number and a wrong passcode) three times, 300 ms apart,
+/// that the gateway ends as `incorrect` (with `max_attempts = 3`).
+pub async fn refused_three_times(gw: &TestGateway, keys: &str) {
+    let mut p = Phone::new(gw.udp, PhoneOptions::default()).await;
+    p.call().await;
+    for _ in 0..3 {
+        p.press(keys).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(p.wait_for_bye(15).await.as_deref(), Some("incorrect"));
+}
+
 /// A TLS connection over `stream` to the gateway at `gateway`, its certificate checked
 /// against `opts.tls_ca` for the gateway's IP address.
 async fn tls_connect(
